@@ -1,0 +1,6 @@
+#include <cstdio>
+
+int main() {
+  std::puts("kck");
+  return 0;
+}

@@ -1,0 +1,69 @@
+// Status and StatusOr: how errors travel between kck modules.
+//
+// A Status is either ok or carries a kind and a one-line message written in
+// PostgreSQL's error style (lower case, no trailing period, names the object).
+// Exceptions never cross a module border; StatusOr<T> carries a value or an
+// error.
+#pragma once
+
+#include <cassert>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace kck {
+
+class Status {
+ public:
+  enum class Kind { kOk, kInvalid, kRuntime };
+
+  Status() = default;
+  static Status Ok() { return Status(); }
+  // Bad input from a user: key, config, arguments. Maps to exit code 2.
+  static Status Invalid(std::string msg) { return Status(Kind::kInvalid, std::move(msg)); }
+  // Something failed at run time: database, I/O, compute. Maps to exit code 1.
+  static Status Runtime(std::string msg) { return Status(Kind::kRuntime, std::move(msg)); }
+
+  bool ok() const { return kind_ == Kind::kOk; }
+  Kind kind() const { return kind_; }
+  const std::string& message() const { return message_; }
+  // Returns a copy whose message is "<context>: <message>".
+  Status WithContext(const std::string& context) const {
+    return ok() ? *this : Status(kind_, context + ": " + message_);
+  }
+
+ private:
+  Status(Kind kind, std::string msg) : kind_(kind), message_(std::move(msg)) {}
+  Kind kind_ = Kind::kOk;
+  std::string message_;
+};
+
+template <typename T>
+class StatusOr {
+ public:
+  StatusOr(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  StatusOr(Status status) : status_(std::move(status)) { assert(!status_.ok()); }  // NOLINT
+
+  bool ok() const { return status_.ok(); }
+  const Status& status() const { return status_; }
+  T& value() & { assert(ok()); return *value_; }
+  const T& value() const& { assert(ok()); return *value_; }
+  T&& value() && { assert(ok()); return std::move(*value_); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+
+ private:
+  Status status_;
+  std::optional<T> value_;
+};
+
+}  // namespace kck
+
+// Returns early from the enclosing function when `expr` is not ok.
+#define KCK_RETURN_IF_ERROR(expr)        \
+  do {                                   \
+    ::kck::Status kck_status_ = (expr);  \
+    if (!kck_status_.ok()) return kck_status_; \
+  } while (0)

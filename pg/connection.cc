@@ -1,0 +1,117 @@
+#include "pg/connection.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace kck::pg {
+
+std::string OneLine(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  bool space = false;
+  for (char c : text) {
+    if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out.push_back(' ');
+    space = false;
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string ResultError(const PGresult* res) {
+  if (res == nullptr) return "no result from server";
+  const char* primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+  if (primary == nullptr) return OneLine(PQresultErrorMessage(res));
+  std::string msg = primary;
+  if (const char* detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)) {
+    msg += " (";
+    msg += detail;
+    msg += ")";
+  }
+  if (const char* pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION)) {
+    msg += " at character ";
+    msg += pos;
+  }
+  return OneLine(msg);
+}
+
+std::string ConnectionError(const PGconn* conn) {
+  if (conn == nullptr) return "out of memory";
+  return OneLine(PQerrorMessage(conn));
+}
+
+long Result::affected() const {
+  const char* n = res_ ? PQcmdTuples(res_.get()) : "";
+  return (n && *n) ? std::strtol(n, nullptr, 10) : 0;
+}
+
+std::string WithApplicationName(const std::string& conninfo, const std::string& name) {
+  if (conninfo.find("application_name") != std::string::npos) return conninfo;
+  bool uri = conninfo.rfind("postgresql://", 0) == 0 || conninfo.rfind("postgres://", 0) == 0;
+  if (uri) return conninfo + (conninfo.find('?') == std::string::npos ? "?" : "&") + "application_name=" + name;
+  return conninfo + (conninfo.empty() ? "" : " ") + "application_name=" + name;
+}
+
+StatusOr<Connection> Connection::Open(const std::string& conninfo) {
+  ConnPtr conn(PQconnectdb(WithApplicationName(conninfo, "kck").c_str()));
+  if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
+    return Status::Runtime("could not connect to database: " + ConnectionError(conn.get()));
+  }
+  // Notices (e.g. "relation already exists, skipping") are not errors.
+  PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
+  return Connection(std::move(conn));
+}
+
+StatusOr<Result> Connection::Exec(std::string_view sql, const Params& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  std::string text(sql);
+  Result res(PQexecParams(conn_.get(), text.c_str(), static_cast<int>(values.size()), nullptr,
+                          values.data(), nullptr, nullptr, 0));
+  ExecStatusType st = res.raw() ? PQresultStatus(res.raw()) : PGRES_FATAL_ERROR;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    return Status::Runtime(res.raw() ? ResultError(res.raw()) : ConnectionError(conn_.get()));
+  }
+  return res;
+}
+
+Status Connection::ExecScript(std::string_view sql) {
+  std::string text(sql);
+  Result res(PQexec(conn_.get(), text.c_str()));
+  ExecStatusType st = res.raw() ? PQresultStatus(res.raw()) : PGRES_FATAL_ERROR;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
+    return Status::Runtime(res.raw() ? ResultError(res.raw()) : ConnectionError(conn_.get()));
+  }
+  return Status::Ok();
+}
+
+Status Connection::Prepare(std::string_view sql, const std::vector<Oid>& types) {
+  std::string text(sql);
+  // The unnamed statement is replaced by the next one; nothing to clean up.
+  Result res(PQprepare(conn_.get(), "", text.c_str(), static_cast<int>(types.size()),
+                       types.empty() ? nullptr : types.data()));
+  if (!res.raw() || PQresultStatus(res.raw()) != PGRES_COMMAND_OK) {
+    return Status::Invalid(res.raw() ? ResultError(res.raw()) : ConnectionError(conn_.get()));
+  }
+  return Status::Ok();
+}
+
+std::string Connection::QuoteIdent(std::string_view ident) const {
+  char* q = PQescapeIdentifier(conn_.get(), ident.data(), ident.size());
+  std::string out = q ? q : "";
+  PQfreemem(q);
+  return out;
+}
+
+std::string Connection::QuoteLiteral(std::string_view text) const {
+  char* q = PQescapeLiteral(conn_.get(), text.data(), text.size());
+  std::string out = q ? q : "";
+  PQfreemem(q);
+  return out;
+}
+
+}  // namespace kck::pg

@@ -1,0 +1,82 @@
+// Primer specifications: parsing and shape-checking the JSON config that
+// `kck install --config` reads and that kck.primers.spec stores.
+//
+// Checks here need no database (names, types, periods, references between
+// primers, placeholders). Checks against the catalog (tables, columns, SQL
+// that prepares) are in primers/installer.h.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "primers/key_codec.h"
+
+namespace kck {
+
+// One entry of a primer's depends_on.
+struct DependsRule {
+  enum class Kind {
+    kTableParams,  // {"table": T, "params": {param: column}}
+    kTableKeys,    // {"table": T, "keys": SQL given :old/:new, "columns": [...]}
+    kPrimer,       // {"primer": P, "params": {param: param_of_P}}
+  };
+  Kind kind = Kind::kTableParams;
+  std::string table;   // kTableParams/kTableKeys: as written, then qualified by the installer
+  std::string primer;  // kPrimer
+  // param of this primer -> column (tables) or param of `primer`. A param
+  // left out matches every value: all stored keys agreeing on the others.
+  std::map<std::string, std::string> params;
+  std::string keys_sql;              // kTableKeys
+  std::vector<std::string> columns;  // kTableKeys: columns the SQL reads; empty: whole row
+  // Python primers: the index of the rule in the Python class, for keys
+  // rules evaluated by the worker (keys_sql is empty then).
+  std::optional<int> python_rule;
+};
+
+// Augment SQL for one table: empty string when that op has none.
+struct AugmentSql {
+  std::string insert_sql, update_sql, delete_sql;
+  const std::string& ForOp(char op) const;
+};
+
+struct PrimerSpec {
+  std::string name;
+  std::vector<ParamSpec> params;
+  std::string engine = "sql";  // "sql" or "python"
+  std::string compute;         // sql engine: SQL with :param placeholders
+  std::vector<DependsRule> depends_on;
+  std::map<std::string, AugmentSql> augment;  // by table (sql engine)
+  bool python_augment = false;                // python engine: class defines augment()
+  std::optional<std::chrono::seconds> refresh_every, soft_expire, hard_expire;
+  std::string source = "config";  // who registered it: "config" or "django"
+
+  const ParamSpec* FindParam(std::string_view param) const;
+};
+
+struct Config {
+  std::string source = "config";
+  std::vector<PrimerSpec> primers;
+};
+
+// Parses and shape-checks a config document. `origin` (a file name) starts
+// every error: `primers.json: primer "title_list": depends_on[0]: ...`.
+StatusOr<Config> ParseConfig(std::string_view json_text, std::string_view origin);
+
+// One primer from its JSON form (a config entry or kck.primers.spec).
+StatusOr<PrimerSpec> ParsePrimer(const nlohmann::json& j);
+
+// The JSON stored in kck.primers.spec; ParsePrimer reads it back.
+nlohmann::json PrimerToJson(const PrimerSpec& spec);
+
+// Checks references between primers: primer rules name existing primers
+// and parameters, no cycles, no duplicate names.
+Status CheckPrimerGraph(const std::vector<PrimerSpec>& primers);
+
+}  // namespace kck

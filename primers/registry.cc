@@ -1,0 +1,120 @@
+#include "primers/registry.h"
+
+#include <cctype>
+
+#include <nlohmann/json.hpp>
+
+namespace kck {
+
+std::string_view SqlTypeOf(ParamType type) {
+  switch (type) {
+    case ParamType::kInt: return "bigint";
+    case ParamType::kStr: return "text";
+    case ParamType::kBool: return "boolean";
+    case ParamType::kDate: return "date";
+  }
+  return "text";
+}
+
+std::string ComputeStatement(std::string_view sql) {
+  // A trailing semicolon would end the scalar subquery early.
+  while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back())))) {
+    sql.remove_suffix(1);
+  }
+  return "SELECT to_jsonb((" + std::string(sql) + "\n)) AS value, pg_current_snapshot()::text AS snapshot";
+}
+
+namespace {
+
+std::vector<NamedParam> PrimerParams(const PrimerSpec& spec) {
+  std::vector<NamedParam> out;
+  for (const auto& p : spec.params) out.push_back({p.name, std::string(SqlTypeOf(p.type))});
+  return out;
+}
+
+StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
+  auto primer = std::make_unique<Primer>();
+  const std::string where = "primer \"" + spec.name + "\"";
+  if (spec.engine == "sql") {
+    auto compute = BindNamedParams(spec.compute, PrimerParams(spec));
+    if (!compute.ok()) return compute.status().WithContext(where + ": compute");
+    primer->compute = std::move(*compute);
+    primer->compute.sql = ComputeStatement(primer->compute.sql);
+  }
+  for (const auto& [table, ops] : spec.augment) {
+    std::vector<NamedParam> names = {{"value", "jsonb"}, {"old", "jsonb"}, {"new", "jsonb"}};
+    for (const auto& p : PrimerParams(spec)) names.push_back(p);
+    for (char op : {'I', 'U', 'D'}) {
+      const std::string& sql = ops.ForOp(op);
+      if (sql.empty()) continue;
+      auto bound = BindNamedParams(sql, names);
+      if (!bound.ok()) return bound.status().WithContext(where + ": augment." + table);
+      primer->augment[table][op] = std::move(*bound);
+    }
+  }
+  for (size_t i = 0; i < spec.depends_on.size(); ++i) {
+    const auto& rule = spec.depends_on[i];
+    if (rule.kind != DependsRule::Kind::kTableKeys || rule.keys_sql.empty()) continue;
+    auto bound = BindNamedParams(rule.keys_sql, {{"old", "jsonb"}, {"new", "jsonb"}});
+    if (!bound.ok()) return bound.status().WithContext(where + ": depends_on[" + std::to_string(i) + "].keys");
+    primer->keys[i] = std::move(*bound);
+  }
+  primer->spec = std::move(spec);
+  return primer;
+}
+
+}  // namespace
+
+StatusOr<std::shared_ptr<const Registry>> Registry::Build(std::vector<PrimerSpec> specs) {
+  auto reg = std::make_shared<Registry>();
+  for (auto& spec : specs) {
+    auto primer = Compile(std::move(spec));
+    if (!primer.ok()) return primer.status();
+    reg->by_name_[(*primer)->spec.name] = primer->get();
+    reg->primers_.push_back(std::move(*primer));
+  }
+  for (const auto& p : reg->primers_) {
+    for (size_t i = 0; i < p->spec.depends_on.size(); ++i) {
+      const auto& rule = p->spec.depends_on[i];
+      if (rule.kind == DependsRule::Kind::kPrimer) {
+        reg->by_primer_[rule.primer].push_back({p.get(), i});
+      } else {
+        reg->by_table_[rule.table].push_back({p.get(), i});
+      }
+    }
+  }
+  return std::shared_ptr<const Registry>(std::move(reg));
+}
+
+StatusOr<std::shared_ptr<const Registry>> Registry::FromRows(
+    const std::vector<std::pair<std::string, std::string>>& rows) {
+  std::vector<PrimerSpec> specs;
+  for (const auto& [name, text] : rows) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded()) return Status::Invalid("kck.primers: primer \"" + name + "\": spec is not valid JSON");
+    auto spec = ParsePrimer(j);
+    if (!spec.ok()) return spec.status().WithContext("kck.primers");
+    specs.push_back(std::move(*spec));
+  }
+  KCK_RETURN_IF_ERROR(CheckPrimerGraph(specs).WithContext("kck.primers"));
+  return Build(std::move(specs));
+}
+
+const Primer* Registry::Find(std::string_view name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+const std::vector<RuleRef>& Registry::RulesForTable(std::string_view table) const {
+  static const std::vector<RuleRef> none;
+  auto it = by_table_.find(table);
+  return it == by_table_.end() ? none : it->second;
+}
+
+const std::vector<RuleRef>& Registry::RulesForPrimer(std::string_view primer) const {
+  static const std::vector<RuleRef> none;
+  auto it = by_primer_.find(primer);
+  return it == by_primer_.end() ? none : it->second;
+}
+
+}  // namespace kck

@@ -1,0 +1,67 @@
+// The primer registry: the primers of kck.primers, compiled for use (SQL
+// with bound parameters, rules indexed by table and by primer).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "primers/config.h"
+#include "primers/sql_params.h"
+
+namespace kck {
+
+// The SQL type a parameter of `type` is bound as.
+std::string_view SqlTypeOf(ParamType type);
+
+// A primer's compute SQL wrapped to return (value jsonb, snapshot text) in
+// one statement, so the snapshot is exactly the one the compute read.
+std::string ComputeStatement(std::string_view bound_compute);
+
+// A primer ready to run.
+struct Primer {
+  PrimerSpec spec;
+  BoundSql compute;  // sql engine: ComputeStatement(), parameters are the primer's
+  // Augment SQL by table then op ('I', 'U', 'D'): parameters :value, :old,
+  // :new and the primer's own.
+  std::map<std::string, std::map<char, BoundSql>> augment;
+  // Keys SQL by rule index: parameters :old and :new.
+  std::map<size_t, BoundSql> keys;
+
+  bool python() const { return spec.engine == "python"; }
+};
+
+// A dependency rule seen from the table or primer it watches.
+struct RuleRef {
+  const Primer* primer;
+  size_t rule;  // index into primer->spec.depends_on
+  const DependsRule& get() const { return primer->spec.depends_on[rule]; }
+};
+
+class Registry {
+ public:
+  // Compiles specs (already shape-checked or read from kck.primers). Fails
+  // on the first primer whose SQL placeholders do not match its parameters.
+  static StatusOr<std::shared_ptr<const Registry>> Build(std::vector<PrimerSpec> specs);
+  // Parses kck.primers rows: name and spec (JSON text).
+  static StatusOr<std::shared_ptr<const Registry>> FromRows(
+      const std::vector<std::pair<std::string, std::string>>& rows);
+
+  const Primer* Find(std::string_view name) const;
+  const std::vector<std::unique_ptr<Primer>>& primers() const { return primers_; }
+  // Rules watching a table ("schema.name") or a primer's products.
+  const std::vector<RuleRef>& RulesForTable(std::string_view table) const;
+  const std::vector<RuleRef>& RulesForPrimer(std::string_view primer) const;
+  bool AnyPrimerRules() const { return !by_primer_.empty(); }
+
+ private:
+  std::vector<std::unique_ptr<Primer>> primers_;
+  std::map<std::string, const Primer*, std::less<>> by_name_;
+  std::map<std::string, std::vector<RuleRef>, std::less<>> by_table_;
+  std::map<std::string, std::vector<RuleRef>, std::less<>> by_primer_;
+};
+
+}  // namespace kck

@@ -1,0 +1,30 @@
+// Named placeholders in primer SQL (`:author_id`, `:old`, `:value`) turned
+// into bound positional parameters ($1, $2, ...), so user values are never
+// spliced into SQL text.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kck {
+
+struct NamedParam {
+  std::string name;
+  std::string sql_type;  // cast applied to the placeholder, e.g. "bigint", "jsonb"
+};
+
+struct BoundSql {
+  std::string sql;                 // with $n::type in place of :name
+  std::vector<std::string> order;  // order[i] is the name bound to $(i+1)
+};
+
+// Replaces each `:name` that is a declared param with `$n::type` (one $n per
+// distinct name, numbered in order of `declared`), skipping string
+// literals, quoted identifiers, dollar quotes, comments and `::` casts. An
+// undeclared `:name` is an error naming it.
+StatusOr<BoundSql> BindNamedParams(std::string_view sql, const std::vector<NamedParam>& declared);
+
+}  // namespace kck

@@ -1,0 +1,437 @@
+#include "triggers/installer.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "primers/registry.h"
+#include "sql/embedded.h"
+#include "triggers/capture.h"
+
+namespace kck {
+namespace {
+
+constexpr const char* kInstallLock = "SELECT pg_advisory_xact_lock(7037803, -1)";
+
+std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+Quoter LibpqQuoter(const pg::Connection& conn) {
+  return Quoter{[&conn](std::string_view s) { return conn.QuoteIdent(s); },
+                [&conn](std::string_view s) { return conn.QuoteLiteral(s); }};
+}
+
+struct Column {
+  std::string type;  // regtype text, e.g. "bigint"
+};
+
+struct TableInfo {
+  std::string schema, name;
+  std::map<std::string, Column> columns;
+  std::vector<std::string> key_columns;
+  std::string qualified() const { return schema + "." + name; }
+};
+
+// Looks a table up in the catalog. `name` may be schema-qualified; an
+// unqualified name follows the connection's search_path.
+StatusOr<TableInfo> ReadTable(pg::Connection& conn, const std::string& name) {
+  auto res = conn.Exec(
+      "SELECT n.nspname, c.relname, c.oid::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+      "WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
+      {name});
+  if (!res.ok()) return Status::Invalid("table " + Quoted(name) + ": " + res.status().message());
+  if (res->rows() == 0) return Status::Invalid("unknown table " + Quoted(name));
+  TableInfo t;
+  t.schema = res->get(0, 0);
+  t.name = res->get(0, 1);
+  std::string oid(res->get(0, 2));
+  auto cols = conn.Exec(
+      "SELECT attname, atttypid::regtype::text FROM pg_attribute "
+      "WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped",
+      {oid});
+  if (!cols.ok()) return cols.status();
+  for (int i = 0; i < cols->rows(); ++i) t.columns[std::string(cols->get(i, 0))] = {std::string(cols->get(i, 1))};
+  auto pk = conn.Exec(
+      "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+      "WHERE i.indrelid = $1::oid AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
+      {oid});
+  if (!pk.ok()) return pk.status();
+  for (int i = 0; i < pk->rows(); ++i) t.key_columns.emplace_back(pk->get(i, 0));
+  return t;
+}
+
+// Whether a column of SQL type `type` can feed a parameter of `param`.
+bool Compatible(ParamType param, const std::string& type) {
+  switch (param) {
+    case ParamType::kInt: return type == "bigint" || type == "integer" || type == "smallint";
+    case ParamType::kBool: return type == "boolean";
+    case ParamType::kDate: return type == "date";
+    case ParamType::kStr: return true;  // any value has a text form
+  }
+  return false;
+}
+
+Status PrepareCheck(pg::Connection& conn, const std::string& sql, const std::string& field) {
+  Status s = conn.Prepare(sql);
+  if (!s.ok()) return Status::Invalid(field + ": SQL does not prepare: " + s.message());
+  return Status::Ok();
+}
+
+// Checks one primer against the catalog and rewrites its table names to
+// their qualified form. `tables` caches catalog reads.
+Status ValidatePrimer(pg::Connection& conn, PrimerSpec& spec, std::map<std::string, TableInfo>& tables) {
+  auto table_info = [&](const std::string& name) -> StatusOr<TableInfo> {
+    auto it = tables.find(name);
+    if (it != tables.end()) return it->second;
+    auto t = ReadTable(conn, name);
+    if (!t.ok()) return t.status();
+    tables[name] = *t;
+    tables[t->qualified()] = *t;
+    return t;
+  };
+  std::map<std::string, std::string> renamed;  // as written -> qualified
+  for (size_t i = 0; i < spec.depends_on.size(); ++i) {
+    DependsRule& rule = spec.depends_on[i];
+    std::string where = "depends_on[" + std::to_string(i) + "]";
+    if (rule.kind == DependsRule::Kind::kPrimer) continue;
+    auto t = table_info(rule.table);
+    if (!t.ok()) return t.status().WithContext(where);
+    renamed[rule.table] = t->qualified();
+    rule.table = t->qualified();
+    for (const auto& [param, column] : rule.params) {
+      auto c = t->columns.find(column);
+      if (c == t->columns.end()) {
+        return Status::Invalid(where + ": table " + Quoted(t->qualified()) + " has no column " + Quoted(column));
+      }
+      const ParamSpec* p = spec.FindParam(param);
+      if (!Compatible(p->type, c->second.type)) {
+        return Status::Invalid(where + ": column " + Quoted(column) + " is " + c->second.type + " but parameter " +
+                               Quoted(param) + " is " + std::string(ParamTypeName(p->type)));
+      }
+    }
+    for (const auto& column : rule.columns) {
+      if (!t->columns.count(column)) {
+        return Status::Invalid(where + ": table " + Quoted(t->qualified()) + " has no column " + Quoted(column));
+      }
+    }
+  }
+  std::map<std::string, AugmentSql> augment;
+  for (auto& [table, a] : spec.augment) augment[renamed.count(table) ? renamed[table] : table] = a;
+  spec.augment = std::move(augment);
+
+  // Compile (placeholders) and prepare every piece of SQL.
+  auto compiled = Registry::Build({spec});
+  if (!compiled.ok()) return compiled.status();
+  const Primer& primer = *(*compiled)->primers().front();
+  if (!spec.compute.empty()) KCK_RETURN_IF_ERROR(PrepareCheck(conn, primer.compute.sql, "compute"));
+  for (const auto& [i, keys] : primer.keys) {
+    KCK_RETURN_IF_ERROR(PrepareCheck(conn, keys.sql, "depends_on[" + std::to_string(i) + "].keys"));
+  }
+  for (const auto& [table, ops] : primer.augment) {
+    for (const auto& [op, sql] : ops) {
+      const char* name = op == 'I' ? "insert" : op == 'U' ? "update" : "delete";
+      KCK_RETURN_IF_ERROR(PrepareCheck(conn, sql.sql, "augment." + table + "." + name));
+    }
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::vector<PrimerSpec>> ReadRegisteredPrimers(pg::Connection& conn) {
+  std::vector<PrimerSpec> out;
+  auto exists = conn.Exec("SELECT to_regclass('kck.primers') IS NOT NULL");
+  if (!exists.ok()) return exists.status();
+  if (exists->get(0, 0) != "t") return out;
+  auto rows = conn.Exec("SELECT name, spec::text FROM kck.primers ORDER BY name");
+  if (!rows.ok()) return rows.status();
+  for (int i = 0; i < rows->rows(); ++i) {
+    auto j = nlohmann::json::parse(rows->get(i, 1), nullptr, false);
+    auto spec = ParsePrimer(j);
+    if (!spec.ok()) return spec.status().WithContext("kck.primers");
+    out.push_back(std::move(*spec));
+  }
+  return out;
+}
+
+// What each table must capture, from every registered primer.
+std::map<std::string, CaptureSpec> CaptureSpecs(const std::vector<PrimerSpec>& primers,
+                                                const std::map<std::string, TableInfo>& tables) {
+  std::map<std::string, CaptureSpec> out;
+  std::map<std::string, std::set<std::string>> columns;
+  auto spec_for = [&](const TableInfo& t) -> CaptureSpec& {
+    CaptureSpec& c = out[t.qualified()];
+    c.schema = t.schema;
+    c.name = t.name;
+    c.key_columns = t.key_columns;
+    return c;
+  };
+  for (const auto& p : primers) {
+    for (const auto& rule : p.depends_on) {
+      if (rule.kind == DependsRule::Kind::kPrimer) {
+        CaptureSpec& c = out["kck.cache"];
+        c.schema = "kck";
+        c.name = "cache";
+        c.key_columns = {"key"};
+        columns["kck.cache"].insert("primer");
+        continue;
+      }
+      auto t = tables.find(rule.table);
+      if (t == tables.end()) continue;  // validated before; absent only if dropped since
+      CaptureSpec& c = spec_for(t->second);
+      auto& cols = columns[c.qualified()];
+      for (const auto& [param, column] : rule.params) cols.insert(column);
+      if (rule.kind == DependsRule::Kind::kTableKeys) {
+        if (rule.columns.empty()) c.whole_row = true;
+        cols.insert(rule.columns.begin(), rule.columns.end());
+      }
+    }
+  }
+  for (auto& [name, c] : out) {
+    for (const auto& col : columns[name]) {
+      if (std::find(c.key_columns.begin(), c.key_columns.end(), col) == c.key_columns.end()) c.columns.push_back(col);
+    }
+  }
+  return out;
+}
+
+// Runs a statement, or only records it in a dry run.
+class Runner {
+ public:
+  Runner(pg::Connection& conn, bool dry_run, InstallReport& report)
+      : conn_(conn), dry_run_(dry_run), report_(report) {}
+
+  Status Script(const std::string& sql) {
+    report_.sql += sql;
+    if (!sql.empty() && sql.back() != '\n') report_.sql += "\n";
+    return dry_run_ ? Status::Ok() : conn_.ExecScript(sql);
+  }
+  // Bound parameters for the real run; quoted literals only in the listing.
+  Status Exec(const std::string& sql, const pg::Params& params) {
+    std::string shown = sql;
+    for (size_t i = params.size(); i-- > 0;) {
+      std::string ph = "$" + std::to_string(i + 1);
+      std::string lit = params[i] ? conn_.QuoteLiteral(*params[i]) : "NULL";
+      for (size_t p = shown.find(ph); p != std::string::npos; p = shown.find(ph, p + lit.size())) {
+        shown.replace(p, ph.size(), lit);
+      }
+    }
+    report_.sql += shown + ";\n";
+    if (dry_run_) return Status::Ok();
+    auto r = conn_.Exec(sql, params);
+    return r.ok() ? Status::Ok() : r.status();
+  }
+
+ private:
+  pg::Connection& conn_;
+  bool dry_run_;
+  InstallReport& report_;
+};
+
+class Transaction {
+ public:
+  explicit Transaction(pg::Connection& conn) : conn_(conn) {}
+  ~Transaction() {
+    if (open_) (void)conn_.ExecScript("ROLLBACK");
+  }
+  Status Begin() {
+    KCK_RETURN_IF_ERROR(conn_.ExecScript("BEGIN"));
+    open_ = true;
+    return Status::Ok();
+  }
+  Status Finish(bool commit) {
+    open_ = false;
+    return conn_.ExecScript(commit ? "COMMIT" : "ROLLBACK");
+  }
+
+ private:
+  pg::Connection& conn_;
+  bool open_ = false;
+};
+
+}  // namespace
+
+Status MigrateSchema(pg::Connection& conn, bool dry_run, std::string* sql) {
+  const std::string bootstrap =
+      "CREATE SCHEMA IF NOT EXISTS kck;\n"
+      "CREATE TABLE IF NOT EXISTS kck.schema_version (version integer PRIMARY KEY, name text NOT NULL, "
+      "applied_at timestamptz NOT NULL DEFAULT now());\n";
+  int current = 0;
+  auto exists = conn.Exec("SELECT to_regclass('kck.schema_version') IS NOT NULL");
+  if (!exists.ok()) return exists.status();
+  if (exists->get(0, 0) != "t") {
+    *sql += bootstrap;
+    if (!dry_run) KCK_RETURN_IF_ERROR(conn.ExecScript(bootstrap));
+  }
+  if (exists->get(0, 0) == "t" || !dry_run) {
+    KCK_RETURN_IF_ERROR(conn.ExecScript(kInstallLock));
+    auto v = conn.Exec("SELECT coalesce(max(version), 0) FROM kck.schema_version");
+    if (!v.ok()) return v.status();
+    current = std::stoi(std::string(v->get(0, 0)));
+  }
+  for (const auto& f : sql::EmbeddedFiles()) {
+    std::string name(f.name);
+    if (name.size() < 4 || !std::isdigit(static_cast<unsigned char>(name[0])) || name[3] != '_') continue;
+    int version = std::stoi(name.substr(0, 3));
+    if (version <= current) continue;
+    *sql += "-- migration " + name + "\n" + std::string(f.text);
+    if (dry_run) continue;
+    Status s = conn.ExecScript(f.text);
+    if (!s.ok()) return s.WithContext("migration " + name);
+    auto r = conn.Exec("INSERT INTO kck.schema_version (version, name) VALUES ($1::int, $2)",
+                       {std::to_string(version), name});
+    if (!r.ok()) return r.status();
+  }
+  return Status::Ok();
+}
+
+StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool dry_run) {
+  InstallReport report;
+  Config config = input;
+  // 1. Validate against the catalog, before taking any lock.
+  std::map<std::string, TableInfo> tables;
+  for (auto& spec : config.primers) {
+    Status s = ValidatePrimer(conn, spec, tables);
+    if (!s.ok()) return s.WithContext("primer " + Quoted(spec.name));
+  }
+  // 2. One transaction for everything else.
+  Transaction txn(conn);
+  KCK_RETURN_IF_ERROR(txn.Begin());
+  KCK_RETURN_IF_ERROR(MigrateSchema(conn, dry_run, &report.sql));
+
+  auto registered = ReadRegisteredPrimers(conn);
+  if (!registered.ok()) return registered.status();
+  std::vector<PrimerSpec> merged;
+  std::map<std::string, const PrimerSpec*> before;
+  for (const auto& p : *registered) {
+    before[p.name] = &p;
+    if (p.source != config.source) merged.push_back(p);
+  }
+  for (const auto& p : config.primers) {
+    auto it = before.find(p.name);
+    if (it != before.end() && it->second->source != config.source) {
+      return Status::Invalid("primer " + Quoted(p.name) + ": already registered by " + Quoted(it->second->source));
+    }
+    merged.push_back(p);
+  }
+  KCK_RETURN_IF_ERROR(CheckPrimerGraph(merged));
+  // Tables of primers registered by other sources.
+  for (const auto& p : merged) {
+    for (const auto& r : p.depends_on) {
+      if (r.kind == DependsRule::Kind::kPrimer || tables.count(r.table)) continue;
+      auto t = ReadTable(conn, r.table);
+      if (!t.ok()) return t.status().WithContext("primer " + Quoted(p.name));
+      tables[r.table] = *t;
+    }
+  }
+
+  Runner run(conn, dry_run, report);
+  // 3. The registry.
+  std::set<std::string> wanted;
+  for (const auto& p : config.primers) {
+    wanted.insert(p.name);
+    std::string spec = PrimerToJson(p).dump();
+    auto it = before.find(p.name);
+    if (it != before.end() && PrimerToJson(*it->second).dump() == spec) {
+      report.lines.push_back("primer " + p.name + ": unchanged");
+      continue;
+    }
+    KCK_RETURN_IF_ERROR(run.Exec(
+        "INSERT INTO kck.primers (name, spec, engine) VALUES ($1, $2::jsonb, $3) ON CONFLICT (name) DO UPDATE "
+        "SET spec = excluded.spec, engine = excluded.engine, updated_at = now()",
+        {p.name, spec, p.engine}));
+    report.lines.push_back("primer " + p.name + (it == before.end() ? ": registered" : ": updated"));
+    report.changed = true;
+  }
+  for (const auto& p : *registered) {
+    if (p.source != config.source || wanted.count(p.name)) continue;
+    KCK_RETURN_IF_ERROR(run.Exec("DELETE FROM kck.primers WHERE name = $1", {p.name}));
+    report.lines.push_back("primer " + p.name + ": removed");
+    report.changed = true;
+  }
+
+  // 4. Capture triggers for every registered primer.
+  std::map<std::string, std::pair<std::string, std::string>> installed;  // tbl -> (function, definition)
+  if (!dry_run || !registered->empty()) {
+    auto rows = conn.Exec("SELECT tbl, function, definition FROM kck.triggers");
+    if (!rows.ok()) return rows.status();
+    for (int i = 0; i < rows->rows(); ++i) {
+      installed[std::string(rows->get(i, 0))] = {std::string(rows->get(i, 1)), std::string(rows->get(i, 2))};
+    }
+  }
+  Quoter quoter = LibpqQuoter(conn);
+  auto specs = CaptureSpecs(merged, tables);
+  for (const auto& [tbl, spec] : specs) {
+    CaptureSql sql = GenerateCapture(spec, quoter);
+    auto it = installed.find(tbl);
+    if (it != installed.end() && it->second.second == sql.install) {
+      report.lines.push_back("table " + tbl + ": capture trigger unchanged");
+      continue;
+    }
+    if (it != installed.end() && it->second.first != sql.function) {
+      KCK_RETURN_IF_ERROR(run.Script(GenerateUninstall(spec.schema, spec.name, it->second.first, quoter)));
+    }
+    Status s = run.Script(sql.install);
+    if (!s.ok()) return s.WithContext("table " + Quoted(tbl) + ": installing capture trigger");
+    KCK_RETURN_IF_ERROR(run.Exec(
+        "INSERT INTO kck.triggers (tbl, function, definition) VALUES ($1, $2, $3) ON CONFLICT (tbl) DO UPDATE "
+        "SET function = excluded.function, definition = excluded.definition, installed_at = now()",
+        {tbl, sql.function, sql.install}));
+    std::string cols;
+    for (const auto& c : spec.key_columns) cols += (cols.empty() ? "" : ", ") + c;
+    for (const auto& c : spec.columns) cols += (cols.empty() ? "" : ", ") + c;
+    report.lines.push_back("table " + tbl + ": capture trigger " + (it == installed.end() ? "installed" : "updated") +
+                           " (captures " + (spec.whole_row ? std::string("whole rows") : cols) + ")");
+    report.changed = true;
+  }
+  for (const auto& [tbl, fn] : installed) {
+    if (specs.count(tbl)) continue;
+    auto dot = tbl.find('.');
+    KCK_RETURN_IF_ERROR(run.Script(GenerateUninstall(tbl.substr(0, dot), tbl.substr(dot + 1), fn.first, quoter)));
+    KCK_RETURN_IF_ERROR(run.Exec("DELETE FROM kck.triggers WHERE tbl = $1", {tbl}));
+    report.lines.push_back("table " + tbl + ": capture trigger removed");
+    report.changed = true;
+  }
+  if (report.changed) KCK_RETURN_IF_ERROR(run.Script("NOTIFY kck_config;"));
+  KCK_RETURN_IF_ERROR(txn.Finish(!dry_run));
+  return report;
+}
+
+StatusOr<InstallReport> Uninstall(pg::Connection& conn, bool drop_data, bool dry_run) {
+  InstallReport report;
+  Transaction txn(conn);
+  KCK_RETURN_IF_ERROR(txn.Begin());
+  Runner run(conn, dry_run, report);
+  auto exists = conn.Exec("SELECT to_regclass('kck.triggers') IS NOT NULL");
+  if (!exists.ok()) return exists.status();
+  Quoter quoter = LibpqQuoter(conn);
+  // Also catch triggers whose kck.triggers row was lost: any kck_capture_*
+  // trigger calling a function in schema kck.
+  auto rows = conn.Exec(
+      "SELECT DISTINCT n.nspname, c.relname, quote_ident(pn.nspname) || '.' || quote_ident(p.proname) "
+      "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+      "JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace "
+      "WHERE t.tgname LIKE 'kck\\_capture\\_%' AND pn.nspname = 'kck' ORDER BY 1, 2");
+  if (!rows.ok()) return rows.status();
+  for (int i = 0; i < rows->rows(); ++i) {
+    std::string schema(rows->get(i, 0)), name(rows->get(i, 1)), fn(rows->get(i, 2));
+    KCK_RETURN_IF_ERROR(run.Script(GenerateUninstall(schema, name, fn, quoter)));
+    report.lines.push_back("table " + schema + "." + name + ": capture trigger removed");
+    report.changed = true;
+  }
+  if (exists->get(0, 0) == "t") KCK_RETURN_IF_ERROR(run.Script("DELETE FROM kck.triggers;"));
+  if (drop_data) {
+    auto schema = conn.Exec("SELECT to_regnamespace('kck') IS NOT NULL");
+    if (!schema.ok()) return schema.status();
+    if (schema->get(0, 0) == "t") {
+      KCK_RETURN_IF_ERROR(run.Script("DROP SCHEMA kck CASCADE;"));
+      report.lines.push_back("schema kck: dropped");
+      report.changed = true;
+    }
+  } else if (report.changed) {
+    KCK_RETURN_IF_ERROR(run.Script("NOTIFY kck_config;"));
+  }
+  KCK_RETURN_IF_ERROR(txn.Finish(!dry_run));
+  return report;
+}
+
+}  // namespace kck

@@ -39,7 +39,8 @@ class TempCluster {
   // Creates a directory under $TMPDIR (else /tmp), runs initdb there
   // (trust auth, UTF8, locale C, --no-sync) and starts the server with
   // pg_ctl -w: listen_addresses '', socket in the directory, max_connections
-  // 100. On failure nothing is left behind and the message names the step and
+  // 100, recovery_init_sync_method syncfs (fast restart after a crash; fsync
+  // stays on). On failure nothing is left behind and the message names the step and
   // ends with the tail of the server or tool output.
   static StatusOr<std::unique_ptr<TempCluster>> Start(const Options& options);
 
@@ -59,7 +60,7 @@ class TempCluster {
   Status CreateDatabase(const std::string& name);
 
   // pg_ctl stop -m `mode` ("smart", "fast" or "immediate") and waits until
-  // the server is gone.
+  // the server is gone. After "immediate", Restart() runs crash recovery.
   Status Stop(const std::string& mode = "fast");
 
   // Starts the server again after Stop(), on the same directory and port.

@@ -115,3 +115,31 @@ std::string Connection::QuoteLiteral(std::string_view text) const {
 }
 
 }  // namespace kck::pg
+
+namespace kck::pg {
+
+std::string ArrayLiteral(const std::vector<std::optional<std::string>>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    if (!items[i]) {
+      out += "NULL";
+      continue;
+    }
+    out += '"';
+    for (char c : *items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+std::string ArrayLiteral(const std::vector<std::string>& items) {
+  std::vector<std::optional<std::string>> opt(items.begin(), items.end());
+  return ArrayLiteral(opt);
+}
+
+}  // namespace kck::pg

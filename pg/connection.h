@@ -101,3 +101,12 @@ class Connection {
 std::string WithApplicationName(const std::string& conninfo, const std::string& name);
 
 }  // namespace kck::pg
+
+namespace kck::pg {
+
+// A PostgreSQL array literal ('{"a","b",NULL}') of text elements, for
+// binding a list as one parameter ($1::text[], $1::jsonb[], ...).
+std::string ArrayLiteral(const std::vector<std::optional<std::string>>& items);
+std::string ArrayLiteral(const std::vector<std::string>& items);
+
+}  // namespace kck::pg

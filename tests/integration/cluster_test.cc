@@ -55,6 +55,7 @@ TEST(TempCluster, SharedClusterAcceptsConnections) {
   EXPECT_EQ(Query(conn, "SHOW listen_addresses"), "");
   EXPECT_EQ(Query(conn, "SHOW max_connections"), "100");
   EXPECT_EQ(Query(conn, "SHOW fsync"), "on");
+  EXPECT_EQ(Query(conn, "SHOW synchronous_commit"), "on");
   EXPECT_EQ(Query(conn, "SHOW server_encoding"), "UTF8");
   EXPECT_EQ(Query(conn, "SHOW lc_collate"), "C");
   EXPECT_EQ(cluster.ConnInfo("db1"),

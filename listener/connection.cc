@@ -1,0 +1,220 @@
+#include "listener/connection.h"
+
+#include <spdlog/spdlog.h>
+
+namespace kck {
+
+struct AsyncConnection::SocketReady {
+  AsyncConnection* self;
+  int events;
+  bool await_ready() const noexcept { return self->broken_ || self->poll_ == nullptr; }
+  void await_suspend(std::coroutine_handle<> h) {
+    self->waiter_ = h;
+    self->waiter_events_ = events;
+    int want = UV_READABLE | events;
+    if (want != self->poll_events_) {
+      self->poll_events_ = want;
+      uv_poll_start(self->poll_, want, &AsyncConnection::OnPoll);
+    }
+  }
+  void await_resume() noexcept {}
+};
+
+AsyncConnection::AsyncConnection(uv_loop_t* loop) : loop_(loop) {}
+
+AsyncConnection::~AsyncConnection() {
+  waiter_ = nullptr;
+  Close();
+}
+
+AsyncConnection::SocketReady AsyncConnection::WaitSocket(int events) { return SocketReady{this, events}; }
+
+Status AsyncConnection::StartPoll() {
+  int fd = PQsocket(conn_.get());
+  if (fd < 0) return Status::Runtime("connection has no socket");
+  if (poll_ != nullptr && fd == poll_fd_) return Status::Ok();
+  StopPoll();
+  poll_ = new uv_poll_t;
+  if (uv_poll_init(loop_, poll_, fd) != 0) {
+    delete poll_;
+    poll_ = nullptr;
+    return Status::Runtime("uv_poll_init failed");
+  }
+  poll_->data = this;
+  poll_fd_ = fd;
+  poll_events_ = UV_READABLE;
+  uv_poll_start(poll_, UV_READABLE, &AsyncConnection::OnPoll);
+  return Status::Ok();
+}
+
+void AsyncConnection::StopPoll() {
+  if (poll_ == nullptr) return;
+  uv_poll_stop(poll_);
+  poll_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  poll_ = nullptr;
+  poll_fd_ = -1;
+}
+
+void AsyncConnection::OnPoll(uv_poll_t* handle, int status, int events) {
+  auto* self = static_cast<AsyncConnection*>(handle->data);
+  if (self == nullptr) return;
+  if (status < 0) {
+    self->MarkBroken(std::string("socket error: ") + uv_strerror(status));
+    return;
+  }
+  if (self->waiter_ && (events & (UV_READABLE | self->waiter_events_))) {
+    auto w = std::exchange(self->waiter_, nullptr);
+    w.resume();
+    return;
+  }
+  if (!self->busy_ && (events & UV_READABLE) && self->conn_) {
+    if (!PQconsumeInput(self->conn_.get())) {
+      self->MarkBroken(pg::ConnectionError(self->conn_.get()));
+      return;
+    }
+    self->DrainNotifications();
+  }
+}
+
+void AsyncConnection::DrainNotifications() {
+  while (conn_) {
+    PGnotify* n = PQnotifies(conn_.get());
+    if (n == nullptr) break;
+    std::string channel = n->relname;
+    PQfreemem(n);
+    if (on_notify_) on_notify_(channel);
+  }
+}
+
+void AsyncConnection::MarkBroken(const std::string& why) {
+  if (broken_) return;
+  broken_ = true;
+  last_error_ = why;
+  StopPoll();
+  if (auto w = std::exchange(waiter_, nullptr)) w.resume();
+  if (on_broken_) on_broken_(why);
+}
+
+void AsyncConnection::Close() {
+  StopPoll();
+  conn_.reset();
+  broken_ = false;
+  busy_ = false;
+  if (auto w = std::exchange(waiter_, nullptr)) w.resume();
+}
+
+Task<Status> AsyncConnection::Connect(std::string conninfo) {
+  Close();
+  conn_.reset(PQconnectStart(pg::WithApplicationName(conninfo, "kck").c_str()));
+  if (!conn_ || PQstatus(conn_.get()) == CONNECTION_BAD) {
+    std::string err = "could not connect to database: " + pg::ConnectionError(conn_.get());
+    conn_.reset();
+    co_return Status::Runtime(err);
+  }
+  PQsetNoticeProcessor(conn_.get(), [](void*, const char*) {}, nullptr);
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+  while (st != PGRES_POLLING_OK) {
+    if (st == PGRES_POLLING_FAILED) break;
+    Status s = StartPoll();
+    if (!s.ok()) break;
+    co_await WaitSocket(st == PGRES_POLLING_WRITING ? UV_WRITABLE : 0);
+    if (broken_ || !conn_) break;
+    st = PQconnectPoll(conn_.get());
+  }
+  if (st != PGRES_POLLING_OK) {
+    std::string err = "could not connect to database: " +
+                      (conn_ ? pg::ConnectionError(conn_.get()) : std::string("connection closed"));
+    StopPoll();
+    conn_.reset();
+    broken_ = false;
+    co_return Status::Runtime(err);
+  }
+  PQsetnonblocking(conn_.get(), 1);
+  Status s = StartPoll();
+  if (!s.ok()) co_return s;
+  broken_ = false;
+  co_return Status::Ok();
+}
+
+Task<StatusOr<pg::Result>> AsyncConnection::Collect() {
+  // Flush what libpq could not send yet.
+  while (conn_ && !broken_) {
+    int r = PQflush(conn_.get());
+    if (r == 0) break;
+    if (r < 0) {
+      MarkBroken(pg::ConnectionError(conn_.get()));
+      break;
+    }
+    co_await WaitSocket(UV_WRITABLE);
+    if (conn_ && !broken_ && !PQconsumeInput(conn_.get())) MarkBroken(pg::ConnectionError(conn_.get()));
+  }
+  pg::Result last;
+  std::string error;
+  while (conn_ && !broken_) {
+    while (conn_ && !broken_ && PQisBusy(conn_.get())) {
+      co_await WaitSocket(0);
+      if (!conn_ || broken_) break;
+      if (!PQconsumeInput(conn_.get())) MarkBroken(pg::ConnectionError(conn_.get()));
+    }
+    if (!conn_ || broken_) break;
+    PGresult* r = PQgetResult(conn_.get());
+    if (r == nullptr) break;
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
+      if (error.empty()) error = pg::ResultError(r);
+      PQclear(r);
+    } else {
+      last = pg::Result(r);
+    }
+  }
+  busy_ = false;
+  if (conn_ && !broken_) DrainNotifications();
+  if (!conn_ || broken_) {
+    co_return Status::Runtime("connection lost: " + (last_error_.empty() ? std::string("closed") : last_error_));
+  }
+  if (!error.empty()) co_return Status::Runtime(error);
+  co_return std::move(last);
+}
+
+Task<StatusOr<pg::Result>> AsyncConnection::QueryImpl(std::string sql, pg::Params params) {
+  if (!connected()) co_return Status::Runtime("not connected");
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  if (!PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                         nullptr, 0)) {
+    std::string err = pg::ConnectionError(conn_.get());
+    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
+    co_return Status::Runtime(err);
+  }
+  busy_ = true;
+  co_return co_await Collect();
+}
+
+Task<StatusOr<pg::Result>> AsyncConnection::ScriptImpl(std::string sql) {
+  if (!connected()) co_return Status::Runtime("not connected");
+  if (!PQsendQuery(conn_.get(), sql.c_str())) {
+    std::string err = pg::ConnectionError(conn_.get());
+    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
+    co_return Status::Runtime(err);
+  }
+  busy_ = true;
+  co_return co_await Collect();
+}
+
+void Sleep::await_suspend(std::coroutine_handle<> h) {
+  auto* timer = new uv_timer_t;
+  uv_timer_init(loop_, timer);
+  timer->data = h.address();
+  uv_timer_start(
+      timer,
+      [](uv_timer_t* t) {
+        auto handle = std::coroutine_handle<>::from_address(t->data);
+        uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* x) { delete reinterpret_cast<uv_timer_t*>(x); });
+        handle.resume();
+      },
+      ms_, 0);
+}
+
+}  // namespace kck

@@ -1,0 +1,88 @@
+// A non-blocking PostgreSQL connection driven by the libuv loop: libpq in
+// non-blocking mode, its socket watched with uv_poll. Queries are awaited
+// from coroutines (listener/task.h), one at a time. Notifications arrive
+// through a callback whether or not a query is running.
+#pragma once
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include <coroutine>
+#include <functional>
+#include <string>
+
+#include "common/status.h"
+#include "listener/task.h"
+#include "pg/connection.h"
+
+namespace kck {
+
+class AsyncConnection {
+ public:
+  explicit AsyncConnection(uv_loop_t* loop);
+  ~AsyncConnection();
+  AsyncConnection(const AsyncConnection&) = delete;
+  AsyncConnection& operator=(const AsyncConnection&) = delete;
+
+  // Connects (closing any previous connection first).
+  Task<Status> Connect(std::string conninfo);
+  // Runs one statement with bound text parameters.
+  // (Not coroutines themselves: GCC 12 mishandles string literals copied
+  // into a coroutine frame, so these convert and call the *Impl ones.)
+  Task<StatusOr<pg::Result>> Query(std::string_view sql, pg::Params params = {}) {
+    return QueryImpl(std::string(sql), std::move(params));
+  }
+  // Runs statements with the simple protocol (no parameters); returns the
+  // last result, or the first error.
+  Task<StatusOr<pg::Result>> Script(std::string_view sql) { return ScriptImpl(std::string(sql)); }
+  // Closes the connection; a query in flight fails.
+  void Close();
+
+  bool connected() const { return conn_ != nullptr && !broken_; }
+  // Called with the channel of each notification.
+  void set_on_notify(std::function<void(const std::string&)> cb) { on_notify_ = std::move(cb); }
+  // Called once when the connection breaks (not on Close()).
+  void set_on_broken(std::function<void(const std::string&)> cb) { on_broken_ = std::move(cb); }
+  PGconn* raw() const { return conn_.get(); }
+  const std::string& last_error() const { return last_error_; }
+
+ private:
+  struct SocketReady;  // awaitable: the socket is readable/writable
+  SocketReady WaitSocket(int events);
+  Status StartPoll();
+  void StopPoll();
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  void DrainNotifications();
+  void MarkBroken(const std::string& why);
+  Task<StatusOr<pg::Result>> Collect();
+  Task<StatusOr<pg::Result>> QueryImpl(std::string sql, pg::Params params);
+  Task<StatusOr<pg::Result>> ScriptImpl(std::string sql);
+
+  uv_loop_t* loop_;
+  pg::ConnPtr conn_;
+  uv_poll_t* poll_ = nullptr;  // owned; freed in its close callback
+  int poll_fd_ = -1;
+  int poll_events_ = 0;
+  std::coroutine_handle<> waiter_;  // the coroutine awaiting the socket
+  int waiter_events_ = 0;
+  bool busy_ = false;    // a query is in flight
+  bool broken_ = false;
+  std::string last_error_;
+  std::function<void(const std::string&)> on_notify_;
+  std::function<void(const std::string&)> on_broken_;
+};
+
+// Sleeps on the loop without blocking it.
+class Sleep {
+ public:
+  Sleep(uv_loop_t* loop, uint64_t ms) : loop_(loop), ms_(ms) {}
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h);
+  void await_resume() noexcept {}
+
+ private:
+  uv_loop_t* loop_;
+  uint64_t ms_;
+};
+
+}  // namespace kck

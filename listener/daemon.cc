@@ -1,0 +1,231 @@
+#include "listener/daemon.h"
+
+#include <spdlog/spdlog.h>
+
+#ifdef KCK_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+namespace kck {
+namespace {
+
+void Notify(const char* state) {
+#ifdef KCK_HAVE_SYSTEMD
+  sd_notify(0, state);
+#else
+  (void)state;
+#endif
+}
+
+constexpr std::string_view kLoadRegistrySql = "SELECT name, spec::text FROM kck.primers ORDER BY name";
+
+}  // namespace
+
+Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
+  uv_loop_init(&loop_);
+  main_ = std::make_unique<AsyncConnection>(&loop_);
+  compute_ = std::make_unique<AsyncConnection>(&loop_);
+  if (!options_.python_worker.empty()) {
+    worker_ = std::make_unique<WorkerPool>(&loop_, options_.python_worker, options_.worker_timeout);
+  }
+  executor_ = std::make_unique<Executor>(*main_, *compute_, worker_.get(), options_.batch);
+#ifdef KCK_HAVE_SYSTEMD
+  if (sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
+#endif
+}
+
+Daemon::~Daemon() {
+  executor_.reset();
+  worker_.reset();
+  main_.reset();
+  compute_.reset();
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  uv_loop_close(&loop_);
+}
+
+void Daemon::Stop() {
+  stopping_ = true;
+  uv_async_send(&stop_async_);
+}
+
+void Daemon::OnTick() {
+  if (watchdog_usec_) Notify("WATCHDOG=1");
+  ++ticks_;
+  if (has_schedule_) schedule_due_ = true;
+  // A notification can be missed only across a reconnect, which drains
+  // anyway; the periodic look is a cheap second line of defence.
+  if (ticks_ % 5 == 0) pending_ = true;
+  if (ticks_ % 10 == 0 && (window_.changes || window_.keys || window_.errors)) {
+    spdlog::info("last 10s: {} changes applied, {} products written ({} augmented), {} compute errors",
+                 window_.changes, window_.keys, window_.augmented, window_.errors);
+    window_ = {};
+  }
+  Wake();
+}
+
+int Daemon::Run() {
+  uv_async_init(&loop_, &stop_async_, [](uv_async_t* a) { static_cast<Daemon*>(a->data)->Wake(); });
+  stop_async_.data = this;
+  auto on_signal = [](uv_signal_t* s, int signum) {
+    auto* self = static_cast<Daemon*>(s->data);
+    if (signum == SIGHUP) {
+      spdlog::info("SIGHUP: reloading primers");
+      self->reload_ = true;
+    } else {
+      if (self->stopping_) {
+        spdlog::warn("second {}: closing connections now, the batch in flight rolls back",
+                     signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        self->main_->Close();
+        self->compute_->Close();
+      } else {
+        spdlog::info("{}: finishing the batch in flight, then exiting", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+      }
+      self->stopping_ = true;
+    }
+    self->Wake();
+  };
+  for (auto [sig, handle] : {std::pair{SIGTERM, &sigterm_}, {SIGINT, &sigint_}, {SIGHUP, &sighup_}}) {
+    uv_signal_init(&loop_, handle);
+    handle->data = this;
+    uv_signal_start(handle, on_signal, sig);
+  }
+  uv_timer_init(&loop_, &tick_);
+  tick_.data = this;
+  uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->OnTick(); }, 1000, 1000);
+  main_->set_on_notify([this](const std::string& channel) {
+    if (channel == "kck_config") {
+      reload_ = true;
+    } else {
+      pending_ = true;
+    }
+    Wake();
+  });
+  auto on_broken = [this](const std::string& why) {
+    spdlog::warn("connection lost: {}", why);
+    Wake();
+  };
+  main_->set_on_broken(on_broken);
+  compute_->set_on_broken(on_broken);
+  if (worker_) worker_->Start();
+
+  bool finished = false;
+  Spawn(Main(), [&] {
+    finished = true;
+    if (worker_) worker_->Stop();
+    uv_timer_stop(&tick_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+    for (auto* h : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
+  });
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  return finished ? 0 : 1;
+}
+
+Task<Status> Daemon::Connect() {
+  Status s = co_await main_->Connect(options_.conninfo);
+  if (!s.ok()) co_return s;
+  s = co_await compute_->Connect(options_.conninfo);
+  if (!s.ok()) co_return s;
+  std::string timeout = "SET statement_timeout = " + std::to_string(options_.compute_timeout.count());
+  auto r = co_await compute_->Script(timeout);
+  if (!r.ok()) co_return r.status();
+  r = co_await main_->Script("LISTEN kck; LISTEN kck_config");
+  if (!r.ok()) co_return r.status();
+  co_return Status::Ok();
+}
+
+Task<Status> Daemon::LoadRegistry() {
+  auto rows = co_await main_->Query(kLoadRegistrySql);
+  if (!rows.ok()) co_return rows.status().WithContext("loading primers (did kck install run?)");
+  std::vector<std::pair<std::string, std::string>> specs;
+  for (int i = 0; i < rows->rows(); ++i) specs.emplace_back(rows->get(i, 0), rows->get(i, 1));
+  auto registry = Registry::FromRows(specs);
+  if (!registry.ok()) co_return registry.status();
+  has_schedule_ = false;
+  for (const auto& p : (*registry)->primers()) has_schedule_ |= p->spec.refresh_every.has_value();
+  executor_->set_registry(*registry);
+  spdlog::info("loaded {} primers", specs.size());
+  co_return Status::Ok();
+}
+
+Task<void> Daemon::Main() {
+  auto backoff = std::chrono::milliseconds(100);
+  while (!stopping_) {
+    Status s = co_await Connect();
+    if (s.ok()) s = co_await LoadRegistry();
+    if (!s.ok()) {
+      spdlog::warn("{}; retrying in {} ms", s.message(), backoff.count());
+      main_->Close();
+      compute_->Close();
+      // Sleep in slices so a stop request is honoured quickly.
+      for (auto left = backoff; left.count() > 0 && !stopping_; left -= std::chrono::milliseconds(100)) {
+        co_await Sleep(&loop_, 100);
+      }
+      backoff = std::min(backoff * 2, options_.max_backoff);
+      continue;
+    }
+    backoff = std::chrono::milliseconds(100);
+    spdlog::info("connected, listening on channel kck; draining the outbox");
+    if (!ready_sent_) {
+      Notify("READY=1\nSTATUS=listening");
+      ready_sent_ = true;
+    }
+    pending_ = true;
+    reload_ = false;
+    while (!stopping_ && main_->connected() && compute_->connected()) {
+      if (reload_) {
+        reload_ = false;
+        Status r = co_await LoadRegistry();
+        if (!r.ok()) {
+          spdlog::error("{}; keeping the previous primers", r.message());
+          continue;
+        }
+        pending_ = true;
+        continue;
+      }
+      if (pending_) {
+        pending_ = false;
+        auto t0 = std::chrono::steady_clock::now();
+        auto stats = co_await executor_->RunBatch();
+        if (!stats.ok()) {
+          spdlog::error("batch rolled back, changes stay queued: {}", stats.status().message());
+          if (main_->connected() && compute_->connected()) {
+            co_await Sleep(&loop_, 1000);  // e.g. a deadlock: try again shortly
+            pending_ = true;
+          }
+          continue;
+        }
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        window_.changes += stats->changes;
+        window_.keys += stats->keys;
+        window_.augmented += stats->augmented;
+        window_.errors += stats->errors;
+        if (stats->changes > 0) {
+          spdlog::debug("batch: {} changes, {} products written ({} augmented), {} errors in {:.2f} ms",
+                        stats->changes, stats->keys, stats->augmented, stats->errors, ms);
+        }
+        if (stats->changes >= static_cast<size_t>(options_.batch)) pending_ = true;  // more waiting
+        continue;
+      }
+      if (schedule_due_) {
+        schedule_due_ = false;
+        auto stats = co_await executor_->RunScheduled();
+        if (!stats.ok()) {
+          spdlog::error("scheduled refresh rolled back: {}", stats.status().message());
+        } else {
+          window_.keys += stats->keys;
+          window_.errors += stats->errors;
+        }
+        continue;
+      }
+      co_await wake_;
+    }
+    if (!stopping_) spdlog::warn("reconnecting");
+    main_->Close();
+    compute_->Close();
+  }
+  Notify("STOPPING=1");
+  spdlog::info("stopped");
+}
+
+}  // namespace kck

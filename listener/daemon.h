@@ -1,0 +1,68 @@
+// kck listen: the daemon. One libuv loop; two PostgreSQL connections (the
+// batch transaction and computes); LISTEN kck / kck_config; drain the
+// outbox on start and after every reconnect; reconnect with capped
+// exponential backoff; SIGTERM/SIGINT finish the batch in flight and exit;
+// SIGHUP or NOTIFY kck_config reload the registry; systemd notify and
+// watchdog when run under systemd.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "listener/connection.h"
+#include "listener/executor.h"
+#include "listener/worker_pool.h"
+
+namespace kck {
+
+struct DaemonOptions {
+  std::string conninfo;
+  int batch = 1000;                      // changes claimed per transaction
+  std::string python_worker;             // command line; empty: none
+  std::chrono::milliseconds worker_timeout{30000};
+  std::chrono::milliseconds compute_timeout{30000};  // statement_timeout of computes
+  std::chrono::milliseconds max_backoff{5000};
+};
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions options);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Runs until stopped (signal or Stop()); returns the process exit code.
+  int Run();
+  // Asks the daemon to stop after the batch in flight; safe from any thread.
+  void Stop();
+
+ private:
+  Task<void> Main();
+  Task<Status> Connect();
+  Task<Status> LoadRegistry();
+  void Wake() { wake_.Set(); }
+  void OnTick();
+
+  DaemonOptions options_;
+  uv_loop_t loop_;
+  uv_signal_t sigterm_, sigint_, sighup_;
+  uv_timer_t tick_;
+  uv_async_t stop_async_;
+  std::unique_ptr<AsyncConnection> main_, compute_;
+  std::unique_ptr<WorkerPool> worker_;
+  std::unique_ptr<Executor> executor_;
+  Event wake_;
+  std::atomic<bool> stopping_{false};
+  bool pending_ = true, reload_ = true, schedule_due_ = false, ready_sent_ = false;
+  int ticks_ = 0;
+  bool has_schedule_ = false;
+  BatchStats window_;  // work since the last summary line
+  uint64_t watchdog_usec_ = 0;
+};
+
+}  // namespace kck

@@ -1,0 +1,408 @@
+#include "listener/executor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <set>
+
+namespace kck {
+
+bool VisibleInSnapshot(std::string_view snapshot, uint64_t txid) {
+  auto number = [](std::string_view s) {
+    uint64_t v = 0;
+    std::from_chars(s.data(), s.data() + s.size(), v);
+    return v;
+  };
+  size_t c1 = snapshot.find(':');
+  size_t c2 = snapshot.find(':', c1 + 1);
+  if (c1 == std::string_view::npos || c2 == std::string_view::npos) return false;
+  uint64_t xmin = number(snapshot.substr(0, c1));
+  uint64_t xmax = number(snapshot.substr(c1 + 1, c2 - c1 - 1));
+  if (txid < xmin) return true;
+  if (txid >= xmax) return false;
+  std::string_view xip = snapshot.substr(c2 + 1);
+  while (!xip.empty()) {
+    size_t comma = xip.find(',');
+    if (number(xip.substr(0, comma)) == txid) return false;
+    if (comma == std::string_view::npos) break;
+    xip.remove_prefix(comma + 1);
+  }
+  return true;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::string ClaimSql(int batch_size) {
+  return "BEGIN; DELETE FROM kck.changes WHERE id IN (SELECT id FROM kck.changes ORDER BY id LIMIT " +
+         std::to_string(batch_size) +
+         " FOR UPDATE SKIP LOCKED) RETURNING id, tbl, op, old::text, new::text, txid::text";
+}
+
+// Parameters for bound SQL: `named` maps each placeholder name to its value.
+pg::Params Bind(const BoundSql& sql, const std::map<std::string, std::optional<std::string>>& named) {
+  pg::Params params;
+  for (const auto& name : sql.order) {
+    auto it = named.find(name);
+    params.push_back(it == named.end() ? std::nullopt : it->second);
+  }
+  return params;
+}
+
+std::map<std::string, std::optional<std::string>> KeyParams(const Primer& primer, const std::vector<std::string>& values) {
+  std::map<std::string, std::optional<std::string>> named;
+  for (size_t i = 0; i < primer.spec.params.size() && i < values.size(); ++i) named[primer.spec.params[i].name] = values[i];
+  return named;
+}
+
+std::optional<double> Seconds(const std::optional<std::chrono::seconds>& s) {
+  if (!s) return std::nullopt;
+  return static_cast<double>(s->count());
+}
+
+}  // namespace
+
+struct Executor::Stored {
+  std::string value;  // JSON text ("" for NULL)
+  std::string snapshot;
+};
+
+Executor::Executor(AsyncConnection& main, AsyncConnection& compute, WorkerPool* worker, int batch_size)
+    : main_(main), compute_(compute), worker_(worker), batch_size_(batch_size) {}
+
+Task<Status> Executor::Rollback() {
+  if (main_.connected()) (void)co_await main_.Script("ROLLBACK");
+  co_return Status::Ok();
+}
+
+Task<StatusOr<BatchStats>> Executor::RunBatch() {
+  auto claimed = co_await main_.Script(ClaimSql(batch_size_));
+  if (!claimed.ok()) {
+    co_await Rollback();
+    co_return claimed.status().WithContext("claiming changes");
+  }
+  std::vector<Change> changes;
+  changes.reserve(claimed->rows());
+  for (int i = 0; i < claimed->rows(); ++i) {
+    Change c;
+    c.id = std::stoll(std::string(claimed->get(i, 0)));
+    c.tbl = claimed->get(i, 1);
+    c.op = claimed->get(i, 2).empty() ? 'U' : claimed->get(i, 2)[0];
+    c.old_json = claimed->get(i, 3);
+    c.new_json = claimed->get(i, 4);
+    c.txid = claimed->get(i, 5);
+    changes.push_back(std::move(c));
+  }
+  std::sort(changes.begin(), changes.end(), [](const Change& a, const Change& b) { return a.id < b.id; });
+  Plan plan = PlanChanges(changes, *registry_);
+  for (const auto& p : plan.problems) spdlog::warn("{}: skipped", p);
+  Status resolved = co_await Resolve(plan, changes);
+  if (!resolved.ok()) {
+    co_await Rollback();
+    co_return resolved;
+  }
+  co_return co_await Apply(plan, changes);
+}
+
+constexpr std::string_view kLockSql = "SELECT kck.lock_keys($1::text[])";
+constexpr std::string_view kReadSql =
+    "SELECT key, value::text, snapshot::text FROM kck.cache WHERE key = ANY ($1::text[])";
+constexpr std::string_view kOlderSql = "SELECT EXISTS (SELECT 1 FROM kck.changes WHERE id < $1::bigint)";
+constexpr std::string_view kWriteSql =
+    "INSERT INTO kck.cache AS c (key, primer, value, version, computed_at, soft_expire, hard_expire, compute_ms, "
+        "error, snapshot) "
+        "SELECT u.key, u.primer, u.value, 1, now(), now() + make_interval(secs => u.soft), "
+        "now() + make_interval(secs => u.hard), u.ms, NULL, u.snap "
+        "FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::pg_snapshot[], $5::float8[], $6::float8[], "
+        "$7::float8[]) AS u(key, primer, value, snap, ms, soft, hard) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = c.version + 1, "
+        "computed_at = excluded.computed_at, soft_expire = excluded.soft_expire, hard_expire = excluded.hard_expire, "
+        "compute_ms = excluded.compute_ms, error = NULL, snapshot = coalesce(excluded.snapshot, c.snapshot)";
+constexpr std::string_view kErrorSql =
+    "UPDATE kck.cache c SET error = u.error FROM unnest($1::text[], $2::text[]) AS u(key, error) "
+        "WHERE c.key = u.key";
+constexpr std::string_view kPrimerKeysSql = "SELECT key FROM kck.cache WHERE primer = $1";
+constexpr std::string_view kDueSql =
+    "SELECT key FROM kck.cache WHERE primer = $1 AND (computed_at IS NULL OR computed_at < now() - "
+    "make_interval(secs => $2::float8)) ORDER BY computed_at NULLS FIRST LIMIT $3::int FOR UPDATE SKIP LOCKED";
+
+Task<StatusOr<BatchStats>> Executor::RunScheduled() {
+  auto begun = co_await main_.Script("BEGIN");
+  if (!begun.ok()) co_return begun.status();
+  Plan plan;
+  for (const auto& p : registry_->primers()) {
+    if (!p->spec.refresh_every) continue;
+    pg::Params params = {p->spec.name, std::to_string(p->spec.refresh_every->count()), std::to_string(batch_size_)};
+    auto due = co_await main_.Query(kDueSql, std::move(params));
+    if (!due.ok()) {
+      co_await Rollback();
+      co_return due.status().WithContext("finding products due for refresh");
+    }
+    for (int i = 0; i < due->rows(); ++i) plan.AddKey(std::string(due->get(i, 0)), p.get(), 0, false, true);
+  }
+  std::vector<Change> none;
+  co_return co_await Apply(plan, none);
+}
+
+Task<Status> Executor::Resolve(Plan& plan, const std::vector<Change>& changes) {
+  (void)changes;
+  // Keys rules: SQL given :old and :new, or the Python worker.
+  for (const auto& q : plan.keys_queries) {
+    std::vector<std::string> keys;
+    const DependsRule& rule = q.primer->spec.depends_on[q.rule];
+    if (rule.python_rule) {
+      if (worker_ == nullptr) {
+        plan.problems.push_back("primer \"" + q.primer->spec.name + "\": keys rule needs the python worker");
+        continue;
+      }
+      nlohmann::json req;
+      req["op"] = std::string("keys");
+      req["primer"] = q.primer->spec.name;
+      req["rule"] = *rule.python_rule;
+      req["old"] = q.rows.old_row ? nlohmann::json::parse(*q.rows.old_row) : nlohmann::json();
+      req["new"] = q.rows.new_row ? nlohmann::json::parse(*q.rows.new_row) : nlohmann::json();
+      auto reply = co_await worker_->Call(std::move(req));
+      if (!reply.ok()) {
+        spdlog::warn("primer \"{}\": keys rule failed: {}", q.primer->spec.name, reply.status().message());
+        continue;
+      }
+      for (const auto& k : (*reply)["keys"]) {
+        if (k.is_string()) keys.push_back(k.get<std::string>());
+      }
+    } else {
+      const BoundSql& sql = q.primer->keys.at(q.rule);
+      std::map<std::string, std::optional<std::string>> args;
+      args[std::string("old")] = q.rows.old_row;
+      args[std::string("new")] = q.rows.new_row;
+      auto res = co_await compute_.Query(sql.sql, Bind(sql, args));
+      if (!res.ok()) {
+        spdlog::warn("primer \"{}\": depends_on[{}].keys failed: {}", q.primer->spec.name, q.rule,
+                     res.status().message());
+        continue;
+      }
+      for (int i = 0; i < res->rows(); ++i) {
+        if (!res->is_null(i, 0)) keys.emplace_back(res->get(i, 0));
+      }
+    }
+    for (const auto& key : keys) {
+      auto values = DecodeKey(key, q.primer->spec.name, q.primer->spec.params);
+      if (!values.ok()) {
+        spdlog::warn("depends_on[{}].keys returned a bad key: {}", q.rule, values.status().message());
+        continue;
+      }
+      plan.AddKey(key, q.primer, q.change, false);
+    }
+  }
+  // Partial matches: stored keys of the primer that agree on fixed params.
+  std::map<const Primer*, std::vector<const PartialMatch*>> by_primer;
+  for (const auto& m : plan.partial) by_primer[m.primer].push_back(&m);
+  for (const auto& [primer, matches] : by_primer) {
+    pg::Params params{primer->spec.name};
+    auto res = co_await main_.Query(kPrimerKeysSql, std::move(params));
+    if (!res.ok()) co_return res.status().WithContext("listing products of primer \"" + primer->spec.name + "\"");
+    for (int i = 0; i < res->rows(); ++i) {
+      std::string key(res->get(i, 0));
+      auto values = DecodeKey(key, primer->spec.name, primer->spec.params);
+      if (!values.ok()) continue;
+      for (const PartialMatch* m : matches) {
+        if (Plan::Matches(*m, *values)) plan.AddKey(key, primer, m->change, false);
+      }
+    }
+  }
+  co_return Status::Ok();
+}
+
+Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>& changes) {
+  BatchStats stats;
+  stats.changes = changes.size();
+  auto finish = [&]() -> Task<StatusOr<BatchStats>> {
+    auto done = co_await main_.Script("COMMIT");
+    if (!done.ok()) co_return done.status().WithContext("committing batch");
+    co_return stats;
+  };
+  if (plan.keys.empty()) co_return co_await finish();
+
+  std::vector<std::string> keys;
+  for (const auto& [k, w] : plan.keys) keys.push_back(k);
+  const std::string key_array = pg::ArrayLiteral(keys);
+  pg::Params key_params{key_array};
+  auto locked = co_await main_.Query(kLockSql, key_params);
+  if (!locked.ok()) {
+    co_await Rollback();
+    co_return locked.status().WithContext("locking keys");
+  }
+  auto rows = co_await main_.Query(kReadSql, key_params);
+  if (!rows.ok()) {
+    co_await Rollback();
+    co_return rows.status().WithContext("reading products");
+  }
+  std::map<std::string, Stored> stored;
+  for (int i = 0; i < rows->rows(); ++i) {
+    stored[std::string(rows->get(i, 0))] = {std::string(rows->get(i, 1)), std::string(rows->get(i, 2))};
+  }
+  // Augments apply changes in id order; with older changes still held by
+  // another daemon that order is not ours to keep, so recompute instead.
+  bool augment_allowed = !changes.empty();
+  bool any_augment = false;
+  for (const auto& [k, w] : plan.keys) any_augment |= w.augmentable && stored.count(k);
+  if (any_augment) {
+    pg::Params first{std::to_string(changes.front().id)};
+    auto older = co_await main_.Query(kOlderSql, first);
+    if (!older.ok()) {
+      co_await Rollback();
+      co_return older.status();
+    }
+    augment_allowed = older->get(0, 0) != "t";
+  }
+
+  std::vector<std::optional<std::string>> w_key, w_primer, w_value, w_snapshot, w_ms, w_soft, w_hard;
+  std::vector<std::string> e_key, e_error;
+  for (auto& [key, work] : plan.keys) {
+    const Primer& primer = *work.primer;
+    auto it = stored.find(key);
+    if (it == stored.end() && !work.force) continue;  // not stored: primed lazily on read
+    auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+    if (!values.ok()) continue;
+    auto named = KeyParams(primer, *values);
+    auto t0 = Clock::now();
+    std::optional<std::string> value, snapshot;
+    std::string error;
+    bool augmented = false;
+
+    if (work.augmentable && augment_allowed && it != stored.end() && !it->second.value.empty()) {
+      std::string current = it->second.value;
+      bool ok = true;
+      for (size_t idx : work.changes) {
+        const Change& c = changes[idx];
+        uint64_t txid = std::stoull(c.txid);
+        if (!it->second.snapshot.empty() && VisibleInSnapshot(it->second.snapshot, txid)) continue;
+        bool bulk = false;
+        auto pairs = RowPairs(c, &bulk);
+        if (!pairs.ok() || pairs->size() != 1) {
+          ok = false;
+          break;
+        }
+        const RowPair& rp = pairs->front();
+        if (primer.python()) {
+          nlohmann::json change;
+          change["table"] = c.tbl;
+          change["op"] = std::string(1, c.op);
+          change["old"] = rp.old_row ? nlohmann::json::parse(*rp.old_row) : nlohmann::json();
+          change["new"] = rp.new_row ? nlohmann::json::parse(*rp.new_row) : nlohmann::json();
+          if (worker_ == nullptr) {
+            ok = false;
+            break;
+          }
+          nlohmann::json req;
+          req["op"] = std::string("augment");
+          req["key"] = key;
+          req["value"] = nlohmann::json::parse(current);
+          req["change"] = change;
+          auto reply = co_await worker_->Call(std::move(req));
+          if (!reply.ok() || !(*reply).contains("value")) {
+            ok = false;
+            break;
+          }
+          current = (*reply)["value"].dump();
+        } else {
+          const BoundSql& sql = primer.augment.at(c.tbl).at(c.op);
+          auto args = named;
+          args[std::string("value")] = current;
+          args[std::string("old")] = rp.old_row;
+          args[std::string("new")] = rp.new_row;
+          auto res = co_await compute_.Query("SELECT to_jsonb((" + sql.sql + "))::text", Bind(sql, args));
+          if (!res.ok() || res->rows() != 1 || res->is_null(0, 0)) {
+            if (!res.ok()) spdlog::info("key \"{}\": augment failed, recomputing: {}", key, res.status().message());
+            ok = false;
+            break;
+          }
+          current = std::string(res->get(0, 0));
+        }
+      }
+      if (ok) {
+        value = current;
+        augmented = true;
+      }
+    }
+    if (!augmented) {
+      if (primer.python()) {
+        if (worker_ == nullptr) {
+          error = "python primer needs kck listen --python-worker";
+        } else {
+          nlohmann::json req;
+          req["op"] = std::string("compute");
+          req["key"] = key;
+          auto reply = co_await worker_->Call(std::move(req));
+          if (!reply.ok()) {
+            error = reply.status().message();
+          } else {
+            value = (*reply)["value"].dump();
+            if ((*reply).contains("snapshot") && (*reply)["snapshot"].is_string()) {
+              snapshot = (*reply)["snapshot"].get<std::string>();
+            }
+          }
+        }
+      } else {
+        auto res = co_await compute_.Query(primer.compute.sql, Bind(primer.compute, named));
+        if (!res.ok()) {
+          error = res.status().message();
+        } else if (res->rows() != 1) {
+          error = "compute returned " + std::to_string(res->rows()) + " rows";
+        } else {
+          value = res->get_opt(0, 0);
+          if (!value) value = "null";
+          snapshot = res->get_opt(0, 1);
+        }
+      }
+    }
+    if (!error.empty()) {
+      ++stats.errors;
+      spdlog::error("primer \"{}\": key \"{}\": compute failed, keeping the stored value: {}", primer.spec.name, key,
+                    error);
+      if (it != stored.end()) {
+        e_key.push_back(key);
+        e_error.push_back(error);
+      }
+      continue;
+    }
+    ++stats.keys;
+    if (augmented) ++stats.augmented;
+    w_key.push_back(key);
+    w_primer.push_back(primer.spec.name);
+    w_value.push_back(value);
+    w_snapshot.push_back(augmented ? std::nullopt : snapshot);
+    w_ms.push_back(std::to_string(MsSince(t0)));
+    auto soft = Seconds(primer.spec.soft_expire), hard = Seconds(primer.spec.hard_expire);
+    w_soft.push_back(soft ? std::optional<std::string>(std::to_string(*soft)) : std::nullopt);
+    w_hard.push_back(hard ? std::optional<std::string>(std::to_string(*hard)) : std::nullopt);
+  }
+
+  if (!w_key.empty()) {
+    pg::Params write_params{pg::ArrayLiteral(w_key),      pg::ArrayLiteral(w_primer), pg::ArrayLiteral(w_value),
+                            pg::ArrayLiteral(w_snapshot), pg::ArrayLiteral(w_ms),     pg::ArrayLiteral(w_soft),
+                            pg::ArrayLiteral(w_hard)};
+    auto written = co_await main_.Query(kWriteSql, write_params);
+    if (!written.ok()) {
+      co_await Rollback();
+      co_return written.status().WithContext("writing products");
+    }
+  }
+  if (!e_key.empty()) {
+    pg::Params error_params{pg::ArrayLiteral(e_key), pg::ArrayLiteral(e_error)};
+    auto marked = co_await main_.Query(kErrorSql, error_params);
+    if (!marked.ok()) {
+      co_await Rollback();
+      co_return marked.status().WithContext("recording compute errors");
+    }
+  }
+  co_return co_await finish();
+}
+
+}  // namespace kck

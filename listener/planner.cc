@@ -1,0 +1,261 @@
+#include "listener/planner.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+
+namespace kck {
+namespace {
+
+// Canonical text of a captured column value for a parameter of `type`;
+// nullopt when the value is SQL NULL (the row maps to no key).
+StatusOr<std::optional<std::string>> ValueText(simdjson::dom::element v, ParamType type) {
+  using simdjson::dom::element_type;
+  switch (v.type()) {
+    case element_type::NULL_VALUE:
+      return std::optional<std::string>();
+    case element_type::INT64:
+      return std::optional<std::string>(std::to_string(int64_t(v)));
+    case element_type::UINT64:
+      return std::optional<std::string>(std::to_string(uint64_t(v)));
+    case element_type::BOOL:
+      return std::optional<std::string>(bool(v) ? "true" : "false");
+    case element_type::STRING:
+      return std::optional<std::string>(std::string(std::string_view(v)));
+    case element_type::DOUBLE:
+      if (type == ParamType::kStr) return std::optional<std::string>(simdjson::minify(v));
+      return Status::Invalid("value " + simdjson::minify(v) + " is not an integer");
+    default:
+      if (type == ParamType::kStr) return std::optional<std::string>(simdjson::minify(v));
+      return Status::Invalid("value " + simdjson::minify(v) + " cannot be a key parameter");
+  }
+}
+
+}  // namespace
+
+void Plan::AddKey(const std::string& key, const Primer* primer, size_t change, bool row_change, bool force) {
+  KeyWork& w = keys[key];
+  w.primer = primer;
+  if (w.changes.empty() || w.changes.back() != change) w.changes.push_back(change);
+  w.augmentable = w.augmentable && row_change && !force;
+  w.force = w.force || force;
+}
+
+bool Plan::Matches(const PartialMatch& m, const std::vector<std::string>& values) {
+  if (values.size() != m.fixed.size()) return false;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (m.fixed[i] && *m.fixed[i] != values[i]) return false;
+  }
+  return true;
+}
+
+StatusOr<std::vector<RowPair>> RowPairs(const Change& change, bool* bulk) {
+  std::vector<RowPair> out;
+  *bulk = false;
+  simdjson::dom::parser parser;
+  auto side = [&](const std::string& text, bool is_old) -> Status {
+    if (text.empty()) return Status::Ok();
+    simdjson::dom::element doc;
+    if (parser.parse(text).get(doc)) return Status::Invalid(std::string(is_old ? "old" : "new") + " is not valid JSON");
+    if (doc.is_array()) {
+      *bulk = true;
+      for (auto el : doc.get_array()) {
+        if (!el.is_object()) return Status::Invalid("bulk row image is not an object");
+        RowPair p;
+        (is_old ? p.old_row : p.new_row) = simdjson::minify(el);
+        out.push_back(std::move(p));
+      }
+      return Status::Ok();
+    }
+    if (!doc.is_object()) return Status::Invalid(std::string(is_old ? "old" : "new") + " is not an object");
+    return Status::Ok();
+  };
+  KCK_RETURN_IF_ERROR(side(change.old_json, true));
+  KCK_RETURN_IF_ERROR(side(change.new_json, false));
+  if (!*bulk) {
+    RowPair p;
+    if (!change.old_json.empty()) p.old_row = change.old_json;
+    if (!change.new_json.empty()) p.new_row = change.new_json;
+    if (p.old_row || p.new_row) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+namespace {
+
+std::string Describe(const Change& c) { return "change " + std::to_string(c.id) + " (" + c.tbl + ")"; }
+
+void PlanRefresh(const Change& c, size_t idx, const Registry& reg, Plan& plan) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string_view key;
+  if (parser.parse(c.new_json).get(doc) || doc["key"].get(key)) {
+    plan.problems.push_back(Describe(c) + ": refresh request without a \"key\"");
+    return;
+  }
+  auto name = KeyPrimerName(key);
+  const Primer* primer = name.ok() ? reg.Find(*name) : nullptr;
+  if (!name.ok() || primer == nullptr) {
+    plan.problems.push_back(Describe(c) + ": " + (name.ok() ? "unknown primer \"" + *name + "\"" : name.status().message()));
+    return;
+  }
+  auto values = DecodeKey(key, primer->spec.name, primer->spec.params);
+  if (!values.ok()) {
+    plan.problems.push_back(Describe(c) + ": " + values.status().message());
+    return;
+  }
+  plan.AddKey(std::string(key), primer, idx, false, true);
+}
+
+// Products that depend on products: a kck.cache row image names the key and
+// primer that changed.
+void PlanProductChange(const Change& c, size_t idx, const std::vector<RowPair>& rows, const Registry& reg,
+                       Plan& plan) {
+  simdjson::dom::parser parser;
+  for (const auto& pair : rows) {
+    for (const auto* image : {&pair.old_row, &pair.new_row}) {
+      if (!*image) continue;
+      simdjson::dom::element doc;
+      std::string_view key, primer_name;
+      if (parser.parse(**image).get(doc) || doc["key"].get(key) || doc["primer"].get(primer_name)) {
+        plan.problems.push_back(Describe(c) + ": product image without key and primer");
+        continue;
+      }
+      const Primer* source = reg.Find(primer_name);
+      if (source == nullptr) continue;
+      auto values = DecodeKey(key, source->spec.name, source->spec.params);
+      if (!values.ok()) continue;
+      for (const RuleRef& ref : reg.RulesForPrimer(primer_name)) {
+        const DependsRule& rule = ref.get();
+        PartialMatch m{ref.primer, {}, idx};
+        bool complete = true;
+        for (const auto& p : ref.primer->spec.params) {
+          auto it = rule.params.find(p.name);
+          if (it == rule.params.end()) {
+            m.fixed.emplace_back();
+            complete = false;
+            continue;
+          }
+          size_t j = 0;
+          while (j < source->spec.params.size() && source->spec.params[j].name != it->second) ++j;
+          m.fixed.emplace_back((*values)[j]);
+        }
+        if (complete) {
+          std::vector<std::string> vals;
+          for (auto& f : m.fixed) vals.push_back(*f);
+          auto k = EncodeKey(ref.primer->spec.name, ref.primer->spec.params, vals);
+          if (k.ok()) plan.AddKey(*k, ref.primer, idx, false);
+        } else {
+          plan.partial.push_back(std::move(m));
+        }
+      }
+    }
+  }
+}
+
+void PlanTableChange(const Change& c, size_t idx, const std::vector<RowPair>& rows, bool bulk, const Registry& reg,
+                     Plan& plan) {
+  simdjson::dom::parser parser;
+  for (const RuleRef& ref : reg.RulesForTable(c.tbl)) {
+    const DependsRule& rule = ref.get();
+    const PrimerSpec& spec = ref.primer->spec;
+    if (c.op == 'T') {  // TRUNCATE: every stored product of the primer
+      plan.partial.push_back({ref.primer, std::vector<std::optional<std::string>>(spec.params.size()), idx});
+      continue;
+    }
+    if (rule.kind == DependsRule::Kind::kTableKeys) {
+      for (const auto& pair : rows) plan.keys_queries.push_back({ref.primer, ref.rule, idx, pair});
+      continue;
+    }
+    // Augment is possible only for row changes of a table with augment code.
+    bool row_change = !bulk;
+    if (ref.primer->python()) {
+      row_change = row_change && spec.python_augment;
+    } else {
+      auto a = ref.primer->augment.find(c.tbl);
+      row_change = row_change && a != ref.primer->augment.end() && a->second.count(c.op);
+    }
+    for (const auto& pair : rows) {
+      std::vector<std::string> pair_keys;  // exact keys of the old and new image
+      for (const auto* image : {&pair.old_row, &pair.new_row}) {
+        if (!*image) continue;
+        simdjson::dom::element doc;
+        if (parser.parse(**image).get(doc)) {
+          plan.problems.push_back(Describe(c) + ": row image is not valid JSON");
+          continue;
+        }
+        std::vector<std::optional<std::string>> fixed;
+        bool complete = true, null_param = false;
+        std::string problem;
+        for (const auto& p : spec.params) {
+          auto it = rule.params.find(p.name);
+          if (it == rule.params.end()) {
+            fixed.emplace_back();
+            complete = false;
+            continue;
+          }
+          simdjson::dom::element v;
+          if (doc[it->second].get(v)) {
+            problem = "row image has no column \"" + it->second + "\"";
+            break;
+          }
+          auto text = ValueText(v, p.type);
+          if (!text.ok()) {
+            problem = "column \"" + it->second + "\": " + text.status().message();
+            break;
+          }
+          if (!*text) null_param = true;
+          fixed.push_back(*text);
+        }
+        if (!problem.empty()) {
+          plan.problems.push_back(Describe(c) + ": primer \"" + spec.name + "\": " + problem);
+          continue;
+        }
+        if (null_param) continue;  // a NULL parameter names no product
+        if (!complete) {
+          plan.partial.push_back({ref.primer, std::move(fixed), idx});
+          continue;
+        }
+        std::vector<std::string> values;
+        for (auto& f : fixed) values.push_back(*f);
+        auto key = EncodeKey(spec.name, spec.params, values);
+        if (!key.ok()) {
+          plan.problems.push_back(Describe(c) + ": " + key.status().message());
+          continue;
+        }
+        pair_keys.push_back(*key);
+      }
+      // A row that moved between products (author_id 1 -> 2) is recomputed
+      // in both: an augment would see a row that is not its own.
+      bool moved = pair_keys.size() == 2 && pair_keys[0] != pair_keys[1];
+      for (const auto& key : pair_keys) plan.AddKey(key, ref.primer, idx, row_change && !moved);
+    }
+  }
+}
+
+}  // namespace
+
+Plan PlanChanges(const std::vector<Change>& changes, const Registry& reg) {
+  Plan plan;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const Change& c = changes[i];
+    if (c.tbl == "kck.refresh") {
+      PlanRefresh(c, i, reg, plan);
+      continue;
+    }
+    bool bulk = false;
+    auto rows = RowPairs(c, &bulk);
+    if (!rows.ok()) {
+      plan.problems.push_back(Describe(c) + ": " + rows.status().message());
+      continue;
+    }
+    if (c.tbl == "kck.cache") {
+      PlanProductChange(c, i, *rows, reg, plan);
+    } else {
+      PlanTableChange(c, i, *rows, bulk, reg, plan);
+    }
+  }
+  return plan;
+}
+
+}  // namespace kck

@@ -1,0 +1,70 @@
+// Planner: claimed changes -> the keys they affect, coalesced (one unit of
+// work per key per batch). Pure: no database, no loop; the executor
+// resolves what needs the database (keys SQL, partial matches).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "primers/registry.h"
+
+namespace kck {
+
+// One claimed row of kck.changes. old/new are JSON text (empty: NULL).
+struct Change {
+  long long id = 0;
+  std::string tbl;
+  char op = 'U';
+  std::string old_json, new_json;
+  std::string txid;  // xid8 as text
+};
+
+// A change's row images as JSON texts, one pair per source row.
+struct RowPair {
+  std::optional<std::string> old_row, new_row;
+};
+
+struct KeyWork {
+  const Primer* primer = nullptr;
+  std::vector<size_t> changes;  // indexes into the batch, ascending
+  bool force = false;           // recompute even if not stored (kck.refresh)
+  bool augmentable = true;      // every change is a row change with augment code
+};
+
+// Keys of `primer` whose parameters equal `fixed` (nullopt = any value).
+struct PartialMatch {
+  const Primer* primer;
+  std::vector<std::optional<std::string>> fixed;
+  size_t change;
+};
+
+// A keys rule to run for one row pair.
+struct KeysQuery {
+  const Primer* primer;
+  size_t rule;
+  size_t change;
+  RowPair rows;
+};
+
+struct Plan {
+  std::map<std::string, KeyWork> keys;
+  std::vector<PartialMatch> partial;
+  std::vector<KeysQuery> keys_queries;
+  std::vector<std::string> problems;  // malformed payloads, bad keys: one log line each
+
+  // Adds a key (coalescing). `row_change` false marks it not augmentable.
+  void AddKey(const std::string& key, const Primer* primer, size_t change, bool row_change, bool force = false);
+  // Keys of `primer` whose decoded parameters agree with `fixed`.
+  static bool Matches(const PartialMatch& m, const std::vector<std::string>& values);
+};
+
+// Splits a change's payload into row pairs. Bulk changes (arrays) become one
+// pair per element with only one side set; *bulk tells which it was.
+StatusOr<std::vector<RowPair>> RowPairs(const Change& change, bool* bulk);
+
+// Maps a batch of changes to affected keys.
+Plan PlanChanges(const std::vector<Change>& changes, const Registry& registry);
+
+}  // namespace kck

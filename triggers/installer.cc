@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <regex>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -153,6 +154,23 @@ StatusOr<std::vector<PrimerSpec>> ReadRegisteredPrimers(pg::Connection& conn) {
   return out;
 }
 
+}  // namespace
+
+void AugmentColumns(std::string_view sql, std::set<std::string>* columns, bool* whole_row) {
+  static const std::regex field(R"(:(old|new)\s*->>?\s*'([^']+)')");
+  static const std::regex any(R"(:(old|new)\b)");
+  size_t fields = 0;
+  std::string text(sql);
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), field); it != std::sregex_iterator(); ++it) {
+    columns->insert((*it)[2].str());
+    ++fields;
+  }
+  size_t uses = std::distance(std::sregex_iterator(text.begin(), text.end(), any), std::sregex_iterator());
+  if (uses > fields) *whole_row = true;
+}
+
+namespace {
+
 // What each table must capture, from every registered primer.
 std::map<std::string, CaptureSpec> CaptureSpecs(const std::vector<PrimerSpec>& primers,
                                                 const std::map<std::string, TableInfo>& tables) {
@@ -180,6 +198,12 @@ std::map<std::string, CaptureSpec> CaptureSpecs(const std::vector<PrimerSpec>& p
       CaptureSpec& c = spec_for(t->second);
       auto& cols = columns[c.qualified()];
       for (const auto& [param, column] : rule.params) cols.insert(column);
+      // Augment SQL reads the row images too: :new->>'title' needs title.
+      if (auto a = p.augment.find(rule.table); a != p.augment.end()) {
+        for (const auto* sql : {&a->second.insert_sql, &a->second.update_sql, &a->second.delete_sql}) {
+          AugmentColumns(*sql, &cols, &c.whole_row);
+        }
+      }
       if (rule.kind == DependsRule::Kind::kTableKeys) {
         if (rule.columns.empty()) c.whole_row = true;
         cols.insert(rule.columns.begin(), rule.columns.end());

@@ -2,7 +2,9 @@
 // against the catalog, the registry in kck.primers, capture triggers.
 #pragma once
 
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -32,5 +34,9 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& config, bool
 // Removes every capture trigger kck installed; with drop_data also the kck
 // schema and everything in it.
 StatusOr<InstallReport> Uninstall(pg::Connection& conn, bool drop_data, bool dry_run);
+
+// Adds the row-image fields that augment SQL reads (:new->>'title') to
+// *columns; sets *whole_row when it uses :old/:new in any other way.
+void AugmentColumns(std::string_view sql, std::set<std::string>* columns, bool* whole_row);
 
 }  // namespace kck

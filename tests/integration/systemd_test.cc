@@ -184,7 +184,7 @@ struct CommandResult {
 // Runs argv[0] with stdout and stderr captured in output_file. No shell: the
 // arguments are passed as they are. SYSTEMD_* variables of the caller are
 // dropped so that a SYSTEMD_LOG_LEVEL=debug in the environment adds no noise.
-CommandResult Run(const std::vector<std::string>& argv, const fs::path& output_file) {
+CommandResult RunCommand(const std::vector<std::string>& argv, const fs::path& output_file) {
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
@@ -286,7 +286,7 @@ class SystemdAnalyzeTest : public ::testing::Test {
 
     // Older versions lack --recursive-errors; with it, dependencies of the
     // unit (postgresql.service may not be installed) cannot fail the run.
-    CommandResult help = Run({analyze_.string(), "--help"}, dir_ / "help.out");
+    CommandResult help = RunCommand({analyze_.string(), "--help"}, dir_ / "help.out");
     if (help.output.find("--recursive-errors") != std::string::npos) {
       options_.push_back("--recursive-errors=no");
     }
@@ -314,7 +314,7 @@ class SystemdAnalyzeTest : public ::testing::Test {
     std::vector<std::string> argv = {analyze_.string(), "verify", "--man=no"};
     argv.insert(argv.end(), options_.begin(), options_.end());
     argv.push_back(unit.string());
-    return Run(argv, dir_ / "verify.out");
+    return RunCommand(argv, dir_ / "verify.out");
   }
 
   fs::path analyze_;

@@ -1,0 +1,27 @@
+// The kck subcommands. Each returns the process exit code: 0 ok, 1 runtime
+// failure, 2 usage or config error; errors are printed as one line.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kck::cli {
+
+struct Global {
+  std::string db;  // --db or KCK_DATABASE_URL
+};
+
+int Fail(const Status& status);  // prints "kck: <message>" and maps the kind to 1 or 2
+
+int Install(const Global& g, const std::string& config_path, bool dry_run);
+int Uninstall(const Global& g, bool drop_data, bool dry_run);
+int Listen(const Global& g, const std::string& python_worker, int batch, const std::string& worker_timeout,
+           const std::string& compute_timeout);
+int Get(const Global& g, const std::string& key);
+int Refresh(const Global& g, const std::vector<std::string>& keys);
+int StatusCmd(const Global& g, bool json);
+int Demo(const Global& g, bool django, const std::string& self_path);
+
+}  // namespace kck::cli

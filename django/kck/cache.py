@@ -1,0 +1,417 @@
+"""The cache: kck.cache read and written through the SQL functions of sql/001_schema.sql.
+
+    from kck import Cache
+    cache = Cache.get_instance()
+    cache.get('title_list/5')
+
+get(key)
+  hit: one indexed read of kck.cache.
+  past soft_expire: the stored value, and the key is queued for the daemon (kck.queue_refresh).
+  miss or past hard_expire: kck.lock_key_session(key); in a REPEATABLE READ transaction
+    take pg_current_snapshot(), read the row again (another process may have stored it),
+    compute with the primer in this process and kck.store() the value with that snapshot
+    (version-checked); COMMIT; kck.unlock_key_session(key).
+  A compute that raises stores nothing: PrimerComputeError reaches the caller.
+
+Inside a transaction the caller opened (transaction.atomic, ATOMIC_REQUESTS):
+  if the transaction has written nothing yet, the miss is computed and stored on a
+  separate connection (a short-lived thread), so it reads committed data only;
+  if it has written, the product is computed in the caller's transaction (seeing its
+  uncommitted rows) and returned without being stored.
+Inside a compute (a primer calling Cache.get for another key, in this process or in
+kck_worker) a miss never waits for a lock: kck.try_lock_key() in the compute's
+transaction, and the product is stored only when that lock was free and no transaction
+committed since the compute's snapshot; otherwise it is computed and not stored.
+"""
+
+import collections
+import datetime
+import logging
+import threading
+import time
+
+from django.db import DatabaseError, connections, transaction
+
+from . import conf, jsonutil
+from .codec import quote_for_error
+from .exceptions import KckError, KckNotInstalled, KeyNotSet, PrimerComputeError
+from .primer import decode, registry
+
+log = logging.getLogger("kck")
+
+CacheEntry = collections.namedtuple(
+    "CacheEntry", "key primer value version computed_at soft_expire hard_expire compute_ms error stored")
+CacheEntry.__doc__ = """A product as stored in kck.cache.
+
+stored is False for a value computed but not stored (inside a transaction that
+wrote, or a nested miss that could not take its lock); version is None then."""
+
+_READ_SQL = (
+    "SELECT value::text, version, computed_at, soft_expire, hard_expire, compute_ms, error, primer, "
+    "coalesce(soft_expire <= statement_timestamp(), false), "
+    "coalesce(hard_expire <= statement_timestamp(), false) "
+    "FROM kck.cache WHERE key = %s")
+
+_STORE_SQL = (
+    "SELECT value::text, version, stored FROM kck.store(%s, %s, %s::jsonb, %s::pg_snapshot, "
+    "%s::double precision, %s::interval, %s::interval, %s::bigint)")
+
+_SET_SQL = (
+    "SELECT value::text, version, stored FROM kck.store(%s, %s, %s::jsonb, pg_current_snapshot(), "
+    "NULL::double precision, %s::interval, %s::interval, %s::bigint)")
+
+# True when no transaction committed since the snapshot (conservative: unknown = false).
+# Transactions in progress at snapshot time are in xip; those started since have ids
+# from xmax up to our own (assigned here, just below the next one).
+_QUIET_SINCE_SQL = """
+SELECT CASE WHEN pg_current_xact_id()::text::bigint - pg_snapshot_xmax(s)::text::bigint > 1000 THEN false
+       ELSE NOT EXISTS (
+         SELECT 1 FROM (
+           SELECT pg_snapshot_xip(s) AS x
+           UNION ALL
+           SELECT g::text::xid8
+             FROM generate_series(pg_snapshot_xmax(s)::text::bigint,
+                                  pg_current_xact_id()::text::bigint - 1) AS g
+         ) t
+         WHERE x <> pg_current_xact_id() AND pg_xact_status(x) = 'committed')
+       END
+FROM (SELECT %s::pg_snapshot AS s) q
+"""
+
+
+class _Frame:
+    """One compute running on this thread: its key, snapshot and whether nested misses may store."""
+
+    __slots__ = ("key", "snapshot", "store", "worker")
+
+    def __init__(self, key, snapshot, store, worker=False):
+        self.key, self.snapshot, self.store, self.worker = key, snapshot, store, worker
+
+
+_local = threading.local()
+
+
+class _NoStore:
+    def __enter__(self):
+        _stack().append(_Frame(None, None, store=False, worker=True))
+
+    def __exit__(self, *exc):
+        _stack().pop()
+
+
+def _stack():
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+def _interval(seconds):
+    return None if seconds is None else datetime.timedelta(seconds=seconds)
+
+
+def _one_line(exc):
+    return ("%s: %s" % (type(exc).__name__, exc)).replace("\r", " ").replace("\n", " ")
+
+
+class _Row:
+    __slots__ = ("entry", "soft_past", "hard_past")
+
+    def __init__(self, entry, soft_past, hard_past):
+        self.entry, self.soft_past, self.hard_past = entry, soft_past, hard_past
+
+    @property
+    def usable(self):
+        return self.entry.value is not _MISSING and not self.hard_past
+
+
+_MISSING = object()
+
+
+class Cache:
+    """The product cache. Cache.get_instance() is the process-wide instance."""
+
+    _instance = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self, using=None):
+        self._using = using
+        self._queued = {}
+        self._queued_lock = threading.Lock()
+
+    @classmethod
+    def get_instance(cls):
+        if cls._instance is None:
+            with cls._instance_lock:
+                if cls._instance is None:
+                    cls._instance = cls()
+        return cls._instance
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def alias(self):
+        return self._using or conf.database_alias()
+
+    @property
+    def connection(self):
+        return connections[self.alias]
+
+    def build_key(self, name, **params):
+        """The canonical key of primer ``name`` for the given parameter values."""
+        return registry().get(name).build_key(**params)
+
+    def get(self, key, prime_on_cache_miss=None):
+        """The product stored under ``key``, computed and stored first on a miss."""
+        return self.get_entry(key, prime_on_cache_miss).value
+
+    def get_entry(self, key, prime_on_cache_miss=None):
+        """Like get(), returning a CacheEntry (value, version, computed_at, expiries, ...)."""
+        primer, _ = decode(key)
+        row = self._read(key)
+        if row is not None and row.usable:
+            if row.soft_past:
+                self._queue_refresh_throttled(key)
+            return row.entry
+        prime = primer.prime_on_cache_miss if prime_on_cache_miss is None else prime_on_cache_miss
+        if not prime:
+            raise KeyNotSet("key %s is not set (primer %s does not prime on a miss)"
+                            % (quote_for_error(key), quote_for_error(primer.name)))
+        return self._produce(primer, key, row, force=False)
+
+    def is_set(self, key):
+        """Whether a value is stored under ``key`` (and not past its hard expiry)."""
+        decode(key)
+        with self._cursor() as cur:
+            cur.execute("SELECT EXISTS (SELECT 1 FROM kck.cache WHERE key = %s AND value IS NOT NULL "
+                        "AND (hard_expire IS NULL OR hard_expire > statement_timestamp()))", [key])
+            return cur.fetchone()[0]
+
+    def set(self, key, value):
+        """Stores ``value`` under ``key`` (a new version), whatever was stored before."""
+        primer, _ = decode(key)
+        text = jsonutil.dumps(value)
+        soft, hard = _interval(primer.soft_expire_period()), _interval(primer.hard_expire_period())
+        with self._cursor() as cur:
+            for _ in range(10):
+                cur.execute("SELECT version FROM kck.cache WHERE key = %s", [key])
+                found = cur.fetchone()
+                cur.execute(_SET_SQL, [key, primer.name, text, soft, hard, found[0] if found else None])
+                stored_value, version, stored = cur.fetchone()
+                if stored:
+                    return version
+        raise KckError("key %s: could not set, other writers kept changing it" % quote_for_error(key))
+
+    def unset(self, key):
+        """Removes the product stored under ``key``; True when there was one."""
+        decode(key)
+        with self._cursor() as cur:
+            cur.execute("DELETE FROM kck.cache WHERE key = %s", [key])
+            return cur.rowcount > 0
+
+    def refresh(self, key, queued=True):
+        """Queued: asks the daemon to recompute ``key`` soon (kck.queue_refresh).
+        Not queued: recomputes it now in this process, stores it and returns the value."""
+        primer, _ = decode(key)
+        if queued:
+            with self._cursor() as cur:
+                cur.execute("SELECT kck.queue_refresh(ARRAY[%s]::text[])", [key])
+            return None
+        return self._produce(primer, key, self._read(key), force=True).value
+
+    # -- the worker's entry point ---------------------------------------------
+
+    def compute_for_daemon(self, key):
+        """Computes ``key`` for the daemon (kck_worker's compute op), storing nothing itself.
+
+        Returns (value JSON text, snapshot text, compute_ms). The compute runs in a
+        REPEATABLE READ transaction; the snapshot is that transaction's. The daemon
+        holds the key's lock, so none is taken here.
+        """
+        primer, _ = decode(key)
+        conn = self.connection
+        if conn.in_atomic_block or not conn.get_autocommit():
+            raise KckError("compute_for_daemon() must run outside a transaction")
+        with transaction.atomic(using=self.alias):
+            snapshot = self._begin_repeatable_read()
+            text, ms = self._run_compute(primer, key, _Frame(key, snapshot, store=True, worker=True))
+        return text, snapshot, ms
+
+    def without_storing(self):
+        """A context in which misses are computed but never stored nor locked.
+
+        kck_worker runs augment() and keys rules in it: they run while the daemon holds
+        key locks, so a Cache.get() there must not wait for one."""
+        return _NoStore()
+
+    # -- internals ------------------------------------------------------------
+
+    def _cursor(self):
+        return self.connection.cursor()
+
+    def _read(self, key):
+        try:
+            with self._cursor() as cur:
+                cur.execute(_READ_SQL, [key])
+                r = cur.fetchone()
+        except DatabaseError as e:
+            cause = getattr(e, "__cause__", None)
+            if getattr(cause, "pgcode", None) in ("42P01", "3F000", "42883"):
+                raise KckNotInstalled("the kck schema is not installed in database %r: run "
+                                      "`manage.py kck_sync` (%s)" % (self.alias, _one_line(e))) from e
+            raise
+        if r is None:
+            return None
+        value = _MISSING if r[0] is None else jsonutil.loads(r[0])
+        entry = CacheEntry(key=key, primer=r[7], value=value, version=r[1], computed_at=r[2],
+                           soft_expire=r[3], hard_expire=r[4], compute_ms=r[5], error=r[6], stored=True)
+        return _Row(entry, r[8], r[9])
+
+    def _queue_refresh_throttled(self, key):
+        every = conf.get("REFRESH_QUEUE_SECONDS") or 0
+        now = time.monotonic()
+        with self._queued_lock:
+            last = self._queued.get(key)
+            if last is not None and now - last < every:
+                return
+            self._queued[key] = now
+            if len(self._queued) > 10000:
+                self._queued = {k: t for k, t in self._queued.items() if now - t < every}
+        with self._cursor() as cur:
+            cur.execute("SELECT kck.queue_refresh(ARRAY[%s]::text[])", [key])
+
+    def _begin_repeatable_read(self):
+        """First statements of a transaction atomic() just opened: RR isolation, its snapshot."""
+        with self._cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("SELECT pg_current_snapshot()::text")
+            return cur.fetchone()[0]
+
+    def _produce(self, primer, key, row, force):
+        """Computes ``key`` (a miss, a hard expiry, or a forced refresh) and stores it when safe."""
+        stack = _stack()
+        if stack:
+            frame = stack[-1]
+            if not frame.store:
+                return self._compute_unstored(primer, key, frame.snapshot)
+            return self._nested(primer, key, row, frame)
+        conn = self.connection
+        if conn.in_atomic_block or not conn.get_autocommit():
+            if not force and self._transaction_wrote():
+                # The caller's transaction holds uncommitted writes: compute in it, store nothing.
+                return self._compute_unstored(primer, key, None)
+            return self._in_thread(self._locked_compute, primer, key, force)
+        return self._locked_compute(primer, key, force)
+
+    def _transaction_wrote(self):
+        with self._cursor() as cur:
+            cur.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+            return cur.fetchone()[0]
+
+    def _locked_compute(self, primer, key, force):
+        conn = self.connection
+        with conn.cursor() as cur:
+            cur.execute("SELECT kck.lock_key_session(%s)", [key])
+        try:
+            with transaction.atomic(using=self.alias):
+                snapshot = self._begin_repeatable_read()
+                row = self._read(key)
+                if not force and row is not None and row.usable:
+                    return row.entry  # stored by someone else while we waited for the lock
+                expected = row.entry.version if row is not None else None
+                text, ms = self._run_compute(primer, key, _Frame(key, snapshot, store=True))
+                return self._store(primer, key, text, snapshot, ms, expected)
+        finally:
+            self._unlock(key)
+
+    def _unlock(self, key):
+        conn = self.connection
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT kck.unlock_key_session(%s)", [key])
+        except Exception as e:  # never mask the compute's own error
+            log.warning("kck: unlocking key %s failed (%s); closing the connection to release it",
+                        quote_for_error(key), _one_line(e))
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def _nested(self, primer, key, row, frame):
+        """A miss inside a compute that may store: never wait for a lock."""
+        with transaction.atomic(using=self.alias):  # a savepoint: a failure here leaves the outer txn usable
+            with self._cursor() as cur:
+                cur.execute("SELECT kck.try_lock_key(%s)", [key])
+                locked = cur.fetchone()[0]
+            text, ms = self._run_compute(primer, key, _Frame(key, frame.snapshot, store=True,
+                                                             worker=frame.worker))
+            if locked:
+                with self._cursor() as cur:
+                    cur.execute(_QUIET_SINCE_SQL, [frame.snapshot])
+                    quiet = cur.fetchone()[0]
+                if quiet:
+                    expected = row.entry.version if row is not None else None
+                    return self._store(primer, key, text, frame.snapshot, ms, expected)
+        return self._unstored_entry(primer, key, text, ms)
+
+    def _compute_unstored(self, primer, key, snapshot):
+        text, ms = self._run_compute(primer, key, _Frame(key, snapshot, store=False))
+        return self._unstored_entry(primer, key, text, ms)
+
+    @staticmethod
+    def _unstored_entry(primer, key, text, ms):
+        return CacheEntry(key=key, primer=primer.name, value=jsonutil.loads(text), version=None,
+                          computed_at=None, soft_expire=None, hard_expire=None, compute_ms=ms,
+                          error=None, stored=False)
+
+    def _run_compute(self, primer, key, frame):
+        """Runs primer.compute(key) with ``frame`` on the stack; returns (JSON text, ms)."""
+        stack = _stack()
+        if any(f.key == key for f in stack):
+            chain = " -> ".join([f.key for f in stack] + [key])
+            raise PrimerComputeError("key %s depends on itself: %s" % (quote_for_error(key), chain), key=key)
+        stack.append(frame)
+        t0 = time.perf_counter()
+        try:
+            value = primer.compute(key)
+            text = jsonutil.dumps(value)
+        except PrimerComputeError:
+            raise
+        except Exception as e:
+            raise PrimerComputeError("primer %s: compute of key %s failed: %s"
+                                     % (quote_for_error(primer.name), quote_for_error(key), _one_line(e)),
+                                     key=key, original=e) from e
+        finally:
+            stack.pop()
+        return text, (time.perf_counter() - t0) * 1000.0
+
+    def _store(self, primer, key, text, snapshot, ms, expected):
+        soft, hard = _interval(primer.soft_expire_period()), _interval(primer.hard_expire_period())
+        with self._cursor() as cur:
+            cur.execute(_STORE_SQL, [key, primer.name, text, snapshot, ms, soft, hard, expected])
+            stored = cur.fetchone()
+        row = self._read(key)
+        if row is None:  # cannot happen inside our transaction; be safe
+            return self._unstored_entry(primer, key, text, ms)
+        if not stored[2]:
+            log.info("kck: key %s moved to version %s meanwhile; kept it", quote_for_error(key), stored[1])
+        return row.entry
+
+    def _in_thread(self, fn, *args):
+        """Runs fn on a short-lived thread: its own connection, outside the caller's transaction."""
+        result = {}
+
+        def run():
+            try:
+                result["value"] = fn(*args)
+            except BaseException as e:  # re-raised in the caller
+                result["error"] = e
+            finally:
+                connections.close_all()
+
+        t = threading.Thread(target=run, name="kck-compute", daemon=True)
+        t.start()
+        t.join()
+        if "error" in result:
+            raise result["error"]
+        return result["value"]

@@ -1,0 +1,201 @@
+"""kck_worker: computes Python primers for the daemon (JSON lines over stdin/stdout).
+
+On start it writes {"hello": "kck_worker", "protocol": 1, "primers": [...]}. Then, per
+request line (each with an integer "id"), one response line:
+
+  {"id": 1, "op": "compute", "key": K}
+      -> {"id": 1, "ok": true, "value": V, "snapshot": S, "compute_ms": 1.2}
+  {"id": 2, "op": "augment", "key": K, "value": V, "change": {"table", "op", "old", "new"}}
+      -> {"id": 2, "ok": true, "value": V2}  or  {"id": 2, "ok": false, "cannot_augment": true}
+  {"id": 3, "op": "keys", "primer": P, "rule": i, "old": {...}|null, "new": {...}|null}
+      -> {"id": 3, "ok": true, "keys": [...]}
+  {"id": 4, "op": "ping"} -> {"id": 4, "ok": true}
+
+Any failure is {"id": N, "ok": false, "error": "<type>: <message>"} (id null for a line
+that is not a JSON object). The worker exits cleanly on EOF.
+"""
+
+import json
+import logging
+import time
+
+from django.db import InterfaceError, OperationalError, connections
+
+from . import jsonutil
+from .cache import Cache
+from .exceptions import CannotAugment, KckError, UnknownPrimer
+from .primer import Change, registry
+
+PROTOCOL = 1
+log = logging.getLogger("kck.worker")
+
+
+class BadRequest(KckError):
+    """A request the worker cannot act on (missing or wrongly typed fields, unknown op)."""
+
+
+def _one_line(exc):
+    return ("%s: %s" % (type(exc).__name__, exc)).replace("\r", " ").replace("\n", " ")
+
+
+def _field(req, name, types, what):
+    if name not in req:
+        raise BadRequest("missing field %r" % name)
+    value = req[name]
+    allowed = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        raise BadRequest("field %r must be %s" % (name, what))
+    return value
+
+
+class Worker:
+    def __init__(self, cache=None):
+        self.cache = cache or Cache.get_instance()
+        self.requests = 0
+
+    def hello(self):
+        return {"hello": "kck_worker", "protocol": PROTOCOL, "primers": registry().names()}
+
+    # -- one request ------------------------------------------------------------
+
+    def handle_line(self, line):
+        """The response (a dict) to one request line (bytes or str)."""
+        try:
+            if isinstance(line, bytes):
+                line = line.decode("utf-8")
+            req = json.loads(line)
+        except (UnicodeDecodeError, ValueError) as e:
+            return {"id": None, "ok": False, "error": "malformed request: " + _one_line(e)}
+        if not isinstance(req, dict):
+            return {"id": None, "ok": False,
+                    "error": "malformed request: expected a JSON object, got %s" % type(req).__name__}
+        return self.handle(req)
+
+    def handle(self, req):
+        rid = req.get("id")
+        if isinstance(rid, bool) or not isinstance(rid, int):
+            rid = None
+        self.requests += 1
+        for attempt in (1, 2):
+            try:
+                resp = self._dispatch(req)
+                break
+            except (InterfaceError, OperationalError) as e:
+                # The connection broke (PostgreSQL restarted, ...): reconnect and retry once.
+                self._reset_connection()
+                if attempt == 2:
+                    resp = {"ok": False, "error": _one_line(e)}
+            except Exception as e:
+                self._reset_connection(only_if_broken=True)
+                log.info("kck_worker: request %s (%s) failed: %s", rid, req.get("op"), _one_line(e))
+                resp = {"ok": False, "error": _one_line(e)}
+                break
+        out = {"id": rid}
+        out.update(resp)
+        return out
+
+    def _reset_connection(self, only_if_broken=False):
+        conn = connections[self.cache.alias]
+        try:
+            if only_if_broken and (conn.connection is None or conn.is_usable()):
+                return
+            conn.close()
+        except Exception:
+            conn.connection = None
+
+    def _dispatch(self, req):
+        op = req.get("op")
+        if op == "ping":
+            return {"ok": True}
+        if op == "compute":
+            return self._compute(req)
+        if op == "augment":
+            return self._augment(req)
+        if op == "keys":
+            return self._keys(req)
+        raise BadRequest("unknown op %r (expected compute, augment, keys or ping)" % (op,))
+
+    def _compute(self, req):
+        key = _field(req, "key", str, "a string")
+        text, snapshot, ms = self.cache.compute_for_daemon(key)
+        return {"ok": True, "value": json.loads(text), "snapshot": snapshot, "compute_ms": round(ms, 3)}
+
+    def _augment(self, req):
+        key = _field(req, "key", str, "a string")
+        if "value" not in req:
+            raise BadRequest("missing field 'value'")
+        change = _field(req, "change", dict, "an object")
+        primer = registry().for_key(key)
+        primer.key_to_values(key)  # the key must be canonical
+        if not primer.has_augment():
+            return {"ok": False, "cannot_augment": True}
+        op = change.get("op")
+        old, new = change.get("old"), change.get("new")
+        if op not in ("I", "U", "D") or isinstance(old, list) or isinstance(new, list):
+            # Truncates and bulk (multi-row) images are recomputed, never augmented.
+            return {"ok": False, "cannot_augment": True}
+        if (old is not None and not isinstance(old, dict)) or (new is not None and not isinstance(new, dict)):
+            raise BadRequest("change.old and change.new must be objects or null")
+        try:
+            with self.cache.without_storing():
+                value = primer.augment(key, req["value"], Change(change.get("table"), op, old, new))
+        except CannotAugment:
+            return {"ok": False, "cannot_augment": True}
+        return {"ok": True, "value": json.loads(jsonutil.dumps(value))}
+
+    def _keys(self, req):
+        name = _field(req, "primer", str, "a string")
+        index = _field(req, "rule", int, "an integer")
+        primer = registry().get(name)
+        rules = primer._kck_rules
+        if not 0 <= index < len(rules):
+            raise BadRequest("primer %r has no depends_on[%d]" % (name, index))
+        rule = rules[index]
+        if not rule.is_python_rule:
+            raise BadRequest("primer %r: depends_on[%d] is not a keys= rule" % (name, index))
+        old, new = req.get("old"), req.get("new")
+        if isinstance(old, list) or isinstance(new, list):
+            # Bulk form: the distinct images of a large statement, one call per image.
+            pairs = [(o, None) for o in (old or [])] + [(None, n) for n in (new or [])]
+        else:
+            pairs = [(old, new)]
+        keys, seen = [], set()
+        with self.cache.without_storing():
+            for o, n in pairs:
+                for k in rule.keys(o, n) or ():
+                    if isinstance(k, dict):
+                        k = primer.param_dict_to_key(k)
+                    elif isinstance(k, str):
+                        primer.key_to_values(k)  # canonical and of this primer, or an error
+                    else:
+                        raise BadRequest("primer %r: depends_on[%d] keys() returned %r, not a key"
+                                         % (name, index, k))
+                    if k not in seen:
+                        seen.add(k)
+                        keys.append(k)
+        return {"ok": True, "keys": keys}
+
+    # -- the loop -----------------------------------------------------------------
+
+    def serve(self, infile, outfile):
+        """Reads request lines from ``infile`` (binary) until EOF, answers on ``outfile`` (text)."""
+        self._write(outfile, self.hello())
+        for line in iter(infile.readline, b""):
+            if not line.strip():
+                continue
+            t0 = time.perf_counter()
+            resp = self.handle_line(line)
+            self._write(outfile, resp)
+            log.debug("kck_worker: %s in %.1f ms", resp.get("id"), (time.perf_counter() - t0) * 1000)
+
+    @staticmethod
+    def _write(outfile, obj):
+        try:
+            text = json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as e:
+            text = json.dumps({"id": obj.get("id"), "ok": False, "error": "unencodable response: " + _one_line(e)})
+        outfile.write(text + "\n")
+        outfile.flush()
+
+
+__all__ = ["Worker", "PROTOCOL", "UnknownPrimer"]

@@ -1,0 +1,42 @@
+// Reading and computing products from outside the daemon (kck get,
+// kck refresh), with the same rules the Django app follows: a hit is one
+// indexed read; a miss computes, stores with a version check and returns;
+// past soft_expire the stored value is served and a refresh queued; past
+// hard_expire it is recomputed.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "pg/connection.h"
+#include "primers/registry.h"
+
+namespace kck {
+
+// Loads the registry from kck.primers.
+StatusOr<std::shared_ptr<const Registry>> LoadRegistry(pg::Connection& conn);
+
+class Products {
+ public:
+  Products(pg::Connection& conn, std::shared_ptr<const Registry> registry)
+      : conn_(conn), registry_(std::move(registry)) {}
+
+  // The product's JSON text. Invalid for a bad key or unknown primer.
+  StatusOr<std::string> Get(std::string_view key);
+  // Recomputes and stores the product now; returns its new version.
+  StatusOr<long long> Refresh(std::string_view key);
+
+ private:
+  // Checks the key; returns its primer and parameter values.
+  StatusOr<std::pair<const Primer*, std::vector<std::string>>> Resolve(std::string_view key);
+  // Computes under the key's lock and stores unless the version moved.
+  StatusOr<std::pair<std::string, long long>> ComputeAndStore(std::string_view key, const Primer& primer,
+                                                              const std::vector<std::string>& values, bool force);
+
+  pg::Connection& conn_;
+  std::shared_ptr<const Registry> registry_;
+};
+
+}  // namespace kck

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds kck if needed and runs every test with ctest.
+#
+# Usage (from anywhere): bash scripts/test.sh [--sanitize]
+#   (default)   ./build: Release, warnings are errors (as scripts/setup.sh)
+#   --sanitize  ./build-asan: Debug with AddressSanitizer, LeakSanitizer and
+#               UndefinedBehaviorSanitizer; any finding fails the test
+#
+# Needs the packages of scripts/setup.sh; the tests start their own
+# PostgreSQL. The exit code is ctest's.
+set -euo pipefail
+
+usage() {
+  echo "usage: bash scripts/test.sh [--sanitize]"
+}
+
+sanitize=0
+for arg in "$@"; do
+  case "$arg" in
+    --sanitize) sanitize=1 ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    *)
+      echo "test.sh: unknown argument \"$arg\"" >&2
+      usage >&2
+      exit 2
+      ;;
+  esac
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { echo "==> $*"; }
+
+if ((sanitize)); then
+  build_dir=build-asan
+  options=(-DCMAKE_BUILD_TYPE=Debug -DKCK_SANITIZE=ON -DKCK_WERROR=ON)
+  export ASAN_OPTIONS=detect_leaks=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+  build_dir=build
+  options=(-DCMAKE_BUILD_TYPE=Release -DKCK_WERROR=ON)
+fi
+
+# An existing build directory keeps the generator it was made with.
+generator=()
+[[ -f "$build_dir/CMakeCache.txt" ]] || generator=(-G Ninja)
+step "configure ./$build_dir (${options[*]})"
+cmake -S . -B "$build_dir" "${generator[@]}" "${options[@]}"
+step "build ./$build_dir"
+cmake --build "$build_dir"
+
+step "ctest ./$build_dir"
+status=0
+ctest --test-dir "$build_dir" --output-on-failure || status=$?
+step "ctest exit $status"
+exit "$status"

@@ -55,14 +55,15 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
   // Distinct images of the captured columns of a transition table, as an array.
   auto bulk = [&](const std::string& transition) {
     if (whole) {
-      return "(SELECT jsonb_agg(r) FROM (SELECT DISTINCT to_jsonb(x) AS r FROM " + transition + " x) s)";
+      return "(SELECT jsonb_agg(kck_r) FROM (SELECT DISTINCT to_jsonb(kck_x) AS kck_r FROM " + transition + " kck_x) kck_s)";
     }
     if (spec.columns.empty()) return std::string("(SELECT jsonb_build_array('{}'::jsonb))");
     std::vector<std::string> quoted;
     for (const auto& c : spec.columns) quoted.push_back(q.ident(c));
-    return "(SELECT jsonb_agg(" + Image(spec.columns, "s", q, false) + ") FROM (SELECT DISTINCT " +
-           Join(quoted, ", ") + " FROM " + transition + ") s)";
+    return "(SELECT jsonb_agg(" + Image(spec.columns, "kck_s", q, false) + ") FROM (SELECT DISTINCT " +
+           Join(quoted, ", ") + " FROM " + transition + ") kck_s)";
   };
+  // Aliases are kck_-prefixed so they cannot collide with user column names.
   auto image = [&](const std::string& alias) { return Image(row_cols, alias, q, whole); };
   // With no primary key rows cannot be paired: always bulk form.
   const std::string is_bulk = spec.key_columns.empty()
@@ -74,7 +75,7 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
     return s;
   };
   std::vector<std::string> join_on;
-  for (const auto& k : spec.key_columns) join_on.push_back("o." + q.ident(k) + " = n." + q.ident(k));
+  for (const auto& k : spec.key_columns) join_on.push_back("kck_o." + q.ident(k) + " = kck_n." + q.ident(k));
 
   std::string body;
   body += "BEGIN\n";
@@ -84,13 +85,13 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
   body += "    IF " + bulk_test("kck_new") + " THEN\n";
   body += "      INSERT INTO kck.changes (tbl, op, new) SELECT " + tbl + ", 'I', " + bulk("kck_new") + ";\n";
   body += "    ELSE\n";
-  body += "      INSERT INTO kck.changes (tbl, op, new) SELECT " + tbl + ", 'I', " + image("n") + " FROM kck_new n;\n";
+  body += "      INSERT INTO kck.changes (tbl, op, new) SELECT " + tbl + ", 'I', " + image("kck_n") + " FROM kck_new kck_n;\n";
   body += "    END IF;\n";
   body += "  ELSIF TG_OP = 'DELETE' THEN\n";
   body += "    IF " + bulk_test("kck_old") + " THEN\n";
   body += "      INSERT INTO kck.changes (tbl, op, old) SELECT " + tbl + ", 'D', " + bulk("kck_old") + ";\n";
   body += "    ELSE\n";
-  body += "      INSERT INTO kck.changes (tbl, op, old) SELECT " + tbl + ", 'D', " + image("o") + " FROM kck_old o;\n";
+  body += "      INSERT INTO kck.changes (tbl, op, old) SELECT " + tbl + ", 'D', " + image("kck_o") + " FROM kck_old kck_o;\n";
   body += "    END IF;\n";
   body += "  ELSE\n";
   body += "    IF " + bulk_test("kck_new") + " THEN\n";
@@ -98,8 +99,8 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
           bulk("kck_new") + ";\n";
   body += "    ELSE\n";
   body += "      INSERT INTO kck.changes (tbl, op, old, new) SELECT " + tbl + ", 'U', " +
-          "CASE WHEN o IS NULL THEN NULL ELSE " + image("o") + " END, CASE WHEN n IS NULL THEN NULL ELSE " +
-          image("n") + " END FROM kck_old o FULL JOIN kck_new n ON " +
+          "CASE WHEN kck_o IS NULL THEN NULL ELSE " + image("kck_o") + " END, CASE WHEN kck_n IS NULL THEN NULL ELSE " +
+          image("kck_n") + " END FROM kck_old kck_o FULL JOIN kck_new kck_n ON " +
           (join_on.empty() ? std::string("false") : Join(join_on, " AND ")) + ";\n";
   body += "    END IF;\n";
   body += "  END IF;\n";

@@ -45,6 +45,13 @@ class Change:
     def get(self, name, default=None):
         return getattr(self, name, default) if name in self.__slots__ else default
 
+    def is_table(self, table):
+        """Whether the change is to ``table`` (a model class or a table name, qualified or not)."""
+        name = table._meta.db_table if _is_model(table) else table
+        if "." in name:
+            return self.table == name
+        return self.table == name or (self.table or "").endswith("." + name)
+
     def __repr__(self):
         return "Change(table=%r, op=%r, old=%r, new=%r)" % (self.table, self.op, self.old, self.new)
 

@@ -1,0 +1,160 @@
+// Helpers for integration tests that drive kck as a user would: the kck
+// binary as a process, the bookstore schema, and the oracle every test
+// ends with: the cache equals a recompute from scratch.
+#pragma once
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "harness.h"
+#include "primers/config.h"
+#include "primers/products.h"
+#include "triggers/installer.h"
+
+extern char** environ;
+
+namespace kck::testing {
+
+// A `kck listen` child process.
+class DaemonProcess {
+ public:
+  explicit DaemonProcess(const std::string& conninfo, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {KCK_BINARY, "--db", conninfo, "--log-level", "warn", "listen"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, KCK_BINARY, nullptr, nullptr, argv.data(), environ) != 0) pid_ = 0;
+  }
+  ~DaemonProcess() {
+    if (pid_ > 0) Kill(SIGKILL);
+  }
+  // Sends `sig` and waits; returns the wait status.
+  int Kill(int sig) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = 0;
+    return status;
+  }
+  bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+
+ private:
+  pid_t pid_ = 0;
+};
+
+inline const char* kBookstoreSchema = R"sql(
+CREATE TABLE store_author (id bigserial PRIMARY KEY, name text NOT NULL);
+CREATE TABLE store_book (id bigserial PRIMARY KEY, author_id bigint REFERENCES store_author (id),
+                         title text NOT NULL, price numeric NOT NULL DEFAULT 10);
+INSERT INTO store_author (name) SELECT 'author ' || i FROM generate_series(1, 20) i;
+INSERT INTO store_book (author_id, title) SELECT 1 + i % 20, 'book ' || i FROM generate_series(1, 200) i;
+)sql";
+
+inline const char* kBookstoreConfig = R"json({"primers": [
+  {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
+  {"name": "book_count", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
+   "augment": {"store_book": {"insert": "SELECT to_jsonb((:value)::int + 1)", "delete": "SELECT to_jsonb((:value)::int - 1)"}}},
+  {"name": "total", "parameters": [],
+   "compute": "SELECT jsonb_build_object('books', count(*), 'price', sum(price)) FROM store_book",
+   "depends_on": [{"table": "store_book", "params": {}}]}
+]})json";
+
+inline void MustExec(pg::Connection& conn, const std::string& sql) {
+  Status s = conn.ExecScript(sql);
+  ASSERT_TRUE(s.ok()) << s.message() << "\n" << sql;
+}
+
+inline void InstallConfig(pg::Connection& conn, const std::string& json) {
+  auto config = ParseConfig(json, "test.json");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  auto report = Install(conn, *config, false);
+  ASSERT_TRUE(report.ok()) << report.status().message();
+}
+
+// Reads (and so stores) each key.
+inline void Prime(pg::Connection& conn, const std::vector<std::string>& keys) {
+  auto registry = LoadRegistry(conn);
+  ASSERT_TRUE(registry.ok()) << registry.status().message();
+  Products products(conn, *registry);
+  for (const auto& k : keys) {
+    auto v = products.Get(k);
+    ASSERT_TRUE(v.ok()) << k << ": " << v.status().message();
+  }
+}
+
+inline long long OutboxDepth(pg::Connection& conn) {
+  auto r = conn.Exec("SELECT count(*) FROM kck.changes");
+  return r.ok() ? std::stoll(std::string(r->get(0, 0))) : -1;
+}
+
+// Waits until the outbox is empty (and stays so briefly).
+inline bool WaitDrained(pg::Connection& conn, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (OutboxDepth(conn) == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (OutboxDepth(conn) == 0) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+inline bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return cond();
+}
+
+inline std::string Stored(pg::Connection& conn, const std::string& key) {
+  auto r = conn.Exec("SELECT value::text FROM kck.cache WHERE key = $1", {key});
+  return (r.ok() && r->rows() == 1) ? std::string(r->get(0, 0)) : "<absent>";
+}
+
+// Every stored product equals what its primer computes now.
+inline void ExpectCacheMatchesRecompute(pg::Connection& conn) {
+  auto registry = LoadRegistry(conn);
+  ASSERT_TRUE(registry.ok()) << registry.status().message();
+  auto rows = conn.Exec("SELECT key, primer, value::text FROM kck.cache ORDER BY key");
+  ASSERT_TRUE(rows.ok()) << rows.status().message();
+  ASSERT_GT(rows->rows(), 0);
+  for (int i = 0; i < rows->rows(); ++i) {
+    std::string key(rows->get(i, 0));
+    const Primer* p = (*registry)->Find(rows->get(i, 1));
+    ASSERT_NE(p, nullptr);
+    auto values = DecodeKey(key, p->spec.name, p->spec.params);
+    ASSERT_TRUE(values.ok());
+    pg::Params params;
+    for (const auto& name : p->compute.order) {
+      for (size_t j = 0; j < p->spec.params.size(); ++j) {
+        if (p->spec.params[j].name == name) params.push_back((*values)[j]);
+      }
+    }
+    auto fresh = conn.Exec(p->compute.sql, params);
+    ASSERT_TRUE(fresh.ok()) << fresh.status().message();
+    auto same = conn.Exec("SELECT $1::jsonb = $2::jsonb", {std::string(rows->get(i, 2)), fresh->get_opt(0, 0)});
+    ASSERT_TRUE(same.ok());
+    EXPECT_EQ(same->get(0, 0), "t") << key << ": stored " << rows->get(i, 2) << " but recompute gives "
+                                    << fresh->get(0, 0);
+  }
+}
+
+}  // namespace kck::testing

@@ -1,0 +1,218 @@
+// End-to-end: capture triggers -> kck listen -> fresh products, against a
+// real PostgreSQL and the real kck binary.
+#include "daemon_helpers.h"
+
+namespace kck::testing {
+namespace {
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    conninfo_ = FreshDatabase();
+    conn_ = Connect(conninfo_);
+    MustExec(conn_, kBookstoreSchema);
+    InstallConfig(conn_, kBookstoreConfig);
+  }
+  std::string conninfo_;
+  pg::Connection conn_;
+};
+
+TEST_F(DaemonTest, InsertUpdateDeleteReachTheProduct) {
+  Prime(conn_, {"title_list/1", "book_count/1", "total"});
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'fresh one')");
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("fresh one") != std::string::npos; }));
+  MustExec(conn_, "UPDATE store_book SET title = 'renamed' WHERE title = 'fresh one'");
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("renamed") != std::string::npos; }));
+  MustExec(conn_, "DELETE FROM store_book WHERE title = 'renamed'");
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("renamed") == std::string::npos; }));
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  // Products nobody read stay unstored: primed lazily on read.
+  EXPECT_EQ(Stored(conn_, "title_list/2"), "<absent>");
+}
+
+TEST_F(DaemonTest, RowMovingBetweenKeysRefreshesBoth) {
+  Prime(conn_, {"title_list/1", "title_list/2", "book_count/1", "book_count/2"});
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "UPDATE store_book SET author_id = 2 WHERE id = 20");  // author 1 -> 2
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_EQ(Stored(conn_, "book_count/1"), "9");
+  EXPECT_EQ(Stored(conn_, "book_count/2"), "11");
+}
+
+TEST_F(DaemonTest, AugmentAppliesEachChangeOnce) {
+  Prime(conn_, {"book_count/3"});
+  DaemonProcess daemon(conninfo_);
+  for (int i = 0; i < 50; ++i) MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (3, 'x')");
+  MustExec(conn_, "DELETE FROM store_book WHERE id = (SELECT min(id) FROM store_book WHERE author_id = 3)");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Stored(conn_, "book_count/3"), "59");
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(DaemonTest, BulkUpdateOfTenThousandRows) {
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT 1 + i % 20, 'bulk ' || i FROM generate_series(1, 10000) i");
+  Prime(conn_, {"title_list/1", "title_list/7", "book_count/5", "total"});
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "UPDATE store_book SET author_id = 1 + (author_id % 20), price = price + 1");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  auto changes = conn_.Exec("SELECT count(*) FROM kck.changes");
+  EXPECT_EQ(changes->get(0, 0), "0");
+}
+
+TEST_F(DaemonTest, TruncateRefreshesEveryStoredProduct) {
+  Prime(conn_, {"title_list/1", "total"});
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "TRUNCATE store_book");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Stored(conn_, "title_list/1"), "[]");
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(DaemonTest, RolledBackTransactionChangesNothing) {
+  Prime(conn_, {"title_list/1"});
+  DaemonProcess daemon(conninfo_);
+  std::string before = Stored(conn_, "title_list/1");
+  MustExec(conn_, "BEGIN; INSERT INTO store_book (author_id, title) VALUES (1, 'ghost'); ROLLBACK");
+  EXPECT_EQ(OutboxDepth(conn_), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(Stored(conn_, "title_list/1"), before);
+}
+
+TEST_F(DaemonTest, FailingPrimerSetsErrorAndOthersGoOn) {
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
+    {"name": "fragile", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT to_jsonb(100 / (SELECT count(*) - 9 FROM store_book WHERE author_id = :author_id))",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]}
+  ]})json");
+  Prime(conn_, {"title_list/1", "fragile/1"});
+  EXPECT_EQ(Stored(conn_, "fragile/1"), "100");
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "DELETE FROM store_book WHERE id = (SELECT min(id) FROM store_book WHERE author_id = 1)");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = conn_.Exec("SELECT error FROM kck.cache WHERE key = 'fragile/1'");
+    return r.ok() && !r->is_null(0, 0);
+  }));
+  auto err = conn_.Exec("SELECT error, value::text FROM kck.cache WHERE key = 'fragile/1'");
+  EXPECT_NE(std::string(err->get(0, 0)).find("division by zero"), std::string::npos) << err->get(0, 0);
+  EXPECT_EQ(err->get(0, 1), "100");  // the last good value is kept
+  EXPECT_EQ(Stored(conn_, "title_list/1").find("\"book 20\""), std::string::npos);
+  auto ok = conn_.Exec("SELECT error IS NULL FROM kck.cache WHERE key = 'title_list/1'");
+  EXPECT_EQ(ok->get(0, 0), "t");
+  // The daemon goes on: the next change heals it.
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'heal')");
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = conn_.Exec("SELECT error IS NULL AND value = '100' FROM kck.cache WHERE key = 'fragile/1'");
+    return r.ok() && r->get(0, 0) == "t";
+  }));
+  EXPECT_TRUE(daemon.running());
+}
+
+TEST_F(DaemonTest, StringKeysAreBoundNeverSpliced) {
+  MustExec(conn_, "CREATE TABLE tags (id bigserial PRIMARY KEY, name text NOT NULL, n int NOT NULL)");
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "tag", "parameters": [{"name": "name", "type": "str"}],
+     "compute": "SELECT jsonb_build_object('name', :name, 'n', (SELECT sum(n) FROM tags WHERE name = :name))",
+     "depends_on": [{"table": "tags", "params": {"name": "name"}}]}
+  ]})json");
+  const std::vector<std::string> names = {"a/b", "100%", "it's", "'; DROP TABLE store_book; --", "%2F", "x\"y"};
+  auto registry = LoadRegistry(conn_);
+  ASSERT_TRUE(registry.ok());
+  std::vector<std::string> keys;
+  for (const auto& n : names) {
+    auto key = EncodeKey("tag", (*registry)->Find("tag")->spec.params, {n});
+    ASSERT_TRUE(key.ok());
+    keys.push_back(*key);
+    auto r = conn_.Exec("INSERT INTO tags (name, n) VALUES ($1, 1)", {n});
+    ASSERT_TRUE(r.ok());
+  }
+  Prime(conn_, keys);
+  DaemonProcess daemon(conninfo_);
+  for (const auto& n : names) {
+    auto r = conn_.Exec("UPDATE tags SET n = n + 1 WHERE name = $1", {n});
+    ASSERT_TRUE(r.ok()) << r.status().message();
+  }
+  ASSERT_TRUE(WaitDrained(conn_));
+  for (size_t i = 0; i < names.size(); ++i) {
+    auto r = conn_.Exec("SELECT value->>'name', value->>'n' FROM kck.cache WHERE key = $1", {keys[i]});
+    ASSERT_EQ(r->rows(), 1) << keys[i];
+    EXPECT_EQ(r->get(0, 0), names[i]);
+    EXPECT_EQ(r->get(0, 1), "2");
+  }
+  EXPECT_TRUE(conn_.Exec("SELECT count(*) FROM store_book").ok());  // still there
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(DaemonTest, KilledMidStreamThenRestartedConverges) {
+  Prime(conn_, {"title_list/1", "title_list/2", "book_count/1", "book_count/2", "total"});
+  auto daemon = std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{"--batch", "7"});
+  std::thread writer([&] {
+    auto w = Connect(conninfo_);
+    for (int i = 0; i < 300; ++i) {
+      (void)w.ExecScript("INSERT INTO store_book (author_id, title) VALUES (" + std::to_string(1 + i % 2) + ", 'k" +
+                         std::to_string(i) + "')");
+      if (i % 3 == 0) (void)w.ExecScript("DELETE FROM store_book WHERE id = (SELECT max(id) FROM store_book WHERE author_id = 2)");
+    }
+  });
+  for (int k = 0; k < 4; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    daemon->Kill(SIGKILL);
+    daemon = std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{"--batch", "7"});
+  }
+  writer.join();
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(DaemonTest, SurvivesPostgresRestartAndCatchesUp) {
+  Prime(conn_, {"title_list/3", "book_count/3"});
+  DaemonProcess daemon(conninfo_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(Cluster().Stop("fast").ok());
+  ASSERT_TRUE(Cluster().Restart().ok());
+  conn_ = Connect(conninfo_);
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (3, 'after restart')");
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/3").find("after restart") != std::string::npos; },
+                      std::chrono::seconds(20)));
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_TRUE(daemon.running());
+}
+
+TEST_F(DaemonTest, TwoDaemonsApplyEveryChangeExactlyOnce) {
+  Prime(conn_, {"book_count/1", "book_count/2", "title_list/1", "total"});
+  DaemonProcess a(conninfo_, {"--batch", "5"});
+  DaemonProcess b(conninfo_, {"--batch", "5"});
+  std::thread w1([&] {
+    auto w = Connect(conninfo_);
+    for (int i = 0; i < 200; ++i) (void)w.ExecScript("INSERT INTO store_book (author_id, title) VALUES (1, 'a')");
+  });
+  std::thread w2([&] {
+    auto w = Connect(conninfo_);
+    for (int i = 0; i < 200; ++i) (void)w.ExecScript("INSERT INTO store_book (author_id, title) VALUES (2, 'b')");
+  });
+  w1.join();
+  w2.join();
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Stored(conn_, "book_count/1"), "210");
+  EXPECT_EQ(Stored(conn_, "book_count/2"), "210");
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(DaemonTest, SigtermExitsCleanly) {
+  DaemonProcess daemon(conninfo_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  int status = daemon.Kill(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace kck::testing

@@ -1,0 +1,85 @@
+#include "triggers/capture.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "triggers/installer.h"
+
+namespace kck {
+namespace {
+
+// The same rules as libpq's escaping, for tests without a connection.
+Quoter TestQuoter() {
+  auto quote = [](std::string_view s, char q) {
+    std::string out(1, q);
+    for (char c : s) {
+      if (c == q) out += q;
+      out += c;
+    }
+    return out + q;
+  };
+  return {[=](std::string_view s) { return quote(s, '"'); }, [=](std::string_view s) { return quote(s, '\''); }};
+}
+
+TEST(Capture, StatementLevelTriggersForEveryOperation) {
+  CaptureSpec spec{"public", "store_book", {"id"}, {"author_id"}, false};
+  CaptureSql sql = GenerateCapture(spec, TestQuoter());
+  EXPECT_EQ(sql.function, "kck.\"capture:public.store_book\"");
+  for (const char* t : {"kck_capture_ins AFTER INSERT", "kck_capture_upd AFTER UPDATE", "kck_capture_del AFTER DELETE",
+                        "kck_capture_trunc AFTER TRUNCATE"}) {
+    EXPECT_NE(sql.install.find(t), std::string::npos) << t;
+  }
+  EXPECT_EQ(sql.install.find("FOR EACH ROW"), std::string::npos);
+  // Only the captured columns and the key, never whole rows.
+  EXPECT_EQ(sql.install.find("to_jsonb(kck_n)"), std::string::npos);
+  EXPECT_NE(sql.install.find("jsonb_build_object('id', kck_n.\"id\", 'author_id', kck_n.\"author_id\")"),
+            std::string::npos);
+  // Bulk statements: distinct images of the captured columns, no key.
+  EXPECT_NE(sql.install.find("OFFSET " + std::to_string(kBulkRows)), std::string::npos);
+  EXPECT_NE(sql.install.find("SELECT DISTINCT \"author_id\" FROM kck_new"), std::string::npos);
+  // One wake-up per statement.
+  size_t notifies = 0;
+  for (size_t p = sql.install.find("pg_notify"); p != std::string::npos; p = sql.install.find("pg_notify", p + 1)) {
+    ++notifies;
+  }
+  EXPECT_EQ(notifies, 1u);
+  EXPECT_NE(sql.uninstall.find("DROP TRIGGER IF EXISTS kck_capture_upd ON \"public\".\"store_book\""),
+            std::string::npos);
+}
+
+TEST(Capture, IdentifiersAndLiteralsAreQuoted) {
+  CaptureSpec spec{"we\"ird", "ta'ble", {"i\"d"}, {"co'l"}, false};
+  CaptureSql sql = GenerateCapture(spec, TestQuoter());
+  EXPECT_NE(sql.install.find("\"we\"\"ird\".\"ta'ble\""), std::string::npos);
+  EXPECT_NE(sql.install.find("'we\"ird.ta''ble'"), std::string::npos);
+  EXPECT_NE(sql.install.find("'co''l', kck_n.\"co'l\""), std::string::npos);
+}
+
+TEST(Capture, TablesWithoutPrimaryKeyAlwaysUseBulkForm) {
+  CaptureSpec spec{"public", "log", {}, {"a"}, false};
+  CaptureSql sql = GenerateCapture(spec, TestQuoter());
+  EXPECT_NE(sql.install.find("ON false"), std::string::npos);  // nothing to pair rows on
+  EXPECT_NE(sql.install.find("IF true THEN"), std::string::npos);
+}
+
+TEST(Capture, LongNamesStayWithinIdentifierLimit) {
+  CaptureSpec spec{"public", std::string(60, 'x'), {"id"}, {}, false};
+  CaptureSql sql = GenerateCapture(spec, TestQuoter());
+  std::string name = sql.function.substr(5);  // strip kck.
+  EXPECT_LE(name.size(), 63u + 2);
+  EXPECT_EQ(GenerateCapture(spec, TestQuoter()).install, sql.install);  // deterministic
+}
+
+TEST(Capture, AugmentColumnsAreFoundInTheSql) {
+  std::set<std::string> cols;
+  bool whole = false;
+  AugmentColumns("SELECT :value || jsonb_build_array(:new->>'title', :new -> 'price', :old->>'title')", &cols, &whole);
+  EXPECT_EQ(cols, (std::set<std::string>{"title", "price"}));
+  EXPECT_FALSE(whole);
+  AugmentColumns("SELECT :value || :new", &cols, &whole);
+  EXPECT_TRUE(whole);
+}
+
+}  // namespace
+}  // namespace kck

@@ -1,0 +1,94 @@
+#include "primers/config.h"
+
+#include <gtest/gtest.h>
+
+#include "primers/registry.h"
+#include "primers/sql_params.h"
+
+namespace kck {
+namespace {
+
+std::string One(const std::string& primer_fields) {
+  return R"({"primers": [{"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}], )" +
+         primer_fields + "}]}";
+}
+
+void ExpectError(const std::string& json, const std::string& fragment) {
+  auto c = ParseConfig(json, "primers.json");
+  ASSERT_FALSE(c.ok()) << json;
+  EXPECT_EQ(c.status().kind(), Status::Kind::kInvalid);
+  EXPECT_NE(c.status().message().find(fragment), std::string::npos) << c.status().message();
+  EXPECT_EQ(c.status().message().find('\n'), std::string::npos) << "errors are one line";
+}
+
+TEST(Config, ParsesTheDesignExample) {
+  auto c = ParseConfig(One(R"("compute": "SELECT 1 WHERE :author_id > 0",
+    "depends_on": [{"table": "books", "params": {"author_id": "author_id"}}],
+    "augment": {"books": {"insert": "SELECT :value"}}, "refresh_every": "10m", "soft_expire": "1m", "hard_expire": "1h")"),
+                       "primers.json");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  ASSERT_EQ(c->primers.size(), 1u);
+  const PrimerSpec& p = c->primers[0];
+  EXPECT_EQ(p.refresh_every->count(), 600);
+  EXPECT_EQ(p.augment.at("books").insert_sql, "SELECT :value");
+  // Round trip through the registry form.
+  auto back = ParsePrimer(PrimerToJson(p));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(PrimerToJson(*back), PrimerToJson(p));
+}
+
+TEST(Config, RejectsWithTheNameOfThePrimerAndField) {
+  ExpectError("{", "primers.json: not valid JSON");
+  ExpectError(R"({"primer": []})", "unknown field \"primer\"");
+  ExpectError(One(R"("compute": "SELECT 1", "depends_on": [{"table": "b", "params": {"writer": "author_id"}}])"),
+              "primer \"title_list\": depends_on[0]: params: unknown parameter \"writer\"");
+  ExpectError(One(R"("compute": "SELECT 1", "refresh_every": "10 minutes")"), "refresh_every: period \"10 minutes\"");
+  ExpectError(One(R"("compute": "SELECT 1", "soft_expire": "1h", "hard_expire": "1m")"), "soft_expire is longer");
+  ExpectError(One(R"("compute": 5)"), "field \"compute\" must be a string");
+  ExpectError(One(R"("compute": "SELECT 1", "colour": "red")"), "unknown field \"colour\"");
+  ExpectError(R"({"primers": [{"name": "Bad-Name", "compute": "SELECT 1"}]})", "Bad-Name");
+  ExpectError(R"({"primers": [{"name": "a", "parameters": [{"name": "x", "type": "float"}], "compute": "SELECT 1"}]})",
+              "parameter \"x\"");
+  ExpectError(R"({"primers": [{"name": "a", "compute": "SELECT 1"}, {"name": "a", "compute": "SELECT 2"}]})",
+              "duplicate primer name \"a\"");
+  ExpectError(One(R"("compute": "SELECT 1", "augment": {"books": {"insert": "SELECT :value"}})"),
+              "augment: table \"books\" is not in depends_on");
+  ExpectError(One(R"("compute": "SELECT 1", "depends_on": [{"primer": "nope", "params": {}}])"),
+              "unknown primer \"nope\"");
+  ExpectError(R"({"primers": [
+      {"name": "a", "compute": "SELECT 1", "depends_on": [{"primer": "b"}]},
+      {"name": "b", "compute": "SELECT 1", "depends_on": [{"primer": "a"}]}]})",
+              "cycle");
+}
+
+TEST(Config, PlaceholdersMustBeDeclared) {
+  auto c = ParseConfig(One(R"("compute": "SELECT :writer")"), "primers.json");
+  ASSERT_TRUE(c.ok());
+  auto reg = Registry::Build(c->primers);
+  ASSERT_FALSE(reg.ok());
+  EXPECT_NE(reg.status().message().find("primer \"title_list\": compute: unknown parameter :writer"),
+            std::string::npos)
+      << reg.status().message();
+}
+
+TEST(SqlParams, BindsNamesAndSkipsLiteralsCastsAndComments) {
+  auto b = BindNamedParams(
+      "SELECT ':author_id', \":author_id\", x::text, $$ :author_id $$, E'\\' :author_id' -- :author_id\n"
+      "/* :author_id */ FROM t WHERE a = :author_id AND b = :name AND c = :author_id",
+      {{"author_id", "bigint"}, {"name", "text"}});
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  EXPECT_EQ(b->order, (std::vector<std::string>{"author_id", "name"}));
+  EXPECT_NE(b->sql.find("a = ($1::bigint) AND b = ($2::text) AND c = ($1::bigint)"), std::string::npos) << b->sql;
+  EXPECT_NE(b->sql.find("':author_id'"), std::string::npos);
+  EXPECT_NE(b->sql.find("x::text"), std::string::npos);
+  EXPECT_NE(b->sql.find("/* :author_id */"), std::string::npos);
+}
+
+TEST(SqlParams, UnknownNameIsAnError) {
+  auto b = BindNamedParams("SELECT :nope", {{"author_id", "bigint"}});
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find(":nope"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kck

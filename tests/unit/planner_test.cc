@@ -1,0 +1,137 @@
+#include "listener/planner.h"
+
+#include <gtest/gtest.h>
+
+#include "listener/executor.h"
+
+namespace kck {
+namespace {
+
+std::shared_ptr<const Registry> Bookstore() {
+  auto config = ParseConfig(R"json({"primers": [
+    {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT 1", "depends_on": [{"table": "public.store_book", "params": {"author_id": "author_id"}}],
+     "augment": {"public.store_book": {"insert": "SELECT :value"}}},
+    {"name": "shelf", "parameters": [{"name": "author_id", "type": "int"}, {"name": "genre", "type": "str"}],
+     "compute": "SELECT 1", "depends_on": [{"table": "public.store_book", "params": {"author_id": "author_id"}}]},
+    {"name": "stats", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT 1", "depends_on": [{"primer": "title_list", "params": {"author_id": "author_id"}}]},
+    {"name": "by_title", "parameters": [{"name": "title", "type": "str"}],
+     "compute": "SELECT 1", "depends_on": [{"table": "public.store_book", "params": {"title": "title"}}]}
+  ]})json", "test");
+  EXPECT_TRUE(config.ok()) << config.status().message();
+  auto reg = Registry::Build(config->primers);
+  EXPECT_TRUE(reg.ok()) << reg.status().message();
+  return *reg;
+}
+
+Change Row(long long id, char op, std::string old_json, std::string new_json) {
+  return Change{id, "public.store_book", op, std::move(old_json), std::move(new_json), "100"};
+}
+
+TEST(Planner, InsertMapsToTheKeyOfTheNewRow) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges({Row(1, 'I', "", R"({"id": 7, "author_id": 5, "title": "a/b%"})")}, *reg);
+  ASSERT_TRUE(plan.problems.empty());
+  ASSERT_TRUE(plan.keys.count("title_list/5"));
+  EXPECT_TRUE(plan.keys["title_list/5"].augmentable);
+  EXPECT_TRUE(plan.keys.count("by_title/a%2Fb%25"));  // str values are escaped
+  ASSERT_EQ(plan.partial.size(), 1u);                 // shelf: genre not mapped
+  EXPECT_EQ(plan.partial[0].fixed[0], std::optional<std::string>("5"));
+  EXPECT_FALSE(plan.partial[0].fixed[1].has_value());
+}
+
+TEST(Planner, UpdateMovingARowRefreshesBothKeysWithoutAugment) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges({Row(1, 'U', R"({"id": 7, "author_id": 1})", R"({"id": 7, "author_id": 2})")}, *reg);
+  ASSERT_TRUE(plan.keys.count("title_list/1"));
+  ASSERT_TRUE(plan.keys.count("title_list/2"));
+  EXPECT_FALSE(plan.keys["title_list/1"].augmentable);
+  EXPECT_FALSE(plan.keys["title_list/2"].augmentable);
+}
+
+TEST(Planner, CoalescesOneUnitOfWorkPerKey) {
+  auto reg = Bookstore();
+  std::vector<Change> changes;
+  for (int i = 0; i < 100; ++i) changes.push_back(Row(i + 1, 'I', "", R"({"id": 1, "author_id": 3, "title": "t"})"));
+  Plan plan = PlanChanges(changes, *reg);
+  ASSERT_TRUE(plan.keys.count("title_list/3"));
+  EXPECT_EQ(plan.keys.size(), 2u);  // title_list/3 and by_title/t
+  EXPECT_EQ(plan.keys["title_list/3"].changes.size(), 100u);
+}
+
+TEST(Planner, BulkChangesAreNotAugmentable) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges({Row(1, 'I', "", R"([{"author_id": 1, "title": "x"}, {"author_id": 2, "title": "y"}])")}, *reg);
+  ASSERT_TRUE(plan.keys.count("title_list/1"));
+  ASSERT_TRUE(plan.keys.count("title_list/2"));
+  EXPECT_FALSE(plan.keys["title_list/1"].augmentable);
+}
+
+TEST(Planner, NullParameterNamesNoProduct) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges({Row(1, 'I', "", R"({"id": 1, "author_id": null, "title": null})")}, *reg);
+  EXPECT_TRUE(plan.keys.empty());
+  EXPECT_TRUE(plan.problems.empty());
+}
+
+TEST(Planner, MalformedPayloadsAreReportedNotFatal) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges({Row(1, 'I', "", "{not json"), Row(2, 'I', "", R"({"id": 1, "author_id": "five"})"),
+                           Row(3, 'I', "", R"({"id": 1, "author_id": 4, "title": "ok"})")},
+                          *reg);
+  EXPECT_GE(plan.problems.size(), 2u);
+  EXPECT_NE(plan.problems[0].find("change 1"), std::string::npos);
+  EXPECT_TRUE(plan.keys.count("title_list/4"));
+}
+
+TEST(Planner, TruncateTouchesEveryStoredProductOfThePrimer) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges({Change{1, "public.store_book", 'T', "", "", "1"}}, *reg);
+  EXPECT_TRUE(plan.keys.empty());
+  EXPECT_EQ(plan.partial.size(), 3u);
+  for (const auto& m : plan.partial) {
+    for (const auto& f : m.fixed) EXPECT_FALSE(f.has_value());
+  }
+}
+
+TEST(Planner, ProductChangesCascadeToDependentPrimers) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges({Change{1, "kck.cache", 'U', R"({"key": "title_list/9", "primer": "title_list"})",
+                                  R"({"key": "title_list/9", "primer": "title_list"})", "1"}},
+                          *reg);
+  EXPECT_TRUE(plan.keys.count("stats/9"));
+}
+
+TEST(Planner, RefreshRequestsForceAKeyAndRejectBadOnes) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges({Change{1, "kck.refresh", 'U', "", R"({"key": "title_list/3"})", "1"},
+                           Change{2, "kck.refresh", 'U', "", R"({"key": "title_list/03"})", "1"},
+                           Change{3, "kck.refresh", 'U', "", R"({"key": "nope/1"})", "1"}},
+                          *reg);
+  ASSERT_TRUE(plan.keys.count("title_list/3"));
+  EXPECT_TRUE(plan.keys["title_list/3"].force);
+  EXPECT_EQ(plan.keys.size(), 1u);
+  EXPECT_EQ(plan.problems.size(), 2u);
+}
+
+TEST(Planner, PartialMatchAgreesOnFixedParameters) {
+  PartialMatch m{nullptr, {std::string("5"), std::nullopt}, 0};
+  EXPECT_TRUE(Plan::Matches(m, {"5", "poetry"}));
+  EXPECT_FALSE(Plan::Matches(m, {"6", "poetry"}));
+  EXPECT_FALSE(Plan::Matches(m, {"5"}));
+}
+
+TEST(Snapshot, VisibilityFollowsPgVisibleInSnapshot) {
+  EXPECT_TRUE(VisibleInSnapshot("100:105:102,103", 99));
+  EXPECT_TRUE(VisibleInSnapshot("100:105:102,103", 101));
+  EXPECT_FALSE(VisibleInSnapshot("100:105:102,103", 102));
+  EXPECT_FALSE(VisibleInSnapshot("100:105:102,103", 103));
+  EXPECT_TRUE(VisibleInSnapshot("100:105:102,103", 104));
+  EXPECT_FALSE(VisibleInSnapshot("100:105:102,103", 105));
+  EXPECT_FALSE(VisibleInSnapshot("100:100:", 100));
+  EXPECT_TRUE(VisibleInSnapshot("100:100:", 99));
+}
+
+}  // namespace
+}  // namespace kck

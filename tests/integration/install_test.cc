@@ -1,0 +1,155 @@
+// kck install / uninstall against a real catalog, and the kck command's
+// exit codes and one-line errors.
+#include <cstdio>
+#include <memory>
+
+#include "daemon_helpers.h"
+
+namespace kck::testing {
+namespace {
+
+class InstallTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    conninfo_ = FreshDatabase();
+    conn_ = Connect(conninfo_);
+    MustExec(conn_, kBookstoreSchema);
+  }
+  StatusOr<InstallReport> Run(const std::string& json, bool dry_run = false) {
+    auto config = ParseConfig(json, "primers.json");
+    if (!config.ok()) return config.status();
+    return Install(conn_, *config, dry_run);
+  }
+  std::string Scalar(const std::string& sql) {
+    auto r = conn_.Exec(sql);
+    return r.ok() && r->rows() > 0 ? std::string(r->get(0, 0)) : "<error>";
+  }
+  std::string conninfo_;
+  pg::Connection conn_;
+};
+
+TEST_F(InstallTest, SecondRunChangesNothing) {
+  auto first = Run(kBookstoreConfig);
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_TRUE(first->changed);
+  EXPECT_EQ(Scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'kck_capture_%'"), "4");
+  std::string catalog = Scalar("SELECT string_agg(tgname || tgfoid::text, ',' ORDER BY tgname) FROM pg_trigger");
+  auto second = Run(kBookstoreConfig);
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(second->changed);
+  EXPECT_EQ(Scalar("SELECT string_agg(tgname || tgfoid::text, ',' ORDER BY tgname) FROM pg_trigger"), catalog);
+  EXPECT_EQ(Scalar("SELECT max(version) FROM kck.schema_version"), "1");
+}
+
+TEST_F(InstallTest, DryRunPrintsSqlAndChangesNothing) {
+  auto report = Run(kBookstoreConfig, true);
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  EXPECT_NE(report->sql.find("CREATE TABLE kck.cache"), std::string::npos);
+  EXPECT_NE(report->sql.find("CREATE OR REPLACE TRIGGER kck_capture_upd"), std::string::npos);
+  EXPECT_NE(report->sql.find("INSERT INTO kck.primers"), std::string::npos);
+  EXPECT_EQ(Scalar("SELECT to_regnamespace('kck') IS NULL"), "t");
+  EXPECT_EQ(Scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'kck_%'"), "0");
+}
+
+TEST_F(InstallTest, ChangingTheConfigUpdatesTriggersAndRegistry) {
+  ASSERT_TRUE(Run(kBookstoreConfig).ok());
+  // Now title_list also maps by title, and total is gone.
+  auto changed = Run(R"json({"primers": [
+    {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
+    {"name": "by_title", "parameters": [{"name": "title", "type": "str"}],
+     "compute": "SELECT count(*) FROM store_book WHERE title = :title",
+     "depends_on": [{"table": "store_book", "params": {"title": "title"}}]}]})json");
+  ASSERT_TRUE(changed.ok()) << changed.status().message();
+  EXPECT_TRUE(changed->changed);
+  EXPECT_EQ(Scalar("SELECT string_agg(name, ',' ORDER BY name) FROM kck.primers"), "by_title,title_list");
+  EXPECT_NE(Scalar("SELECT definition FROM kck.triggers WHERE tbl = 'public.store_book'").find("'title'"),
+            std::string::npos);
+  // The new trigger really captures title.
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'captured')");
+  EXPECT_EQ(Scalar("SELECT new->>'title' FROM kck.changes ORDER BY id DESC LIMIT 1"), "captured");
+}
+
+TEST_F(InstallTest, UninstallRemovesEveryTrigger) {
+  ASSERT_TRUE(Run(kBookstoreConfig).ok());
+  auto report = Uninstall(conn_, false, false);
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  EXPECT_EQ(Scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'kck_%'"), "0");
+  EXPECT_EQ(Scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE 'capture:%'"), "0");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'untracked')");
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.changes"), "0");
+  ASSERT_TRUE(Uninstall(conn_, true, false).ok());
+  EXPECT_EQ(Scalar("SELECT to_regnamespace('kck') IS NULL"), "t");
+  ASSERT_TRUE(Run(kBookstoreConfig).ok());  // and back
+}
+
+TEST_F(InstallTest, CatalogErrorsNameThePrimerAndField) {
+  struct Case {
+    const char* rule;
+    const char* expect;
+  } cases[] = {
+      {R"("depends_on": [{"table": "store_bok", "params": {"author_id": "author_id"}}])",
+       "primer \"p\": depends_on[0]: unknown table \"store_bok\""},
+      {R"("depends_on": [{"table": "store_book", "params": {"author_id": "writer"}}])",
+       "primer \"p\": depends_on[0]: table \"public.store_book\" has no column \"writer\""},
+      {R"("depends_on": [{"table": "store_book", "params": {"author_id": "title"}}])",
+       "column \"title\" is text but parameter \"author_id\" is int"},
+  };
+  for (const auto& c : cases) {
+    auto r = Run(std::string(R"({"primers": [{"name": "p", "parameters": [{"name": "author_id", "type": "int"}],
+      "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id", )") + c.rule + "}]}");
+    ASSERT_FALSE(r.ok()) << c.rule;
+    EXPECT_NE(r.status().message().find(c.expect), std::string::npos) << r.status().message();
+  }
+  auto bad_sql = Run(R"({"primers": [{"name": "p", "parameters": [{"name": "author_id", "type": "int"}],
+      "compute": "SELECT count(*) FROM store_books WHERE author_id = :author_id"}]})");
+  ASSERT_FALSE(bad_sql.ok());
+  EXPECT_NE(bad_sql.status().message().find("primer \"p\": compute: SQL does not prepare: relation \"store_books\" does not exist"),
+            std::string::npos)
+      << bad_sql.status().message();
+  EXPECT_EQ(Scalar("SELECT to_regnamespace('kck') IS NULL"), "t");  // nothing half-installed
+}
+
+// Runs the kck binary; returns exit code and stderr.
+std::pair<int, std::string> RunKck(const std::string& args) {
+  std::string cmd = std::string(KCK_BINARY) + " " + args + " 2>&1 >/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string err;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) err += buf;
+  int status = pclose(p);
+  return {WEXITSTATUS(status), err};
+}
+
+std::string Quote(const std::string& s) { return "'" + s + "'"; }
+
+TEST_F(InstallTest, CommandExitCodesAndOneLineErrors) {
+  ASSERT_TRUE(Run(kBookstoreConfig).ok());
+  std::string db = "--db " + Quote(conninfo_);
+  auto [rc1, e1] = RunKck(db + " get title_list/05");
+  EXPECT_EQ(rc1, 2);
+  EXPECT_NE(e1.find("primer \"title_list\": parameter \"author_id\" expects int, got \"05\""), std::string::npos) << e1;
+  EXPECT_EQ(std::count(e1.begin(), e1.end(), '\n'), 1);
+  auto [rc2, e2] = RunKck(db + " get nosuch/1");
+  EXPECT_EQ(rc2, 2);
+  EXPECT_NE(e2.find("unknown primer \"nosuch\""), std::string::npos) << e2;
+  auto [rc3, e3] = RunKck("--db 'host=/nonexistent dbname=x' status");
+  EXPECT_EQ(rc3, 1);
+  EXPECT_NE(e3.find("could not connect"), std::string::npos) << e3;
+  auto [rc4, e4] = RunKck(db + " install --config /nonexistent.json");
+  EXPECT_EQ(rc4, 2);
+  auto [rc5, e5] = RunKck("frobnicate");
+  EXPECT_EQ(rc5, 2);
+  auto [rc6, e6] = RunKck(db + " get title_list/1");
+  EXPECT_EQ(rc6, 0) << e6;
+  EXPECT_EQ(Stored(conn_, "title_list/1").substr(0, 9), "[\"book 20");
+  auto [rc7, e7] = RunKck(db + " refresh title_list/1 total");
+  EXPECT_EQ(rc7, 0) << e7;
+  EXPECT_EQ(Scalar("SELECT version FROM kck.cache WHERE key = 'title_list/1'"), "2");
+  auto [rc8, e8] = RunKck(db + " status --json");
+  EXPECT_EQ(rc8, 0) << e8;
+}
+
+}  // namespace
+}  // namespace kck::testing

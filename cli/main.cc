@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   CLI::App app{"kck keeps derived data fresh inside PostgreSQL"};
   app.set_version_flag("--version", std::string(KCK_VERSION));
   app.require_subcommand(1);
+  // Global options (--db, --log-level) are accepted after the subcommand too.
+  app.fallthrough();
   kck::cli::Global g;
   if (const char* url = std::getenv("KCK_DATABASE_URL")) g.db = url;
   app.add_option("--db", g.db, "libpq connection string or URI (default: $KCK_DATABASE_URL)");

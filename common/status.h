@@ -15,7 +15,7 @@ namespace kck {
 
 class Status {
  public:
-  enum class Kind { kOk, kInvalid, kRuntime };
+  enum class Kind { kOk, kInvalid, kRuntime, kUnavailable };
 
   Status() = default;
   static Status Ok() { return Status(); }
@@ -23,6 +23,9 @@ class Status {
   static Status Invalid(std::string msg) { return Status(Kind::kInvalid, std::move(msg)); }
   // Something failed at run time: database, I/O, compute. Maps to exit code 1.
   static Status Runtime(std::string msg) { return Status(Kind::kRuntime, std::move(msg)); }
+  // A service needed for the work is down (not the work's fault): retry the
+  // whole unit later rather than record a failure. Exit code 1.
+  static Status Unavailable(std::string msg) { return Status(Kind::kUnavailable, std::move(msg)); }
 
   bool ok() const { return kind_ == Kind::kOk; }
   Kind kind() const { return kind_; }

@@ -169,6 +169,7 @@ Task<Status> Executor::Resolve(Plan& plan, const std::vector<Change>& changes) {
       req["old"] = q.rows.old_row ? nlohmann::json::parse(*q.rows.old_row) : nlohmann::json();
       req["new"] = q.rows.new_row ? nlohmann::json::parse(*q.rows.new_row) : nlohmann::json();
       auto reply = co_await worker_->Call(std::move(req));
+      if (!reply.ok() && reply.status().kind() == Status::Kind::kUnavailable) co_return reply.status();
       if (!reply.ok()) {
         spdlog::warn("primer \"{}\": keys rule failed: {}", q.primer->spec.name, reply.status().message());
         continue;
@@ -306,6 +307,10 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
           req["value"] = nlohmann::json::parse(current);
           req["change"] = change;
           auto reply = co_await worker_->Call(std::move(req));
+          if (!reply.ok() && reply.status().kind() == Status::Kind::kUnavailable) {
+            co_await Rollback();
+            co_return reply.status().WithContext("batch rolled back");
+          }
           if (!reply.ok() || !(*reply).contains("value")) {
             ok = false;
             break;
@@ -340,6 +345,10 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
           req["op"] = std::string("compute");
           req["key"] = key;
           auto reply = co_await worker_->Call(std::move(req));
+          if (!reply.ok() && reply.status().kind() == Status::Kind::kUnavailable) {
+            co_await Rollback();
+            co_return reply.status().WithContext("batch rolled back");
+          }
           if (!reply.ok()) {
             error = reply.status().message();
           } else {

@@ -4,6 +4,8 @@
 
 #include <csignal>
 
+#include "listener/connection.h"
+
 namespace kck {
 
 namespace {
@@ -76,6 +78,8 @@ void WorkerPool::Spawn() {
   opts.args = const_cast<char**>(args);
   opts.stdio = stdio;
   opts.stdio_count = 3;
+  // Its own process group, so a kill reaches the shell and what it started.
+  opts.flags = UV_PROCESS_DETACHED;
   opts.exit_cb = [](uv_process_t* p, int64_t status, int signal) {
     static_cast<WorkerPool*>(p->data)->OnExit(status, signal);
   };
@@ -164,7 +168,7 @@ void WorkerPool::FailAll(const std::string& why) {
 }
 
 void WorkerPool::Kill(const std::string& why) {
-  if (process_ != nullptr) uv_process_kill(process_, SIGKILL);
+  if (process_ != nullptr) uv_kill(-process_->pid, SIGKILL);
   FailAll(why);
 }
 
@@ -199,7 +203,13 @@ void WorkerPool::OnExit(int64_t status, int signal) {
 }
 
 Task<StatusOr<nlohmann::json>> WorkerPool::Call(nlohmann::json request) {
-  if (!ready_ || in_ == nullptr) co_return Status::Runtime("python worker is not running");
+  // A worker being restarted is waited for (up to the timeout), so a
+  // restart does not turn the requests of the moment into errors.
+  for (auto waited = std::chrono::milliseconds(0); (!ready_ || in_ == nullptr) && !stopping_ && waited < timeout_;
+       waited += std::chrono::milliseconds(50)) {
+    co_await Sleep(loop_, 50);
+  }
+  if (!ready_ || in_ == nullptr) co_return Status::Unavailable("python worker is not running");
   long long id = next_id_++;
   request["id"] = id;
   auto p = std::make_shared<Pending>();

@@ -90,8 +90,8 @@ StatusOr<DependsRule> ParseRule(const json& j, const PrimerSpec& spec) {
   } else {
     rule.kind = DependsRule::Kind::kTableParams;
   }
-  if (rule.kind != DependsRule::Kind::kTableKeys && j.contains("columns")) {
-    return Status::Invalid("\"columns\" is only for rules with \"keys\"");
+  if (rule.kind == DependsRule::Kind::kPrimer && j.contains("columns")) {
+    return Status::Invalid("\"columns\" is for table rules");
   }
   for (const auto& [param, target] : rule.params) {
     if (!spec.FindParam(param)) return Status::Invalid("params: unknown parameter " + Quoted(param));

@@ -34,7 +34,9 @@ struct DependsRule {
   // left out matches every value: all stored keys agreeing on the others.
   std::map<std::string, std::string> params;
   std::string keys_sql;              // kTableKeys
-  std::vector<std::string> columns;  // kTableKeys: columns the SQL reads; empty: whole row
+  // Extra columns to capture: for kTableKeys the columns its SQL reads
+  // (empty: whole rows); for kTableParams the columns an augment reads.
+  std::vector<std::string> columns;
   // Python primers: the index of the rule in the Python class, for keys
   // rules evaluated by the worker (keys_sql is empty then).
   std::optional<int> python_rule;

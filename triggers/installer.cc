@@ -204,10 +204,8 @@ std::map<std::string, CaptureSpec> CaptureSpecs(const std::vector<PrimerSpec>& p
           AugmentColumns(*sql, &cols, &c.whole_row);
         }
       }
-      if (rule.kind == DependsRule::Kind::kTableKeys) {
-        if (rule.columns.empty()) c.whole_row = true;
-        cols.insert(rule.columns.begin(), rule.columns.end());
-      }
+      if (rule.kind == DependsRule::Kind::kTableKeys && rule.columns.empty()) c.whole_row = true;
+      cols.insert(rule.columns.begin(), rule.columns.end());
     }
   }
   for (auto& [name, c] : out) {

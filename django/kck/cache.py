@@ -355,7 +355,10 @@ class Cache:
         return self._unstored_entry(primer, key, text, ms)
 
     def _compute_unstored(self, primer, key, snapshot):
-        text, ms = self._run_compute(primer, key, _Frame(key, snapshot, store=False))
+        # In a savepoint (or a transaction of its own): a compute that fails on a database
+        # error leaves the caller's transaction usable.
+        with transaction.atomic(using=self.alias):
+            text, ms = self._run_compute(primer, key, _Frame(key, snapshot, store=False))
         return self._unstored_entry(primer, key, text, ms)
 
     @staticmethod
@@ -390,11 +393,12 @@ class Cache:
         with self._cursor() as cur:
             cur.execute(_STORE_SQL, [key, primer.name, text, snapshot, ms, soft, hard, expected])
             stored = cur.fetchone()
-        row = self._read(key)
-        if row is None:  # cannot happen inside our transaction; be safe
-            return self._unstored_entry(primer, key, text, ms)
         if not stored[2]:
             log.info("kck: key %s moved to version %s meanwhile; kept it", quote_for_error(key), stored[1])
+        row = self._read(key)
+        if row is None or row.entry.value is _MISSING:
+            # Not stored and what is stored has no value (an error-only row): ours, unstored.
+            return self._unstored_entry(primer, key, text, ms)
         return row.entry
 
     def _in_thread(self, fn, *args):

@@ -62,7 +62,7 @@ class SyncResult:
 
 
 def sync(alias=None, dry_run=False, binary=None, timeout=120):
-    """Runs `kck install --config FILE --db CONNINFO [--dry-run]`; raises KckSyncError on failure."""
+    """Runs `kck --db CONNINFO install --config FILE [--dry-run]`; raises KckSyncError on failure."""
     binary = binary or conf.binary_path()
     if not binary:
         raise KckSyncError("the kck binary was not found: set KCK['BINARY'] or $KCK_BINARY, or put kck on PATH")
@@ -70,13 +70,15 @@ def sync(alias=None, dry_run=False, binary=None, timeout=120):
     db, env_add = conninfo(alias)
     env = dict(os.environ)
     env.update(env_add)
+    env["KCK_DATABASE_URL"] = db  # the default of --db; also names the database for older CLIs
     fd, path = tempfile.mkstemp(prefix="kck-django-", suffix=".json")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2, sort_keys=True)
             f.write("\n")
         os.chmod(path, 0o644)  # the binary may run as another user
-        argv = [binary, "install", "--config", path, "--db", db]
+        # --db is an option of the kck command itself: it goes before the subcommand.
+        argv = [binary, "--db", db, "install", "--config", path]
         if dry_run:
             argv.append("--dry-run")
         try:

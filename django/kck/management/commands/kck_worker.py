@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand
 class Command(BaseCommand):
     help = ("Computes Python primers for the kck daemon: JSON lines on stdin/stdout "
             "(started by `kck listen --python-worker`). Logs go to stderr.")
+    requires_system_checks = []  # start fast: the daemon restarts workers
 
     def add_arguments(self, parser):
         parser.add_argument("--log-level", default=os.environ.get("KCK_WORKER_LOG_LEVEL", "WARNING"))

@@ -1,0 +1,30 @@
+"""A stand-in for `manage.py kck_worker` that speaks the worker protocol
+(JSON lines on stdin/stdout) without Django, so the daemon's supervision can
+be tested on its own: key n=13 hangs, n=66 exits, n=7 raises."""
+import json
+import os
+import sys
+import time
+
+print(json.dumps({"hello": "kck_worker", "protocol": 1, "primers": ["py"]}), flush=True)
+for line in sys.stdin:
+    try:
+        req = json.loads(line)
+    except ValueError as e:
+        print(json.dumps({"id": None, "ok": False, "error": "bad json: %s" % e}), flush=True)
+        continue
+    rid = req.get("id")
+    if req.get("op") == "compute":
+        n = int(req["key"].split("/")[1])
+        if n == 13:
+            time.sleep(3600)
+        if n == 66:
+            os._exit(3)
+        if n == 7:
+            print(json.dumps({"id": rid, "ok": False, "error": "ValueError: seven is unlucky"}), flush=True)
+            continue
+        print(json.dumps({"id": rid, "ok": True, "value": {"n": n, "pid": os.getpid()}, "snapshot": None}), flush=True)
+    elif req.get("op") == "augment":
+        print(json.dumps({"id": rid, "ok": False, "cannot_augment": True}), flush=True)
+    else:
+        print(json.dumps({"id": rid, "ok": True}), flush=True)

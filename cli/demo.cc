@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "cli/commands.h"
@@ -42,10 +43,57 @@ struct Step {
 
 }  // namespace
 
-int Demo(const Global& g, bool django, const std::string& self_path) {
-  if (django) {
-    return Fail(Status::Invalid("kck demo --django: run examples/bookstore_django (see README) for now"));
+// Runs a program and waits; returns its exit code (-1 if it could not run).
+int RunAndWait(const std::vector<std::string>& args, pid_t* background = nullptr) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  if (background) {
+    *background = pid;
+    return 0;
   }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The Django example (examples/bookstore_django) on the same kind of
+// throwaway cluster: migrate (which runs kck_sync), seed, kck listen with
+// the Python worker, then ORM writes with their commit-to-fresh times.
+int DjangoDemo(const std::string& conninfo, const std::string& self_path) {
+  const char* dir_env = std::getenv("KCK_DJANGO_EXAMPLE");
+  std::string dir = dir_env ? dir_env : std::string(KCK_SOURCE_DIR) + "/examples/bookstore_django";
+  std::string manage = dir + "/manage.py";
+  if (access(manage.c_str(), R_OK) != 0) {
+    return Fail(Status::Invalid("cannot find " + manage + " (set KCK_DJANGO_EXAMPLE to the example's directory)"));
+  }
+  setenv("KCK_DATABASE_URL", conninfo.c_str(), 1);
+  setenv("KCK_BINARY", self_path.c_str(), 1);
+  const std::string python = "/usr/bin/python3";
+  std::printf("\n$ manage.py migrate   (creates the tables; kck_sync registers the primers and installs triggers)\n");
+  std::fflush(stdout);
+  if (RunAndWait({python, manage, "migrate", "-v", "0"}) != 0) return Fail(Status::Runtime("manage.py migrate failed"));
+  if (RunAndWait({python, manage, "bookstore_seed"}) != 0) return Fail(Status::Runtime("manage.py bookstore_seed failed"));
+  pid_t daemon = 0;
+  std::string worker = "exec " + python + " " + manage + " kck_worker";
+  RunAndWait({self_path, "--db", conninfo, "--log-level", "warn", "listen", "--python-worker", worker}, &daemon);
+  std::printf("started kck listen --python-worker (pid %d)\n\n", daemon);
+  std::fflush(stdout);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the worker imports Django
+  int rc = RunAndWait({python, manage, "bookstore_demo"});
+  kill(daemon, SIGTERM);
+  int wstatus = 0;
+  waitpid(daemon, &wstatus, 0);
+  std::printf("\nkck listen stopped (%s)\n", WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? "clean exit" : "FAILED");
+  Global status_g{conninfo};
+  std::printf("\nkck status:\n");
+  StatusCmd(status_g, false);
+  return rc == 0 && WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? 0 : 1;
+}
+
+int Demo(const Global& g, bool django, const std::string& self_path) {
   std::unique_ptr<pg::TempCluster> cluster;
   std::string conninfo = g.db;
   if (conninfo.empty()) {
@@ -55,6 +103,7 @@ int Demo(const Global& g, bool django, const std::string& self_path) {
     cluster = std::move(*started);
     conninfo = cluster->ConnInfo();
   }
+  if (django) return DjangoDemo(conninfo, self_path);
   auto conn = pg::Connection::Open(conninfo);
   if (!conn.ok()) return Fail(conn.status());
   auto exists = conn->Exec("SELECT to_regclass('store_author') IS NOT NULL");

@@ -198,7 +198,7 @@ Task<Status> Executor::Resolve(Plan& plan, const std::vector<Change>& changes) {
         spdlog::warn("depends_on[{}].keys returned a bad key: {}", q.rule, values.status().message());
         continue;
       }
-      plan.AddKey(key, q.primer, q.change, false);
+      plan.AddKey(key, q.primer, q.change, q.row_change);
     }
   }
   // Partial matches: stored keys of the primer that agree on fixed params.

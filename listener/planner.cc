@@ -163,10 +163,6 @@ void PlanTableChange(const Change& c, size_t idx, const std::vector<RowPair>& ro
       plan.partial.push_back({ref.primer, std::vector<std::optional<std::string>>(spec.params.size()), idx});
       continue;
     }
-    if (rule.kind == DependsRule::Kind::kTableKeys) {
-      for (const auto& pair : rows) plan.keys_queries.push_back({ref.primer, ref.rule, idx, pair});
-      continue;
-    }
     // Augment is possible only for row changes of a table with augment code.
     bool row_change = !bulk;
     if (ref.primer->python()) {
@@ -174,6 +170,10 @@ void PlanTableChange(const Change& c, size_t idx, const std::vector<RowPair>& ro
     } else {
       auto a = ref.primer->augment.find(c.tbl);
       row_change = row_change && a != ref.primer->augment.end() && a->second.count(c.op);
+    }
+    if (rule.kind == DependsRule::Kind::kTableKeys) {
+      for (const auto& pair : rows) plan.keys_queries.push_back({ref.primer, ref.rule, idx, pair, row_change});
+      continue;
     }
     for (const auto& pair : rows) {
       std::vector<std::string> pair_keys;  // exact keys of the old and new image

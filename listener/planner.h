@@ -46,6 +46,7 @@ struct KeysQuery {
   size_t rule;
   size_t change;
   RowPair rows;
+  bool row_change;  // the keys it returns may be augmented
 };
 
 struct Plan {

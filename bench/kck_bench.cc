@@ -50,6 +50,8 @@ INSERT INTO store_book (author_id, title, price)
 CREATE TABLE big (id bigserial PRIMARY KEY, grp int NOT NULL, price numeric NOT NULL);
 CREATE INDEX big_grp_idx ON big (grp);
 INSERT INTO big (grp, price) SELECT 1 + (i - 1) % 20, 10 FROM generate_series(1, 100000) i;
+CREATE TABLE bench_probe (id int PRIMARY KEY, n int NOT NULL);
+INSERT INTO bench_probe VALUES (1, 0);
 )sql";
 
 const char* kTitleListPrimer = R"json(
@@ -149,6 +151,10 @@ class Bench {
   double TimeExec(pg::Connection& c, const std::string& sql);
   PgbenchResult Pgbench(int secs, bool sync_off);
   void Prepare(const std::string& table);
+  // p50 of 50 single-row UPDATE commits of a table without triggers: the
+  // disk's current WAL flush latency, which on a VM can change by 10x.
+  double CommitProbe();
+  static std::string ProbeList(const std::vector<double>& probes);
 
   struct Latency {
     Samples fresh;  // t0 = the write acknowledged -> notification read
@@ -249,6 +255,8 @@ void Bench::Setup() {
               setting("fsync").c_str(), setting("synchronous_commit").c_str(), setting("wal_sync_method").c_str(),
               setting("shared_buffers").c_str());
   std::printf("  kck         %s (bench built %s)\n", o_.kck.c_str(), KCK_BENCH_BUILD_TYPE);
+  std::printf("  disk        single-row commit p50 %.2f ms now (fsync probe; repeated before timed runs)\n",
+              CommitProbe());
   std::printf("  data        store_book: %d authors x %d books; big: %d rows in %d groups; setup %.1f s\n\n", kAuthors,
               kBooksPerAuthor, kBigRows, kBigGroups, MsSince(t0) / 1000);
   std::fflush(stdout);
@@ -309,6 +317,25 @@ double Bench::TimeExec(pg::Connection& c, const std::string& sql) {
   auto t0 = Clock::now();
   Exec(c, sql);
   return MsSince(t0);
+}
+
+double Bench::CommitProbe() {
+  Samples s;
+  for (int i = 0; i < 50; ++i) s.Add(TimeExec(*admin_, "UPDATE bench_probe SET n = n + 1 WHERE id = 1"));
+  return s.Pct(50);
+}
+
+std::string Bench::ProbeList(const std::vector<double>& probes) {
+  std::string out;
+  double lo = 1e18, hi = 0;
+  for (double p : probes) {
+    out += (out.empty() ? "" : " ") + Fmt("%.2f", p);
+    lo = std::min(lo, p);
+    hi = std::max(hi, p);
+  }
+  out += " ms";
+  if (hi > 2 * lo && hi > 0.5) out += "  WARNING: the disk's flush latency changed during these runs; compare with care";
+  return out;
 }
 
 void Bench::Prepare(const std::string& table) {
@@ -454,11 +481,13 @@ void Bench::Section2() {
   for (const Mode& m : {Mode{"default", false, 5}, Mode{"synchronous_commit=off", true, 25}}) {
     fresh_.reset();
     double tps[4];
+    std::vector<double> probes;
     long long captured = 0, txns = 0;
     for (int i = 0; i < 4; ++i) {
       bool trig = i % 2 == 1;
       SetCapture(trig, config_a_);
       Prepare("store_book");
+      probes.push_back(CommitProbe());
       PgbenchResult r = Pgbench(o_.pgbench_secs, m.sync_off);
       tps[i] = r.tps;
       if (trig) {
@@ -473,6 +502,7 @@ void Bench::Section2() {
     double overhead = (off - on) / off * 100;
     std::printf("  %-30s %10.0f %10.0f %10.0f %10.0f %11.0f %11.0f   overhead %5.1f %%  (target <= %g %%)\n", m.name,
                 tps[0], tps[1], tps[2], tps[3], off, on, overhead, m.target);
+    std::printf("  %-30s fsync probe before each run: %s\n", "", ProbeList(probes).c_str());
 
     // The same load with the daemon draining concurrently.
     Exec(*admin_, "TRUNCATE kck.changes");
@@ -481,6 +511,7 @@ void Bench::Section2() {
     fresh_.reset();
     Exec(*admin_, "VACUUM store_book");
     Exec(*admin_, "CHECKPOINT");
+    double probe = CommitProbe();
     long long offset = FileSize(daemon_log_);
     PgbenchResult r = Pgbench(o_.pgbench_secs, m.sync_off);
     long long left = QueryInt(*admin_, "SELECT count(*) FROM kck.changes");
@@ -495,8 +526,9 @@ void Bench::Section2() {
     double dover = (off - r.tps) / off * 100;
     std::printf("  %-30s %10.0f TPS with the daemon draining: overhead %5.1f %% vs mean off; outbox at end %lld,\n",
                 "", r.tps, dover, left);
-    std::printf("  %-30s %10s drained %.0f ms later; %lld batches, %.1f changes/batch, %.2f ms/batch\n", "", "",
-                drain_ms, b.batches, b.batches ? double(b.changes) / b.batches : 0.0, b.batches ? b.ms / b.batches : 0.0);
+    std::printf("  %-30s %10s drained %.0f ms later; %lld batches, %.1f changes/batch, %.2f ms/batch; probe %.2f ms\n",
+                "", "", drain_ms, b.batches, b.batches ? double(b.changes) / b.batches : 0.0,
+                b.batches ? b.ms / b.batches : 0.0, probe);
     CheckNoneStale(kTitleListStale, "after pgbench with the daemon");
     verdicts_.push_back({std::string("trigger overhead, pgbench TPS (") + m.name + ")", Fmt("%.1f %%", overhead),
                          "<= " + Fmt("%g", m.target) + " %", overhead <= m.target});
@@ -515,11 +547,12 @@ void Bench::Section3() {
   std::printf("3. Bulk: UPDATE big SET price = price + 1 (all %d rows, one statement), best of 3,\n", kBigRows);
   std::printf("   alternating without/with the capture trigger, VACUUM + CHECKPOINT before each.\n\n");
   double best[2] = {1e18, 1e18};
-  std::vector<double> all[2];
+  std::vector<double> all[2], probes;
   for (int i = 0; i < 6; ++i) {
     bool trig = i % 2 == 1;
     SetCapture(trig, config_a_);
     Prepare("big");
+    probes.push_back(CommitProbe());
     double ms = TimeExec(*admin_, "UPDATE big SET price = price + 1");
     all[trig].push_back(ms);
     best[trig] = std::min(best[trig], ms);
@@ -536,6 +569,7 @@ void Bench::Section3() {
   std::printf("  %-34s %9.1f ms   (runs: %s)\n", "without trigger, best", best[0], runs(all[0]).c_str());
   std::printf("  %-34s %9.1f ms   (runs: %s)\n", "with capture trigger, best", best[1], runs(all[1]).c_str());
   std::printf("  %-34s %9.2fx      (target <= 1.5x)\n", "ratio", ratio);
+  std::printf("  %-34s %s\n", "fsync probe before each run", ProbeList(probes).c_str());
   verdicts_.push_back({"bulk 100k-row UPDATE, with/without trigger", Fmt("%.2fx", ratio), "<= 1.5x", ratio <= 1.5});
 
   // The daemon turns the one bulk change into the 20 big_sum products.

@@ -112,7 +112,9 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
   body += "END\n";
 
   out.install += "CREATE OR REPLACE FUNCTION " + out.function + "() RETURNS trigger\n";
-  out.install += "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $kck$\n" + body + "$kck$;\n";
+  // SECURITY DEFINER: the application's role writes its tables and needs no
+  // privilege on kck.changes; the fixed search_path makes that safe.
+  out.install += "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $kck$\n" + body + "$kck$;\n";
   out.install += "CREATE OR REPLACE TRIGGER kck_capture_ins AFTER INSERT ON " + table +
                  " REFERENCING NEW TABLE AS kck_new FOR EACH STATEMENT EXECUTE FUNCTION " + out.function + "();\n";
   out.install += "CREATE OR REPLACE TRIGGER kck_capture_upd AFTER UPDATE ON " + table +

@@ -153,3 +153,37 @@ TEST_F(InstallTest, CommandExitCodesAndOneLineErrors) {
 
 }  // namespace
 }  // namespace kck::testing
+
+namespace kck::testing {
+namespace {
+
+// The daemon runs with exactly the privileges DESIGN.md lists; the
+// application's role needs none on schema kck.
+TEST(Privileges, DaemonAndApplicationNeedOnlyTheListedPrivileges) {
+  std::string conninfo = FreshDatabase();
+  auto conn = Connect(conninfo);
+  MustExec(conn, kBookstoreSchema);
+  InstallConfig(conn, kBookstoreConfig);
+  Prime(conn, {"title_list/1"});
+  auto db = conn.Exec("SELECT current_database()");
+  std::string dbname(db->get(0, 0));
+  MustExec(conn, R"sql(
+    DO $$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'kck_daemon') THEN CREATE ROLE kck_daemon LOGIN; END IF;
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'kck_app') THEN CREATE ROLE kck_app LOGIN; END IF;
+    END $$;
+    GRANT USAGE ON SCHEMA kck TO kck_daemon;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA kck TO kck_daemon;
+    GRANT SELECT ON store_book TO kck_daemon;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON store_book TO kck_app;
+    GRANT USAGE ON SEQUENCE store_book_id_seq TO kck_app;
+  )sql");
+  DaemonProcess daemon(Cluster().ConnInfo(dbname) + " user=kck_daemon");
+  auto app = Connect(Cluster().ConnInfo(dbname) + " user=kck_app");
+  MustExec(app, "INSERT INTO store_book (author_id, title) VALUES (1, 'written by the app role')");
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn, "title_list/1").find("written by the app role") != std::string::npos; }));
+  EXPECT_TRUE(daemon.running());
+}
+
+}  // namespace
+}  // namespace kck::testing

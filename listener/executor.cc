@@ -46,22 +46,6 @@ std::string ClaimSql(int batch_size) {
          " FOR UPDATE SKIP LOCKED) RETURNING id, tbl, op, old::text, new::text, txid::text";
 }
 
-// Parameters for bound SQL: `named` maps each placeholder name to its value.
-pg::Params Bind(const BoundSql& sql, const std::map<std::string, std::optional<std::string>>& named) {
-  pg::Params params;
-  for (const auto& name : sql.order) {
-    auto it = named.find(name);
-    params.push_back(it == named.end() ? std::nullopt : it->second);
-  }
-  return params;
-}
-
-std::map<std::string, std::optional<std::string>> KeyParams(const Primer& primer, const std::vector<std::string>& values) {
-  std::map<std::string, std::optional<std::string>> named;
-  for (size_t i = 0; i < primer.spec.params.size() && i < values.size(); ++i) named[primer.spec.params[i].name] = values[i];
-  return named;
-}
-
 std::optional<double> Seconds(const std::optional<std::chrono::seconds>& s) {
   if (!s) return std::nullopt;
   return static_cast<double>(s->count());
@@ -179,10 +163,10 @@ Task<Status> Executor::Resolve(Plan& plan, const std::vector<Change>& changes) {
       }
     } else {
       const BoundSql& sql = q.primer->keys.at(q.rule);
-      std::map<std::string, std::optional<std::string>> args;
+      NamedValues args;
       args[std::string("old")] = q.rows.old_row;
       args[std::string("new")] = q.rows.new_row;
-      auto res = co_await compute_.Query(sql.sql, Bind(sql, args));
+      auto res = co_await compute_.Query(sql.sql, BindValues(sql, args));
       if (!res.ok()) {
         spdlog::warn("primer \"{}\": depends_on[{}].keys failed: {}", q.primer->spec.name, q.rule,
                      res.status().message());
@@ -271,7 +255,7 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
     if (it == stored.end() && !work.force) continue;  // not stored: primed lazily on read
     auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
     if (!values.ok()) continue;
-    auto named = KeyParams(primer, *values);
+    auto named = primer.KeyValues(*values);
     auto t0 = Clock::now();
     std::optional<std::string> value, snapshot;
     std::string error;
@@ -322,7 +306,7 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
           args[std::string("value")] = current;
           args[std::string("old")] = rp.old_row;
           args[std::string("new")] = rp.new_row;
-          auto res = co_await compute_.Query("SELECT to_jsonb((" + sql.sql + "))::text", Bind(sql, args));
+          auto res = co_await compute_.Query("SELECT to_jsonb((" + sql.sql + "))::text", BindValues(sql, args));
           if (!res.ok() || res->rows() != 1 || res->is_null(0, 0)) {
             if (!res.ok()) spdlog::info("key \"{}\": augment failed, recomputing: {}", key, res.status().message());
             ok = false;
@@ -359,7 +343,7 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
           }
         }
       } else {
-        auto res = co_await compute_.Query(primer.compute.sql, Bind(primer.compute, named));
+        auto res = co_await compute_.Query(primer.compute.sql, BindValues(primer.compute, named));
         if (!res.ok()) {
           error = res.status().message();
         } else if (res->rows() != 1) {

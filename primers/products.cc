@@ -60,12 +60,7 @@ StatusOr<std::pair<std::string, long long>> Products::ComputeAndStore(std::strin
       return out;
     }
   }
-  pg::Params params;
-  for (const auto& name : primer.compute.order) {
-    for (size_t i = 0; i < primer.spec.params.size(); ++i) {
-      if (primer.spec.params[i].name == name) params.push_back(values[i]);
-    }
-  }
+  pg::Params params = BindValues(primer.compute, primer.KeyValues(values));
   auto t0 = std::chrono::steady_clock::now();
   auto computed = conn_.Exec(primer.compute.sql, params);
   if (!computed.ok()) return rollback(computed.status().WithContext(where + ": compute failed"));

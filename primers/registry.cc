@@ -24,6 +24,22 @@ std::string ComputeStatement(std::string_view sql) {
   return "SELECT to_jsonb((" + std::string(sql) + "\n)) AS value, pg_current_snapshot()::text AS snapshot";
 }
 
+std::vector<std::optional<std::string>> BindValues(const BoundSql& sql, const NamedValues& named) {
+  std::vector<std::optional<std::string>> out;
+  out.reserve(sql.order.size());
+  for (const auto& name : sql.order) {
+    auto it = named.find(name);
+    out.push_back(it == named.end() ? std::nullopt : it->second);
+  }
+  return out;
+}
+
+NamedValues Primer::KeyValues(const std::vector<std::string>& values) const {
+  NamedValues named;
+  for (size_t i = 0; i < spec.params.size() && i < values.size(); ++i) named[spec.params[i].name] = values[i];
+  return named;
+}
+
 namespace {
 
 std::vector<NamedParam> PrimerParams(const PrimerSpec& spec) {

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,13 @@ std::string_view SqlTypeOf(ParamType type);
 // one statement, so the snapshot is exactly the one the compute read.
 std::string ComputeStatement(std::string_view bound_compute);
 
+// Named values for bound SQL: a name -> value (nullopt is NULL).
+using NamedValues = std::map<std::string, std::optional<std::string>>;
+
+// The values of `sql`'s parameters in its $n order, taken from `named`
+// (a name it does not hold is NULL).
+std::vector<std::optional<std::string>> BindValues(const BoundSql& sql, const NamedValues& named);
+
 // A primer ready to run.
 struct Primer {
   PrimerSpec spec;
@@ -32,6 +40,8 @@ struct Primer {
   std::map<size_t, BoundSql> keys;
 
   bool python() const { return spec.engine == "python"; }
+  // The key's parameter values (from DecodeKey) by parameter name.
+  NamedValues KeyValues(const std::vector<std::string>& values) const;
 };
 
 // A dependency rule seen from the table or primer it watches.

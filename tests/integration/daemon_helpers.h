@@ -142,13 +142,7 @@ inline void ExpectCacheMatchesRecompute(pg::Connection& conn) {
     ASSERT_NE(p, nullptr);
     auto values = DecodeKey(key, p->spec.name, p->spec.params);
     ASSERT_TRUE(values.ok());
-    pg::Params params;
-    for (const auto& name : p->compute.order) {
-      for (size_t j = 0; j < p->spec.params.size(); ++j) {
-        if (p->spec.params[j].name == name) params.push_back((*values)[j]);
-      }
-    }
-    auto fresh = conn.Exec(p->compute.sql, params);
+    auto fresh = conn.Exec(p->compute.sql, BindValues(p->compute, p->KeyValues(*values)));
     ASSERT_TRUE(fresh.ok()) << fresh.status().message();
     auto same = conn.Exec("SELECT $1::jsonb = $2::jsonb", {std::string(rows->get(i, 2)), fresh->get_opt(0, 0)});
     ASSERT_TRUE(same.ok());
@@ -156,5 +150,17 @@ inline void ExpectCacheMatchesRecompute(pg::Connection& conn) {
                                     << fresh->get(0, 0);
   }
 }
+
+// A fresh database with the bookstore tables; subclasses install primers.
+class BookstoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    conninfo_ = FreshDatabase();
+    conn_ = Connect(conninfo_);
+    MustExec(conn_, kBookstoreSchema);
+  }
+  std::string conninfo_;
+  pg::Connection conn_;
+};
 
 }  // namespace kck::testing

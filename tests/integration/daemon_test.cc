@@ -5,16 +5,12 @@
 namespace kck::testing {
 namespace {
 
-class DaemonTest : public ::testing::Test {
+class DaemonTest : public BookstoreTest {
  protected:
   void SetUp() override {
-    conninfo_ = FreshDatabase();
-    conn_ = Connect(conninfo_);
-    MustExec(conn_, kBookstoreSchema);
+    BookstoreTest::SetUp();
     InstallConfig(conn_, kBookstoreConfig);
   }
-  std::string conninfo_;
-  pg::Connection conn_;
 };
 
 TEST_F(DaemonTest, InsertUpdateDeleteReachTheProduct) {

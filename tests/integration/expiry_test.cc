@@ -10,12 +10,10 @@ const char* kExpiringConfig = R"json({"primers": [
    "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
    "refresh_every": "1s", "soft_expire": "1h", "hard_expire": "1d"}]})json";
 
-class ExpiryTest : public ::testing::Test {
+class ExpiryTest : public BookstoreTest {
  protected:
   void SetUp() override {
-    conninfo_ = FreshDatabase();
-    conn_ = Connect(conninfo_);
-    MustExec(conn_, kBookstoreSchema);
+    BookstoreTest::SetUp();
     InstallConfig(conn_, kExpiringConfig);
     Prime(conn_, {"count/1"});
   }
@@ -25,8 +23,6 @@ class ExpiryTest : public ::testing::Test {
                     "INSERT INTO store_book (author_id, title) VALUES (1, 'silent'); "
                     "SET session_replication_role = origin");
   }
-  std::string conninfo_;
-  pg::Connection conn_;
 };
 
 TEST_F(ExpiryTest, RefreshEveryRecomputesStoredProducts) {

@@ -8,12 +8,10 @@
 namespace kck::testing {
 namespace {
 
-class InstallTest : public ::testing::Test {
+class InstallTest : public BookstoreTest {
  protected:
   void SetUp() override {
-    conninfo_ = FreshDatabase();
-    conn_ = Connect(conninfo_);
-    MustExec(conn_, kBookstoreSchema);
+    BookstoreTest::SetUp();
   }
   StatusOr<InstallReport> Run(const std::string& json, bool dry_run = false) {
     auto config = ParseConfig(json, "primers.json");
@@ -24,8 +22,6 @@ class InstallTest : public ::testing::Test {
     auto r = conn_.Exec(sql);
     return r.ok() && r->rows() > 0 ? std::string(r->get(0, 0)) : "<error>";
   }
-  std::string conninfo_;
-  pg::Connection conn_;
 };
 
 TEST_F(InstallTest, SecondRunChangesNothing) {

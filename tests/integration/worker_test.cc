@@ -10,12 +10,10 @@ const char* kPythonConfig = R"json({"source": "django", "primers": [
   {"name": "py", "engine": "python", "parameters": [{"name": "n", "type": "int"}],
    "depends_on": [{"table": "store_book", "params": {"n": "author_id"}}]}]})json";
 
-class WorkerTest : public ::testing::Test {
+class WorkerTest : public BookstoreTest {
  protected:
   void SetUp() override {
-    conninfo_ = FreshDatabase();
-    conn_ = Connect(conninfo_);
-    MustExec(conn_, kBookstoreSchema);
+    BookstoreTest::SetUp();
     InstallConfig(conn_, kPythonConfig);
   }
   std::vector<std::string> WorkerArgs() {
@@ -29,8 +27,6 @@ class WorkerTest : public ::testing::Test {
     auto r = conn_.Exec("SELECT " + expr + " FROM kck.cache WHERE key = $1", {key});
     return r.ok() && r->rows() == 1 && !r->is_null(0, 0) ? std::string(r->get(0, 0)) : "<null>";
   }
-  std::string conninfo_;
-  pg::Connection conn_;
 };
 
 TEST_F(WorkerTest, PythonPrimersAreComputedByTheWorker) {

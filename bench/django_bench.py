@@ -290,7 +290,10 @@ class Bench:
                                                               django.get_version(), psycopg2.__version__.split()[0]))
         print("  postgres    %s, unix socket; fsync=%s synchronous_commit=%s shared_buffers=%s" % (ver, fsync, sync, sb))
         print("  disk        single-row commit p50 %.2f ms (fsync probe)" % self.commit_probe())
-        print("  kck         %s" % KCK)
+        print("  kck         %s (built %s)" % (KCK, datetime.datetime.fromtimestamp(os.stat(KCK).st_mtime)
+                                                  .astimezone().strftime("%Y-%m-%d %H:%M")))
+        print("  load        %.2f %.2f %.2f (load average at start: other work on the machine widens the tails)"
+              % os.getloadavg())
         print("  primers     %s" % ", ".join("%s (%s)" % p for p in self.primers))
         print("  data        %d authors x %d books x %d reviews; set-up %.1f s" % (
             self.args.authors, self.args.books, self.args.reviews, time.perf_counter() - self.t_start))
@@ -311,7 +314,10 @@ class Bench:
 
     def start_daemon(self):
         self.daemon_log = self.cluster.dir / "kck-listen.log"
-        self.daemon = Daemon(self.cluster.conninfo, self.daemon_log, self.args.log_level, dict(os.environ))
+        env = dict(os.environ)
+        if self.args.log_level == "debug":
+            env["KCK_LOG_LEVEL"] = "DEBUG"  # kck_worker logs each request's time (settings.LOGGING)
+        self.daemon = Daemon(self.cluster.conninfo, self.daemon_log, self.args.log_level, env)
         self.fresh = Fresh(self.cluster.conninfo)
 
     # -- 1. reads ------------------------------------------------------------
@@ -348,51 +354,90 @@ class Bench:
             cur.execute("SELECT octet_length(value) FROM bench_django_cache")
             dbc_bytes = cur.fetchone()[0]
 
-        raw_sql = "SELECT value::text FROM kck.cache WHERE key = %s"
-
         def raw_get(k):
             with connection.cursor() as cur:
-                cur.execute(raw_sql, [k])
+                cur.execute("SELECT value::text FROM kck.cache WHERE key = %s", [k])
                 return json.loads(cur.fetchone()[0])
 
+        rows = [("kck Cache.get_instance().get(key)", lambda: cache.get(key)),
+                ("Django DatabaseCache.get(key)", lambda: dbc.get("bench_product")),
+                ("(info) raw cursor SELECT value::text + json.loads", lambda: raw_get(key))]
+        if a.breakdown:
+            rows += self.breakdown_rows(key)
+        if any(f() not in (value, None) for _, f in rows):
+            die("the reads returned different values")
+        n = len(rows)
+        times = [[] for _ in rows]
         pc = time.perf_counter_ns
-        fns = [lambda: cache.get(key), lambda: dbc.get("bench_product"), lambda: raw_get(key)]
-        orders = [(0, 1, 2), (1, 0, 2), (2, 0, 1), (0, 2, 1), (1, 2, 0), (2, 1, 0)]
-        if any(f() != value for f in fns):
-            die("the three reads returned different values")
-        times = ([], [], [])
         gc.collect()
         for i in range(a.get_warmup + a.gets):
-            for j in orders[i % len(orders)]:
+            order = [(j + i) % n for j in range(n)]  # rotated, and reversed every other round
+            for j in (order if i % 2 == 0 else order[::-1]):
                 t = pc()
-                fns[j]()
+                rows[j][1]()
                 dt = pc() - t
                 if i >= a.get_warmup:
                     times[j].append(dt / 1000.0)
-        s_kck, s_dbc, s_raw = (Stats(t) for t in times)
+        stats = [Stats(t) for t in times]
+        s_kck, s_dbc = stats[0], stats[1]
 
         print("1. Cache read on a hit: same process, same Django connection and database; %d reads each after"
               % a.gets)
-        print("   %d warm-up, the three alternated call by call (order rotated). Times in microseconds." % a.get_warmup)
+        print("   %d warm-up, all rows alternated call by call (order rotated). Times in microseconds." % a.get_warmup)
         print("   value: %s, %d elements (%d bytes of JSON in kck.cache; DatabaseCache: same list pickled," % (
             key, len(value), kck_bytes))
         print("   %d bytes base64 in its table made by createcachetable)." % dbc_bytes)
         print()
         print("  %-52s %8s %8s %8s %8s %8s" % ("", "p50", "p90", "p99", "max", "mean"))
-        rows = [("kck Cache.get_instance().get(key)", s_kck),
-                ("Django DatabaseCache.get(key)", s_dbc),
-                ("(info) raw cursor SELECT value::text + json.loads", s_raw)]
-        for name, s in rows:
+        for (name, _), s in zip(rows, stats):
             print("  %-52s %8.1f %8.1f %8.1f %8.1f %8.1f" % (name, s.pct(50), s.pct(90), s.pct(99), s.max, s.mean))
         r50, r90, r99 = (s_kck.pct(p) / s_dbc.pct(p) for p in (50, 90, 99))
         rmean = s_kck.mean / s_dbc.mean
         print("  %-52s %7.2fx %7.2fx %7.2fx %8s %7.2fx" % ("ratio kck / DatabaseCache", r50, r90, r99, "", rmean))
         print("  target: kck <= %.1fx DatabaseCache (p50 and mean)" % TARGET_GET_RATIO)
         print(flush=True)
-        self.verdicts.append(("Cache.get / DatabaseCache.get, p50", "%.2fx (%.1f vs %.1f us)" % (
+        self.verdicts.append(("Cache.get / DatabaseCache.get, p50", "%.3fx (%.1f vs %.1f us)" % (
             r50, s_kck.pct(50), s_dbc.pct(50)), "<= %.1fx" % TARGET_GET_RATIO, r50 <= TARGET_GET_RATIO))
-        self.verdicts.append(("Cache.get / DatabaseCache.get, mean", "%.2fx (%.1f vs %.1f us)" % (
+        self.verdicts.append(("Cache.get / DatabaseCache.get, mean", "%.3fx (%.1f vs %.1f us)" % (
             rmean, s_kck.mean, s_dbc.mean), "<= %.1fx" % TARGET_GET_RATIO, rmean <= TARGET_GET_RATIO))
+
+    def breakdown_rows(self, key):
+        """--breakdown: where Cache.get's time goes, and what a narrower hit path would cost.
+
+        Uses kck internals (kck.cache._READ_SQL, kck.primer.decode); rows whose internals are
+        gone are left out. The what-if rows return the value as get() does on a hit."""
+        import kck.cache as kc
+        from django.db import connection
+
+        from kck import jsonutil
+        from kck.primer import decode
+
+        rows = [("(breakdown) kck.primer.decode(key)", lambda: decode(key) and None)]
+        read_sql = getattr(kc, "_READ_SQL", None)
+        if read_sql:
+            def read_only():
+                with connection.cursor() as cur:
+                    cur.execute(read_sql, [key])
+                    cur.fetchone()
+            rows.append(("(breakdown) cursor + kck's hit SQL, no row handling", read_only))
+        slim = ("SELECT value::text, coalesce(soft_expire <= statement_timestamp(), false), "
+                "coalesce(hard_expire <= statement_timestamp(), false) FROM kck.cache WHERE key = %s")
+
+        def slim_get(sql):
+            def get():
+                decode(key)
+                with connection.cursor() as cur:
+                    cur.execute(sql, [key])
+                    text, soft_past, hard_past = cur.fetchone()
+                return jsonutil.loads(text)
+            return get
+
+        connection.ensure_connection()
+        with connection.cursor() as cur:
+            cur.execute("PREPARE bench_kck_get(text) AS " + slim.replace("%s", "$1"))
+        rows.append(("(what-if) get reading 3 columns (value, expiry flags)", slim_get(slim)))
+        rows.append(("(what-if) same, server-side prepared statement", slim_get("EXECUTE bench_kck_get(%s)")))
+        return rows
 
     # -- 2. freshness --------------------------------------------------------
 
@@ -426,6 +471,7 @@ class Bench:
         self.wait_live(py_books[0], py_key)
         self.wait_live(sql_books[0], sql_key)
 
+        probe = self.commit_probe()
         kinds = {
             "py": {"key": py_key, "books": py_books, "fresh": [], "save": [], "compute": [], "timeouts": 0},
             "sql": {"key": sql_key, "books": sql_books, "fresh": [], "save": [], "compute": [], "timeouts": 0},
@@ -476,13 +522,14 @@ class Bench:
         if stored_sql != want_sql:
             stale.append(sql_key)
 
-        batch_ms = self.batch_times(log_offset) if log_offset is not None else []
+        batch_ms, worker_ms = self.log_times(log_offset) if log_offset is not None else ([], [])
 
         print("2. save() -> fresh product: Book.save() (autocommit) of a title; t0 = save() returned, t1 = this")
         print("   process received pg_notify('bench_fresh', key) sent by an AFTER UPDATE trigger on kck.cache at the")
         print("   daemon's COMMIT (LISTEN + select, no polling). %d saves per primer after %d warm-up, the two"
               % (a.saves, a.save_warmup))
         print("   primers alternated. Times in ms; save() = the save's own round trip; compute = kck.cache.compute_ms.")
+        print("   fsync probe before the run: single-row commit p50 %.2f ms (the daemon's COMMIT pays one too)." % probe)
         print()
         print("  %-42s %7s %7s %7s %7s %7s   %7s %8s" % ("", "p50", "p90", "p99", "max", "mean", "save()", "compute"))
         labels = {"py": "Python primer %s (kck_worker)" % "title_list",
@@ -496,10 +543,12 @@ class Bench:
         sp, ss = Stats(kinds["py"]["fresh"]), Stats(kinds["sql"]["fresh"])
         print("  %-42s %6.2fx %6.2fx %6.2fx" % ("ratio Python / SQL", sp.pct(50) / ss.pct(50),
                                                 sp.pct(90) / ss.pct(90), sp.pct(99) / ss.pct(99)))
-        if batch_ms:
-            b = Stats(batch_ms)
-            print("  %-42s %7.2f %7.2f %7.2f %7.2f %7.2f" % ("(info) daemon batch time, debug log", b.pct(50),
-                                                              b.pct(90), b.pct(99), b.max, b.mean))
+        for label, values in (("(info) daemon batch time, both primers", batch_ms),
+                              ("(info) kck_worker request time", worker_ms)):
+            if values:
+                b = Stats(values)
+                print("  %-42s %7.2f %7.2f %7.2f %7.2f %7.2f" % (label, b.pct(50), b.pct(90), b.pct(99), b.max,
+                                                                  b.mean))
         print("  target: Python primer p99 <= %.0f ms" % TARGET_PY_P99_MS)
         if stale:
             print("  STALE after the run: %s" % ", ".join(stale))
@@ -512,21 +561,27 @@ class Bench:
         self.verdicts.append(("products equal a recompute after the run", "yes" if not stale else "NO: " +
                               ", ".join(stale), "yes", not stale))
 
-    def batch_times(self, offset):
-        """Batch durations from the daemon's debug log (only with --log-level debug)."""
-        out = []
+    def log_times(self, offset):
+        """From the daemon's log after ``offset`` (only with --log-level debug): the daemon's batch
+        times and kck_worker's request times (its stderr goes to the same log), in ms."""
+        import re
+
+        batch, worker = [], {}
         try:
             with open(str(self.daemon_log), "rb") as f:
                 f.seek(offset)
-                for line in f.read().decode("utf-8", "replace").splitlines():
-                    if "batch:" in line and " ms" in line:
-                        try:
-                            out.append(float(line.rsplit(" in ", 1)[1].split(" ms")[0]))
-                        except (IndexError, ValueError):
-                            pass
+                text = f.read().decode("utf-8", "replace")
         except OSError:
-            pass
-        return out
+            return batch, []
+        for line in text.splitlines():
+            m = re.search(r"debug batch: .* in ([0-9.]+) ms", line)
+            if m:
+                batch.append(float(m.group(1)))
+                continue
+            m = re.search(r"kck_worker: (\d+) in ([0-9.]+) ms", line)
+            if m:
+                worker[int(m.group(1))] = float(m.group(2))  # the line may appear twice
+        return batch, list(worker.values())
 
     # -- summary / cleanup ----------------------------------------------------
 
@@ -534,7 +589,7 @@ class Bench:
         print("Summary")
         for what, value, target, ok in self.verdicts:
             mark = "info" if ok is None else ("ok" if ok else "MISSED")
-            print("  %-44s %-32s %-10s %s" % (what, value, target, mark))
+            print("  %-44s %-34s %-10s %s" % (what, value, target, mark))
         print("  total %.1f s" % (time.perf_counter() - self.t_start))
         sys.stdout.flush()
 
@@ -567,6 +622,8 @@ def main():
     ap.add_argument("--authors", type=int, default=20)
     ap.add_argument("--books", type=int, default=10, help="books per author")
     ap.add_argument("--reviews", type=int, default=2, help="reviews per book")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time parts of Cache.get and narrower what-if hit paths (uses kck internals)")
     ap.add_argument("--log-level", default="info", help="kck listen --log-level (debug adds batch times)")
     ap.add_argument("--keep-log", metavar="FILE", help="copy the daemon's log here at the end")
     args = ap.parse_args()

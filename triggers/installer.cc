@@ -272,31 +272,27 @@ class Transaction {
 
 }  // namespace
 
-Status MigrateSchema(pg::Connection& conn, bool dry_run, std::string* sql) {
+Status MigrateSchema(pg::Connection& conn, std::string* sql) {
   const std::string bootstrap =
       "CREATE SCHEMA IF NOT EXISTS kck;\n"
       "CREATE TABLE IF NOT EXISTS kck.schema_version (version integer PRIMARY KEY, name text NOT NULL, "
       "applied_at timestamptz NOT NULL DEFAULT now());\n";
-  int current = 0;
   auto exists = conn.Exec("SELECT to_regclass('kck.schema_version') IS NOT NULL");
   if (!exists.ok()) return exists.status();
   if (exists->get(0, 0) != "t") {
     *sql += bootstrap;
-    if (!dry_run) KCK_RETURN_IF_ERROR(conn.ExecScript(bootstrap));
+    KCK_RETURN_IF_ERROR(conn.ExecScript(bootstrap));
   }
-  if (exists->get(0, 0) == "t" || !dry_run) {
-    KCK_RETURN_IF_ERROR(conn.ExecScript(kInstallLock));
-    auto v = conn.Exec("SELECT coalesce(max(version), 0) FROM kck.schema_version");
-    if (!v.ok()) return v.status();
-    current = std::stoi(std::string(v->get(0, 0)));
-  }
+  KCK_RETURN_IF_ERROR(conn.ExecScript(kInstallLock));
+  auto v = conn.Exec("SELECT coalesce(max(version), 0) FROM kck.schema_version");
+  if (!v.ok()) return v.status();
+  int current = std::stoi(std::string(v->get(0, 0)));
   for (const auto& f : sql::EmbeddedFiles()) {
     std::string name(f.name);
     if (name.size() < 4 || !std::isdigit(static_cast<unsigned char>(name[0])) || name[3] != '_') continue;
     int version = std::stoi(name.substr(0, 3));
     if (version <= current) continue;
     *sql += "-- migration " + name + "\n" + std::string(f.text);
-    if (dry_run) continue;
     Status s = conn.ExecScript(f.text);
     if (!s.ok()) return s.WithContext("migration " + name);
     auto r = conn.Exec("INSERT INTO kck.schema_version (version, name) VALUES ($1::int, $2)",
@@ -309,16 +305,16 @@ Status MigrateSchema(pg::Connection& conn, bool dry_run, std::string* sql) {
 StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool dry_run) {
   InstallReport report;
   Config config = input;
-  // 1. Validate against the catalog, before taking any lock.
+  // One transaction for everything: a dry run runs the migrations and the
+  // checks too (primer SQL may read kck.cache) and then rolls back.
+  Transaction txn(conn);
+  KCK_RETURN_IF_ERROR(txn.Begin());
+  KCK_RETURN_IF_ERROR(MigrateSchema(conn, &report.sql));
   std::map<std::string, TableInfo> tables;
   for (auto& spec : config.primers) {
     Status s = ValidatePrimer(conn, spec, tables);
     if (!s.ok()) return s.WithContext("primer " + Quoted(spec.name));
   }
-  // 2. One transaction for everything else.
-  Transaction txn(conn);
-  KCK_RETURN_IF_ERROR(txn.Begin());
-  KCK_RETURN_IF_ERROR(MigrateSchema(conn, dry_run, &report.sql));
 
   auto registered = ReadRegisteredPrimers(conn);
   if (!registered.ok()) return registered.status();
@@ -373,7 +369,7 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
 
   // 4. Capture triggers for every registered primer.
   std::map<std::string, std::pair<std::string, std::string>> installed;  // tbl -> (function, definition)
-  if (!dry_run || !registered->empty()) {
+  {
     auto rows = conn.Exec("SELECT tbl, function, definition FROM kck.triggers");
     if (!rows.ok()) return rows.status();
     for (int i = 0; i < rows->rows(); ++i) {

@@ -19,9 +19,9 @@ struct InstallReport {
   bool changed = false;            // false: the database already matched the config
 };
 
-// Brings the kck schema to the newest version. Appends the SQL it runs (or,
-// with dry_run, would run) to *sql. Call inside a transaction.
-Status MigrateSchema(pg::Connection& conn, bool dry_run, std::string* sql);
+// Brings the kck schema to the newest version, appending the SQL it runs to
+// *sql. Call inside a transaction (a dry run rolls it back).
+Status MigrateSchema(pg::Connection& conn, std::string* sql);
 
 // Validates `config` against the catalog (tables, columns and their types,
 // SQL that prepares), migrates the schema, replaces the registered primers

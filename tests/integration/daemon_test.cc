@@ -212,3 +212,26 @@ TEST_F(DaemonTest, SigtermExitsCleanly) {
 
 }  // namespace
 }  // namespace kck::testing
+
+namespace kck::testing {
+namespace {
+
+TEST_F(BookstoreTest, ProductsThatDependOnProductsCascade) {
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
+    {"name": "summary", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT jsonb_build_object('titles', jsonb_array_length(value)) FROM kck.cache WHERE key = 'title_list/' || :author_id",
+     "depends_on": [{"primer": "title_list", "params": {"author_id": "author_id"}}]}]})json");
+  Prime(conn_, {"title_list/1", "summary/1"});
+  EXPECT_EQ(Stored(conn_, "summary/1"), "{\"titles\": 10}");
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'cascade')");
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "summary/1") == "{\"titles\": 11}"; }));
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+}  // namespace
+}  // namespace kck::testing

@@ -213,18 +213,21 @@ def decode_key(key, primer, params):
     Raises InvalidKey / KeyParameterMismatch with the C++ codec's messages.
     """
     validate_primer_name(primer)
-    context = "primer " + quote_for_error(primer)
+
+    def context():  # built only for an error: decode runs on every Cache.get
+        return "primer " + quote_for_error(primer)
+
     try:
         name = key_primer_name(key)
     except InvalidKey as e:
-        raise InvalidKey("%s: %s" % (context, e)) from None
+        raise InvalidKey("%s: %s" % (context(), e)) from None
     if name != primer:
         raise KeyParameterMismatch("%s: key %s belongs to primer %s"
-                                   % (context, quote_for_error(key), quote_for_error(name)))
+                                   % (context(), quote_for_error(key), quote_for_error(name)))
     parts = key.split("/")[1:]
     if len(parts) != len(params):
         raise KeyParameterMismatch("%s: key %s has %s, expected %d%s"
-                                   % (context, quote_for_error(key), _count(len(parts)), len(params),
+                                   % (context(), quote_for_error(key), _count(len(parts)), len(params),
                                       _names(params)))
     values = []
     for (pname, ptype), part in zip(params, parts):

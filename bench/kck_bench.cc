@@ -40,9 +40,10 @@ constexpr int kBigGroups = 20;
 constexpr int kSmallKeys = 1000;  // book/<id> keys of section 1's small-product row
 const char* kDb = "kck_bench";
 
-// store_book as the brief gives it, plus the index Django creates for a
-// ForeignKey (author_id), which title_list's compute uses. `big` is the
-// 100k-row table of the bulk test; big_sum/<grp> are its products.
+// store_book as bench/README.md describes it, plus the index Django creates
+// for a ForeignKey (author_id), which title_list's compute uses. `big` is the
+// 100k-row table of the bulk test; big_sum/<grp> are its products. The
+// numbers here must match kAuthors, kBooks, kBigRows and kBigGroups.
 const char* kSchema = R"sql(
 CREATE TABLE store_book (id bigserial PRIMARY KEY, author_id bigint, title text, price numeric);
 CREATE INDEX store_book_author_id_idx ON store_book (author_id);

@@ -2,10 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "sql/embedded.h"
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
-#include <set>
 
 namespace kck {
 
@@ -41,9 +42,9 @@ double MsSince(Clock::time_point t0) {
 }
 
 std::string ClaimSql(int batch_size) {
-  return "BEGIN; DELETE FROM kck.changes WHERE id IN (SELECT id FROM kck.changes ORDER BY id LIMIT " +
-         std::to_string(batch_size) +
-         " FOR UPDATE SKIP LOCKED) RETURNING id, tbl, op, old::text, new::text, txid::text";
+  std::string sql(sql::File("daemon_claim.sql"));
+  sql.replace(sql.find("{batch}"), 7, std::to_string(batch_size));
+  return sql;
 }
 
 std::optional<double> Seconds(const std::optional<std::chrono::seconds>& s) {
@@ -87,7 +88,7 @@ Task<StatusOr<BatchStats>> Executor::RunBatch() {
   std::sort(changes.begin(), changes.end(), [](const Change& a, const Change& b) { return a.id < b.id; });
   Plan plan = PlanChanges(changes, *registry_);
   for (const auto& p : plan.problems) spdlog::warn("{}: skipped", p);
-  Status resolved = co_await Resolve(plan, changes);
+  Status resolved = co_await Resolve(plan);
   if (!resolved.ok()) {
     co_await Rollback();
     co_return resolved;
@@ -99,24 +100,7 @@ constexpr std::string_view kLockSql = "SELECT kck.lock_keys($1::text[])";
 constexpr std::string_view kReadSql =
     "SELECT key, value::text, snapshot::text FROM kck.cache WHERE key = ANY ($1::text[])";
 constexpr std::string_view kOlderSql = "SELECT EXISTS (SELECT 1 FROM kck.changes WHERE id < $1::bigint)";
-constexpr std::string_view kWriteSql =
-    "INSERT INTO kck.cache AS c (key, primer, value, version, computed_at, soft_expire, hard_expire, compute_ms, "
-        "error, snapshot) "
-        "SELECT u.key, u.primer, u.value, 1, now(), now() + make_interval(secs => u.soft), "
-        "now() + make_interval(secs => u.hard), u.ms, NULL, u.snap "
-        "FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::pg_snapshot[], $5::float8[], $6::float8[], "
-        "$7::float8[]) AS u(key, primer, value, snap, ms, soft, hard) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = c.version + 1, "
-        "computed_at = excluded.computed_at, soft_expire = excluded.soft_expire, hard_expire = excluded.hard_expire, "
-        "compute_ms = excluded.compute_ms, error = NULL, snapshot = coalesce(excluded.snapshot, c.snapshot)";
-constexpr std::string_view kErrorSql =
-    "UPDATE kck.cache c SET error = u.error FROM unnest($1::text[], $2::text[]) AS u(key, error) "
-        "WHERE c.key = u.key";
 constexpr std::string_view kPrimerKeysSql = "SELECT key FROM kck.cache WHERE primer = $1";
-constexpr std::string_view kDueSql =
-    "SELECT key FROM kck.cache WHERE primer = $1 AND (computed_at IS NULL OR computed_at < now() - "
-    "make_interval(secs => $2::float8)) ORDER BY computed_at NULLS FIRST LIMIT $3::int FOR UPDATE SKIP LOCKED";
-
 Task<StatusOr<BatchStats>> Executor::RunScheduled() {
   auto begun = co_await main_.Script("BEGIN");
   if (!begun.ok()) co_return begun.status();
@@ -124,7 +108,7 @@ Task<StatusOr<BatchStats>> Executor::RunScheduled() {
   for (const auto& p : registry_->primers()) {
     if (!p->spec.refresh_every) continue;
     pg::Params params = {p->spec.name, std::to_string(p->spec.refresh_every->count()), std::to_string(batch_size_)};
-    auto due = co_await main_.Query(kDueSql, std::move(params));
+    auto due = co_await main_.Query(sql::File("daemon_due.sql"), std::move(params));
     if (!due.ok()) {
       co_await Rollback();
       co_return due.status().WithContext("finding products due for refresh");
@@ -135,8 +119,7 @@ Task<StatusOr<BatchStats>> Executor::RunScheduled() {
   co_return co_await Apply(plan, none);
 }
 
-Task<Status> Executor::Resolve(Plan& plan, const std::vector<Change>& changes) {
-  (void)changes;
+Task<Status> Executor::Resolve(Plan& plan) {
   // Keys rules: SQL given :old and :new, or the Python worker.
   for (const auto& q : plan.keys_queries) {
     std::vector<std::string> keys;
@@ -381,7 +364,7 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
     pg::Params write_params{pg::ArrayLiteral(w_key),      pg::ArrayLiteral(w_primer), pg::ArrayLiteral(w_value),
                             pg::ArrayLiteral(w_snapshot), pg::ArrayLiteral(w_ms),     pg::ArrayLiteral(w_soft),
                             pg::ArrayLiteral(w_hard)};
-    auto written = co_await main_.Query(kWriteSql, write_params);
+    auto written = co_await main_.Query(sql::File("daemon_write.sql"), write_params);
     if (!written.ok()) {
       co_await Rollback();
       co_return written.status().WithContext("writing products");
@@ -389,7 +372,7 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
   }
   if (!e_key.empty()) {
     pg::Params error_params{pg::ArrayLiteral(e_key), pg::ArrayLiteral(e_error)};
-    auto marked = co_await main_.Query(kErrorSql, error_params);
+    auto marked = co_await main_.Query(sql::File("daemon_errors.sql"), error_params);
     if (!marked.ok()) {
       co_await Rollback();
       co_return marked.status().WithContext("recording compute errors");

@@ -46,7 +46,7 @@ class Executor {
 
  private:
   struct Stored;
-  Task<Status> Resolve(Plan& plan, const std::vector<Change>& changes);
+  Task<Status> Resolve(Plan& plan);
   Task<StatusOr<BatchStats>> Apply(Plan& plan, const std::vector<Change>& changes);
   Task<Status> Rollback();
 

@@ -1,0 +1,14 @@
+-- The daemon writes every product of a batch in one statement: $1 keys,
+-- $2 primers, $3 values, $4 snapshots (NULL after an augment: the product
+-- keeps the snapshot of its last full compute), $5 compute_ms, $6/$7 soft and
+-- hard expiry in seconds (NULL: none). version goes up by one per write.
+INSERT INTO kck.cache AS c (key, primer, value, version, computed_at, soft_expire, hard_expire, compute_ms,
+                            error, snapshot)
+SELECT u.key, u.primer, u.value, 1, now(), now() + make_interval(secs => u.soft),
+       now() + make_interval(secs => u.hard), u.ms, NULL, u.snap
+  FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::pg_snapshot[], $5::float8[], $6::float8[], $7::float8[])
+       AS u (key, primer, value, snap, ms, soft, hard)
+ON CONFLICT (key) DO UPDATE
+   SET value = excluded.value, version = c.version + 1, computed_at = excluded.computed_at,
+       soft_expire = excluded.soft_expire, hard_expire = excluded.hard_expire, compute_ms = excluded.compute_ms,
+       error = NULL, snapshot = coalesce(excluded.snapshot, c.snapshot)

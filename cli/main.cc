@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   uninstall->add_flag("--dry-run", dry_run, "print the SQL and change nothing");
 
   std::string python_worker, worker_timeout = "30s", compute_timeout = "30s";
-  int batch = 1000;
+  int batch = 5000;
   auto* listen = app.add_subcommand("listen", "run the daemon");
   listen->add_option("--python-worker", python_worker, "command that starts manage.py kck_worker");
   listen->add_option("--batch", batch, "changes claimed per transaction")->check(CLI::Range(1, 100000));

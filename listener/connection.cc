@@ -99,6 +99,7 @@ void AsyncConnection::MarkBroken(const std::string& why) {
 void AsyncConnection::Close() {
   StopPoll();
   conn_.reset();
+  prepared_.clear();
   broken_ = false;
   busy_ = false;
   if (auto w = std::exchange(waiter_, nullptr)) w.resume();
@@ -179,17 +180,34 @@ Task<StatusOr<pg::Result>> AsyncConnection::Collect() {
 
 Task<StatusOr<pg::Result>> AsyncConnection::QueryImpl(std::string sql, pg::Params params) {
   if (!connected()) co_return Status::Runtime("not connected");
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    std::string name = "kck_" + std::to_string(next_statement_++);
+    if (!PQsendPrepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr)) {
+      std::string err = pg::ConnectionError(conn_.get());
+      if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
+      co_return Status::Runtime(err);
+    }
+    busy_ = true;
+    auto prepared = co_await Collect();
+    if (!prepared.ok()) co_return prepared.status();
+    it = prepared_.emplace(sql, name).first;
+  }
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-  if (!PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
-                         nullptr, 0)) {
+  if (!PQsendQueryPrepared(conn_.get(), it->second.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                           nullptr, 0)) {
     std::string err = pg::ConnectionError(conn_.get());
     if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
     co_return Status::Runtime(err);
   }
   busy_ = true;
-  co_return co_await Collect();
+  auto result = co_await Collect();
+  // A statement that failed (e.g. its plan went stale after DDL) is prepared
+  // afresh, under a new name, next time.
+  if (!result.ok()) prepared_.erase(sql);
+  co_return result;
 }
 
 Task<StatusOr<pg::Result>> AsyncConnection::ScriptImpl(std::string sql) {

@@ -9,6 +9,7 @@
 
 #include <coroutine>
 #include <functional>
+#include <map>
 #include <string>
 
 #include "common/status.h"
@@ -26,7 +27,9 @@ class AsyncConnection {
 
   // Connects (closing any previous connection first).
   Task<Status> Connect(std::string conninfo);
-  // Runs one statement with bound text parameters.
+  // Runs one statement with bound text parameters. Each distinct SQL text is
+  // prepared once per connection (a named statement), so repeated queries
+  // skip parsing and planning.
   // (Not coroutines themselves: GCC 12 mishandles string literals copied
   // into a coroutine frame, so these convert and call the *Impl ones.)
   Task<StatusOr<pg::Result>> Query(std::string_view sql, pg::Params params = {}) {
@@ -65,6 +68,8 @@ class AsyncConnection {
   int poll_events_ = 0;
   std::coroutine_handle<> waiter_;  // the coroutine awaiting the socket
   int waiter_events_ = 0;
+  std::map<std::string, std::string, std::less<>> prepared_;  // SQL text -> statement name
+  long long next_statement_ = 0;
   bool busy_ = false;    // a query is in flight
   bool broken_ = false;
   std::string last_error_;

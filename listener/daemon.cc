@@ -129,7 +129,10 @@ Task<Status> Daemon::Connect() {
   std::string timeout = "SET statement_timeout = " + std::to_string(options_.compute_timeout.count());
   auto r = co_await compute_->Script(timeout);
   if (!r.ok()) co_return r.status();
-  r = co_await main_->Script("LISTEN kck; LISTEN kck_config");
+  // A batch commit lost in a crash takes the deletion of its changes with
+  // it, so they are applied again: the batch session need not wait for its
+  // WAL flush.
+  r = co_await main_->Script("SET synchronous_commit = off; LISTEN kck; LISTEN kck_config");
   if (!r.ok()) co_return r.status();
   co_return Status::Ok();
 }

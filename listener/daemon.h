@@ -22,7 +22,7 @@ namespace kck {
 
 struct DaemonOptions {
   std::string conninfo;
-  int batch = 1000;                      // changes claimed per transaction
+  int batch = 5000;                      // changes claimed per transaction
   std::string python_worker;             // command line; empty: none
   std::chrono::milliseconds worker_timeout{30000};
   std::chrono::milliseconds compute_timeout{30000};  // statement_timeout of computes

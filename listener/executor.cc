@@ -97,8 +97,11 @@ Task<StatusOr<BatchStats>> Executor::RunBatch() {
 }
 
 constexpr std::string_view kLockSql = "SELECT kck.lock_keys($1::text[])";
+// Values travel only for keys that may be augmented ($2): a recompute does
+// not need the old one.
 constexpr std::string_view kReadSql =
-    "SELECT key, value::text, snapshot::text FROM kck.cache WHERE key = ANY ($1::text[])";
+    "SELECT key, CASE WHEN key = ANY ($2::text[]) THEN value::text END, snapshot::text FROM kck.cache "
+    "WHERE key = ANY ($1::text[])";
 constexpr std::string_view kOlderSql = "SELECT EXISTS (SELECT 1 FROM kck.changes WHERE id < $1::bigint)";
 constexpr std::string_view kPrimerKeysSql = "SELECT key FROM kck.cache WHERE primer = $1";
 Task<StatusOr<BatchStats>> Executor::RunScheduled() {
@@ -206,7 +209,12 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
     co_await Rollback();
     co_return locked.status().WithContext("locking keys");
   }
-  auto rows = co_await main_.Query(kReadSql, key_params);
+  std::vector<std::string> augmentable;
+  for (const auto& [k, w] : plan.keys) {
+    if (w.augmentable) augmentable.push_back(k);
+  }
+  pg::Params read_params{key_array, pg::ArrayLiteral(augmentable)};
+  auto rows = co_await main_.Query(kReadSql, read_params);
   if (!rows.ok()) {
     co_await Rollback();
     co_return rows.status().WithContext("reading products");

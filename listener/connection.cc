@@ -138,8 +138,8 @@ Task<Status> AsyncConnection::Connect(std::string conninfo) {
   co_return Status::Ok();
 }
 
-Task<StatusOr<pg::Result>> AsyncConnection::Collect() {
-  // Flush what libpq could not send yet.
+Task<Status> AsyncConnection::Flush() {
+  // Send what libpq could not send yet.
   while (conn_ && !broken_) {
     int r = PQflush(conn_.get());
     if (r == 0) break;
@@ -150,14 +150,24 @@ Task<StatusOr<pg::Result>> AsyncConnection::Collect() {
     co_await WaitSocket(UV_WRITABLE);
     if (conn_ && !broken_ && !PQconsumeInput(conn_.get())) MarkBroken(pg::ConnectionError(conn_.get()));
   }
+  co_return (conn_ && !broken_) ? Status::Ok() : Status::Runtime("connection lost");
+}
+
+Task<Status> AsyncConnection::AwaitResult() {
+  while (conn_ && !broken_ && PQisBusy(conn_.get())) {
+    co_await WaitSocket(0);
+    if (!conn_ || broken_) break;
+    if (!PQconsumeInput(conn_.get())) MarkBroken(pg::ConnectionError(conn_.get()));
+  }
+  co_return (conn_ && !broken_) ? Status::Ok() : Status::Runtime("connection lost");
+}
+
+Task<StatusOr<pg::Result>> AsyncConnection::Collect() {
+  (void)co_await Flush();
   pg::Result last;
   std::string error;
   while (conn_ && !broken_) {
-    while (conn_ && !broken_ && PQisBusy(conn_.get())) {
-      co_await WaitSocket(0);
-      if (!conn_ || broken_) break;
-      if (!PQconsumeInput(conn_.get())) MarkBroken(pg::ConnectionError(conn_.get()));
-    }
+    (void)co_await AwaitResult();
     if (!conn_ || broken_) break;
     PGresult* r = PQgetResult(conn_.get());
     if (r == nullptr) break;
@@ -178,25 +188,46 @@ Task<StatusOr<pg::Result>> AsyncConnection::Collect() {
   co_return std::move(last);
 }
 
-Task<StatusOr<pg::Result>> AsyncConnection::QueryImpl(std::string sql, pg::Params params) {
-  if (!connected()) co_return Status::Runtime("not connected");
+void AsyncConnection::ForgetIfStale(const std::string& sql, const Status& error) {
+  // After DDL a prepared statement may fail for good; it is prepared afresh,
+  // under a new name, next time. Other errors keep it (a primer that keeps
+  // failing must not pile up statements on the server).
+  if (error.message().find("cached plan must not change result type") != std::string::npos) prepared_.erase(sql);
+}
+
+Task<StatusOr<std::string>> AsyncConnection::PreparedName(const std::string& sql) {
   auto it = prepared_.find(sql);
-  if (it == prepared_.end()) {
-    std::string name = "kck_" + std::to_string(next_statement_++);
-    if (!PQsendPrepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr)) {
-      std::string err = pg::ConnectionError(conn_.get());
-      if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
-      co_return Status::Runtime(err);
-    }
-    busy_ = true;
-    auto prepared = co_await Collect();
-    if (!prepared.ok()) co_return prepared.status();
-    it = prepared_.emplace(sql, name).first;
+  if (it != prepared_.end()) co_return it->second;
+  std::string name = "kck_" + std::to_string(next_statement_++);
+  if (!PQsendPrepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr)) {
+    std::string err = pg::ConnectionError(conn_.get());
+    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
+    co_return Status::Runtime(err);
   }
+  busy_ = true;
+  auto prepared = co_await Collect();
+  if (!prepared.ok()) co_return prepared.status();
+  prepared_.emplace(sql, name);
+  co_return name;
+}
+
+namespace {
+
+std::vector<const char*> Values(const pg::Params& params) {
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-  if (!PQsendQueryPrepared(conn_.get(), it->second.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+  return values;
+}
+
+}  // namespace
+
+Task<StatusOr<pg::Result>> AsyncConnection::QueryImpl(std::string sql, pg::Params params) {
+  if (!connected()) co_return Status::Runtime("not connected");
+  auto name = co_await PreparedName(sql);
+  if (!name.ok()) co_return name.status();
+  std::vector<const char*> values = Values(params);
+  if (!PQsendQueryPrepared(conn_.get(), name->c_str(), static_cast<int>(values.size()), values.data(), nullptr,
                            nullptr, 0)) {
     std::string err = pg::ConnectionError(conn_.get());
     if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
@@ -204,10 +235,67 @@ Task<StatusOr<pg::Result>> AsyncConnection::QueryImpl(std::string sql, pg::Param
   }
   busy_ = true;
   auto result = co_await Collect();
-  // A statement that failed (e.g. its plan went stale after DDL) is prepared
-  // afresh, under a new name, next time.
-  if (!result.ok()) prepared_.erase(sql);
+  if (!result.ok()) ForgetIfStale(sql, result.status());
   co_return result;
+}
+
+Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<Statement> statements) {
+  if (!connected()) co_return Status::Runtime("not connected");
+  std::vector<std::string> names;
+  for (const auto& [sql, params] : statements) {
+    auto name = co_await PreparedName(sql);
+    if (!name.ok()) co_return name.status();
+    names.push_back(*name);
+  }
+  auto lost = [this]() -> Status {
+    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(pg::ConnectionError(conn_.get()));
+    return Status::Runtime(pg::ConnectionError(conn_.get()));
+  };
+  if (!PQenterPipelineMode(conn_.get())) co_return lost();
+  busy_ = true;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    std::vector<const char*> values = Values(statements[i].second);
+    if (!PQsendQueryPrepared(conn_.get(), names[i].c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                             nullptr, 0)) {
+      co_return lost();
+    }
+  }
+  if (!PQpipelineSync(conn_.get())) co_return lost();
+  Status flushed = co_await Flush();
+  std::vector<pg::Result> results(statements.size());
+  std::string error;
+  // Each statement's results end with NULL; the sync's result ends it all.
+  for (size_t i = 0; i <= statements.size() && flushed.ok();) {
+    Status ready = co_await AwaitResult();
+    if (!ready.ok()) break;
+    PGresult* r = PQgetResult(conn_.get());
+    if (r == nullptr) {
+      ++i;
+      continue;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      break;
+    }
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+      results[i] = pg::Result(r);
+    } else {
+      if (error.empty() && st != PGRES_PIPELINE_ABORTED) error = pg::ResultError(r);
+      PQclear(r);
+    }
+  }
+  busy_ = false;
+  if (!conn_ || broken_) {
+    co_return Status::Runtime("connection lost: " + (last_error_.empty() ? std::string("closed") : last_error_));
+  }
+  PQexitPipelineMode(conn_.get());
+  DrainNotifications();
+  if (!error.empty()) {
+    for (const auto& [sql, params] : statements) ForgetIfStale(sql, Status::Runtime(error));
+    co_return Status::Runtime(error);
+  }
+  co_return results;
 }
 
 Task<StatusOr<pg::Result>> AsyncConnection::ScriptImpl(std::string sql) {

@@ -38,6 +38,11 @@ class AsyncConnection {
   // Runs statements with the simple protocol (no parameters); returns the
   // last result, or the first error.
   Task<StatusOr<pg::Result>> Script(std::string_view sql) { return ScriptImpl(std::string(sql)); }
+  // Runs statements back to back in one round trip (libpq pipeline mode),
+  // each prepared like Query's. Returns every result, or the first error
+  // (the server skips the statements after it).
+  using Statement = std::pair<std::string, pg::Params>;
+  Task<StatusOr<std::vector<pg::Result>>> Pipeline(std::vector<Statement> statements);
   // Closes the connection; a query in flight fails.
   void Close();
 
@@ -58,6 +63,10 @@ class AsyncConnection {
   void DrainNotifications();
   void MarkBroken(const std::string& why);
   Task<StatusOr<pg::Result>> Collect();
+  Task<Status> Flush();
+  Task<Status> AwaitResult();  // until PQgetResult will not block
+  Task<StatusOr<std::string>> PreparedName(const std::string& sql);
+  void ForgetIfStale(const std::string& sql, const Status& error);
   Task<StatusOr<pg::Result>> QueryImpl(std::string sql, pg::Params params);
   Task<StatusOr<pg::Result>> ScriptImpl(std::string sql);
 

@@ -41,11 +41,6 @@ double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-std::string ClaimSql(int batch_size) {
-  std::string sql(sql::File("daemon_claim.sql"));
-  sql.replace(sql.find("{batch}"), 7, std::to_string(batch_size));
-  return sql;
-}
 
 std::optional<double> Seconds(const std::optional<std::chrono::seconds>& s) {
   if (!s) return std::nullopt;
@@ -68,11 +63,15 @@ Task<Status> Executor::Rollback() {
 }
 
 Task<StatusOr<BatchStats>> Executor::RunBatch() {
-  auto claimed = co_await main_.Script(ClaimSql(batch_size_));
-  if (!claimed.ok()) {
+  std::vector<AsyncConnection::Statement> claim;
+  claim.emplace_back("BEGIN", pg::Params{});
+  claim.emplace_back(sql::File("daemon_claim.sql"), pg::Params{std::to_string(batch_size_)});
+  auto claim_results = co_await main_.Pipeline(std::move(claim));
+  if (!claim_results.ok()) {
     co_await Rollback();
-    co_return claimed.status().WithContext("claiming changes");
+    co_return claim_results.status().WithContext("claiming changes");
   }
+  const pg::Result* claimed = &(*claim_results)[1];
   std::vector<Change> changes;
   changes.reserve(claimed->rows());
   for (int i = 0; i < claimed->rows(); ++i) {
@@ -203,22 +202,21 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
   std::vector<std::string> keys;
   for (const auto& [k, w] : plan.keys) keys.push_back(k);
   const std::string key_array = pg::ArrayLiteral(keys);
-  pg::Params key_params{key_array};
-  auto locked = co_await main_.Query(kLockSql, key_params);
-  if (!locked.ok()) {
-    co_await Rollback();
-    co_return locked.status().WithContext("locking keys");
-  }
   std::vector<std::string> augmentable;
   for (const auto& [k, w] : plan.keys) {
     if (w.augmentable) augmentable.push_back(k);
   }
-  pg::Params read_params{key_array, pg::ArrayLiteral(augmentable)};
-  auto rows = co_await main_.Query(kReadSql, read_params);
-  if (!rows.ok()) {
+  // The read runs after the lock is granted (the server takes the pipelined
+  // statements in order), so it sees every product stored before.
+  std::vector<AsyncConnection::Statement> lock_and_read;
+  lock_and_read.emplace_back(kLockSql, pg::Params{key_array});
+  lock_and_read.emplace_back(kReadSql, pg::Params{key_array, pg::ArrayLiteral(augmentable)});
+  auto locked = co_await main_.Pipeline(std::move(lock_and_read));
+  if (!locked.ok()) {
     co_await Rollback();
-    co_return rows.status().WithContext("reading products");
+    co_return locked.status().WithContext("locking and reading products");
   }
+  const pg::Result* rows = &(*locked)[1];
   std::map<std::string, Stored> stored;
   for (int i = 0; i < rows->rows(); ++i) {
     stored[std::string(rows->get(i, 0))] = {std::string(rows->get(i, 1)), std::string(rows->get(i, 2))};
@@ -368,25 +366,24 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
     w_hard.push_back(hard ? std::optional<std::string>(std::to_string(*hard)) : std::nullopt);
   }
 
+  // Values, errors and COMMIT in one round trip.
+  std::vector<AsyncConnection::Statement> writes;
   if (!w_key.empty()) {
-    pg::Params write_params{pg::ArrayLiteral(w_key),      pg::ArrayLiteral(w_primer), pg::ArrayLiteral(w_value),
-                            pg::ArrayLiteral(w_snapshot), pg::ArrayLiteral(w_ms),     pg::ArrayLiteral(w_soft),
-                            pg::ArrayLiteral(w_hard)};
-    auto written = co_await main_.Query(sql::File("daemon_write.sql"), write_params);
-    if (!written.ok()) {
-      co_await Rollback();
-      co_return written.status().WithContext("writing products");
-    }
+    writes.emplace_back(sql::File("daemon_write.sql"),
+                        pg::Params{pg::ArrayLiteral(w_key), pg::ArrayLiteral(w_primer), pg::ArrayLiteral(w_value),
+                                   pg::ArrayLiteral(w_snapshot), pg::ArrayLiteral(w_ms), pg::ArrayLiteral(w_soft),
+                                   pg::ArrayLiteral(w_hard)});
   }
   if (!e_key.empty()) {
-    pg::Params error_params{pg::ArrayLiteral(e_key), pg::ArrayLiteral(e_error)};
-    auto marked = co_await main_.Query(sql::File("daemon_errors.sql"), error_params);
-    if (!marked.ok()) {
-      co_await Rollback();
-      co_return marked.status().WithContext("recording compute errors");
-    }
+    writes.emplace_back(sql::File("daemon_errors.sql"), pg::Params{pg::ArrayLiteral(e_key), pg::ArrayLiteral(e_error)});
   }
-  co_return co_await finish();
+  writes.emplace_back("COMMIT", pg::Params{});
+  auto written = co_await main_.Pipeline(std::move(writes));
+  if (!written.ok()) {
+    co_await Rollback();
+    co_return written.status().WithContext("writing products");
+  }
+  co_return stats;
 }
 
 }  // namespace kck

@@ -17,6 +17,8 @@ void Notify(const char* state) {
 #endif
 }
 
+constexpr std::string_view kOutboxDepthSql =
+    "SELECT count(*), coalesce(round(extract(epoch FROM now() - min(at)))::bigint, 0) FROM kck.changes";
 constexpr std::string_view kLoadRegistrySql = "SELECT name, spec::text FROM kck.primers ORDER BY name";
 
 }  // namespace
@@ -168,7 +170,11 @@ Task<void> Daemon::Main() {
       continue;
     }
     backoff = std::chrono::milliseconds(100);
-    spdlog::info("connected, listening on channel kck; draining the outbox");
+    auto depth = co_await main_->Query(kOutboxDepthSql);
+    if (depth.ok() && depth->rows() == 1) {
+      spdlog::info("connected, listening on channel kck; {} changes waiting (oldest {} s)", depth->get(0, 0),
+                   depth->get(0, 1));
+    }
     if (!ready_sent_) {
       Notify("READY=1\nSTATUS=listening");
       ready_sent_ = true;

@@ -10,6 +10,7 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 namespace kck {
@@ -38,39 +39,29 @@ struct TaskPromiseBase {
 }  // namespace detail
 
 template <typename T = void>
-class [[nodiscard]] Task {
- public:
-  struct promise_type : detail::TaskPromiseBase {
-    std::optional<T> value;
-    Task get_return_object() { return Task(std::coroutine_handle<promise_type>::from_promise(*this)); }
-    void return_value(T v) { value = std::move(v); }
-  };
+class Task;
 
-  Task(Task&& other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
-  Task(const Task&) = delete;
-  ~Task() {
-    if (h_) h_.destroy();
-  }
+namespace detail {
 
-  bool await_ready() const noexcept { return false; }
-  std::coroutine_handle<> await_suspend(std::coroutine_handle<> cont) noexcept {
-    h_.promise().continuation = cont;
-    return h_;
-  }
-  T await_resume() { return std::move(*h_.promise().value); }
-
- private:
-  explicit Task(std::coroutine_handle<promise_type> h) : h_(h) {}
-  std::coroutine_handle<promise_type> h_;
+template <typename T>
+struct TaskPromise : TaskPromiseBase {
+  std::optional<T> value;
+  Task<T> get_return_object();
+  void return_value(T v) { value = std::move(v); }
 };
 
 template <>
-class [[nodiscard]] Task<void> {
+struct TaskPromise<void> : TaskPromiseBase {
+  Task<void> get_return_object();
+  void return_void() {}
+};
+
+}  // namespace detail
+
+template <typename T>
+class [[nodiscard]] Task {
  public:
-  struct promise_type : detail::TaskPromiseBase {
-    Task get_return_object() { return Task(std::coroutine_handle<promise_type>::from_promise(*this)); }
-    void return_void() {}
-  };
+  using promise_type = detail::TaskPromise<T>;
 
   Task(Task&& other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
   Task(const Task&) = delete;
@@ -83,12 +74,28 @@ class [[nodiscard]] Task<void> {
     h_.promise().continuation = cont;
     return h_;
   }
-  void await_resume() {}
+  T await_resume() {
+    if constexpr (!std::is_void_v<T>) return std::move(*h_.promise().value);
+  }
 
  private:
+  friend promise_type;
   explicit Task(std::coroutine_handle<promise_type> h) : h_(h) {}
   std::coroutine_handle<promise_type> h_;
 };
+
+namespace detail {
+
+template <typename T>
+Task<T> TaskPromise<T>::get_return_object() {
+  return Task<T>(std::coroutine_handle<TaskPromise<T>>::from_promise(*this));
+}
+
+inline Task<void> TaskPromise<void>::get_return_object() {
+  return Task<void>(std::coroutine_handle<TaskPromise<void>>::from_promise(*this));
+}
+
+}  // namespace detail
 
 namespace detail {
 struct Detached {

@@ -81,18 +81,20 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
   body += "BEGIN\n";
   body += "  IF TG_OP = 'TRUNCATE' THEN\n";
   body += "    INSERT INTO kck.changes (tbl, op) VALUES (" + tbl + ", 'T');\n";
-  body += "  ELSIF TG_OP = 'INSERT' THEN\n";
-  body += "    IF " + bulk_test("kck_new") + " THEN\n";
-  body += "      INSERT INTO kck.changes (tbl, op, new) SELECT " + tbl + ", 'I', " + bulk("kck_new") + ";\n";
-  body += "    ELSE\n";
-  body += "      INSERT INTO kck.changes (tbl, op, new) SELECT " + tbl + ", 'I', " + image("kck_n") + " FROM kck_new kck_n;\n";
-  body += "    END IF;\n";
-  body += "  ELSIF TG_OP = 'DELETE' THEN\n";
-  body += "    IF " + bulk_test("kck_old") + " THEN\n";
-  body += "      INSERT INTO kck.changes (tbl, op, old) SELECT " + tbl + ", 'D', " + bulk("kck_old") + ";\n";
-  body += "    ELSE\n";
-  body += "      INSERT INTO kck.changes (tbl, op, old) SELECT " + tbl + ", 'D', " + image("kck_o") + " FROM kck_old kck_o;\n";
-  body += "    END IF;\n";
+  // INSERT and DELETE have one transition table each and one image column.
+  auto one_sided = [&](const std::string& tg_op, const std::string& op, const std::string& column,
+                       const std::string& transition, const std::string& alias) {
+    return "  ELSIF TG_OP = '" + tg_op + "' THEN\n" +
+           "    IF " + bulk_test(transition) + " THEN\n" +
+           "      INSERT INTO kck.changes (tbl, op, " + column + ") SELECT " + tbl + ", '" + op + "', " +
+           bulk(transition) + ";\n" +
+           "    ELSE\n" +
+           "      INSERT INTO kck.changes (tbl, op, " + column + ") SELECT " + tbl + ", '" + op + "', " +
+           image(alias) + " FROM " + transition + " " + alias + ";\n" +
+           "    END IF;\n";
+  };
+  body += one_sided("INSERT", "I", "new", "kck_new", "kck_n");
+  body += one_sided("DELETE", "D", "old", "kck_old", "kck_o");
   body += "  ELSE\n";
   body += "    IF " + bulk_test("kck_new") + " THEN\n";
   body += "      INSERT INTO kck.changes (tbl, op, old, new) SELECT " + tbl + ", 'U', " + bulk("kck_old") + ", " +
@@ -111,6 +113,7 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
   body += "  RETURN NULL;\n";
   body += "END\n";
 
+  out.body = "\n" + body;
   out.install += "CREATE OR REPLACE FUNCTION " + out.function + "() RETURNS trigger\n";
   // SECURITY DEFINER: the application's role writes its tables and needs no
   // privilege on kck.changes; the fixed search_path makes that safe.

@@ -40,6 +40,7 @@ struct Quoter {
 
 struct CaptureSql {
   std::string function;   // quoted, schema-qualified function name
+  std::string body;       // the function's source (pg_proc.prosrc), to check what is live
   std::string install;    // CREATE OR REPLACE FUNCTION + CREATE OR REPLACE TRIGGER x4
   std::string uninstall;  // DROP TRIGGER x4 + DROP FUNCTION
 };

@@ -381,9 +381,17 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
   for (const auto& [tbl, spec] : specs) {
     CaptureSql sql = GenerateCapture(spec, quoter);
     auto it = installed.find(tbl);
-    if (it != installed.end() && it->second.second == sql.install) {
-      report.lines.push_back("table " + tbl + ": capture trigger unchanged");
-      continue;
+    bool recorded = it != installed.end() && it->second.second == sql.install;
+    if (recorded) {
+      // The registry says so; check the catalog agrees (a dropped, disabled
+      // or edited trigger is put back).
+      auto live = conn.Exec(sql::File("installer_live_capture.sql"),
+                            {sql.function + "()", quoter.ident(spec.schema) + "." + quoter.ident(spec.name)});
+      if (!live.ok()) return live.status();
+      if (live->get(0, 0) == sql.body && live->get(0, 1) == "4") {
+        report.lines.push_back("table " + tbl + ": capture trigger unchanged");
+        continue;
+      }
     }
     if (it != installed.end() && it->second.first != sql.function) {
       KCK_RETURN_IF_ERROR(run.Script(GenerateUninstall(spec.schema, spec.name, it->second.first, quoter)));
@@ -397,7 +405,8 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
     std::string cols;
     for (const auto& c : spec.key_columns) cols += (cols.empty() ? "" : ", ") + c;
     for (const auto& c : spec.columns) cols += (cols.empty() ? "" : ", ") + c;
-    report.lines.push_back("table " + tbl + ": capture trigger " + (it == installed.end() ? "installed" : "updated") +
+    report.lines.push_back("table " + tbl + ": capture trigger " +
+                           (it == installed.end() ? "installed" : recorded ? "repaired" : "updated") +
                            " (captures " + (spec.whole_row ? std::string("whole rows") : cols) + ")");
     report.changed = true;
   }

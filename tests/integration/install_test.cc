@@ -183,3 +183,22 @@ TEST(Privileges, DaemonAndApplicationNeedOnlyTheListedPrivileges) {
 
 }  // namespace
 }  // namespace kck::testing
+
+namespace kck::testing {
+namespace {
+
+TEST_F(InstallTest, ReinstallRepairsADroppedOrDisabledTrigger) {
+  ASSERT_TRUE(Run(kBookstoreConfig).ok());
+  MustExec(conn_, "DROP TRIGGER kck_capture_upd ON store_book");
+  auto repaired = Run(kBookstoreConfig);
+  ASSERT_TRUE(repaired.ok()) << repaired.status().message();
+  EXPECT_TRUE(repaired->changed);
+  EXPECT_EQ(Scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'kck_capture_upd'"), "1");
+  MustExec(conn_, "ALTER TABLE store_book DISABLE TRIGGER kck_capture_ins");
+  ASSERT_TRUE(Run(kBookstoreConfig)->changed);
+  EXPECT_EQ(Scalar("SELECT tgenabled FROM pg_trigger WHERE tgname = 'kck_capture_ins'"), "O");
+  EXPECT_FALSE(Run(kBookstoreConfig)->changed);
+}
+
+}  // namespace
+}  // namespace kck::testing

@@ -189,6 +189,33 @@ Task<Status> Executor::Resolve(Plan& plan) {
   co_return Status::Ok();
 }
 
+Task<void> Executor::ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
+                                 std::map<std::string, Computed>* out) {
+  std::vector<std::vector<std::string>> columns(primer.spec.params.size());
+  std::vector<std::string> decoded_keys;
+  for (const auto& key : keys) {
+    auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+    if (!values.ok()) continue;
+    decoded_keys.push_back(key);
+    for (size_t i = 0; i < values->size(); ++i) columns[i].push_back((*values)[i]);
+  }
+  pg::Params params{pg::ArrayLiteral(decoded_keys)};
+  for (const auto& c : columns) params.push_back(pg::ArrayLiteral(c));
+  auto t0 = Clock::now();
+  auto res = co_await compute_.Query(primer.compute_many, std::move(params));
+  if (!res.ok()) {
+    // One failing key fails the statement: compute them one by one, so
+    // each error lands on its own key.
+    spdlog::debug("primer \"{}\": computing {} keys one by one: {}", primer.spec.name, keys.size(),
+                  res.status().message());
+    co_return;
+  }
+  double each = MsSince(t0) / std::max(1, res->rows());
+  for (int i = 0; i < res->rows(); ++i) {
+    (*out)[std::string(res->get(i, 0))] = Computed{res->get_opt(i, 1), res->get_opt(i, 2), each};
+  }
+}
+
 Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>& changes) {
   BatchStats stats;
   stats.changes = changes.size();
@@ -234,6 +261,20 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
       co_return older.status();
     }
     augment_allowed = older->get(0, 0) != "t";
+  }
+
+  // Keys of one SQL primer that will be recomputed are computed together:
+  // one statement instead of one round trip each.
+  std::map<const Primer*, std::vector<std::string>> recompute;
+  for (const auto& [key, work] : plan.keys) {
+    auto it = stored.find(key);
+    if ((it == stored.end() && !work.force) || work.primer->compute_many.empty()) continue;
+    bool may_augment = work.augmentable && augment_allowed && it != stored.end() && !it->second.value.empty();
+    if (!may_augment) recompute[work.primer].push_back(key);
+  }
+  std::map<std::string, Computed> precomputed;
+  for (const auto& [primer, keys] : recompute) {
+    if (keys.size() > 1) co_await ComputeMany(*primer, keys, &precomputed);
   }
 
   std::vector<std::optional<std::string>> w_key, w_primer, w_value, w_snapshot, w_ms, w_soft, w_hard;
@@ -309,7 +350,11 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
         augmented = true;
       }
     }
-    if (!augmented) {
+    auto pre = precomputed.find(key);
+    if (!augmented && pre != precomputed.end()) {
+      value = pre->second.value ? pre->second.value : std::optional<std::string>("null");
+      snapshot = pre->second.snapshot;
+    } else if (!augmented) {
       if (primer.python()) {
         if (worker_ == nullptr) {
           error = "python primer needs kck listen --python-worker";
@@ -360,7 +405,7 @@ Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>
     w_primer.push_back(primer.spec.name);
     w_value.push_back(value);
     w_snapshot.push_back(augmented ? std::nullopt : snapshot);
-    w_ms.push_back(std::to_string(MsSince(t0)));
+    w_ms.push_back(std::to_string(pre != precomputed.end() ? pre->second.ms : MsSince(t0)));
     auto soft = Seconds(primer.spec.soft_expire), hard = Seconds(primer.spec.hard_expire);
     w_soft.push_back(soft ? std::optional<std::string>(std::to_string(*soft)) : std::nullopt);
     w_hard.push_back(hard ? std::optional<std::string>(std::to_string(*hard)) : std::nullopt);

@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -47,6 +49,13 @@ class Executor {
  private:
   struct Stored;
   Task<Status> Resolve(Plan& plan);
+  // Recomputes of one primer's keys, many per statement (Primer::compute_many).
+  struct Computed {
+    std::optional<std::string> value, snapshot;
+    double ms = 0;
+  };
+  Task<void> ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
+                         std::map<std::string, Computed>* out);
   Task<StatusOr<BatchStats>> Apply(Plan& plan, const std::vector<Change>& changes);
   Task<Status> Rollback();
 

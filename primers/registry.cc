@@ -16,12 +16,20 @@ std::string_view SqlTypeOf(ParamType type) {
   return "text";
 }
 
-std::string ComputeStatement(std::string_view sql) {
-  // A trailing semicolon would end the scalar subquery early.
+namespace {
+
+// A trailing semicolon would end a scalar subquery early.
+std::string_view StripStatementEnd(std::string_view sql) {
   while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back())))) {
     sql.remove_suffix(1);
   }
-  return "SELECT to_jsonb((" + std::string(sql) + "\n)) AS value, pg_current_snapshot()::text AS snapshot";
+  return sql;
+}
+
+}  // namespace
+
+std::string ComputeStatement(std::string_view sql) {
+  return "SELECT to_jsonb((" + std::string(StripStatementEnd(sql)) + "\n)) AS value, pg_current_snapshot()::text AS snapshot";
 }
 
 std::vector<std::optional<std::string>> BindValues(const BoundSql& sql, const NamedValues& named) {
@@ -56,6 +64,21 @@ StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
     if (!compute.ok()) return compute.status().WithContext(where + ": compute");
     primer->compute = std::move(*compute);
     primer->compute.sql = ComputeStatement(primer->compute.sql);
+    if (!spec.params.empty()) {
+      // Parameter names match [a-z_][a-z0-9_]*: quoting them is enough.
+      auto inner = RewriteNamedParams(StripStatementEnd(spec.compute),
+                                      [](const std::string& name) -> StatusOr<std::string> {
+                                        return "kck_k.\"" + name + "\"";
+                                      });
+      if (!inner.ok()) return inner.status().WithContext(where + ": compute");
+      std::string columns = "kck_key", arrays = "$1::text[]";
+      for (size_t i = 0; i < spec.params.size(); ++i) {
+        columns += ", \"" + spec.params[i].name + "\"";
+        arrays += ", $" + std::to_string(i + 2) + "::" + std::string(SqlTypeOf(spec.params[i].type)) + "[]";
+      }
+      primer->compute_many = "SELECT kck_k.kck_key, to_jsonb((" + *inner +
+                             "\n)), pg_current_snapshot()::text FROM unnest(" + arrays + ") AS kck_k (" + columns + ")";
+    }
   }
   for (const auto& [table, ops] : spec.augment) {
     std::vector<NamedParam> names = {{"value", "jsonb"}, {"old", "jsonb"}, {"new", "jsonb"}};

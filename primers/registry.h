@@ -33,6 +33,10 @@ std::vector<std::optional<std::string>> BindValues(const BoundSql& sql, const Na
 struct Primer {
   PrimerSpec spec;
   BoundSql compute;  // sql engine: ComputeStatement(), parameters are the primer's
+  // sql engine with parameters: the compute of many keys in one statement.
+  // $1 is the keys, then one array per parameter in declared order; it
+  // returns (key, value, snapshot) per key.
+  std::string compute_many;
   // Augment SQL by table then op ('I', 'U', 'D'): parameters :value, :old,
   // :new and the primer's own.
   std::map<std::string, std::map<char, BoundSql>> augment;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 
 namespace kck {
 namespace {
@@ -48,9 +49,10 @@ size_t SkipEscapeString(std::string_view s, size_t i) {
 
 }  // namespace
 
-StatusOr<BoundSql> BindNamedParams(std::string_view s, const std::vector<NamedParam>& declared) {
-  BoundSql out;
-  out.sql.reserve(s.size() + 16);
+StatusOr<std::string> RewriteNamedParams(std::string_view s,
+                                         const std::function<StatusOr<std::string>(const std::string&)>& replace) {
+  std::string out;
+  out.reserve(s.size() + 16);
   size_t i = 0;
   while (i < s.size()) {
     char c = s[i];
@@ -94,26 +96,35 @@ StatusOr<BoundSql> BindNamedParams(std::string_view s, const std::vector<NamedPa
       } else if (i + 1 < s.size() && IsIdentStart(s[i + 1]) && (i == 0 || s[i - 1] != ':')) {
         size_t j = i + 1;
         while (j < s.size() && IsIdentChar(s[j])) ++j;
-        std::string name(s.substr(i + 1, j - i - 1));
-        auto d = std::find_if(declared.begin(), declared.end(),
-                              [&](const NamedParam& p) { return p.name == name; });
-        if (d == declared.end()) {
-          std::string known;
-          for (const auto& p : declared) known += (known.empty() ? ":" : ", :") + p.name;
-          return Status::Invalid("unknown parameter :" + name + " (known: " +
-                                 (known.empty() ? "none" : known) + ")");
-        }
-        auto pos = std::find(out.order.begin(), out.order.end(), name);
-        size_t n = static_cast<size_t>(pos - out.order.begin()) + 1;
-        if (pos == out.order.end()) out.order.push_back(name);
-        out.sql += "($" + std::to_string(n) + "::" + d->sql_type + ")";
+        auto replacement = replace(std::string(s.substr(i + 1, j - i - 1)));
+        if (!replacement.ok()) return replacement.status();
+        out += *replacement;
         i = j;
         continue;
       }
     }
-    out.sql.append(s.substr(i, next - i));
+    out.append(s.substr(i, next - i));
     i = next;
   }
+  return out;
+}
+
+StatusOr<BoundSql> BindNamedParams(std::string_view s, const std::vector<NamedParam>& declared) {
+  BoundSql out;
+  auto sql = RewriteNamedParams(s, [&](const std::string& name) -> StatusOr<std::string> {
+    auto d = std::find_if(declared.begin(), declared.end(), [&](const NamedParam& p) { return p.name == name; });
+    if (d == declared.end()) {
+      std::string known;
+      for (const auto& p : declared) known += (known.empty() ? ":" : ", :") + p.name;
+      return Status::Invalid("unknown parameter :" + name + " (known: " + (known.empty() ? "none" : known) + ")");
+    }
+    auto pos = std::find(out.order.begin(), out.order.end(), name);
+    size_t n = static_cast<size_t>(pos - out.order.begin()) + 1;
+    if (pos == out.order.end()) out.order.push_back(name);
+    return "($" + std::to_string(n) + "::" + d->sql_type + ")";
+  });
+  if (!sql.ok()) return sql.status();
+  out.sql = std::move(*sql);
   return out;
 }
 

@@ -3,6 +3,7 @@
 // spliced into SQL text.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,11 @@ struct BoundSql {
   std::string sql;                 // with $n::type in place of :name
   std::vector<std::string> order;  // order[i] is the name bound to $(i+1)
 };
+
+// Replaces each `:name` with replace(name), skipping string literals,
+// quoted identifiers, dollar quotes, comments and `::` casts.
+StatusOr<std::string> RewriteNamedParams(std::string_view sql,
+                                         const std::function<StatusOr<std::string>(const std::string&)>& replace);
 
 // Replaces each `:name` that is a declared param with `$n::type` (one $n per
 // distinct name, numbered in order of `declared`), skipping string

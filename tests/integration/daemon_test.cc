@@ -235,3 +235,34 @@ TEST_F(BookstoreTest, ProductsThatDependOnProductsCascade) {
 
 }  // namespace
 }  // namespace kck::testing
+
+namespace kck::testing {
+namespace {
+
+// Keys of one primer are recomputed in one statement; when one of them
+// fails, each is computed alone so the error lands on its own key.
+TEST_F(BookstoreTest, ManyKeysOfOnePrimerComputeTogetherAndFailAlone) {
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "fragile", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT to_jsonb(100 / (SELECT count(*) - 9 FROM store_book WHERE author_id = :author_id))",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]}]})json");
+  Prime(conn_, {"fragile/1", "fragile/2", "fragile/3"});
+  DaemonProcess daemon(conninfo_);
+  // One statement touching three authors: 1 loses book 20 to 2 (9 books: division by zero), 2 loses
+  // book 21 to 3 (still 10 books), 3 gains one (11 books).
+  MustExec(conn_, "UPDATE store_book SET author_id = CASE WHEN id = 20 THEN 2 ELSE 3 END WHERE id IN (20, 21)");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = conn_.Exec("SELECT count(*) FROM kck.cache WHERE version = 2 OR error IS NOT NULL");
+    return r.ok() && r->get(0, 0) == "3";
+  }));
+  auto r = conn_.Exec("SELECT key, value::text, error IS NOT NULL FROM kck.cache ORDER BY key");
+  EXPECT_EQ(r->get(0, 1), "100");  // fragile/1 keeps its value...
+  EXPECT_EQ(r->get(0, 2), "t");    // ...and carries the error
+  EXPECT_EQ(r->get(1, 1), "100");  // fragile/2: 10 books
+  EXPECT_EQ(r->get(1, 2), "f");
+  EXPECT_EQ(r->get(2, 1), "50");   // fragile/3: 11 books
+}
+
+}  // namespace
+}  // namespace kck::testing

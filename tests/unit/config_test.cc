@@ -92,3 +92,24 @@ TEST(SqlParams, UnknownNameIsAnError) {
 
 }  // namespace
 }  // namespace kck
+
+namespace kck {
+namespace {
+
+TEST(Registry, ComputeManyBindsEveryKeyFromArrays) {
+  auto c = ParseConfig(R"json({"primers": [{"name": "shelf", "parameters": [{"name": "author_id", "type": "int"},
+    {"name": "genre", "type": "str"}], "compute": "SELECT count(*) FROM b WHERE a = :author_id AND g = :genre;"}]})json",
+                       "t");
+  ASSERT_TRUE(c.ok());
+  auto reg = Registry::Build(c->primers);
+  ASSERT_TRUE(reg.ok());
+  const std::string& sql = (*reg)->Find("shelf")->compute_many;
+  EXPECT_NE(sql.find("a = kck_k.\"author_id\" AND g = kck_k.\"genre\""), std::string::npos) << sql;
+  EXPECT_NE(sql.find("unnest($1::text[], $2::bigint[], $3::text[]) AS kck_k (kck_key, \"author_id\", \"genre\")"),
+            std::string::npos)
+      << sql;
+  EXPECT_EQ(sql.find(";"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kck

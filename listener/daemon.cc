@@ -19,7 +19,6 @@ void Notify(const char* state) {
 
 constexpr std::string_view kOutboxDepthSql =
     "SELECT count(*), coalesce(round(extract(epoch FROM now() - min(at)))::bigint, 0) FROM kck.changes";
-constexpr std::string_view kLoadRegistrySql = "SELECT name, spec::text FROM kck.primers ORDER BY name";
 
 }  // namespace
 
@@ -140,16 +139,14 @@ Task<Status> Daemon::Connect() {
 }
 
 Task<Status> Daemon::LoadRegistry() {
-  auto rows = co_await main_->Query(kLoadRegistrySql);
+  auto rows = co_await main_->Query(kRegistrySql);
   if (!rows.ok()) co_return rows.status().WithContext("loading primers (did kck install run?)");
-  std::vector<std::pair<std::string, std::string>> specs;
-  for (int i = 0; i < rows->rows(); ++i) specs.emplace_back(rows->get(i, 0), rows->get(i, 1));
-  auto registry = Registry::FromRows(specs);
+  auto registry = Registry::FromRows(*rows);
   if (!registry.ok()) co_return registry.status();
   has_schedule_ = false;
   for (const auto& p : (*registry)->primers()) has_schedule_ |= p->spec.refresh_every.has_value();
   executor_->set_registry(*registry);
-  spdlog::info("loaded {} primers", specs.size());
+  spdlog::info("loaded {} primers", (*registry)->primers().size());
   co_return Status::Ok();
 }
 

@@ -219,12 +219,11 @@ Task<void> Executor::ComputeMany(const Primer& primer, const std::vector<std::st
 Task<StatusOr<BatchStats>> Executor::Apply(Plan& plan, const std::vector<Change>& changes) {
   BatchStats stats;
   stats.changes = changes.size();
-  auto finish = [&]() -> Task<StatusOr<BatchStats>> {
+  if (plan.keys.empty()) {
     auto done = co_await main_.Script("COMMIT");
     if (!done.ok()) co_return done.status().WithContext("committing batch");
     co_return stats;
-  };
-  if (plan.keys.empty()) co_return co_await finish();
+  }
 
   std::vector<std::string> keys;
   for (const auto& [k, w] : plan.keys) keys.push_back(k);

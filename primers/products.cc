@@ -5,11 +5,9 @@
 namespace kck {
 
 StatusOr<std::shared_ptr<const Registry>> LoadRegistry(pg::Connection& conn) {
-  auto rows = conn.Exec("SELECT name, spec::text FROM kck.primers ORDER BY name");
+  auto rows = conn.Exec(kRegistrySql);
   if (!rows.ok()) return rows.status().WithContext("reading kck.primers (did kck install run?)");
-  std::vector<std::pair<std::string, std::string>> specs;
-  for (int i = 0; i < rows->rows(); ++i) specs.emplace_back(rows->get(i, 0), rows->get(i, 1));
-  return Registry::FromRows(specs);
+  return Registry::FromRows(*rows);
 }
 
 StatusOr<std::pair<const Primer*, std::vector<std::string>>> Products::Resolve(std::string_view key) {

@@ -125,18 +125,25 @@ StatusOr<std::shared_ptr<const Registry>> Registry::Build(std::vector<PrimerSpec
   return std::shared_ptr<const Registry>(std::move(reg));
 }
 
-StatusOr<std::shared_ptr<const Registry>> Registry::FromRows(
-    const std::vector<std::pair<std::string, std::string>>& rows) {
+StatusOr<std::vector<PrimerSpec>> ParseRegistryRows(const pg::Result& rows) {
   std::vector<PrimerSpec> specs;
-  for (const auto& [name, text] : rows) {
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded()) return Status::Invalid("kck.primers: primer \"" + name + "\": spec is not valid JSON");
+  for (int i = 0; i < rows.rows(); ++i) {
+    auto j = nlohmann::json::parse(rows.get(i, 1), nullptr, false);
+    if (j.is_discarded()) {
+      return Status::Invalid("kck.primers: primer \"" + std::string(rows.get(i, 0)) + "\": spec is not valid JSON");
+    }
     auto spec = ParsePrimer(j);
     if (!spec.ok()) return spec.status().WithContext("kck.primers");
     specs.push_back(std::move(*spec));
   }
-  KCK_RETURN_IF_ERROR(CheckPrimerGraph(specs).WithContext("kck.primers"));
-  return Build(std::move(specs));
+  return specs;
+}
+
+StatusOr<std::shared_ptr<const Registry>> Registry::FromRows(const pg::Result& rows) {
+  auto specs = ParseRegistryRows(rows);
+  if (!specs.ok()) return specs.status();
+  KCK_RETURN_IF_ERROR(CheckPrimerGraph(*specs).WithContext("kck.primers"));
+  return Build(std::move(*specs));
 }
 
 const Primer* Registry::Find(std::string_view name) const {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "pg/connection.h"
 #include "primers/config.h"
 #include "primers/sql_params.h"
 
@@ -17,6 +18,12 @@ namespace kck {
 
 // The SQL type a parameter of `type` is bound as.
 std::string_view SqlTypeOf(ParamType type);
+
+// Reads the registry: rows of (name, spec JSON text).
+inline constexpr std::string_view kRegistrySql = "SELECT name, spec::text FROM kck.primers ORDER BY name";
+
+// The primer specs in rows of kRegistrySql (not yet checked as a graph).
+StatusOr<std::vector<PrimerSpec>> ParseRegistryRows(const pg::Result& rows);
 
 // A primer's compute SQL wrapped to return (value jsonb, snapshot text) in
 // one statement, so the snapshot is exactly the one the compute read.
@@ -60,9 +67,8 @@ class Registry {
   // Compiles specs (already shape-checked or read from kck.primers). Fails
   // on the first primer whose SQL placeholders do not match its parameters.
   static StatusOr<std::shared_ptr<const Registry>> Build(std::vector<PrimerSpec> specs);
-  // Parses kck.primers rows: name and spec (JSON text).
-  static StatusOr<std::shared_ptr<const Registry>> FromRows(
-      const std::vector<std::pair<std::string, std::string>>& rows);
+  // Compiles the rows of kRegistrySql.
+  static StatusOr<std::shared_ptr<const Registry>> FromRows(const pg::Result& rows);
 
   const Primer* Find(std::string_view name) const;
   const std::vector<std::unique_ptr<Primer>>& primers() const { return primers_; }

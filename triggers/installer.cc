@@ -139,19 +139,12 @@ Status ValidatePrimer(pg::Connection& conn, PrimerSpec& spec, std::map<std::stri
 }
 
 StatusOr<std::vector<PrimerSpec>> ReadRegisteredPrimers(pg::Connection& conn) {
-  std::vector<PrimerSpec> out;
   auto exists = conn.Exec("SELECT to_regclass('kck.primers') IS NOT NULL");
   if (!exists.ok()) return exists.status();
-  if (exists->get(0, 0) != "t") return out;
-  auto rows = conn.Exec("SELECT name, spec::text FROM kck.primers ORDER BY name");
+  if (exists->get(0, 0) != "t") return std::vector<PrimerSpec>();
+  auto rows = conn.Exec(kRegistrySql);
   if (!rows.ok()) return rows.status();
-  for (int i = 0; i < rows->rows(); ++i) {
-    auto j = nlohmann::json::parse(rows->get(i, 1), nullptr, false);
-    auto spec = ParsePrimer(j);
-    if (!spec.ok()) return spec.status().WithContext("kck.primers");
-    out.push_back(std::move(*spec));
-  }
-  return out;
+  return ParseRegistryRows(*rows);
 }
 
 }  // namespace

@@ -210,11 +210,6 @@ TEST_F(DaemonTest, SigtermExitsCleanly) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
-}  // namespace
-}  // namespace kck::testing
-
-namespace kck::testing {
-namespace {
 
 TEST_F(BookstoreTest, ProductsThatDependOnProductsCascade) {
   InstallConfig(conn_, R"json({"primers": [
@@ -233,11 +228,6 @@ TEST_F(BookstoreTest, ProductsThatDependOnProductsCascade) {
   ExpectCacheMatchesRecompute(conn_);
 }
 
-}  // namespace
-}  // namespace kck::testing
-
-namespace kck::testing {
-namespace {
 
 // Keys of one primer are recomputed in one statement; when one of them
 // fails, each is computed alone so the error lands on its own key.

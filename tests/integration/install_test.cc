@@ -147,11 +147,6 @@ TEST_F(InstallTest, CommandExitCodesAndOneLineErrors) {
   EXPECT_EQ(rc8, 0) << e8;
 }
 
-}  // namespace
-}  // namespace kck::testing
-
-namespace kck::testing {
-namespace {
 
 // The daemon runs with exactly the privileges DESIGN.md lists; the
 // application's role needs none on schema kck.
@@ -181,11 +176,6 @@ TEST(Privileges, DaemonAndApplicationNeedOnlyTheListedPrivileges) {
   EXPECT_TRUE(daemon.running());
 }
 
-}  // namespace
-}  // namespace kck::testing
-
-namespace kck::testing {
-namespace {
 
 TEST_F(InstallTest, ReinstallRepairsADroppedOrDisabledTrigger) {
   ASSERT_TRUE(Run(kBookstoreConfig).ok());

@@ -52,7 +52,6 @@ class AsyncConnection {
   // Called once when the connection breaks (not on Close()).
   void set_on_broken(std::function<void(const std::string&)> cb) { on_broken_ = std::move(cb); }
   PGconn* raw() const { return conn_.get(); }
-  const std::string& last_error() const { return last_error_; }
 
  private:
   struct SocketReady;  // awaitable: the socket is readable/writable

@@ -44,11 +44,6 @@ Daemon::~Daemon() {
   uv_loop_close(&loop_);
 }
 
-void Daemon::Stop() {
-  stopping_ = true;
-  uv_async_send(&stop_async_);
-}
-
 void Daemon::OnTick() {
   if (watchdog_usec_) Notify("WATCHDOG=1");
   ++ticks_;
@@ -65,8 +60,6 @@ void Daemon::OnTick() {
 }
 
 int Daemon::Run() {
-  uv_async_init(&loop_, &stop_async_, [](uv_async_t* a) { static_cast<Daemon*>(a->data)->Wake(); });
-  stop_async_.data = this;
   auto on_signal = [](uv_signal_t* s, int signum) {
     auto* self = static_cast<Daemon*>(s->data);
     if (signum == SIGHUP) {
@@ -116,7 +109,6 @@ int Daemon::Run() {
     uv_timer_stop(&tick_);
     uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
     for (auto* h : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
   });
   uv_run(&loop_, UV_RUN_DEFAULT);
   return finished ? 0 : 1;

@@ -8,7 +8,6 @@
 
 #include <uv.h>
 
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -36,10 +35,8 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  // Runs until stopped (signal or Stop()); returns the process exit code.
+  // Runs until SIGTERM or SIGINT; returns the process exit code.
   int Run();
-  // Asks the daemon to stop after the batch in flight; safe from any thread.
-  void Stop();
 
  private:
   Task<void> Main();
@@ -52,12 +49,11 @@ class Daemon {
   uv_loop_t loop_;
   uv_signal_t sigterm_, sigint_, sighup_;
   uv_timer_t tick_;
-  uv_async_t stop_async_;
   std::unique_ptr<AsyncConnection> main_, compute_;
   std::unique_ptr<WorkerPool> worker_;
   std::unique_ptr<Executor> executor_;
   Event wake_;
-  std::atomic<bool> stopping_{false};
+  bool stopping_ = false;
   bool pending_ = true, reload_ = true, schedule_due_ = false, ready_sent_ = false;
   int ticks_ = 0;
   bool has_schedule_ = false;

@@ -130,7 +130,6 @@ class Event {
     set_ = true;
     if (auto w = std::exchange(waiter_, nullptr)) w.resume();
   }
-  bool waiting() const { return static_cast<bool>(waiter_); }
 
  private:
   bool set_ = false;

@@ -34,9 +34,6 @@ class WorkerPool {
   // Sends one request ({"op": ...}; the id is added) and awaits its reply.
   // Fails if the worker is down, dies, or does not answer in time.
   Task<StatusOr<nlohmann::json>> Call(nlohmann::json request);
-  // Primers the worker announced in its handshake.
-  const std::set<std::string>& primers() const { return primers_; }
-  bool ready() const { return ready_; }
 
  private:
   struct Pending;

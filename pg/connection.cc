@@ -43,11 +43,6 @@ std::string ConnectionError(const PGconn* conn) {
   return OneLine(PQerrorMessage(conn));
 }
 
-long Result::affected() const {
-  const char* n = res_ ? PQcmdTuples(res_.get()) : "";
-  return (n && *n) ? std::strtol(n, nullptr, 10) : 0;
-}
-
 std::string WithApplicationName(const std::string& conninfo, const std::string& name) {
   if (conninfo.find("application_name") != std::string::npos) return conninfo;
   bool uri = conninfo.rfind("postgresql://", 0) == 0 || conninfo.rfind("postgres://", 0) == 0;

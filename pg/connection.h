@@ -48,8 +48,6 @@ class Result {
     if (is_null(row, col)) return std::nullopt;
     return std::string(get(row, col));
   }
-  // Rows affected by INSERT/UPDATE/DELETE.
-  long affected() const;
   PGresult* raw() const { return res_.get(); }
 
  private:

@@ -132,8 +132,10 @@ int StatusCmd(const Global& g, bool json) {
       "SELECT count(*), coalesce(extract(epoch FROM now() - min(at)), 0)::float8 FROM kck.changes");
   if (!outbox.ok()) return Fail(outbox.status().WithContext("reading kck.changes (did kck install run?)"));
   auto primers = conn->Exec(
-      "SELECT p.name, p.engine, count(c.key), count(c.error), max(c.computed_at)::text FROM kck.primers p "
-      "LEFT JOIN kck.cache c ON c.primer = p.name GROUP BY p.name, p.engine ORDER BY p.name");
+      "SELECT p.name, p.engine, count(c.key), count(c.error), max(c.computed_at)::text, "
+      "coalesce(max(s.augment_fallbacks), 0), max(s.last_fallback) FROM kck.primers p "
+      "LEFT JOIN kck.cache c ON c.primer = p.name LEFT JOIN kck.primer_stats s ON s.primer = p.name "
+      "GROUP BY p.name, p.engine ORDER BY p.name");
   if (!primers.ok()) return Fail(primers.status());
   auto errors = conn->Exec("SELECT key, error FROM kck.cache WHERE error IS NOT NULL ORDER BY key LIMIT 50");
   if (!errors.ok()) return Fail(errors.status());
@@ -147,6 +149,8 @@ int StatusCmd(const Global& g, bool json) {
                         {"products", std::stoll(std::string(primers->get(i, 2)))},
                         {"errors", std::stoll(std::string(primers->get(i, 3)))}};
     p["last_refresh"] = primers->is_null(i, 4) ? nlohmann::json() : nlohmann::json(primers->get(i, 4));
+    p["augment_fallbacks"] = std::stoll(std::string(primers->get(i, 5)));
+    p["last_fallback"] = primers->is_null(i, 6) ? nlohmann::json() : nlohmann::json(primers->get(i, 6));
     j["primers"].push_back(p);
   }
   j["errors"] = nlohmann::json::array();
@@ -157,11 +161,17 @@ int StatusCmd(const Global& g, bool json) {
   }
   std::printf("outbox: %lld changes waiting, oldest %.1f s\n", j["outbox"]["depth"].get<long long>(),
               j["outbox"]["oldest_age_s"].get<double>());
-  std::printf("%-24s %-7s %9s %7s  %s\n", "primer", "engine", "products", "errors", "last refresh");
+  std::printf("%-24s %-7s %9s %7s %9s  %s\n", "primer", "engine", "products", "errors", "fallbacks", "last refresh");
   for (const auto& p : j["primers"]) {
-    std::printf("%-24s %-7s %9lld %7lld  %s\n", p["name"].get<std::string>().c_str(),
+    std::printf("%-24s %-7s %9lld %7lld %9lld  %s\n", p["name"].get<std::string>().c_str(),
                 p["engine"].get<std::string>().c_str(), p["products"].get<long long>(), p["errors"].get<long long>(),
+                p["augment_fallbacks"].get<long long>(),
                 p["last_refresh"].is_null() ? "-" : p["last_refresh"].get<std::string>().c_str());
+  }
+  for (const auto& p : j["primers"]) {
+    if (p["last_fallback"].is_null()) continue;
+    std::printf("augment fallback: primer \"%s\": %s\n", p["name"].get<std::string>().c_str(),
+                p["last_fallback"].get<std::string>().c_str());
   }
   for (const auto& e : j["errors"]) {
     std::printf("error: %s: %s\n", e["key"].get<std::string>().c_str(), e["error"].get<std::string>().c_str());

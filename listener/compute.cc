@@ -119,8 +119,9 @@ Task<StatusOr<Executor::Computed>> Executor::RecomputePython(const std::string& 
   req["key"] = key;
   auto reply = co_await worker_->Call(std::move(req));
   if (!reply.ok()) co_return reply.status();
+  if (!reply->contains("value")) co_return Status::Runtime("python worker replied without a value");
   Computed c;
-  c.value = reply->contains("value") ? (*reply)["value"].dump() : std::string("null");
+  c.value = (*reply)["value"].dump();
   if (reply->contains("snapshot") && (*reply)["snapshot"].is_string()) {
     c.snapshot = (*reply)["snapshot"].get<std::string>();
   }

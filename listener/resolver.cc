@@ -113,8 +113,8 @@ Task<Status> ResolvePartial(Plan& plan, AsyncConnection& main) {
 }  // namespace
 
 Task<Status> Resolve(Plan& plan, AsyncConnection& main, AsyncConnection& compute, WorkerPool* worker) {
-  if (plan.keys_queries.empty() && plan.partial.empty()) co_return Status::Ok();
   co_await fault::At("plan", main);
+  if (plan.keys_queries.empty() && plan.partial.empty()) co_return Status::Ok();
   // Keys rules first: a failing one adds a partial match.
   Status s = co_await RunKeysQueries(plan, compute, worker);
   if (!s.ok()) co_return s;

@@ -192,10 +192,21 @@ Status CheckCanonical(std::string_view primer, const ParamSpec& param, std::stri
   return ValueError(primer, param, Quoted(text));
 }
 
+namespace {
+
+Status CheckKeyLength(const std::string& context, std::string_view key) {
+  if (key.size() <= kMaxKeyBytes) return Status::Ok();
+  return Status::Invalid(context + ": key " + QuoteForError(key) + " is " + std::to_string(key.size()) +
+                         " bytes long; keys are at most " + std::to_string(kMaxKeyBytes) + " bytes");
+}
+
+}  // namespace
+
 StatusOr<std::vector<std::string>> DecodeKey(std::string_view key, std::string_view primer,
                                              const std::vector<ParamSpec>& params) {
   KCK_RETURN_IF_ERROR(ValidatePrimerName(primer));
   std::string context = "primer " + Quoted(primer);
+  KCK_RETURN_IF_ERROR(CheckKeyLength(context, key));
   StatusOr<std::string> name = KeyPrimerName(key);
   if (!name.ok()) return name.status().WithContext(context);
   if (*name != primer) {
@@ -243,6 +254,7 @@ StatusOr<std::string> EncodeKey(std::string_view primer, const std::vector<Param
     key += '/';
     key += params[i].type == ParamType::kStr ? EscapeKeyPart(values[i]) : values[i];
   }
+  KCK_RETURN_IF_ERROR(CheckKeyLength("primer " + Quoted(primer), key));
   return key;
 }
 

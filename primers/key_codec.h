@@ -48,6 +48,10 @@ StatusOr<std::string> KeyPrimerName(std::string_view key);
 //   primer "title_list": parameter "author_id" expects int, got "05"
 Status CheckCanonical(std::string_view primer, const ParamSpec& param, std::string_view text);
 
+// The longest key, in bytes, that any entry point accepts: keys are the
+// primary key of kck.cache, and a btree index row holds at most ~2700 bytes.
+inline constexpr size_t kMaxKeyBytes = 2048;
+
 // Splits `key` into the values of `params` (in declared order), unescaped.
 // Invalid when the key names another primer, has another number of parts, a
 // value is not canonical, or a str part is not canonically escaped ('%' not

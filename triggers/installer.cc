@@ -360,6 +360,11 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
     report.changed = true;
   }
 
+  // A Django sync follows a deploy: the primers' code may have changed even
+  // where their specs did not, so daemons must restart their Python worker.
+  const bool new_code = config.source == "django";
+  if (new_code) KCK_RETURN_IF_ERROR(run.Exec("UPDATE kck.registry_generation SET generation = generation + 1", {}));
+
   // 4. Capture triggers for every registered primer.
   std::map<std::string, std::pair<std::string, std::string>> installed;  // tbl -> (function, definition)
   {
@@ -411,7 +416,7 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
     report.lines.push_back("table " + tbl + ": capture trigger removed");
     report.changed = true;
   }
-  if (report.changed) KCK_RETURN_IF_ERROR(run.Script("NOTIFY kck_config;"));
+  if (report.changed || new_code) KCK_RETURN_IF_ERROR(run.Script("NOTIFY kck_config;"));
   KCK_RETURN_IF_ERROR(txn.Finish(!dry_run));
   return report;
 }

@@ -206,6 +206,21 @@ def _count(n):
     return "%d %s" % (n, "parameter" if n == 1 else "parameters")
 
 
+# The longest key in bytes (UTF-8) that any entry point accepts: keys are the
+# primary key of kck.cache, whose btree rows hold at most ~2700 bytes.
+MAX_KEY_BYTES = 2048
+
+
+def _check_length(context, key):
+    """``context`` is a function giving the error's prefix (built only on an error)."""
+    if len(key) * 4 <= MAX_KEY_BYTES:  # cannot be too long: skip the encode
+        return
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise InvalidKey("%s: key %s is %d bytes long; keys are at most %d bytes"
+                         % (context(), quote_for_error(key), size, MAX_KEY_BYTES))
+
+
 def decode_key(key, primer, params):
     """Splits ``key`` into the (unescaped, canonical) text values of ``params``.
 
@@ -217,6 +232,7 @@ def decode_key(key, primer, params):
     def context():  # built only for an error: decode runs on every Cache.get
         return "primer " + quote_for_error(primer)
 
+    _check_length(context, key)
     try:
         name = key_primer_name(key)
     except InvalidKey as e:
@@ -252,4 +268,6 @@ def encode_key(primer, params, values):
     for (pname, ptype), value in zip(params, values):
         check_canonical(primer, pname, ptype, value)
         key.append(escape_part(value) if ptype == "str" else value)
-    return "/".join(key)
+    key = "/".join(key)
+    _check_length(lambda: "primer " + quote_for_error(primer), key)
+    return key

@@ -1,6 +1,7 @@
 """A stand-in for `manage.py kck_worker` that speaks the worker protocol
 (JSON lines on stdin/stdout) without Django, so the daemon's supervision can
-be tested on its own: key n=13 hangs, n=66 exits, n=7 raises."""
+be tested on its own: key n=13 hangs, n=66 exits, n=7 raises, n=0 returns a
+value jsonb refuses (a NUL character)."""
 import json
 import os
 import sys
@@ -20,6 +21,10 @@ for line in sys.stdin:
             time.sleep(3600)
         if n == 66:
             os._exit(3)
+        if n == 0:
+            print(json.dumps({"id": rid, "ok": True, "value": {"s": "nul \u0000 here"}, "snapshot": None}),
+                  flush=True)
+            continue
         if n == 7:
             print(json.dumps({"id": rid, "ok": False, "error": "ValueError: seven is unlucky"}), flush=True)
             continue

@@ -1,0 +1,272 @@
+// How the daemon fails: a transient failure rolls the batch back and is
+// retried (never an error on the product, never a consumed change), a bad
+// product or change is isolated and the rest moves on, a registry change or
+// a reader racing a batch cannot leave a product stale. Each test reproduced
+// a defect of the daemon before it was fixed.
+#include <cstdlib>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon_helpers.h"
+
+namespace kck::testing {
+namespace {
+
+// Sets environment variables for the daemons started in its lifetime.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::initializer_list<std::pair<std::string, std::string>> vars) {
+    for (const auto& [k, v] : vars) {
+      setenv(k.c_str(), v.c_str(), 1);
+      names_.push_back(k);
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& k : names_) unsetenv(k.c_str());
+  }
+
+ private:
+  std::vector<std::string> names_;
+};
+
+std::string Scalar(pg::Connection& conn, const std::string& sql, const pg::Params& params = {}) {
+  auto r = conn.Exec(sql, params);
+  return r.ok() && r->rows() == 1 && !r->is_null(0, 0) ? std::string(r->get(0, 0)) : "<null>";
+}
+
+std::string FakeWorker() {
+  return std::string("/usr/bin/python3 ") + KCK_SOURCE_DIR + "/tests/integration/fake_worker.py";
+}
+
+// Runs the kck binary; returns exit code and stderr.
+std::pair<int, std::string> RunKck(const std::string& args) {
+  std::string cmd = std::string(KCK_BINARY) + " " + args + " 2>&1 >/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string err;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p)) err += buf;
+  int status = pclose(p);
+  return {WEXITSTATUS(status), err};
+}
+
+// Runs the kck binary; returns exit code and stdout.
+std::pair<int, std::string> RunKckOutput(const std::string& args) {
+  std::string cmd = std::string(KCK_BINARY) + " " + args + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  int status = pclose(p);
+  return {WEXITSTATUS(status), out};
+}
+
+class FailureTest : public BookstoreTest {
+ protected:
+  void SetUp() override {
+    BookstoreTest::SetUp();
+    MustExec(conn_, "CREATE TABLE ctl (block boolean NOT NULL); INSERT INTO ctl VALUES (false)");
+  }
+};
+
+// A compute that blocks until the test lets it go.
+const char* kSlowConfig = R"json({"primers": [
+  {"name": "slow", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT (SELECT count(*) FROM store_book WHERE author_id = :author_id) + (SELECT count(*) FROM ctl, pg_sleep(CASE WHEN block THEN 30 ELSE 0 END)) - 1",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]}]})json";
+
+TEST_F(FailureTest, LostComputeConnectionRetriesInsteadOfRecordingAnError) {
+  InstallConfig(conn_, kSlowConfig);
+  Prime(conn_, {"slow/1"});
+  MustExec(conn_, "UPDATE ctl SET block = true");
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'new')");
+  const std::string sleeping =
+      "SELECT pid FROM pg_stat_activity WHERE application_name = 'kck' AND state = 'active' AND query LIKE '%pg_sleep%' "
+      "AND pid <> pg_backend_pid()";
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, sleeping) != "<null>"; }));
+  MustExec(conn_, "UPDATE ctl SET block = false");
+  MustExec(conn_, "SELECT pg_terminate_backend(pid) FROM (" + sleeping + ") s");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "slow/1") == "11"; })) << Stored(conn_, "slow/1");
+  EXPECT_EQ(Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'slow/1'"), "<null>");
+  EXPECT_TRUE(daemon.running());
+}
+
+TEST_F(FailureTest, ComputeThatAlwaysTimesOutBecomesAnErrorAndOthersMoveOn) {
+  InstallConfig(conn_, kSlowConfig);
+  Prime(conn_, {"slow/1", "slow/2"});
+  MustExec(conn_, "UPDATE ctl SET block = true");
+  DaemonProcess daemon(conninfo_, {"--compute-timeout", "1s"});
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'new')");
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'slow/1'") != "<null>"; },
+                      std::chrono::seconds(30)));
+  EXPECT_NE(Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'slow/1'").find("statement timeout"),
+            std::string::npos);
+  ASSERT_TRUE(WaitDrained(conn_));
+  MustExec(conn_, "UPDATE ctl SET block = false");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (2, 'later')");
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "slow/2") == "11"; }));
+}
+
+const char* kPythonConfig = R"json({"source": "django", "primers": [
+  {"name": "py", "engine": "python", "parameters": [{"name": "n", "type": "int"}],
+   "depends_on": [{"table": "store_book", "params": {"n": "author_id"}}]},
+  {"name": "pyk", "engine": "python", "parameters": [{"name": "n", "type": "int"}],
+   "depends_on": [{"table": "store_book", "python_rule": 0}]}]})json";
+
+TEST_F(FailureTest, ProductPostgresRejectsIsIsolatedAndTheRestIsWritten) {
+  InstallConfig(conn_, kPythonConfig);
+  MustExec(conn_, "INSERT INTO kck.cache (key, primer, value) VALUES ('py/0', 'py', '0'), ('py/1', 'py', '0')");
+  DaemonProcess daemon(conninfo_, {"--python-worker", FakeWorker()});
+  MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['py/0', 'py/1'])");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT value->>'n' FROM kck.cache WHERE key = 'py/1'") == "1"; }));
+  EXPECT_EQ(Stored(conn_, "py/0"), "0");  // the stored value stays
+  EXPECT_NE(Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'py/0'").find("rejected"), std::string::npos);
+}
+
+TEST_F(FailureTest, NumberBeyondDoubleInAStoredValueDoesNotStopTheDaemon) {
+  InstallConfig(conn_, R"json({"source": "django", "primers": [
+    {"name": "py", "engine": "python", "augment": true, "parameters": [{"name": "n", "type": "int"}],
+     "depends_on": [{"table": "store_book", "params": {"n": "author_id"}}]}]})json");
+  // jsonb holds any numeric; a double does not.
+  MustExec(conn_, "INSERT INTO kck.cache (key, primer, value) VALUES ('py/1', 'py', '{\"big\": 1e400}')");
+  DaemonProcess daemon(conninfo_, {"--python-worker", FakeWorker()});
+  MustExec(conn_, "UPDATE store_book SET title = 'augment me' WHERE id = 20");  // author 1: an augment
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT value->>'n' FROM kck.cache WHERE key = 'py/1'") == "1"; }));
+  EXPECT_TRUE(daemon.running());
+}
+
+const char* kStrConfig = R"json({"primers": [
+  {"name": "by_title", "parameters": [{"name": "title", "type": "str"}],
+   "compute": "SELECT count(*) FROM store_book WHERE title = :title",
+   "depends_on": [{"table": "store_book", "params": {"title": "title"}}]}]})json";
+
+TEST_F(FailureTest, RefreshOfAKeyTooLongToStoreIsDroppedAndLaterChangesApply) {
+  InstallConfig(conn_, kStrConfig);
+  Prime(conn_, {"by_title/book 5"});
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['by_title/' || repeat('x', 100000)])");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'book 5')");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "by_title/book 5") == "2"; }));
+  EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.cache"), "1");
+}
+
+TEST_F(FailureTest, GetOfAHugeKeyIsBadInputWithABoundedMessage) {
+  InstallConfig(conn_, kStrConfig);
+  auto [rc, err] = RunKck("--db '" + conninfo_ + "' get by_title/" + std::string(100000, 'x'));
+  EXPECT_EQ(rc, 2) << err;
+  EXPECT_LT(err.size(), 400u) << err.substr(0, 400);
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err.substr(0, 400);
+  EXPECT_NE(err.find("at most 2048 bytes"), std::string::npos) << err.substr(0, 400);
+  EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.cache"), "0");
+}
+
+// Pauses the daemon before its first claim until Release().
+class PausedDaemon {
+ public:
+  PausedDaemon(const std::string& conninfo, const std::string& step, std::vector<std::string> args = {})
+      : file_(std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/kck_pause_" +
+              std::to_string(getpid()) + "_" + std::to_string(++counter_)),
+        env_({{"KCK_FAULT_PAUSE", step}, {"KCK_FAULT_PAUSE_FILE", file_}}),
+        daemon_(conninfo, std::move(args)) {}
+  ~PausedDaemon() {
+    std::remove(file_.c_str());
+    std::remove((file_ + ".paused").c_str());
+  }
+  bool WaitPaused() {
+    return WaitFor([&] { return std::ifstream(file_ + ".paused").good(); }, std::chrono::seconds(20));
+  }
+  void Release() { std::ofstream(file_) << "go\n"; }
+  DaemonProcess& process() { return daemon_; }
+
+ private:
+  static inline int counter_ = 0;
+  std::string file_;
+  ScopedEnv env_;
+  DaemonProcess daemon_;
+};
+
+TEST_F(FailureTest, BatchClaimedAfterARegistryChangeUsesTheNewPrimers) {
+  MustExec(conn_, "CREATE TABLE store_review (id bigserial PRIMARY KEY, author_id bigint NOT NULL)");
+  const std::string v1 = R"json({"primers": [{"name": "r", "parameters": [{"name": "author_id", "type": "int"}],
+    "compute": "SELECT (SELECT count(*) FROM store_book WHERE author_id = :author_id) * 100 + (SELECT count(*) FROM store_review WHERE author_id = :author_id)",
+    "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]}]})json";
+  std::string v2 = v1;
+  v2.replace(v2.find("]}]}"), 4,
+             R"(, {"table": "store_review", "params": {"author_id": "author_id"}}]}]})");
+  InstallConfig(conn_, v1);
+  Prime(conn_, {"r/1"});
+  PausedDaemon daemon(conninfo_, "claim");
+  ASSERT_TRUE(daemon.WaitPaused());
+  InstallConfig(conn_, v2);
+  MustExec(conn_, "INSERT INTO store_review (author_id) VALUES (1)");
+  daemon.Release();
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "r/1") == "1001"; })) << Stored(conn_, "r/1");
+}
+
+TEST_F(FailureTest, ReaderComputingAMissWhileABatchListsKeysIsNotLeftStale) {
+  InstallConfig(conn_, R"json({"primers": [{"name": "books_of", "parameters": [{"name": "author_id", "type": "int"}],
+    "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id",
+    "depends_on": [{"table": "store_book", "params": {}}]}]})json");
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitDrained(conn_));
+  // A reader misses books_of/1: it takes the key's lock, then its snapshot.
+  pg::Connection reader = Connect(conninfo_);
+  MustExec(reader, "SELECT kck.lock_key_session('books_of/1')");
+  MustExec(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+  auto computed = reader.Exec(
+      "SELECT pg_current_snapshot()::text, (SELECT count(*) FROM store_book WHERE author_id = 1)::text");
+  ASSERT_TRUE(computed.ok()) << computed.status().message();
+  // A change commits and the daemon takes its batch while the reader computes.
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'racing')");
+  const std::string waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
+  ASSERT_TRUE(WaitFor([&] { return OutboxDepth(conn_) == 0 || Scalar(conn_, waiting) != "0"; }));
+  // The reader stores what it computed and lets go.
+  auto stored = reader.Exec("SELECT stored FROM kck.store('books_of/1', 'books_of', $1::jsonb, $2::pg_snapshot, 1, NULL, NULL, NULL)",
+                            {std::string(computed->get(0, 1)), std::string(computed->get(0, 0))});
+  ASSERT_TRUE(stored.ok()) << stored.status().message();
+  MustExec(reader, "COMMIT");
+  MustExec(reader, "SELECT kck.unlock_key_session('books_of/1')");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "books_of/1") == "11"; })) << Stored(conn_, "books_of/1");
+}
+
+TEST_F(FailureTest, RegistryChangeRestartsThePythonWorker) {
+  InstallConfig(conn_, kPythonConfig);
+  MustExec(conn_, "INSERT INTO kck.cache (key, primer, value) VALUES ('py/1', 'py', '0')");
+  DaemonProcess daemon(conninfo_, {"--python-worker", FakeWorker()});
+  MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['py/1'])");
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT value->>'pid' FROM kck.cache WHERE key = 'py/1'") != "<null>"; }));
+  std::string first = Scalar(conn_, "SELECT value->>'pid' FROM kck.cache WHERE key = 'py/1'");
+  InstallConfig(conn_, kPythonConfig);  // a deploy: kck_sync writes the registry again
+  MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['py/1'])");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT version FROM kck.cache WHERE key = 'py/1'") == "3"; }));
+  EXPECT_NE(Scalar(conn_, "SELECT value->>'pid' FROM kck.cache WHERE key = 'py/1'"), first);
+}
+
+TEST_F(FailureTest, FailingAugmentsAreCountedAndShownByStatus) {
+  InstallConfig(conn_, R"json({"primers": [{"name": "n_books", "parameters": [{"name": "author_id", "type": "int"}],
+    "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id",
+    "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
+    "augment": {"store_book": {"insert": "SELECT to_jsonb((:value)::int / (SELECT count(*) FROM ctl WHERE block))"}}}]})json");
+  Prime(conn_, {"n_books/1"});
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'one')");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "n_books/1") == "11"; }));  // recomputed instead
+  auto [rc, out] = RunKckOutput("--db '" + conninfo_ + "' status --json");
+  ASSERT_EQ(rc, 0) << out;
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  EXPECT_EQ(j["primers"][0]["augment_fallbacks"], 1) << out;
+  EXPECT_NE(j["primers"][0]["last_fallback"].get<std::string>().find("division by zero"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace kck::testing

@@ -1,8 +1,18 @@
 #include "triggers/capture.h"
 
+#include <algorithm>
 #include <functional>
 
 namespace kck {
+
+std::vector<std::string> CaptureSpec::row_columns() const {
+  std::vector<std::string> out = key_columns;
+  for (const auto& c : columns) {
+    if (std::find(key_columns.begin(), key_columns.end(), c) == key_columns.end()) out.push_back(c);
+  }
+  return out;
+}
+
 namespace {
 
 constexpr const char* kTriggerNames[] = {"kck_capture_ins", "kck_capture_upd", "kck_capture_del",
@@ -48,8 +58,7 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
   const std::string table = q.ident(spec.schema) + "." + q.ident(spec.name);
   const std::string tbl = q.literal(spec.qualified());
 
-  std::vector<std::string> row_cols = spec.key_columns;
-  row_cols.insert(row_cols.end(), spec.columns.begin(), spec.columns.end());
+  const std::vector<std::string> row_cols = spec.row_columns();
   const bool whole = spec.whole_row || spec.columns.size() > kMaxBuiltColumns;
 
   // Distinct images of the captured columns of a transition table, as an array.

@@ -183,7 +183,8 @@ std::map<std::string, CaptureSpec> CaptureSpecs(const std::vector<PrimerSpec>& p
         c.schema = "kck";
         c.name = "cache";
         c.key_columns = {"key"};
-        columns["kck.cache"].insert("primer");
+        // The planner maps a product image to dependents by its key and primer.
+        columns["kck.cache"].insert({"key", "primer"});
         continue;
       }
       auto t = tables.find(rule.table);
@@ -201,11 +202,7 @@ std::map<std::string, CaptureSpec> CaptureSpecs(const std::vector<PrimerSpec>& p
       cols.insert(rule.columns.begin(), rule.columns.end());
     }
   }
-  for (auto& [name, c] : out) {
-    for (const auto& col : columns[name]) {
-      if (std::find(c.key_columns.begin(), c.key_columns.end(), col) == c.key_columns.end()) c.columns.push_back(col);
-    }
-  }
+  for (auto& [name, c] : out) c.columns.assign(columns[name].begin(), columns[name].end());
   return out;
 }
 
@@ -396,8 +393,7 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
         "SET function = excluded.function, definition = excluded.definition, installed_at = now()",
         {tbl, sql.function, sql.install}));
     std::string cols;
-    for (const auto& c : spec.key_columns) cols += (cols.empty() ? "" : ", ") + c;
-    for (const auto& c : spec.columns) cols += (cols.empty() ? "" : ", ") + c;
+    for (const auto& c : spec.row_columns()) cols += (cols.empty() ? "" : ", ") + c;
     report.lines.push_back("table " + tbl + ": capture trigger " +
                            (it == installed.end() ? "installed" : recorded ? "repaired" : "updated") +
                            " (captures " + (spec.whole_row ? std::string("whole rows") : cols) + ")");

@@ -48,6 +48,17 @@ TEST(Capture, StatementLevelTriggersForEveryOperation) {
             std::string::npos);
 }
 
+TEST(Capture, KeyColumnsARuleReadsAreInBulkImagesToo) {
+  CaptureSpec spec{"public", "store_book", {"id"}, {"author_id", "id"}, false};
+  CaptureSql sql = GenerateCapture(spec, TestQuoter());
+  EXPECT_NE(sql.install.find("SELECT DISTINCT \"author_id\", \"id\" FROM kck_new"), std::string::npos);
+  EXPECT_NE(sql.install.find("SELECT DISTINCT \"author_id\", \"id\" FROM kck_old"), std::string::npos);
+  // The row image names the key once.
+  EXPECT_NE(sql.install.find("jsonb_build_object('id', kck_n.\"id\", 'author_id', kck_n.\"author_id\")"),
+            std::string::npos);
+  EXPECT_EQ(spec.row_columns(), (std::vector<std::string>{"id", "author_id"}));
+}
+
 TEST(Capture, IdentifiersAndLiteralsAreQuoted) {
   CaptureSpec spec{"we\"ird", "ta'ble", {"i\"d"}, {"co'l"}, false};
   CaptureSql sql = GenerateCapture(spec, TestQuoter());

@@ -87,6 +87,11 @@ Task<StatusOr<BatchStats>> Executor::RunBatch() {
   std::sort(changes.begin(), changes.end(), [](const Change& a, const Change& b) { return a.id < b.id; });
   Plan plan = PlanChanges(changes, *registry_);
   for (const auto& p : plan.problems) spdlog::warn("{}: skipped", p);
+  for (const auto& d : plan.degraded) {
+    if (!degraded_warnings_.Allow(d.table, Clock::now())) continue;
+    spdlog::warn("table \"{}\": capture degraded: {}; recomputing every product that depends on it (see kck status)",
+                 d.table, d.error);
+  }
   Status resolved = co_await Resolve(plan);
   if (!resolved.ok()) {
     co_await Rollback();

@@ -64,6 +64,7 @@ class Executor {
   WorkerPool* worker_;
   int batch_size_;
   std::shared_ptr<const Registry> registry_;
+  WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute
 };
 
 }  // namespace kck

@@ -44,8 +44,7 @@ TEST_F(CaptureTest, ProductsKeyedByThePrimaryKeySeeSingleRowAndBulkChanges) {
   ExecAndConverge("UPDATE store_book SET title = title || '-b' WHERE id <= 150");
   EXPECT_NE(Stored(conn_, "book/3").find("one row-b"), std::string::npos);
   ExecAndConverge("INSERT INTO store_book (author_id, title) SELECT 2, 'bulk ' || i FROM generate_series(1, 150) i");
-  EXPECT_NE(Stored(conn_, "book/3").find("\"writer_id\""), std::string::npos);  // recomputed since the rename
-  EXPECT_EQ(Stored(conn_, "book/250"), "{}");                                    // inserted, then deleted
+  EXPECT_NE(Stored(conn_, "book/250").find("bulk"), std::string::npos);
   ExecAndConverge("DELETE FROM store_book WHERE id > 200");
   EXPECT_EQ(Stored(conn_, "book/201"), "{}");
   EXPECT_EQ(Stored(conn_, "book/260"), "{}");

@@ -52,6 +52,21 @@ void PrintReport(const InstallReport& report, bool dry_run) {
   if (!report.changed) std::printf("nothing to change\n");
 }
 
+// The rows of kck.registry_problems(): registered primers that no longer
+// match the catalog. Empty on a schema that predates the function.
+StatusOr<nlohmann::json> RegistryProblems(pg::Connection& conn) {
+  auto exists = conn.Exec("SELECT to_regprocedure('kck.registry_problems()') IS NOT NULL");
+  if (!exists.ok()) return exists.status();
+  nlohmann::json out = nlohmann::json::array();
+  if (exists->get(0, 0) != "t") return out;
+  auto rows = conn.Exec("SELECT primer, problem, hint FROM kck.registry_problems()");
+  if (!rows.ok()) return rows.status().WithContext("kck.registry_problems()");
+  for (int i = 0; i < rows->rows(); ++i) {
+    out.push_back({{"primer", rows->get(i, 0)}, {"problem", rows->get(i, 1)}, {"hint", rows->get(i, 2)}});
+  }
+  return out;
+}
+
 }  // namespace
 
 int Install(const Global& g, const std::string& config_path, bool dry_run) {
@@ -139,7 +154,10 @@ int StatusCmd(const Global& g, bool json) {
   if (!primers.ok()) return Fail(primers.status());
   auto errors = conn->Exec("SELECT key, error FROM kck.cache WHERE error IS NOT NULL ORDER BY key LIMIT 50");
   if (!errors.ok()) return Fail(errors.status());
+  auto problems = RegistryProblems(*conn);
+  if (!problems.ok()) return Fail(problems.status());
   nlohmann::json j;
+  j["problems"] = *problems;
   j["outbox"] = {{"depth", std::stoll(std::string(outbox->get(0, 0)))},
                  {"oldest_age_s", std::stod(std::string(outbox->get(0, 1)))}};
   j["primers"] = nlohmann::json::array();
@@ -175,6 +193,10 @@ int StatusCmd(const Global& g, bool json) {
   }
   for (const auto& e : j["errors"]) {
     std::printf("error: %s: %s\n", e["key"].get<std::string>().c_str(), e["error"].get<std::string>().c_str());
+  }
+  for (const auto& p : j["problems"]) {
+    std::printf("problem: primer \"%s\": %s\n  hint: %s\n", p["primer"].get<std::string>().c_str(),
+                p["problem"].get<std::string>().c_str(), p["hint"].get<std::string>().c_str());
   }
   return 0;
 }

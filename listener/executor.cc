@@ -138,6 +138,11 @@ Task<StatusOr<BatchStats>> Executor::RunBatch() {
   batch.changes = std::move(*claimed);
   batch.plan = PlanChanges(batch.changes, *registry_);
   LogProblems(batch.plan.problems);
+  for (const auto& d : batch.plan.degraded) {
+    if (!degraded_warnings_.Allow(d.table, std::chrono::steady_clock::now())) continue;
+    spdlog::warn("table \"{}\": capture degraded: {}; recomputing every product that depends on it (see kck status)",
+                 d.table, pg::Excerpt(d.error, 300));
+  }
   Status resolved = co_await Resolve(batch.plan, main_, compute_, worker_);
   if (!resolved.ok()) {
     co_await Rollback();

@@ -114,6 +114,7 @@ class Executor {
   std::shared_ptr<const Registry> registry_;
   int64_t generation_ = -1;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
+  WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute
 };
 
 }  // namespace kck

@@ -41,6 +41,13 @@ void Plan::AddKey(const std::string& key, const Primer* primer, size_t change, b
   w.force = w.force || force;
 }
 
+bool WarningLimiter::Allow(const std::string& subject, std::chrono::steady_clock::time_point now) {
+  auto it = last_.find(subject);
+  if (it != last_.end() && now - it->second < period_) return false;
+  last_[subject] = now;
+  return true;
+}
+
 bool Plan::Matches(const PartialMatch& m, const std::vector<std::string>& values) {
   if (values.size() != m.fixed.size()) return false;
   for (size_t i = 0; i < values.size(); ++i) {
@@ -85,6 +92,21 @@ namespace {
 
 std::string Describe(const Change& c) { return "change " + std::to_string(c.id) + " (" + c.tbl + ")"; }
 
+// Every stored product of `primer`.
+PartialMatch AllOf(const Primer* primer, size_t change) {
+  return {primer, std::vector<std::optional<std::string>>(primer->spec.params.size()), change};
+}
+
+// The SQL error of a degraded capture's change (see DegradedCapture).
+std::optional<std::string> DegradedError(const Change& c) {
+  if (c.op != 'T' || c.new_json.empty()) return std::nullopt;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string_view error;
+  if (parser.parse(c.new_json).get(doc) || doc["error"].get(error)) return std::nullopt;
+  return std::string(error);
+}
+
 void PlanRefresh(const Change& c, size_t idx, const Registry& reg, Plan& plan) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
@@ -111,6 +133,16 @@ void PlanRefresh(const Change& c, size_t idx, const Registry& reg, Plan& plan) {
 // primer that changed.
 void PlanProductChange(const Change& c, size_t idx, const std::vector<RowPair>& rows, const Registry& reg,
                        Plan& plan) {
+  if (c.op == 'T') {  // no image names the products: every dependent product
+    for (const auto& p : reg.primers()) {
+      for (const auto& rule : p->spec.depends_on) {
+        if (rule.kind != DependsRule::Kind::kPrimer) continue;
+        plan.partial.push_back(AllOf(p.get(), idx));
+        break;
+      }
+    }
+    return;
+  }
   simdjson::dom::parser parser;
   for (const auto& pair : rows) {
     for (const auto* image : {&pair.old_row, &pair.new_row}) {
@@ -153,26 +185,46 @@ void PlanProductChange(const Change& c, size_t idx, const std::vector<RowPair>& 
   }
 }
 
+// Augment is possible only for row changes of a table with augment code.
+bool Augmentable(const RuleRef& ref, const Change& c, bool bulk) {
+  if (bulk) return false;
+  if (ref.primer->python()) return ref.primer->spec.python_augment;
+  auto a = ref.primer->augment.find(c.tbl);
+  return a != ref.primer->augment.end() && a->second.count(c.op);
+}
+
+// A column `rule` maps that the change's row images lack. All images of a
+// change come from one capture, so the first one tells.
+std::optional<std::string> UnmappedColumn(const DependsRule& rule, const std::vector<RowPair>& rows) {
+  if (rows.empty()) return std::nullopt;
+  const auto& image = rows.front().old_row ? rows.front().old_row : rows.front().new_row;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (!image || parser.parse(*image).get(doc)) return std::nullopt;
+  for (const auto& [param, column] : rule.params) {
+    if (doc[column].error() == simdjson::NO_SUCH_FIELD) return column;
+  }
+  return std::nullopt;
+}
+
 void PlanTableChange(const Change& c, size_t idx, const std::vector<RowPair>& rows, bool bulk, const Registry& reg,
                      Plan& plan) {
   simdjson::dom::parser parser;
   for (const RuleRef& ref : reg.RulesForTable(c.tbl)) {
     const DependsRule& rule = ref.get();
     const PrimerSpec& spec = ref.primer->spec;
-    if (c.op == 'T') {  // TRUNCATE: every stored product of the primer
-      plan.partial.push_back({ref.primer, std::vector<std::optional<std::string>>(spec.params.size()), idx});
+    if (c.op == 'T') {  // TRUNCATE or a degraded capture: every stored product of the primer
+      plan.partial.push_back(AllOf(ref.primer, idx));
       continue;
     }
-    // Augment is possible only for row changes of a table with augment code.
-    bool row_change = !bulk;
-    if (ref.primer->python()) {
-      row_change = row_change && spec.python_augment;
-    } else {
-      auto a = ref.primer->augment.find(c.tbl);
-      row_change = row_change && a != ref.primer->augment.end() && a->second.count(c.op);
-    }
+    const bool row_change = Augmentable(ref, c, bulk);
     if (rule.kind == DependsRule::Kind::kTableKeys) {
       for (const auto& pair : rows) plan.keys_queries.push_back({ref.primer, ref.rule, idx, pair, row_change});
+      continue;
+    }
+    if (auto column = UnmappedColumn(rule, rows)) {  // cannot tell which products: recompute them all
+      plan.degraded.push_back({c.tbl, "primer \"" + spec.name + "\": row image has no column \"" + *column + "\""});
+      plan.partial.push_back(AllOf(ref.primer, idx));
       continue;
     }
     for (const auto& pair : rows) {
@@ -243,6 +295,7 @@ Plan PlanChanges(const std::vector<Change>& changes, const Registry& reg) {
       PlanRefresh(c, i, reg, plan);
       continue;
     }
+    if (auto error = DegradedError(c)) plan.degraded.push_back({c.tbl, *error});
     bool bulk = false;
     auto rows = RowPairs(c, &bulk);
     if (!rows.ok()) {

@@ -3,6 +3,7 @@
 // resolves what needs the database (keys SQL, partial matches).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -49,11 +50,19 @@ struct KeysQuery {
   bool row_change;  // the keys it returns may be augmented
 };
 
+// A change a capture trigger recorded in place of rows it could not read
+// (a captured column renamed or dropped): op 'T', new = {"error": SQLERRM}.
+struct DegradedCapture {
+  std::string table;
+  std::string error;
+};
+
 struct Plan {
   std::map<std::string, KeyWork> keys;
   std::vector<PartialMatch> partial;
   std::vector<KeysQuery> keys_queries;
   std::vector<std::string> problems;  // malformed payloads, bad keys: one log line each
+  std::vector<DegradedCapture> degraded;
 
   // Adds a key (coalescing). `row_change` false marks it not augmentable.
   void AddKey(const std::string& key, const Primer* primer, size_t change, bool row_change, bool force = false);
@@ -64,6 +73,18 @@ struct Plan {
 // Splits a change's payload into row pairs. Bulk changes (arrays) become one
 // pair per element with only one side set; *bulk tells which it was.
 StatusOr<std::vector<RowPair>> RowPairs(const Change& change, bool* bulk);
+
+// At most one warning per subject (a table) per period.
+class WarningLimiter {
+ public:
+  explicit WarningLimiter(std::chrono::steady_clock::duration period) : period_(period) {}
+  // Whether to warn about `subject` now; if so, the next one waits a period.
+  bool Allow(const std::string& subject, std::chrono::steady_clock::time_point now);
+
+ private:
+  std::chrono::steady_clock::duration period_;
+  std::map<std::string, std::chrono::steady_clock::time_point> last_;  // subject -> last warning
+};
 
 // Maps a batch of changes to affected keys.
 Plan PlanChanges(const std::vector<Change>& changes, const Registry& registry);

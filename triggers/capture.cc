@@ -1,8 +1,18 @@
 #include "triggers/capture.h"
 
+#include <algorithm>
 #include <functional>
 
 namespace kck {
+
+std::vector<std::string> CaptureSpec::row_columns() const {
+  std::vector<std::string> out = key_columns;
+  for (const auto& c : columns) {
+    if (std::find(key_columns.begin(), key_columns.end(), c) == key_columns.end()) out.push_back(c);
+  }
+  return out;
+}
+
 namespace {
 
 constexpr const char* kTriggerNames[] = {"kck_capture_ins", "kck_capture_upd", "kck_capture_del",
@@ -40,71 +50,105 @@ std::string Image(const std::vector<std::string>& cols, const std::string& alias
   return "jsonb_build_object(" + Join(args, ", ") + ")";
 }
 
-}  // namespace
+// What the body generators share about one table.
+struct Gen {
+  const CaptureSpec& spec;
+  const Quoter& q;
+  std::string tbl;                    // the kck.changes.tbl literal
+  std::vector<std::string> row_cols;  // columns of a row image
+  bool whole;                         // images are whole rows
 
-CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
-  CaptureSql out;
-  out.function = FunctionName(spec, q);
-  const std::string table = q.ident(spec.schema) + "." + q.ident(spec.name);
-  const std::string tbl = q.literal(spec.qualified());
-
-  std::vector<std::string> row_cols = spec.key_columns;
-  row_cols.insert(row_cols.end(), spec.columns.begin(), spec.columns.end());
-  const bool whole = spec.whole_row || spec.columns.size() > kMaxBuiltColumns;
-
-  // Distinct images of the captured columns of a transition table, as an array.
-  auto bulk = [&](const std::string& transition) {
+  // Distinct images of the columns rules read in a transition table, as an array.
+  std::string Bulk(const std::string& transition) const {
     if (whole) {
-      return "(SELECT jsonb_agg(kck_r) FROM (SELECT DISTINCT to_jsonb(kck_x) AS kck_r FROM " + transition + " kck_x) kck_s)";
+      return "(SELECT jsonb_agg(kck_r) FROM (SELECT DISTINCT to_jsonb(kck_x) AS kck_r FROM " + transition +
+             " kck_x) kck_s)";
     }
-    if (spec.columns.empty()) return std::string("(SELECT jsonb_build_array('{}'::jsonb))");
+    if (spec.columns.empty()) return "(SELECT jsonb_build_array('{}'::jsonb))";
     std::vector<std::string> quoted;
     for (const auto& c : spec.columns) quoted.push_back(q.ident(c));
     return "(SELECT jsonb_agg(" + Image(spec.columns, "kck_s", q, false) + ") FROM (SELECT DISTINCT " +
            Join(quoted, ", ") + " FROM " + transition + ") kck_s)";
-  };
+  }
   // Aliases are kck_-prefixed so they cannot collide with user column names.
-  auto image = [&](const std::string& alias) { return Image(row_cols, alias, q, whole); };
+  std::string RowImage(const std::string& alias) const { return Image(row_cols, alias, q, whole); }
   // With no primary key rows cannot be paired: always bulk form.
-  const std::string is_bulk = spec.key_columns.empty()
-                                  ? std::string("true")
-                                  : "EXISTS (SELECT 1 FROM %T OFFSET " + std::to_string(kBulkRows) + ")";
-  auto bulk_test = [&](const std::string& transition) {
-    std::string s = is_bulk;
-    if (auto p = s.find("%T"); p != std::string::npos) s.replace(p, 2, transition);
-    return s;
-  };
-  std::vector<std::string> join_on;
-  for (const auto& k : spec.key_columns) join_on.push_back("kck_o." + q.ident(k) + " = kck_n." + q.ident(k));
+  std::string IsBulk(const std::string& transition) const {
+    if (spec.key_columns.empty()) return "true";
+    return "EXISTS (SELECT 1 FROM " + transition + " OFFSET " + std::to_string(kBulkRows) + ")";
+  }
+  // Reads every captured column of a transition table and no row.
+  std::string Check(const std::string& transition, const std::string& alias) const {
+    std::vector<std::string> refs;
+    for (const auto& c : row_cols) refs.push_back(alias + "." + q.ident(c));
+    return "PERFORM " + Join(refs, ", ") + " FROM " + transition + " " + alias + " LIMIT 0;\n";
+  }
+};
 
+// The column check: a rename or dropped column makes the capture SQL fail,
+// and the trigger runs inside the user's statement, which must not fail.
+// The block only reads, so its subtransaction never gets an XID (a writing
+// one per statement would overflow the 64-subxid cache of long
+// transactions); the degraded change is written after it.
+std::string CheckBlock(const Gen& g) {
+  if (g.row_cols.empty()) return "";
+  return "  BEGIN\n"
+         "    IF TG_OP = 'INSERT' THEN\n"
+         "      " + g.Check("kck_new", "kck_n") +
+         // One side suffices for UPDATE: old and new rows have the same columns.
+         "    ELSIF TG_OP = 'UPDATE' THEN\n"
+         "      " + g.Check("kck_new", "kck_n") +
+         "    ELSIF TG_OP = 'DELETE' THEN\n"
+         "      " + g.Check("kck_old", "kck_o") +
+         "    END IF;\n"
+         "  EXCEPTION WHEN OTHERS THEN\n"
+         "    kck_degraded := SQLERRM;\n"
+         "  END;\n";
+}
+
+// INSERT and DELETE have one transition table each and one image column.
+std::string OneSided(const Gen& g, const std::string& tg_op, char op, const std::string& column,
+                     const std::string& transition, const std::string& alias) {
+  const std::string insert = "INSERT INTO kck.changes (tbl, op, " + column + ") SELECT " + g.tbl + ", '" + op + "', ";
+  return "  ELSIF TG_OP = '" + tg_op + "' THEN\n" +
+         "    IF " + g.IsBulk(transition) + " THEN\n" +
+         "      " + insert + g.Bulk(transition) + ";\n" +
+         "    ELSE\n" +
+         "      " + insert + g.RowImage(alias) + " FROM " + transition + " " + alias + ";\n" +
+         "    END IF;\n";
+}
+
+// UPDATE: rows paired by primary key, or the distinct images of both sides.
+std::string Update(const Gen& g) {
+  std::vector<std::string> join_on;
+  for (const auto& k : g.spec.key_columns) join_on.push_back("kck_o." + g.q.ident(k) + " = kck_n." + g.q.ident(k));
+  const std::string insert = "INSERT INTO kck.changes (tbl, op, old, new) SELECT " + g.tbl + ", 'U', ";
+  return "  ELSE\n"
+         "    IF " + g.IsBulk("kck_new") + " THEN\n" +
+         "      " + insert + g.Bulk("kck_old") + ", " + g.Bulk("kck_new") + ";\n" +
+         "    ELSE\n" +
+         "      " + insert + "CASE WHEN kck_o IS NULL THEN NULL ELSE " + g.RowImage("kck_o") +
+         " END, CASE WHEN kck_n IS NULL THEN NULL ELSE " + g.RowImage("kck_n") +
+         " END FROM kck_old kck_o FULL JOIN kck_new kck_n ON " +
+         (join_on.empty() ? std::string("false") : Join(join_on, " AND ")) + ";\n" +
+         "    END IF;\n";
+}
+
+std::string Body(const Gen& g) {
   std::string body;
+  body += "DECLARE\n";
+  body += "  kck_degraded text;  -- why the captured columns cannot be read\n";
   body += "BEGIN\n";
-  body += "  IF TG_OP = 'TRUNCATE' THEN\n";
-  body += "    INSERT INTO kck.changes (tbl, op) VALUES (" + tbl + ", 'T');\n";
-  // INSERT and DELETE have one transition table each and one image column.
-  auto one_sided = [&](const std::string& tg_op, const std::string& op, const std::string& column,
-                       const std::string& transition, const std::string& alias) {
-    return "  ELSIF TG_OP = '" + tg_op + "' THEN\n" +
-           "    IF " + bulk_test(transition) + " THEN\n" +
-           "      INSERT INTO kck.changes (tbl, op, " + column + ") SELECT " + tbl + ", '" + op + "', " +
-           bulk(transition) + ";\n" +
-           "    ELSE\n" +
-           "      INSERT INTO kck.changes (tbl, op, " + column + ") SELECT " + tbl + ", '" + op + "', " +
-           image(alias) + " FROM " + transition + " " + alias + ";\n" +
-           "    END IF;\n";
-  };
-  body += one_sided("INSERT", "I", "new", "kck_new", "kck_n");
-  body += one_sided("DELETE", "D", "old", "kck_old", "kck_o");
-  body += "  ELSE\n";
-  body += "    IF " + bulk_test("kck_new") + " THEN\n";
-  body += "      INSERT INTO kck.changes (tbl, op, old, new) SELECT " + tbl + ", 'U', " + bulk("kck_old") + ", " +
-          bulk("kck_new") + ";\n";
-  body += "    ELSE\n";
-  body += "      INSERT INTO kck.changes (tbl, op, old, new) SELECT " + tbl + ", 'U', " +
-          "CASE WHEN kck_o IS NULL THEN NULL ELSE " + image("kck_o") + " END, CASE WHEN kck_n IS NULL THEN NULL ELSE " +
-          image("kck_n") + " END FROM kck_old kck_o FULL JOIN kck_new kck_n ON " +
-          (join_on.empty() ? std::string("false") : Join(join_on, " AND ")) + ";\n";
-  body += "    END IF;\n";
+  body += CheckBlock(g);
+  body += "  IF kck_degraded IS NOT NULL THEN\n";
+  body += "    -- Recompute every product of the table: what cannot be mapped is never left stale.\n";
+  body += "    INSERT INTO kck.changes (tbl, op, new) VALUES (" + g.tbl + ", 'T', jsonb_build_object('error', "
+          "kck_degraded));\n";
+  body += "  ELSIF TG_OP = 'TRUNCATE' THEN\n";
+  body += "    INSERT INTO kck.changes (tbl, op) VALUES (" + g.tbl + ", 'T');\n";
+  body += OneSided(g, "INSERT", 'I', "new", "kck_new", "kck_n");
+  body += OneSided(g, "DELETE", 'D', "old", "kck_old", "kck_o");
+  body += Update(g);
   body += "  END IF;\n";
   body += "  -- One wake-up per statement; the rows above are what the daemon reads.\n";
   body += "  IF FOUND THEN\n";
@@ -112,6 +156,18 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
   body += "  END IF;\n";
   body += "  RETURN NULL;\n";
   body += "END\n";
+  return body;
+}
+
+}  // namespace
+
+CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
+  CaptureSql out;
+  out.function = FunctionName(spec, q);
+  const std::string table = q.ident(spec.schema) + "." + q.ident(spec.name);
+  const Gen gen{spec, q, q.literal(spec.qualified()), spec.row_columns(),
+                spec.whole_row || spec.columns.size() > kMaxBuiltColumns};
+  const std::string body = Body(gen);
 
   out.body = "\n" + body;
   out.install += "CREATE OR REPLACE FUNCTION " + out.function + "() RETURNS trigger\n";

@@ -7,8 +7,9 @@
 // costs 1.45x on a bulk UPDATE, a statement-level trigger 1.08x; on
 // single-row UPDATEs the two cost about the same. So capture is always
 // statement-level, and a statement touching more than kBulkRows rows is
-// recorded as one change holding the distinct images of the captured
-// columns (without the primary key) instead of one change per row.
+// recorded as one change holding the distinct images of the columns rules
+// read (the primary key only when a rule reads it) instead of one change
+// per row.
 #pragma once
 
 #include <functional>
@@ -25,11 +26,14 @@ struct CaptureSpec {
   std::string schema;                    // unquoted, e.g. "public"
   std::string name;                      // unquoted, e.g. "store_book"
   std::vector<std::string> key_columns;  // primary key; empty: always bulk form
-  std::vector<std::string> columns;      // other captured columns, sorted
+  std::vector<std::string> columns;      // the columns rules read, sorted; may include key columns
   bool whole_row = false;                // some rule reads the whole row
 
   // The name recorded in kck.changes.tbl: "schema.name".
   std::string qualified() const { return schema + "." + name; }
+  // The columns of a row image: the primary key (to pair UPDATEs), then the
+  // other columns rules read. Bulk images hold `columns` only.
+  std::vector<std::string> row_columns() const;
 };
 
 // libpq's identifier and literal quoting (PQescapeIdentifier/Literal).

@@ -79,6 +79,48 @@ Status PrepareCheck(pg::Connection& conn, const std::string& sql, const std::str
   return Status::Ok();
 }
 
+Status NoColumn(const TableInfo& t, const std::string& column, const std::string& where) {
+  return Status::Invalid(where + ": table " + Quoted(t.qualified()) + " has no column " + Quoted(column));
+}
+
+// The columns a table rule maps or captures exist, with types its parameters accept.
+Status ValidateTableRule(const PrimerSpec& spec, const DependsRule& rule, const TableInfo& t,
+                         const std::string& where) {
+  for (const auto& [param, column] : rule.params) {
+    auto c = t.columns.find(column);
+    if (c == t.columns.end()) return NoColumn(t, column, where);
+    const ParamSpec* p = spec.FindParam(param);
+    if (!Compatible(p->type, c->second.type)) {
+      return Status::Invalid(where + ": column " + Quoted(column) + " is " + c->second.type + " but parameter " +
+                             Quoted(param) + " is " + std::string(ParamTypeName(p->type)));
+    }
+  }
+  for (const auto& column : rule.columns) {
+    if (!t.columns.count(column)) return NoColumn(t, column, where);
+  }
+  return Status::Ok();
+}
+
+// The row-image fields augment SQL reads (:new->>'title') become captured
+// columns; a missing one would make the capture trigger fail, so it is
+// rejected here. `spec.augment` is keyed by qualified table names.
+Status ValidateAugmentColumns(const PrimerSpec& spec, const std::map<std::string, TableInfo>& tables) {
+  for (const auto& [table, a] : spec.augment) {
+    auto t = tables.find(table);
+    if (t == tables.end()) continue;  // no rule reads the table: never captured
+    for (const auto& [op, sql] : {std::pair{"insert", &a.insert_sql}, std::pair{"update", &a.update_sql},
+                                  std::pair{"delete", &a.delete_sql}}) {
+      std::set<std::string> columns;
+      bool whole_row = false;
+      AugmentColumns(*sql, &columns, &whole_row);
+      for (const auto& c : columns) {
+        if (!t->second.columns.count(c)) return NoColumn(t->second, c, "augment." + table + "." + op);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 // Checks one primer against the catalog and rewrites its table names to
 // their qualified form. `tables` caches catalog reads.
 Status ValidatePrimer(pg::Connection& conn, PrimerSpec& spec, std::map<std::string, TableInfo>& tables) {
@@ -100,26 +142,12 @@ Status ValidatePrimer(pg::Connection& conn, PrimerSpec& spec, std::map<std::stri
     if (!t.ok()) return t.status().WithContext(where);
     renamed[rule.table] = t->qualified();
     rule.table = t->qualified();
-    for (const auto& [param, column] : rule.params) {
-      auto c = t->columns.find(column);
-      if (c == t->columns.end()) {
-        return Status::Invalid(where + ": table " + Quoted(t->qualified()) + " has no column " + Quoted(column));
-      }
-      const ParamSpec* p = spec.FindParam(param);
-      if (!Compatible(p->type, c->second.type)) {
-        return Status::Invalid(where + ": column " + Quoted(column) + " is " + c->second.type + " but parameter " +
-                               Quoted(param) + " is " + std::string(ParamTypeName(p->type)));
-      }
-    }
-    for (const auto& column : rule.columns) {
-      if (!t->columns.count(column)) {
-        return Status::Invalid(where + ": table " + Quoted(t->qualified()) + " has no column " + Quoted(column));
-      }
-    }
+    KCK_RETURN_IF_ERROR(ValidateTableRule(spec, rule, *t, where));
   }
   std::map<std::string, AugmentSql> augment;
   for (auto& [table, a] : spec.augment) augment[renamed.count(table) ? renamed[table] : table] = a;
   spec.augment = std::move(augment);
+  KCK_RETURN_IF_ERROR(ValidateAugmentColumns(spec, tables));
 
   // Compile (placeholders) and prepare every piece of SQL.
   auto compiled = Registry::Build({spec});
@@ -183,7 +211,8 @@ std::map<std::string, CaptureSpec> CaptureSpecs(const std::vector<PrimerSpec>& p
         c.schema = "kck";
         c.name = "cache";
         c.key_columns = {"key"};
-        columns["kck.cache"].insert("primer");
+        // The planner maps a product image to dependents by its key and primer.
+        columns["kck.cache"].insert({"key", "primer"});
         continue;
       }
       auto t = tables.find(rule.table);
@@ -201,11 +230,7 @@ std::map<std::string, CaptureSpec> CaptureSpecs(const std::vector<PrimerSpec>& p
       cols.insert(rule.columns.begin(), rule.columns.end());
     }
   }
-  for (auto& [name, c] : out) {
-    for (const auto& col : columns[name]) {
-      if (std::find(c.key_columns.begin(), c.key_columns.end(), col) == c.key_columns.end()) c.columns.push_back(col);
-    }
-  }
+  for (auto& [name, c] : out) c.columns.assign(columns[name].begin(), columns[name].end());
   return out;
 }
 
@@ -401,8 +426,7 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
         "SET function = excluded.function, definition = excluded.definition, installed_at = now()",
         {tbl, sql.function, sql.install}));
     std::string cols;
-    for (const auto& c : spec.key_columns) cols += (cols.empty() ? "" : ", ") + c;
-    for (const auto& c : spec.columns) cols += (cols.empty() ? "" : ", ") + c;
+    for (const auto& c : spec.row_columns()) cols += (cols.empty() ? "" : ", ") + c;
     report.lines.push_back("table " + tbl + ": capture trigger " +
                            (it == installed.end() ? "installed" : recorded ? "repaired" : "updated") +
                            " (captures " + (spec.whole_row ? std::string("whole rows") : cols) + ")");

@@ -10,6 +10,7 @@ class KckConfig(AppConfig):
     def ready(self):
         # Like admin.py: import every installed app's primers.py, registering its primers.
         autodiscover_modules("primers")
+        from . import checks  # noqa: F401  (registers the system checks)
         from .sync import post_migrate_sync
 
         post_migrate.connect(post_migrate_sync, sender=self, dispatch_uid="kck.post_migrate_sync")

@@ -147,6 +147,35 @@ TEST_F(InstallTest, CommandExitCodesAndOneLineErrors) {
   EXPECT_EQ(rc8, 0) << e8;
 }
 
+// Writes `json` to a temporary file and returns its path.
+std::string ConfigFile(const std::string& json) {
+  char path[] = "/tmp/kck-config-XXXXXX";
+  int fd = mkstemp(path);
+  FILE* f = fdopen(fd, "w");
+  std::fputs(json.c_str(), f);
+  std::fclose(f);
+  return path;
+}
+
+// An augment reading a column the table does not have would make every
+// INSERT fail: install refuses it like an unknown params column.
+TEST_F(InstallTest, AugmentReadingAMissingColumnIsRejected) {
+  std::string path = ConfigFile(R"json({"primers": [
+    {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
+     "augment": {"store_book": {"insert": "SELECT :value || to_jsonb(:new->>'titel')"}}}]})json");
+  auto [rc, err] = RunKck("--db " + Quote(conninfo_) + " install --config " + path);
+  std::remove(path.c_str());
+  EXPECT_EQ(rc, 2) << err;
+  EXPECT_NE(err.find("primer \"title_list\": augment.public.store_book.insert: table \"public.store_book\" has no "
+                     "column \"titel\""),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_EQ(Scalar("SELECT to_regnamespace('kck') IS NULL"), "t");  // nothing installed
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'still writable')");
+}
 
 // The daemon runs with exactly the privileges DESIGN.md lists; the
 // application's role needs none on schema kck.

@@ -48,6 +48,47 @@ TEST(Capture, StatementLevelTriggersForEveryOperation) {
             std::string::npos);
 }
 
+TEST(Capture, KeyColumnsARuleReadsAreInBulkImagesToo) {
+  CaptureSpec spec{"public", "store_book", {"id"}, {"author_id", "id"}, false};
+  CaptureSql sql = GenerateCapture(spec, TestQuoter());
+  EXPECT_NE(sql.install.find("SELECT DISTINCT \"author_id\", \"id\" FROM kck_new"), std::string::npos);
+  EXPECT_NE(sql.install.find("SELECT DISTINCT \"author_id\", \"id\" FROM kck_old"), std::string::npos);
+  // The row image names the key once.
+  EXPECT_NE(sql.install.find("jsonb_build_object('id', kck_n.\"id\", 'author_id', kck_n.\"author_id\")"),
+            std::string::npos);
+  EXPECT_EQ(spec.row_columns(), (std::vector<std::string>{"id", "author_id"}));
+}
+
+// A renamed or dropped column must not fail the user's statement: the
+// captured columns are checked first in an exception block that only reads
+// (no XID for its subtransaction), and a failed check records one
+// TRUNCATE-like change outside it.
+TEST(Capture, ColumnsAreCheckedInAReadOnlyExceptionBlock) {
+  CaptureSpec spec{"public", "store_book", {"id"}, {"author_id"}, false};
+  CaptureSql sql = GenerateCapture(spec, TestQuoter());
+  size_t begin = sql.body.find("  BEGIN\n");
+  size_t handler = sql.body.find("EXCEPTION WHEN OTHERS THEN");
+  size_t end = sql.body.find("  END;\n", handler);
+  ASSERT_NE(begin, std::string::npos) << sql.body;
+  ASSERT_NE(handler, std::string::npos) << sql.body;
+  ASSERT_NE(end, std::string::npos) << sql.body;
+  std::string block = sql.body.substr(begin, end - begin);
+  EXPECT_NE(block.find("PERFORM kck_n.\"id\", kck_n.\"author_id\" FROM kck_new kck_n LIMIT 0"), std::string::npos)
+      << block;
+  EXPECT_NE(block.find("PERFORM kck_o.\"id\", kck_o.\"author_id\" FROM kck_old kck_o LIMIT 0"), std::string::npos)
+      << block;
+  for (const char* writes : {"INSERT INTO", "UPDATE kck", "DELETE FROM", "pg_notify"}) {
+    EXPECT_EQ(block.find(writes), std::string::npos) << writes << " in\n" << block;
+  }
+  // The degraded change, after the block: the table, op T, the error, no column.
+  size_t degraded = sql.body.find(
+      "INSERT INTO kck.changes (tbl, op, new) VALUES ('public.store_book', 'T', jsonb_build_object('error', "
+      "kck_degraded))");
+  EXPECT_GT(degraded, end) << sql.body;
+  EXPECT_NE(degraded, std::string::npos) << sql.body;
+  EXPECT_EQ(sql.install.find("FOR EACH ROW"), std::string::npos);
+}
+
 TEST(Capture, IdentifiersAndLiteralsAreQuoted) {
   CaptureSpec spec{"we\"ird", "ta'ble", {"i\"d"}, {"co'l"}, false};
   CaptureSql sql = GenerateCapture(spec, TestQuoter());

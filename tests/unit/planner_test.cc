@@ -95,6 +95,46 @@ TEST(Planner, TruncateTouchesEveryStoredProductOfThePrimer) {
   }
 }
 
+// A capture that could not read its columns records a TRUNCATE-like change
+// with the SQL error: every stored product of the table, and a warning.
+TEST(Planner, DegradedCaptureRecomputesEveryProductOfTheTable) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges(
+      {Change{1, "public.store_book", 'T', "", R"({"error": "column kck_n.author_id does not exist"})", "1"}}, *reg);
+  EXPECT_TRUE(plan.problems.empty());
+  EXPECT_EQ(plan.partial.size(), 3u);
+  ASSERT_EQ(plan.degraded.size(), 1u);
+  EXPECT_EQ(plan.degraded[0].table, "public.store_book");
+  EXPECT_EQ(plan.degraded[0].error, "column kck_n.author_id does not exist");
+  // TRUNCATE of kck.cache: every product of primers that depend on products.
+  Plan cache = PlanChanges({Change{2, "kck.cache", 'T', "", "", "1"}}, *reg);
+  ASSERT_EQ(cache.partial.size(), 1u);
+  EXPECT_EQ(cache.partial[0].primer->spec.name, "stats");
+  EXPECT_TRUE(cache.problems.empty());
+}
+
+// A row image without a column a rule maps (captured before the rule
+// changed, say) cannot name its products: all of them are recomputed.
+TEST(Planner, ImageWithoutAMappedColumnRecomputesThePrimer) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges({Row(1, 'U', "", R"([{"title": "a"}, {"title": "b"}])")}, *reg);
+  EXPECT_TRUE(plan.keys.count("by_title/a"));
+  EXPECT_TRUE(plan.keys.count("by_title/b"));
+  ASSERT_EQ(plan.partial.size(), 2u);  // title_list and shelf, once each
+  for (const auto& m : plan.partial) EXPECT_FALSE(m.fixed[0].has_value());
+  ASSERT_EQ(plan.degraded.size(), 2u);
+  EXPECT_NE(plan.degraded[0].error.find("no column \"author_id\""), std::string::npos);
+}
+
+TEST(WarningLimiter, OnePerSubjectPerPeriod) {
+  WarningLimiter limiter(std::chrono::minutes(1));
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(limiter.Allow("a", t0));
+  EXPECT_FALSE(limiter.Allow("a", t0 + std::chrono::seconds(59)));
+  EXPECT_TRUE(limiter.Allow("b", t0 + std::chrono::seconds(1)));
+  EXPECT_TRUE(limiter.Allow("a", t0 + std::chrono::seconds(61)));
+}
+
 TEST(Planner, ProductChangesCascadeToDependentPrimers) {
   auto reg = Bookstore();
   Plan plan = PlanChanges({Change{1, "kck.cache", 'U', R"({"key": "title_list/9", "primer": "title_list"})",

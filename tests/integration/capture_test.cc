@@ -1,0 +1,194 @@
+// Capture triggers end to end: every branch of the capture (single row and
+// bulk; insert, update, delete) carries what the rules read, products that
+// depend on products cascade in bulk too, and a schema change under a
+// primer never breaks the application's statements.
+#include <cstdio>
+
+#include "daemon_helpers.h"
+
+namespace kck::testing {
+namespace {
+
+// A primer keyed by the primary key: its rule reads only `id`.
+const char* kBookByIdConfig = R"json({"primers": [
+  {"name": "book", "parameters": [{"name": "id", "type": "int"}],
+   "compute": "SELECT coalesce((SELECT jsonb_build_object('title', title, 'author_id', author_id) FROM store_book WHERE id = :id), '{}')",
+   "depends_on": [{"table": "store_book", "params": {"id": "id"}}]}]})json";
+
+class CaptureTest : public BookstoreTest {
+ protected:
+  std::string Scalar(const std::string& sql) {
+    auto r = conn_.Exec(sql);
+    return r.ok() && r->rows() > 0 ? std::string(r->get(0, 0)) : "<error: " + r.status().message() + ">";
+  }
+  // Runs `sql`, waits for the daemon, and checks the cache against a recompute.
+  void ExecAndConverge(const std::string& sql) {
+    MustExec(conn_, sql);
+    ASSERT_TRUE(WaitDrained(conn_)) << sql;
+    ExpectCacheMatchesRecompute(conn_);
+  }
+};
+
+TEST_F(CaptureTest, ProductsKeyedByThePrimaryKeySeeSingleRowAndBulkChanges) {
+  InstallConfig(conn_, kBookByIdConfig);
+  Prime(conn_, {"book/3", "book/150", "book/160", "book/201", "book/250", "book/260"});
+  DaemonProcess daemon(conninfo_);
+  // Single-row statements.
+  ExecAndConverge("INSERT INTO store_book (author_id, title) VALUES (1, 'single')");  // id 201
+  EXPECT_NE(Stored(conn_, "book/201").find("single"), std::string::npos);
+  ExecAndConverge("UPDATE store_book SET title = 'one row' WHERE id = 3");
+  EXPECT_NE(Stored(conn_, "book/3").find("one row"), std::string::npos);
+  ExecAndConverge("DELETE FROM store_book WHERE id = 160");
+  EXPECT_EQ(Stored(conn_, "book/160"), "{}");
+  // Bulk statements (more than kBulkRows rows).
+  ExecAndConverge("UPDATE store_book SET title = title || '-b' WHERE id <= 150");
+  EXPECT_NE(Stored(conn_, "book/3").find("one row-b"), std::string::npos);
+  ExecAndConverge("INSERT INTO store_book (author_id, title) SELECT 2, 'bulk ' || i FROM generate_series(1, 150) i");
+  EXPECT_NE(Stored(conn_, "book/250").find("bulk"), std::string::npos);
+  ExecAndConverge("DELETE FROM store_book WHERE id > 200");
+  EXPECT_EQ(Stored(conn_, "book/201"), "{}");
+  EXPECT_EQ(Stored(conn_, "book/260"), "{}");
+}
+
+// Bulk images hold the primary key only when a rule reads it.
+TEST_F(CaptureTest, BulkImagesCarryThePrimaryKeyOnlyWhenARuleReadsIt) {
+  InstallConfig(conn_, kBookstoreConfig);
+  MustExec(conn_, "UPDATE store_book SET price = price + 1");
+  EXPECT_EQ(Scalar("SELECT bool_or(e ? 'id')::text || bool_and(e ? 'author_id')::text "
+                   "FROM kck.changes, jsonb_array_elements(new) e"),
+            "falsetrue");
+  MustExec(conn_, "DELETE FROM kck.changes");
+  InstallConfig(conn_, kBookByIdConfig);
+  MustExec(conn_, "UPDATE store_book SET price = price + 1");
+  EXPECT_EQ(Scalar("SELECT bool_and(e ? 'id')::text || bool_or(e ? 'author_id')::text "
+                   "FROM kck.changes, jsonb_array_elements(new) e"),
+            "truefalse");
+}
+
+// More than kBulkRows products written in one batch: the kck.cache capture
+// takes its bulk form, which must still name each key.
+TEST_F(CaptureTest, ProductCascadesSurviveBulkWritesOfProducts) {
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "titles", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
+    {"name": "title_count", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT to_jsonb(coalesce((SELECT jsonb_array_length(value) FROM kck.cache WHERE key = 'titles/' || :author_id), -1))",
+     "depends_on": [{"primer": "titles", "params": {"author_id": "author_id"}}]}]})json");
+  MustExec(conn_, "INSERT INTO store_author (name) SELECT 'more ' || i FROM generate_series(21, 150) i");
+  std::vector<std::string> titles, counts;
+  for (int a = 1; a <= 150; ++a) {
+    titles.push_back("titles/" + std::to_string(a));
+    counts.push_back("title_count/" + std::to_string(a));
+  }
+  Prime(conn_, titles);
+  Prime(conn_, counts);
+  EXPECT_EQ(Stored(conn_, "title_count/1"), "10");
+  EXPECT_EQ(Stored(conn_, "title_count/150"), "0");
+  DaemonProcess daemon(conninfo_);
+  ExecAndConverge("INSERT INTO store_book (author_id, title) SELECT id, 'one more' FROM store_author");
+  EXPECT_EQ(Stored(conn_, "title_count/1"), "11");
+  EXPECT_EQ(Stored(conn_, "title_count/150"), "1");
+}
+
+// title_list and by_title capture author_id and title; book and total
+// compute from whole rows, so they stay computable after those columns go.
+const char* kSchemaChangeConfig = R"json({"primers": [
+  {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
+  {"name": "by_title", "parameters": [{"name": "title", "type": "str"}],
+   "compute": "SELECT count(*) FROM store_book WHERE title = :title",
+   "depends_on": [{"table": "store_book", "params": {"title": "title"}}]},
+  {"name": "book", "parameters": [{"name": "id", "type": "int"}],
+   "compute": "SELECT coalesce((SELECT to_jsonb(b) FROM store_book b WHERE id = :id), '{}')",
+   "depends_on": [{"table": "store_book", "params": {"id": "id"}}]},
+  {"name": "total", "parameters": [],
+   "compute": "SELECT jsonb_build_object('books', count(*), 'price', sum(price)) FROM store_book",
+   "depends_on": [{"table": "store_book", "params": {}}]}]})json";
+
+// Output (stdout and stderr) and exit code of the kck binary.
+std::pair<int, std::string> RunKckCommand(const std::string& args) {
+  FILE* p = popen((std::string(KCK_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  int status = pclose(p);
+  return {WEXITSTATUS(status), out};
+}
+
+class SchemaChangeTest : public CaptureTest {
+ protected:
+  // Single-row and bulk INSERT/UPDATE/DELETE all succeed, and the products
+  // that can still be computed are fresh afterwards. `title` says whether
+  // the table still has that column.
+  void WritesSucceedAndProductsStayFresh(pg::Connection& conn, bool title) {
+    const std::string cols = title ? "writer_id, title" : "writer_id";
+    const std::string vals = title ? "2, 'bulk ' || i" : "2";
+    const std::vector<std::string> statements = {
+        "INSERT INTO store_book (" + cols + ") VALUES (1" + (title ? ", 'single'" : "") + ")",
+        "UPDATE store_book SET price = price + 1 WHERE id = 3",
+        "DELETE FROM store_book WHERE id = (SELECT min(id) FROM store_book WHERE id > 3)",
+        "UPDATE store_book SET price = price + 1",
+        "INSERT INTO store_book (" + cols + ") SELECT " + vals + " FROM generate_series(1, 150) i",
+        "DELETE FROM store_book WHERE id IN (SELECT id FROM store_book ORDER BY id DESC LIMIT 120)",
+    };
+    for (const auto& sql : statements) {
+      kck::Status s = conn.ExecScript(sql);
+      ASSERT_TRUE(s.ok()) << sql << ": " << s.message();
+      ASSERT_TRUE(WaitDrained(conn_)) << sql;
+      ExpectCacheMatchesRecompute(conn_);
+    }
+  }
+  std::string KckStatus(const std::string& args = "") {
+    auto [rc, out] = RunKckCommand("--db '" + conninfo_ + "' status " + args);
+    EXPECT_EQ(rc, 0) << out;
+    return out;
+  }
+};
+
+TEST_F(SchemaChangeTest, RenamedOrDroppedColumnDegradesTheCaptureNotTheStatement) {
+  InstallConfig(conn_, kSchemaChangeConfig);
+  Prime(conn_, {"book/3", "book/250", "book/310", "total"});
+  DaemonProcess daemon(conninfo_);
+  ExecAndConverge("INSERT INTO store_book (author_id, title) VALUES (1, 'before')");  // plans cached in this session
+  MustExec(conn_, "ALTER TABLE store_book RENAME COLUMN author_id TO writer_id");
+  WritesSucceedAndProductsStayFresh(conn_, true);
+  auto other = Connect(conninfo_);  // a session that never ran the capture before
+  WritesSucceedAndProductsStayFresh(other, true);
+  EXPECT_NE(Stored(conn_, "book/3").find("\"writer_id\""), std::string::npos);  // recomputed since the rename
+  EXPECT_EQ(Stored(conn_, "book/250"), "{}");                                    // inserted, then deleted
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.registry_problems()"), "1");
+  std::string status = KckStatus();
+  EXPECT_NE(status.find("primer \"title_list\": depends_on[0]: table \"public.store_book\" has no column \"author_id\""),
+            std::string::npos)
+      << status;
+  EXPECT_NE(status.find("kck install"), std::string::npos) << status;
+  EXPECT_NE(KckStatus("--json").find("\"problems\""), std::string::npos);
+
+  MustExec(conn_, "ALTER TABLE store_book DROP COLUMN title");
+  WritesSucceedAndProductsStayFresh(conn_, false);
+  status = KckStatus();
+  EXPECT_NE(status.find("primer \"by_title\": depends_on[0]: table \"public.store_book\" has no column \"title\""),
+            std::string::npos)
+      << status;
+
+  // Fixed primers install again, and the capture records row changes again.
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT coalesce(jsonb_agg(id ORDER BY id), '[]') FROM store_book WHERE writer_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "writer_id"}}]},
+    {"name": "book", "parameters": [{"name": "id", "type": "int"}],
+     "compute": "SELECT coalesce((SELECT to_jsonb(b) FROM store_book b WHERE id = :id), '{}')",
+     "depends_on": [{"table": "store_book", "params": {"id": "id"}}]}]})json");
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.registry_problems()"), "0");
+  MustExec(conn_, "BEGIN");
+  MustExec(conn_, "INSERT INTO store_book (writer_id) VALUES (1)");
+  EXPECT_EQ(Scalar("SELECT op || (new ? 'writer_id')::text FROM kck.changes ORDER BY id DESC LIMIT 1"), "Itrue");
+  MustExec(conn_, "COMMIT");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(KckStatus().find("problem"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kck::testing

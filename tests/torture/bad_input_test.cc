@@ -80,7 +80,10 @@ const MalformedRow kMalformedRows[] = {
     {"refresh_bad_key", "kck.refresh", "I", "NULL", "'{\"key\": \"title_list/abc\"}'"},
     {"refresh_unknown_primer", "kck.refresh", "I", "NULL", "'{\"key\": \"no_such_primer/1\"}'"},
     {"cache_change_without_key", "kck.cache", "U", "'{\"key\": 42}'", "'null'"},
-    {"ten_megabyte_row_image", "public.store_book", "I", "NULL",
+    // An update that changes nothing (a fabricated insert would rightly be
+    // augmented into book_count), with a 10 MB image on both sides.
+    {"ten_megabyte_row_image", "public.store_book", "U",
+     "jsonb_build_object('id', 1, 'author_id', 1, 'title', repeat('x', 10 * 1024 * 1024))",
      "jsonb_build_object('id', 1, 'author_id', 1, 'title', repeat('x', 10 * 1024 * 1024))"},
     {"ten_megabyte_bulk_image", "public.store_book", "U", "jsonb_build_array(jsonb_build_object('author_id', 2))",
      "(SELECT jsonb_agg(jsonb_build_object('author_id', i, 'pad', repeat('y', 100 * 1024))) FROM generate_series(1, 100) i)"},

@@ -11,7 +11,7 @@
 namespace kck::torture {
 namespace {
 
-constexpr int kAuthors = 120;  // > 100 products in one bulk batch
+constexpr int kAuthors = 105;  // > 100 products in one bulk batch
 
 using CutPoint = std::tuple<std::string, int>;  // step, n
 
@@ -22,7 +22,9 @@ class FaultCutTest : public ::testing::TestWithParam<CutPoint> {
     conn_ = kck::testing::Connect(TestConnInfo(conninfo_));
     MustExec(conn_, TortureSchema(kAuthors));
     kck::testing::InstallConfig(conn_, kTortureConfig);
-    PrimeKeys(conn_, TortureKeys(kAuthors));
+    std::vector<std::string> keys = TortureKeys(kAuthors);
+    std::erase_if(keys, [](const std::string& key) { return key.rfind("stars/", 0) == 0 && key.size() > 7; });
+    PrimeKeys(conn_, keys);  // stars only for authors 1..9: enough to see them
   }
   std::string CutSpec() const { return std::get<0>(GetParam()) + ":" + std::to_string(std::get<1>(GetParam())); }
 

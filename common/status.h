@@ -29,16 +29,28 @@ class Status {
 
   bool ok() const { return kind_ == Kind::kOk; }
   Kind kind() const { return kind_; }
+  bool transient() const { return kind_ == Kind::kUnavailable; }
   const std::string& message() const { return message_; }
+  // The SQLSTATE of a server error ("57014"), empty otherwise.
+  const std::string& sqlstate() const { return sqlstate_; }
+  Status WithSqlstate(std::string code) const {
+    Status s = *this;
+    s.sqlstate_ = std::move(code);
+    return s;
+  }
   // Returns a copy whose message is "<context>: <message>".
   Status WithContext(const std::string& context) const {
-    return ok() ? *this : Status(kind_, context + ": " + message_);
+    if (ok()) return *this;
+    Status s(kind_, context + ": " + message_);
+    s.sqlstate_ = sqlstate_;
+    return s;
   }
 
  private:
   Status(Kind kind, std::string msg) : kind_(kind), message_(std::move(msg)) {}
   Kind kind_ = Kind::kOk;
   std::string message_;
+  std::string sqlstate_;
 };
 
 template <typename T>

@@ -1,6 +1,9 @@
 #include "listener/connection.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <utility>
 
 namespace kck {
 
@@ -87,6 +90,16 @@ void AsyncConnection::DrainNotifications() {
   }
 }
 
+Status AsyncConnection::Lost() const {
+  return Status::Unavailable("connection lost: " + (last_error_.empty() ? std::string("closed") : last_error_));
+}
+
+void AsyncConnection::CutSocket() {
+  if (!conn_) return;
+  int fd = PQsocket(conn_.get());
+  if (fd >= 0) shutdown(fd, SHUT_RDWR);
+}
+
 void AsyncConnection::MarkBroken(const std::string& why) {
   if (broken_) return;
   broken_ = true;
@@ -150,7 +163,7 @@ Task<Status> AsyncConnection::Flush() {
     co_await WaitSocket(UV_WRITABLE);
     if (conn_ && !broken_ && !PQconsumeInput(conn_.get())) MarkBroken(pg::ConnectionError(conn_.get()));
   }
-  co_return (conn_ && !broken_) ? Status::Ok() : Status::Runtime("connection lost");
+  co_return (conn_ && !broken_) ? Status::Ok() : Lost();
 }
 
 Task<Status> AsyncConnection::AwaitResult() {
@@ -159,13 +172,13 @@ Task<Status> AsyncConnection::AwaitResult() {
     if (!conn_ || broken_) break;
     if (!PQconsumeInput(conn_.get())) MarkBroken(pg::ConnectionError(conn_.get()));
   }
-  co_return (conn_ && !broken_) ? Status::Ok() : Status::Runtime("connection lost");
+  co_return (conn_ && !broken_) ? Status::Ok() : Lost();
 }
 
 Task<StatusOr<pg::Result>> AsyncConnection::Collect() {
   (void)co_await Flush();
   pg::Result last;
-  std::string error;
+  Status error;
   while (conn_ && !broken_) {
     (void)co_await AwaitResult();
     if (!conn_ || broken_) break;
@@ -173,7 +186,7 @@ Task<StatusOr<pg::Result>> AsyncConnection::Collect() {
     if (r == nullptr) break;
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
-      if (error.empty()) error = pg::ResultError(r);
+      if (error.ok()) error = pg::ResultStatus(r);
       PQclear(r);
     } else {
       last = pg::Result(r);
@@ -182,9 +195,9 @@ Task<StatusOr<pg::Result>> AsyncConnection::Collect() {
   busy_ = false;
   if (conn_ && !broken_) DrainNotifications();
   if (!conn_ || broken_) {
-    co_return Status::Runtime("connection lost: " + (last_error_.empty() ? std::string("closed") : last_error_));
+    co_return Lost();
   }
-  if (!error.empty()) co_return Status::Runtime(error);
+  if (!error.ok()) co_return error;
   co_return std::move(last);
 }
 
@@ -202,7 +215,7 @@ Task<StatusOr<std::string>> AsyncConnection::PreparedName(const std::string& sql
   if (!PQsendPrepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr)) {
     std::string err = pg::ConnectionError(conn_.get());
     if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
-    co_return Status::Runtime(err);
+    co_return Status::Unavailable(err);
   }
   busy_ = true;
   auto prepared = co_await Collect();
@@ -223,7 +236,7 @@ std::vector<const char*> Values(const pg::Params& params) {
 }  // namespace
 
 Task<StatusOr<pg::Result>> AsyncConnection::QueryImpl(std::string sql, pg::Params params) {
-  if (!connected()) co_return Status::Runtime("not connected");
+  if (!connected()) co_return Status::Unavailable("not connected");
   auto name = co_await PreparedName(sql);
   if (!name.ok()) co_return name.status();
   std::vector<const char*> values = Values(params);
@@ -231,7 +244,7 @@ Task<StatusOr<pg::Result>> AsyncConnection::QueryImpl(std::string sql, pg::Param
                            nullptr, 0)) {
     std::string err = pg::ConnectionError(conn_.get());
     if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
-    co_return Status::Runtime(err);
+    co_return Status::Unavailable(err);
   }
   busy_ = true;
   auto result = co_await Collect();
@@ -240,7 +253,7 @@ Task<StatusOr<pg::Result>> AsyncConnection::QueryImpl(std::string sql, pg::Param
 }
 
 Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<Statement> statements) {
-  if (!connected()) co_return Status::Runtime("not connected");
+  if (!connected()) co_return Status::Unavailable("not connected");
   std::vector<std::string> names;
   for (const auto& [sql, params] : statements) {
     auto name = co_await PreparedName(sql);
@@ -249,7 +262,7 @@ Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<St
   }
   auto lost = [this]() -> Status {
     if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(pg::ConnectionError(conn_.get()));
-    return Status::Runtime(pg::ConnectionError(conn_.get()));
+    return Status::Unavailable(pg::ConnectionError(conn_.get()));
   };
   if (!PQenterPipelineMode(conn_.get())) co_return lost();
   busy_ = true;
@@ -262,8 +275,9 @@ Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<St
   }
   if (!PQpipelineSync(conn_.get())) co_return lost();
   Status flushed = co_await Flush();
+  if (std::exchange(cut_after_send_, false)) CutSocket();
   std::vector<pg::Result> results(statements.size());
-  std::string error;
+  Status error;
   // Each statement's results end with NULL; the sync's result ends it all.
   for (size_t i = 0; i <= statements.size() && flushed.ok();) {
     Status ready = co_await AwaitResult();
@@ -281,29 +295,29 @@ Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<St
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
       results[i] = pg::Result(r);
     } else {
-      if (error.empty() && st != PGRES_PIPELINE_ABORTED) error = pg::ResultError(r);
+      if (error.ok() && st != PGRES_PIPELINE_ABORTED) error = pg::ResultStatus(r);
       PQclear(r);
     }
   }
   busy_ = false;
   if (!conn_ || broken_) {
-    co_return Status::Runtime("connection lost: " + (last_error_.empty() ? std::string("closed") : last_error_));
+    co_return Lost();
   }
   PQexitPipelineMode(conn_.get());
   DrainNotifications();
-  if (!error.empty()) {
-    for (const auto& [sql, params] : statements) ForgetIfStale(sql, Status::Runtime(error));
-    co_return Status::Runtime(error);
+  if (!error.ok()) {
+    for (const auto& [sql, params] : statements) ForgetIfStale(sql, error);
+    co_return error;
   }
   co_return results;
 }
 
 Task<StatusOr<pg::Result>> AsyncConnection::ScriptImpl(std::string sql) {
-  if (!connected()) co_return Status::Runtime("not connected");
+  if (!connected()) co_return Status::Unavailable("not connected");
   if (!PQsendQuery(conn_.get(), sql.c_str())) {
     std::string err = pg::ConnectionError(conn_.get());
     if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
-    co_return Status::Runtime(err);
+    co_return Status::Unavailable(err);
   }
   busy_ = true;
   co_return co_await Collect();

@@ -47,6 +47,12 @@ class AsyncConnection {
   void Close();
 
   bool connected() const { return conn_ != nullptr && !broken_; }
+  uv_loop_t* loop() const { return loop_; }
+  // Fault injection (listener/fault.h): shuts the socket down now, or right
+  // after the next Pipeline has sent its statements, so what follows fails
+  // exactly as on a lost connection.
+  void CutSocket();
+  void CutAfterNextSend() { cut_after_send_ = true; }
   // Called with the channel of each notification.
   void set_on_notify(std::function<void(const std::string&)> cb) { on_notify_ = std::move(cb); }
   // Called once when the connection breaks (not on Close()).
@@ -61,6 +67,7 @@ class AsyncConnection {
   static void OnPoll(uv_poll_t* handle, int status, int events);
   void DrainNotifications();
   void MarkBroken(const std::string& why);
+  Status Lost() const;
   Task<StatusOr<pg::Result>> Collect();
   Task<Status> Flush();
   Task<Status> AwaitResult();  // until PQgetResult will not block
@@ -80,6 +87,7 @@ class AsyncConnection {
   long long next_statement_ = 0;
   bool busy_ = false;    // a query is in flight
   bool broken_ = false;
+  bool cut_after_send_ = false;
   std::string last_error_;
   std::function<void(const std::string&)> on_notify_;
   std::function<void(const std::string&)> on_broken_;

@@ -52,8 +52,8 @@ void Daemon::OnTick() {
   // anyway; the periodic look is a cheap second line of defence.
   if (ticks_ % 5 == 0) pending_ = true;
   if (ticks_ % 10 == 0 && (window_.changes || window_.keys || window_.errors)) {
-    spdlog::info("last 10s: {} changes applied, {} products written ({} augmented), {} compute errors",
-                 window_.changes, window_.keys, window_.augmented, window_.errors);
+    spdlog::info("last 10s: {} changes applied, {} products written ({} augmented, {} augments fell back), {} compute errors",
+                 window_.changes, window_.keys, window_.augmented, window_.augment_fallbacks, window_.errors);
     window_ = {};
   }
   Wake();
@@ -131,14 +131,15 @@ Task<Status> Daemon::Connect() {
 }
 
 Task<Status> Daemon::LoadRegistry() {
-  auto rows = co_await main_->Query(kRegistrySql);
-  if (!rows.ok()) co_return rows.status().WithContext("loading primers (did kck install run?)");
-  auto registry = Registry::FromRows(*rows);
-  if (!registry.ok()) co_return registry.status();
+  const int64_t before = executor_->generation();
+  Status s = co_await executor_->LoadRegistry();
+  if (!s.ok()) co_return s;
   has_schedule_ = false;
-  for (const auto& p : (*registry)->primers()) has_schedule_ |= p->spec.refresh_every.has_value();
-  executor_->set_registry(*registry);
-  spdlog::info("loaded {} primers", (*registry)->primers().size());
+  for (const auto& p : executor_->registry().primers()) has_schedule_ |= p->spec.refresh_every.has_value();
+  spdlog::info("loaded {} primers (registry generation {})", executor_->registry().primers().size(),
+               executor_->generation());
+  // New primers may come with new code: the worker must not run the old.
+  if (worker_ && before >= 0 && before != executor_->generation()) worker_->Restart("the primers changed");
   co_return Status::Ok();
 }
 
@@ -175,7 +176,11 @@ Task<void> Daemon::Main() {
         reload_ = false;
         Status r = co_await LoadRegistry();
         if (!r.ok()) {
-          spdlog::error("{}; keeping the previous primers", r.message());
+          // Planning with primers known to be stale could leave products
+          // silently wrong: changes wait in the outbox instead.
+          spdlog::error("{}; changes stay queued until the primers load", r.message());
+          co_await Sleep(&loop_, 1000);
+          reload_ = true;
           continue;
         }
         pending_ = true;
@@ -193,11 +198,17 @@ Task<void> Daemon::Main() {
           }
           continue;
         }
+        if (stats->registry_moved) {
+          spdlog::info("the primers changed since they were loaded; reloading before the next batch");
+          reload_ = pending_ = true;
+          continue;
+        }
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         window_.changes += stats->changes;
         window_.keys += stats->keys;
         window_.augmented += stats->augmented;
         window_.errors += stats->errors;
+        window_.augment_fallbacks += stats->augment_fallbacks;
         if (stats->changes > 0) {
           spdlog::debug("batch: {} changes, {} products written ({} augmented), {} errors in {:.2f} ms",
                         stats->changes, stats->keys, stats->augmented, stats->errors, ms);

@@ -1,38 +1,55 @@
 // Executor: runs one batch end to end on the daemon's connections.
 //
-//   BEGIN; claim changes (DELETE ... RETURNING, FOR UPDATE SKIP LOCKED)
-//   plan -> lock the keys (kck.lock_keys) -> read stored rows
-//   augment or recompute each stored (or forced) key on the compute connection
-//   write all values and errors; COMMIT
+//   BEGIN; read the registry generation; claim changes (DELETE ...
+//     RETURNING, FOR UPDATE SKIP LOCKED)          [claim]
+//   plan (listener/planner.h), resolve (listener/resolver.h)   [plan]
+//   lock the keys, read the stored rows          [lock]
+//   augment or recompute each stored (or forced) key on the compute
+//     connection                                  [compute]
+//   write values, errors and counters; COMMIT (listener/writer.h) [write, commit]
 //
 // The claimed changes and the cache writes commit together: a crash at any
-// point rolls both back, and the changes are claimed again.
+// point rolls both back, and the changes are claimed again. A transient
+// failure (lost connection, deadlock, timeout, dead Python worker) rolls
+// the batch back, so it is never recorded as the primer's fault and never
+// consumes a change; only a failure that repeats on the same key is (see
+// kMaxTransientTries). The [names] are the steps of listener/fault.h.
 #pragma once
 
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "listener/connection.h"
 #include "listener/planner.h"
 #include "listener/worker_pool.h"
+#include "listener/writer.h"
 #include "primers/registry.h"
 
 namespace kck {
 
 struct BatchStats {
-  size_t changes = 0;    // claimed and consumed
-  size_t keys = 0;       // products written
-  size_t augmented = 0;  // of which updated in place
-  size_t errors = 0;     // computes that failed (value kept, error set)
+  size_t changes = 0;            // claimed and consumed
+  size_t keys = 0;               // products written
+  size_t augmented = 0;          // of which updated in place
+  size_t errors = 0;             // computes that failed (value kept, error set)
+  size_t augment_fallbacks = 0;  // augments that failed and were recomputed
+  bool registry_moved = false;   // rolled back: the primers changed since they were loaded
 };
 
 // Whether the transaction `txid` is visible in `snapshot` (pg_snapshot
 // text "xmin:xmax:xip,..."): the compute that read the snapshot saw it.
 bool VisibleInSnapshot(std::string_view snapshot, uint64_t txid);
+
+// How often in a row a key's compute may fail transiently before the
+// failure counts as the key's own: a statement_timeout or worker timeout
+// that repeats is the primer being too slow; other transient failures
+// (connection, deadlock) get more tries.
+inline constexpr int kMaxTimeoutTries = 3;
+inline constexpr int kMaxTransientTries = 5;
 
 class Executor {
  public:
@@ -40,23 +57,54 @@ class Executor {
   // (so a failing compute cannot abort the batch); `worker` may be null.
   Executor(AsyncConnection& main, AsyncConnection& compute, WorkerPool* worker, int batch_size);
 
-  void set_registry(std::shared_ptr<const Registry> registry) { registry_ = std::move(registry); }
+  // Loads the primers and the registry generation they belong to.
+  Task<Status> LoadRegistry();
+  const Registry& registry() const { return *registry_; }
+  int64_t generation() const { return generation_; }
   // Claims and applies up to batch_size changes.
   Task<StatusOr<BatchStats>> RunBatch();
   // Recomputes up to batch_size products whose refresh_every has passed.
   Task<StatusOr<BatchStats>> RunScheduled();
 
  private:
-  struct Stored;
-  Task<Status> Resolve(Plan& plan);
-  // Recomputes of one primer's keys, many per statement (Primer::compute_many).
+  struct Stored {
+    std::string value;  // JSON text ("" for NULL or not read)
+    std::string snapshot;
+  };
   struct Computed {
     std::optional<std::string> value, snapshot;
     double ms = 0;
   };
+  // Everything one batch carries from claim to commit.
+  struct Batch {
+    std::vector<Change> changes;
+    Plan plan;
+    std::map<std::string, Stored> stored;
+    bool augment_allowed = false;
+    std::map<std::string, Computed> precomputed;
+    Writes writes;
+    BatchStats stats;
+  };
+  Task<StatusOr<std::vector<Change>>> Claim(bool* moved);
+  Task<StatusOr<BatchStats>> Apply(Batch& batch);
+  Task<Status> LockAndRead(Batch& batch);
+  Task<Status> CheckAugmentOrder(Batch& batch);
   Task<void> ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
                          std::map<std::string, Computed>* out);
-  Task<StatusOr<BatchStats>> Apply(Plan& plan, const std::vector<Change>& changes);
+  Task<void> PrecomputeMany(Batch& batch);
+  Task<Status> ProduceKey(const std::string& key, const KeyWork& work, Batch& batch);
+  Task<StatusOr<std::optional<std::string>>> Augment(const std::string& key, const KeyWork& work,
+                                                     const Stored& stored, Batch& batch);
+  Task<StatusOr<std::optional<std::string>>> AugmentOne(const std::string& key, const Primer& primer,
+                                                        const Change& change, const RowPair& rows,
+                                                        const std::string& current);
+  Task<StatusOr<Computed>> Recompute(const std::string& key, const Primer& primer);
+  Task<StatusOr<Computed>> RecomputePython(const std::string& key);
+  Task<StatusOr<Computed>> RecomputeSql(const std::string& key, const Primer& primer);
+  // A transient compute failure of `key`: retry the batch, or, after too
+  // many tries, a failure of the key.
+  bool GivesUp(const std::string& key, const Status& failure);
+  void RecordError(const std::string& key, const Primer& primer, const Status& failure, bool stored, Batch& batch);
   Task<Status> Rollback();
 
   AsyncConnection& main_;
@@ -64,6 +112,8 @@ class Executor {
   WorkerPool* worker_;
   int batch_size_;
   std::shared_ptr<const Registry> registry_;
+  int64_t generation_ = -1;
+  std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
 };
 
 }  // namespace kck

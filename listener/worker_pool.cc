@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <utility>
 
 #include "listener/connection.h"
+#include "pg/connection.h"
 
 namespace kck {
 
@@ -54,6 +56,14 @@ void WorkerPool::Stop() {
     restart_timer_ = nullptr;
   }
   Kill("the daemon is stopping");
+}
+
+void WorkerPool::Restart(const std::string& why) {
+  if (stopping_ || process_ == nullptr) return;
+  spdlog::info("python worker: restarting (pid {}): {}", process_->pid, why);
+  restarting_ = true;
+  ready_ = false;
+  uv_kill(-process_->pid, SIGTERM);
 }
 
 void WorkerPool::Spawn() {
@@ -162,7 +172,8 @@ void WorkerPool::FailAll(const std::string& why) {
   pending_.clear();
   for (auto& [id, p] : pending) {
     p->StopTimer();
-    p->result = Status::Runtime(why);
+    // The worker died or was killed: not the request's fault.
+    p->result = Status::Unavailable(why);
     p->done.Set();
   }
 }
@@ -185,6 +196,10 @@ void WorkerPool::OnExit(int64_t status, int signal) {
   std::string how = signal ? "killed by signal " + std::to_string(signal) : "exited with status " + std::to_string(status);
   FailAll("python worker " + how);
   if (stopping_) return;
+  if (std::exchange(restarting_, false)) {
+    Spawn();
+    return;
+  }
   ++failures_;
   uint64_t delay = std::min<uint64_t>(100ull << std::min(failures_, 7), 10000);
   spdlog::warn("python worker {}; restarting in {} ms", how, delay);
@@ -238,7 +253,10 @@ Task<StatusOr<nlohmann::json>> WorkerPool::Call(nlohmann::json request) {
         auto p = it->second;
         self->pending_.erase(it);
         p->StopTimer();
-        p->result = Status::Runtime("python worker timed out after " + std::to_string(self->timeout_.count()) + " ms");
+        // Counted like a statement_timeout: retried, then the key's error.
+        p->result = Status::Unavailable("python worker timed out after " + std::to_string(self->timeout_.count()) +
+                                        " ms")
+                        .WithSqlstate(std::string(pg::kQueryCanceled));
         self->Kill("python worker killed after a timeout");
         p->done.Set();
       },

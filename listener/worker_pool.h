@@ -31,6 +31,9 @@ class WorkerPool {
   void Start();
   // Stops the process for good.
   void Stop();
+  // Replaces the process with a new one at once (the primers changed, so
+  // the code may have too). Requests in flight fail as unavailable.
+  void Restart(const std::string& why);
   // Sends one request ({"op": ...}; the id is added) and awaits its reply.
   // Fails if the worker is down, dies, or does not answer in time.
   Task<StatusOr<nlohmann::json>> Call(nlohmann::json request);
@@ -52,7 +55,7 @@ class WorkerPool {
   uv_pipe_t* out_ = nullptr;  // worker's stdout
   uv_timer_t* restart_timer_ = nullptr;
   std::string buffer_;
-  bool ready_ = false, stopping_ = false;
+  bool ready_ = false, stopping_ = false, restarting_ = false;
   int failures_ = 0;
   long long next_id_ = 1;
   std::map<long long, std::shared_ptr<Pending>> pending_;

@@ -21,6 +21,27 @@ std::string OneLine(std::string_view text) {
   return out;
 }
 
+bool TransientSqlstate(std::string_view code) {
+  if (code.size() != 5) return false;
+  std::string_view cls = code.substr(0, 2);
+  return cls == "08" || cls == "40" || cls == "53" || cls == "57" || code == "55P03";
+}
+
+Status ResultStatus(const PGresult* res) {
+  const char* code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  std::string sqlstate = code ? code : "";
+  std::string msg = ResultError(res);
+  Status s = TransientSqlstate(sqlstate) ? Status::Unavailable(msg) : Status::Runtime(msg);
+  return s.WithSqlstate(sqlstate);
+}
+
+std::string Excerpt(std::string_view text, size_t max) {
+  if (text.size() <= max) return std::string(text);
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(text.substr(0, cut)) + "... (" + std::to_string(text.size()) + " bytes)";
+}
+
 std::string ResultError(const PGresult* res) {
   if (res == nullptr) return "no result from server";
   const char* primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);

@@ -58,6 +58,21 @@ class Result {
 // position when PostgreSQL gives them.
 std::string ResultError(const PGresult* res);
 
+// The Status of a failed result: Unavailable (transient: retry the unit of
+// work, it is not the statement's fault) for SQLSTATE classes 08
+// (connection), 40 (deadlock, serialization), 53 (resources), 57 (operator
+// intervention, statement_timeout) and 55P03 (lock_not_available); Runtime
+// otherwise. The SQLSTATE travels with it.
+Status ResultStatus(const PGresult* res);
+// Whether a SQLSTATE names a transient failure (see ResultStatus).
+bool TransientSqlstate(std::string_view sqlstate);
+inline constexpr std::string_view kQueryCanceled = "57014";  // statement_timeout
+
+// A bounded excerpt of user data for a log line or an error message: at
+// most `max` bytes, cut at a UTF-8 boundary, with the full size appended
+// when cut.
+std::string Excerpt(std::string_view text, size_t max = 200);
+
 // One-line error text of a connection (its last error message, trimmed).
 std::string ConnectionError(const PGconn* conn);
 

@@ -1,0 +1,254 @@
+// How the executor produces the value of one product: augment the stored
+// value change by change, or recompute it (many keys of a SQL primer in one
+// statement, else one by one; SQL on the compute connection, Python in the
+// worker), and what a failure means: transient ones roll the batch back,
+// the primer's own become the product's error, and failed augments fall
+// back to a recompute and are counted per primer.
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <chrono>
+
+#include "listener/executor.h"
+#include "pg/connection.h"
+
+namespace kck {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::optional<double> Seconds(const std::optional<std::chrono::seconds>& s) {
+  if (!s) return std::nullopt;
+  return static_cast<double>(s->count());
+}
+
+nlohmann::json Parsed(const std::optional<std::string>& text) {
+  if (!text) return nullptr;
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  return j.is_discarded() ? nlohmann::json() : j;
+}
+
+uint64_t Txid(const std::string& text) {
+  uint64_t v = 0;
+  std::from_chars(text.data(), text.data() + text.size(), v);
+  return v;
+}
+
+// One warning per primer and minute, however many augments fail.
+void WarnFallback(const std::string& primer, const std::string& key, const std::string& reason) {
+  static std::map<std::string, Clock::time_point> last;
+  auto now = Clock::now();
+  auto it = last.find(primer);
+  if (it != last.end() && now - it->second < std::chrono::minutes(1)) return;
+  last[primer] = now;
+  spdlog::warn("primer \"{}\": augment of key \"{}\" failed, recomputing instead (counted in kck status): {}", primer,
+               pg::Excerpt(key, 120), pg::Excerpt(reason, 500));
+}
+
+// What a Python worker answers for an augment it declines (CannotAugment):
+// a recompute, but not a failure.
+constexpr std::string_view kDeclined = "cannot augment";
+
+}  // namespace
+
+bool Executor::GivesUp(const std::string& key, const Status& failure) {
+  const bool timeout = failure.sqlstate() == pg::kQueryCanceled;
+  const int limit = timeout ? kMaxTimeoutTries : kMaxTransientTries;
+  if (transient_tries_.size() > 10000) transient_tries_.clear();
+  int tries = ++transient_tries_[key];
+  if (tries < limit) {
+    spdlog::warn("key \"{}\": compute failed transiently (try {} of {}), rolling the batch back: {}",
+                 pg::Excerpt(key, 120), tries, limit, pg::Excerpt(failure.message(), 300));
+    return false;
+  }
+  transient_tries_.erase(key);
+  return true;
+}
+
+Task<void> Executor::ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
+                                 std::map<std::string, Computed>* out) {
+  std::vector<std::vector<std::string>> columns(primer.spec.params.size());
+  std::vector<std::string> decoded_keys;
+  for (const auto& key : keys) {
+    auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+    if (!values.ok()) continue;
+    decoded_keys.push_back(key);
+    for (size_t i = 0; i < values->size(); ++i) columns[i].push_back((*values)[i]);
+  }
+  pg::Params params{pg::ArrayLiteral(decoded_keys)};
+  for (const auto& c : columns) params.push_back(pg::ArrayLiteral(c));
+  auto t0 = Clock::now();
+  auto res = co_await compute_.Query(primer.compute_many, std::move(params));
+  if (!res.ok()) {
+    // One failing key fails the statement: compute them one by one, so
+    // each error (or transient failure) lands on its own key.
+    spdlog::debug("primer \"{}\": computing {} keys one by one: {}", primer.spec.name, keys.size(),
+                  pg::Excerpt(res.status().message(), 300));
+    co_return;
+  }
+  double each = MsSince(t0) / std::max(1, res->rows());
+  for (int i = 0; i < res->rows(); ++i) {
+    (*out)[std::string(res->get(i, 0))] = Computed{res->get_opt(i, 1), res->get_opt(i, 2), each};
+  }
+}
+
+// Keys of one SQL primer that will be recomputed are computed together:
+// one statement instead of one round trip each.
+Task<void> Executor::PrecomputeMany(Batch& batch) {
+  std::map<const Primer*, std::vector<std::string>> recompute;
+  for (const auto& [key, work] : batch.plan.keys) {
+    auto it = batch.stored.find(key);
+    if ((it == batch.stored.end() && !work.force) || work.primer->compute_many.empty()) continue;
+    bool may_augment = work.augmentable && batch.augment_allowed && it != batch.stored.end() &&
+                       !it->second.value.empty();
+    if (!may_augment) recompute[work.primer].push_back(key);
+  }
+  for (const auto& [primer, keys] : recompute) {
+    if (keys.size() > 1) co_await ComputeMany(*primer, keys, &batch.precomputed);
+  }
+}
+
+Task<StatusOr<Executor::Computed>> Executor::RecomputePython(const std::string& key) {
+  if (worker_ == nullptr) co_return Status::Runtime("python primer needs kck listen --python-worker");
+  nlohmann::json req;
+  req["op"] = std::string("compute");
+  req["key"] = key;
+  auto reply = co_await worker_->Call(std::move(req));
+  if (!reply.ok()) co_return reply.status();
+  Computed c;
+  c.value = reply->contains("value") ? (*reply)["value"].dump() : std::string("null");
+  if (reply->contains("snapshot") && (*reply)["snapshot"].is_string()) {
+    c.snapshot = (*reply)["snapshot"].get<std::string>();
+  }
+  co_return c;
+}
+
+Task<StatusOr<Executor::Computed>> Executor::RecomputeSql(const std::string& key, const Primer& primer) {
+  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+  if (!values.ok()) co_return values.status();
+  auto res = co_await compute_.Query(primer.compute.sql, BindValues(primer.compute, primer.KeyValues(*values)));
+  if (!res.ok()) co_return res.status();
+  if (res->rows() != 1) co_return Status::Runtime("compute returned " + std::to_string(res->rows()) + " rows");
+  Computed c;
+  c.value = res->get_opt(0, 0);
+  if (!c.value) c.value = "null";
+  c.snapshot = res->get_opt(0, 1);
+  co_return c;
+}
+
+Task<StatusOr<Executor::Computed>> Executor::Recompute(const std::string& key, const Primer& primer) {
+  if (primer.python()) co_return co_await RecomputePython(key);
+  co_return co_await RecomputeSql(key, primer);
+}
+
+// One change applied to `current`; nullopt when the primer declines.
+Task<StatusOr<std::optional<std::string>>> Executor::AugmentOne(const std::string& key, const Primer& primer,
+                                                                const Change& change, const RowPair& rows,
+                                                                const std::string& current) {
+  using Result = std::optional<std::string>;
+  if (primer.python()) {
+    if (worker_ == nullptr) co_return Result();
+    nlohmann::json req;
+    req["op"] = std::string("augment");
+    req["key"] = key;
+    req["value"] = Parsed(current);
+    req["change"] = {{"table", change.tbl}, {"op", std::string(1, change.op)}, {"old", Parsed(rows.old_row)},
+                     {"new", Parsed(rows.new_row)}};
+    auto reply = co_await worker_->Call(std::move(req));
+    if (!reply.ok() && reply.status().message() == kDeclined) co_return Result();
+    if (!reply.ok()) co_return reply.status();
+    if (!reply->contains("value")) co_return Status::Runtime("augment reply has no value");
+    co_return Result((*reply)["value"].dump());
+  }
+  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+  if (!values.ok()) co_return values.status();
+  const BoundSql& sql = primer.augment.at(change.tbl).at(change.op);
+  auto args = primer.KeyValues(*values);
+  args[std::string("value")] = current;
+  args[std::string("old")] = rows.old_row;
+  args[std::string("new")] = rows.new_row;
+  auto res = co_await compute_.Query("SELECT to_jsonb((" + sql.sql + "))::text", BindValues(sql, args));
+  if (!res.ok()) co_return res.status();
+  if (res->rows() != 1 || res->is_null(0, 0)) co_return Status::Runtime("augment returned no value");
+  co_return Result(std::string(res->get(0, 0)));
+}
+
+// The stored value with the key's changes applied in id order; nullopt
+// when a recompute must do instead (declined, failed: counted).
+Task<StatusOr<std::optional<std::string>>> Executor::Augment(const std::string& key, const KeyWork& work,
+                                                             const Stored& stored, Batch& batch) {
+  using Result = std::optional<std::string>;
+  std::string current = stored.value;
+  for (size_t idx : work.changes) {
+    const Change& c = batch.changes[idx];
+    if (!stored.snapshot.empty() && VisibleInSnapshot(stored.snapshot, Txid(c.txid))) continue;
+    bool bulk = false;
+    auto pairs = RowPairs(c, &bulk);
+    if (!pairs.ok() || pairs->size() != 1) co_return Result();
+    auto next = co_await AugmentOne(key, *work.primer, c, pairs->front(), current);
+    if (!next.ok() && next.status().transient()) co_return next.status();
+    if (!next.ok()) {
+      FallbackCount& f = batch.writes.fallbacks[work.primer->spec.name];
+      ++f.count;
+      f.last = next.status().message();
+      ++batch.stats.augment_fallbacks;
+      WarnFallback(work.primer->spec.name, key, f.last);
+      co_return Result();
+    }
+    if (!*next) co_return Result();
+    current = std::move(**next);
+  }
+  co_return Result(current);
+}
+
+void Executor::RecordError(const std::string& key, const Primer& primer, const Status& failure, bool stored,
+                           Batch& batch) {
+  std::string error = failure.transient() ? "gave up after repeated transient failures: " + failure.message()
+                                          : failure.message();
+  ++batch.stats.errors;
+  spdlog::error("primer \"{}\": key \"{}\": compute failed, keeping the stored value: {}", primer.spec.name,
+                pg::Excerpt(key, 120), pg::Excerpt(error, 500));
+  if (stored) batch.writes.errors.push_back({key, error});
+}
+
+Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, Batch& batch) {
+  const Primer& primer = *work.primer;
+  auto it = batch.stored.find(key);
+  const bool stored = it != batch.stored.end();
+  if (!stored && !work.force) co_return Status::Ok();  // not stored: primed lazily on read
+  auto t0 = Clock::now();
+  Computed c;
+  bool augmented = false;
+  if (work.augmentable && batch.augment_allowed && stored && !it->second.value.empty()) {
+    auto a = co_await Augment(key, work, it->second, batch);
+    if (!a.ok()) co_return a.status();
+    augmented = a->has_value();
+    if (augmented) c.value = std::move(**a);  // the snapshot stays the last compute's
+  }
+  if (augmented) {
+    c.ms = MsSince(t0);
+  } else if (auto pre = batch.precomputed.find(key); pre != batch.precomputed.end()) {
+    c = pre->second;
+  } else {
+    auto r = co_await Recompute(key, primer);
+    if (!r.ok() && r.status().transient() && !GivesUp(key, r.status())) co_return r.status();
+    if (!r.ok()) {
+      RecordError(key, primer, r.status(), stored, batch);
+      co_return Status::Ok();
+    }
+    c = std::move(*r);
+    c.ms = MsSince(t0);
+  }
+  transient_tries_.erase(key);
+  ++batch.stats.keys;
+  if (augmented) ++batch.stats.augmented;
+  batch.writes.products.push_back({key, primer.spec.name, c.value.value_or("null"), c.snapshot, c.ms,
+                                   Seconds(primer.spec.soft_expire), Seconds(primer.spec.hard_expire)});
+  co_return Status::Ok();
+}
+
+}  // namespace kck

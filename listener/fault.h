@@ -1,0 +1,24 @@
+// Fault injection for tests: cut or pause the daemon at one step of a batch.
+//
+//   KCK_FAULT_CUT=<step>[:<n>]   the n-th time (default 1) the step is
+//                                reached, shut down the socket of the
+//                                connection it uses, so the step fails as
+//                                on a lost connection
+//   KCK_FAULT_PAUSE=<step>       the first time the step is reached, create
+//   KCK_FAULT_PAUSE_FILE=<path>  <path>.paused and wait until <path> exists
+//
+// Steps: claim, plan, lock, compute, write, commit (after the writes and
+// COMMIT were sent, before their reply). Unset variables cost one branch.
+#pragma once
+
+#include <string_view>
+
+#include "listener/connection.h"
+#include "listener/task.h"
+
+namespace kck::fault {
+
+// Applies whatever the environment asks for at `step` to `conn`.
+Task<void> At(std::string_view step, AsyncConnection& conn);
+
+}  // namespace kck::fault

@@ -1,0 +1,24 @@
+// Resolver: the part of planning that needs the database, run in the batch
+// transaction before the keys are locked.
+//
+//   keys rules: SQL given :old/:new (on the compute connection) or the
+//     Python worker; a rule that fails for good cannot map its change, so
+//     every stored product of its primer is recomputed instead
+//   partial matches: the primers' locks are taken exclusively (readers
+//     hold them shared while they compute a miss), then their stored keys
+//     are listed and matched
+//
+// A transient failure (lost connection, dead worker) fails the whole
+// resolve: the batch rolls back and is claimed again.
+#pragma once
+
+#include "listener/connection.h"
+#include "listener/planner.h"
+#include "listener/task.h"
+#include "listener/worker_pool.h"
+
+namespace kck {
+
+Task<Status> Resolve(Plan& plan, AsyncConnection& main, AsyncConnection& compute, WorkerPool* worker);
+
+}  // namespace kck

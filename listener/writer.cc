@@ -1,0 +1,113 @@
+#include "listener/writer.h"
+
+#include <spdlog/spdlog.h>
+
+#include "listener/fault.h"
+#include "pg/connection.h"
+#include "sql/embedded.h"
+
+namespace kck {
+namespace {
+
+using Statements = std::vector<AsyncConnection::Statement>;
+
+std::optional<std::string> Number(const std::optional<double>& v) {
+  if (!v) return std::nullopt;
+  return std::to_string(*v);
+}
+
+AsyncConnection::Statement ProductsStatement(const std::vector<ProductWrite>& products) {
+  std::vector<std::optional<std::string>> key, primer, value, snapshot, ms, soft, hard;
+  for (const auto& p : products) {
+    key.emplace_back(p.key);
+    primer.emplace_back(p.primer);
+    value.emplace_back(p.value);
+    snapshot.push_back(p.snapshot);
+    ms.emplace_back(std::to_string(p.ms));
+    soft.push_back(Number(p.soft));
+    hard.push_back(Number(p.hard));
+  }
+  return {std::string(sql::File("daemon_write.sql")),
+          pg::Params{pg::ArrayLiteral(key), pg::ArrayLiteral(primer), pg::ArrayLiteral(value),
+                     pg::ArrayLiteral(snapshot), pg::ArrayLiteral(ms), pg::ArrayLiteral(soft),
+                     pg::ArrayLiteral(hard)}};
+}
+
+// Errors and fallback counters: small, made of kck's own text, never rejected.
+void AppendBookkeeping(const Writes& writes, Statements& out) {
+  if (!writes.errors.empty()) {
+    std::vector<std::string> keys, errors;
+    for (const auto& e : writes.errors) {
+      keys.push_back(e.key);
+      errors.push_back(pg::Excerpt(e.error, 2000));
+    }
+    out.emplace_back(sql::File("daemon_errors.sql"), pg::Params{pg::ArrayLiteral(keys), pg::ArrayLiteral(errors)});
+  }
+  if (!writes.fallbacks.empty()) {
+    std::vector<std::string> primers, counts, lasts;
+    for (const auto& [primer, f] : writes.fallbacks) {  // sorted: daemons lock rows in one order
+      primers.push_back(primer);
+      counts.push_back(std::to_string(f.count));
+      lasts.push_back(pg::Excerpt(f.last, 500));
+    }
+    out.emplace_back(sql::File("daemon_fallbacks.sql"),
+                     pg::Params{pg::ArrayLiteral(primers), pg::ArrayLiteral(counts), pg::ArrayLiteral(lasts)});
+  }
+}
+
+// One product behind its own savepoint; a rejected one becomes an error.
+Task<Status> WriteOne(AsyncConnection& main, ProductWrite& p, Writes& writes, size_t* rejected) {
+  Statements one;
+  one.emplace_back("SAVEPOINT kck_product", pg::Params{});
+  one.push_back(ProductsStatement({p}));
+  one.emplace_back("RELEASE SAVEPOINT kck_product", pg::Params{});
+  auto done = co_await main.Pipeline(std::move(one));
+  if (done.ok()) co_return Status::Ok();
+  if (done.status().transient()) co_return done.status();
+  auto back = co_await main.Script("ROLLBACK TO SAVEPOINT kck_product");
+  if (!back.ok()) co_return back.status();
+  ++*rejected;
+  spdlog::error("primer \"{}\": key \"{}\": product rejected by PostgreSQL, keeping the stored value: {}", p.primer,
+                pg::Excerpt(p.key, 120), pg::Excerpt(done.status().message(), 300));
+  writes.errors.push_back({p.key, "product rejected by PostgreSQL: " + done.status().message()});
+  co_return Status::Ok();
+}
+
+// The slow path, after the batch's writes failed as a whole.
+Task<Status> WriteOneByOne(AsyncConnection& main, Writes& writes, size_t* rejected) {
+  auto back = co_await main.Script("ROLLBACK TO SAVEPOINT kck_write");
+  if (!back.ok()) co_return back.status();
+  auto products = std::move(writes.products);
+  writes.products.clear();
+  for (auto& p : products) {
+    Status s = co_await WriteOne(main, p, writes, rejected);
+    if (!s.ok()) co_return s;
+  }
+  Statements rest;
+  AppendBookkeeping(writes, rest);
+  rest.emplace_back("COMMIT", pg::Params{});
+  co_await fault::At("commit", main);
+  auto done = co_await main.Pipeline(std::move(rest));
+  co_return done.ok() ? Status::Ok() : done.status();
+}
+
+}  // namespace
+
+Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, size_t* rejected) {
+  co_await fault::At("write", main);
+  Statements all;
+  const bool any = !writes.products.empty() || !writes.errors.empty() || !writes.fallbacks.empty();
+  if (any) all.emplace_back("SAVEPOINT kck_write", pg::Params{});
+  if (!writes.products.empty()) all.push_back(ProductsStatement(writes.products));
+  AppendBookkeeping(writes, all);
+  all.emplace_back("COMMIT", pg::Params{});
+  co_await fault::At("commit", main);
+  auto done = co_await main.Pipeline(std::move(all));
+  if (done.ok()) co_return Status::Ok();
+  if (done.status().transient() || !any) co_return done.status();
+  spdlog::warn("writing {} products failed ({}); writing them one by one", writes.products.size(),
+               pg::Excerpt(done.status().message(), 300));
+  co_return co_await WriteOneByOne(main, writes, rejected);
+}
+
+}  // namespace kck

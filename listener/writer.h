@@ -1,0 +1,47 @@
+// Writer: the end of a batch. Writes every product, error and per-primer
+// counter and commits, in one round trip. A value PostgreSQL rejects (a
+// jsonb it refuses, a key over the index row limit) must not stop every
+// other product: the writes run behind a savepoint, and when they fail for
+// a reason that is not transient they are retried one product at a time,
+// each behind its own savepoint, and the rejected ones get an error instead.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "listener/connection.h"
+#include "listener/task.h"
+
+namespace kck {
+
+struct ProductWrite {
+  std::string key, primer, value;
+  std::optional<std::string> snapshot;  // nullopt after an augment: keep the last compute's
+  double ms = 0;
+  std::optional<double> soft, hard;     // expiry in seconds
+};
+
+struct ErrorWrite {
+  std::string key, error;
+};
+
+struct FallbackCount {
+  long long count = 0;
+  std::string last;  // the last reason, one bounded line
+};
+
+struct Writes {
+  std::vector<ProductWrite> products;
+  std::vector<ErrorWrite> errors;
+  std::map<std::string, FallbackCount> fallbacks;  // by primer
+};
+
+// Writes `writes` and COMMITs on `main` (inside the batch transaction).
+// Products rejected by PostgreSQL move to writes.errors; *rejected counts
+// them. Fails only on a transient error or when COMMIT fails: the caller
+// rolls back.
+Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, size_t* rejected);
+
+}  // namespace kck

@@ -82,6 +82,7 @@ class TortureTest : public ::testing::Test {
     bool quiet = WaitQuiet(conn_, TestConnInfo(conninfo_), sizes_.drain_limit);
     std::printf("kck torture: %s: drained in %.1f s\n", what.c_str(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    std::fflush(stdout);
     std::string logs;
     for (const Daemon* d : daemons) logs += "\n--- " + d->log_path() + " (tail)\n" + Tail(d->log(), 15);
     ASSERT_TRUE(quiet) << what << ": not drained after " << sizes_.drain_limit.count() << " s: " << OutboxReport(conn_)

@@ -63,8 +63,13 @@ Task<StatusOr<std::vector<std::string>>> SqlKeys(const KeysQuery& q, AsyncConnec
 
 Task<Status> RunKeysQueries(Plan& plan, AsyncConnection& compute, WorkerPool* worker) {
   for (const auto& q : plan.keys_queries) {
-    const bool python = q.primer->spec.depends_on[q.rule].python_rule.has_value();
-    auto keys = python ? co_await PythonKeys(q, worker) : co_await SqlKeys(q, compute);
+    // Not a conditional expression: GCC 12 mishandles co_await inside ?:.
+    StatusOr<std::vector<std::string>> keys = Status::Runtime("no keys rule");
+    if (q.primer->spec.depends_on[q.rule].python_rule) {
+      keys = co_await PythonKeys(q, worker);
+    } else {
+      keys = co_await SqlKeys(q, compute);
+    }
     if (!keys.ok() && keys.status().transient()) co_return keys.status().WithContext("keys rule");
     if (!keys.ok()) {
       spdlog::warn("primer \"{}\": depends_on[{}] failed, recomputing all its stored products: {}",

@@ -61,6 +61,13 @@ TEST(Config, RejectsWithTheNameOfThePrimerAndField) {
               "cycle");
 }
 
+// Found by tests/fuzz/config_fuzz (corpus/config/regress_number_overflow):
+// nlohmann::json throws out_of_range, not parse_error, on such numbers.
+TEST(Config, NumbersOutOfRangeAreInvalidNotThrown) {
+  ExpectError("2e308", "primers.json: not valid JSON: ");
+  ExpectError(One(R"("compute": "SELECT 1", "refresh_every": -1e999)"), "number overflow");
+}
+
 TEST(Config, PlaceholdersMustBeDeclared) {
   auto c = ParseConfig(One(R"("compute": "SELECT :writer")"), "primers.json");
   ASSERT_TRUE(c.ok());

@@ -337,6 +337,8 @@ json PrimerToJson(const PrimerSpec& spec) {
     } else {
       rj["params"] = json::object();
       for (const auto& [k, v] : r.params) rj["params"][k] = v;
+      // A params rule may list columns for augment code too.
+      if (r.kind == DependsRule::Kind::kTableParams && !r.columns.empty()) rj["columns"] = r.columns;
     }
     j["depends_on"].push_back(rj);
   }

@@ -236,10 +236,11 @@ StatusOr<Config> ParseConfig(std::string_view text, std::string_view origin) {
   std::string where(origin);
   json doc = json::parse(text, nullptr, false);
   if (doc.is_discarded()) {
-    // Parse again with exceptions to learn where it broke.
+    // Parse again with exceptions to learn where it broke. Not only
+    // parse_error: a number too large for a double throws out_of_range.
     try {
       json again = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       return Status::Invalid(where + ": not valid JSON: " + e.what());
     }
     return Status::Invalid(where + ": not valid JSON");
@@ -336,6 +337,8 @@ json PrimerToJson(const PrimerSpec& spec) {
     } else {
       rj["params"] = json::object();
       for (const auto& [k, v] : r.params) rj["params"][k] = v;
+      // A params rule may list columns for augment code too.
+      if (r.kind == DependsRule::Kind::kTableParams && !r.columns.empty()) rj["columns"] = r.columns;
     }
     j["depends_on"].push_back(rj);
   }

@@ -61,6 +61,27 @@ TEST(Config, RejectsWithTheNameOfThePrimerAndField) {
               "cycle");
 }
 
+// Found by tests/fuzz/config_fuzz (corpus/config/regress_number_overflow):
+// nlohmann::json throws out_of_range, not parse_error, on such numbers.
+TEST(Config, NumbersOutOfRangeAreInvalidNotThrown) {
+  ExpectError("2e308", "primers.json: not valid JSON: ");
+  ExpectError(One(R"("compute": "SELECT 1", "refresh_every": -1e999)"), "number overflow");
+}
+
+// Found by tests/fuzz/config_fuzz (corpus/config/regress_params_rule_columns):
+// the registry form dropped the columns of a table rule with params.
+TEST(Config, ParamsRuleColumnsSurviveTheRegistryForm) {
+  auto c = ParseConfig(One(R"("compute": "SELECT 1",
+    "depends_on": [{"table": "books", "params": {"author_id": "author_id"}, "columns": ["title", "genre"]}])"),
+                       "primers.json");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  auto back = ParsePrimer(PrimerToJson(c->primers[0]));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  ASSERT_EQ(back->depends_on.size(), 1u);
+  EXPECT_EQ(back->depends_on[0].kind, DependsRule::Kind::kTableParams);
+  EXPECT_EQ(back->depends_on[0].columns, (std::vector<std::string>{"title", "genre"}));
+}
+
 TEST(Config, PlaceholdersMustBeDeclared) {
   auto c = ParseConfig(One(R"("compute": "SELECT :writer")"), "primers.json");
   ASSERT_TRUE(c.ok());

@@ -299,7 +299,12 @@ Plan PlanChanges(const std::vector<Change>& changes, const Registry& reg) {
     bool bulk = false;
     auto rows = RowPairs(c, &bulk);
     if (!rows.ok()) {
-      plan.problems.push_back(Describe(c) + ": " + rows.status().message());
+      // A row image simdjson cannot read (jsonb writes numerics beyond 64
+      // bits and beyond double) still says which table changed: recompute
+      // what depends on it rather than lose the change.
+      plan.problems.push_back(Describe(c) + ": " + rows.status().message() +
+                              "; recomputing every stored product that depends on the table");
+      for (const RuleRef& ref : reg.RulesForTable(c.tbl)) plan.partial.push_back(AllOf(ref.primer, i));
       continue;
     }
     if (c.tbl == "kck.cache") {

@@ -161,8 +161,11 @@ void WorkerPool::OnLine(std::string_view line) {
   } else if (j.value("cannot_augment", false)) {
     p->result = Status::Runtime("cannot augment");
   } else {
-    p->result = Status::Runtime(j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>()
-                                                                            : std::string("worker reported failure"));
+    std::string error = j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>()
+                                                                     : std::string("worker reported failure");
+    // A transient failure in the worker (its database connection broke, a
+    // deadlock, a timeout) rolls the batch back like one in the daemon.
+    p->result = j.value("transient", false) ? Status::Unavailable(error) : Status::Runtime(error);
   }
   p->done.Set();
 }

@@ -30,6 +30,27 @@ PROTOCOL = 1
 log = logging.getLogger("kck.worker")
 
 
+# SQLSTATE classes of failures that are not the primer's fault: connection,
+# transaction rollback (deadlock, serialization), resources, operator
+# intervention (statement_timeout); and lock_not_available. The daemon rolls
+# its batch back and retries instead of recording them (docs/DESIGN.md).
+_TRANSIENT_CLASSES = ("08", "40", "53", "57")
+
+
+def _is_transient(error):
+    """Whether ``error`` (or what caused it) is a transient database failure."""
+    seen = 0
+    while error is not None and seen < 10:
+        code = getattr(error, "pgcode", None)
+        if code:
+            return code[:2] in _TRANSIENT_CLASSES or code == "55P03"
+        if isinstance(error, InterfaceError):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
 class BadRequest(KckError):
     """A request the worker cannot act on (missing or wrongly typed fields, unknown op)."""
 
@@ -84,11 +105,13 @@ class Worker:
                 # The connection broke (PostgreSQL restarted, ...): reconnect and retry once.
                 self._reset_connection()
                 if attempt == 2:
-                    resp = {"ok": False, "error": _one_line(e)}
+                    resp = {"ok": False, "error": _one_line(e), "transient": True}
             except Exception as e:
                 self._reset_connection(only_if_broken=True)
-                log.info("kck_worker: request %s (%s) failed: %s", rid, req.get("op"), _one_line(e))
+                log.warning("kck_worker: request %s (%s) failed: %s", rid, req.get("op"), _one_line(e))
                 resp = {"ok": False, "error": _one_line(e)}
+                if _is_transient(e):
+                    resp["transient"] = True
                 break
         out = {"id": rid}
         out.update(resp)

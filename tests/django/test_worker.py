@@ -271,3 +271,12 @@ def test_exits_cleanly_on_eof(pg_cluster):
     w.proc.stdin.close()
     assert w.proc.wait(timeout=10) == 0
     assert w.lines.get(timeout=5) is None
+
+
+def test_transient_failures_are_marked_so_the_daemon_retries(worker, db):
+    resp = worker.call({"op": "compute", "key": "times_out/1"})
+    assert resp["ok"] is False and resp.get("transient") is True, resp
+    assert "statement timeout" in resp["error"]
+    boom = worker.call({"op": "compute", "key": "boom/3"})
+    assert boom["ok"] is False and "transient" not in boom, boom
+    assert worker.call({"op": "ping"})["ok"]

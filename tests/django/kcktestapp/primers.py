@@ -21,6 +21,20 @@ class EchoPrimer(Primer):
         return {"text": self.key_to_param_dict(key)["text"], "n": COMPUTES[key]}
 
 
+class TimeoutPrimer(Primer):
+    """Its compute always hits statement_timeout: a transient failure."""
+
+    key = "times_out"
+    parameters = [IntParameter("n")]
+
+    def compute(self, key):
+        from django.db import connection
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL statement_timeout = 1")
+            cur.execute("SELECT pg_sleep(1)")
+        return 0
+
+
 class SlowEchoPrimer(Primer):
     key = "slow_echo"
     parameters = [StrParameter("text")]

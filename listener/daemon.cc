@@ -149,7 +149,7 @@ Task<void> Daemon::Main() {
     Status s = co_await Connect();
     if (s.ok()) s = co_await LoadRegistry();
     if (!s.ok()) {
-      spdlog::warn("{}; retrying in {} ms", s.message(), backoff.count());
+      spdlog::warn("{}; retrying in {} ms", pg::Excerpt(s.message(), 500), backoff.count());
       main_->Close();
       compute_->Close();
       // Sleep in slices so a stop request is honoured quickly.
@@ -178,7 +178,7 @@ Task<void> Daemon::Main() {
         if (!r.ok()) {
           // Planning with primers known to be stale could leave products
           // silently wrong: changes wait in the outbox instead.
-          spdlog::error("{}; changes stay queued until the primers load", r.message());
+          spdlog::error("{}; changes stay queued until the primers load", pg::Excerpt(r.message(), 500));
           co_await Sleep(&loop_, 1000);
           reload_ = true;
           continue;
@@ -191,7 +191,7 @@ Task<void> Daemon::Main() {
         auto t0 = std::chrono::steady_clock::now();
         auto stats = co_await executor_->RunBatch();
         if (!stats.ok()) {
-          spdlog::error("batch rolled back, changes stay queued: {}", stats.status().message());
+          spdlog::error("batch rolled back, changes stay queued: {}", pg::Excerpt(stats.status().message(), 500));
           if (main_->connected() && compute_->connected()) {
             co_await Sleep(&loop_, 1000);  // e.g. a deadlock: try again shortly
             pending_ = true;
@@ -220,7 +220,7 @@ Task<void> Daemon::Main() {
         schedule_due_ = false;
         auto stats = co_await executor_->RunScheduled();
         if (!stats.ok()) {
-          spdlog::error("scheduled refresh rolled back: {}", stats.status().message());
+          spdlog::error("scheduled refresh rolled back: {}", pg::Excerpt(stats.status().message(), 500));
         } else {
           window_.keys += stats->keys;
           window_.errors += stats->errors;

@@ -2,6 +2,7 @@
 // later good change is applied. Malformed outbox rows, computes that fail,
 // hang or return the wrong type, source tables altered under the daemon,
 // and bad keys given to `kck get`.
+#include <sstream>
 #include <algorithm>
 #include <string>
 
@@ -69,6 +70,8 @@ const MalformedRow kMalformedRows[] = {
     {"update_old_array_new_object", "public.store_book", "U", "'[{\"author_id\": 1}]'", "'{\"author_id\": 2}'"},
     {"key_column_wrong_type", "public.store_book", "I", "NULL", "'{\"id\": 1, \"author_id\": \"abc\"}'"},
     {"key_column_is_an_object", "public.store_book", "I", "NULL", "'{\"id\": 1, \"author_id\": {\"x\": [1]}}'"},
+    {"key_column_is_a_megabyte_object", "public.store_book", "I", "NULL",
+     "jsonb_build_object('id', 1, 'author_id', jsonb_build_object('x', repeat('y', 1024 * 1024)))"},
     {"key_column_out_of_range", "public.store_book", "I", "NULL", "'{\"id\": 1, \"author_id\": 1e30}'"},
     {"bulk_array_of_scalars", "public.store_book", "I", "NULL", "'[1, \"x\", null, [2]]'"},
     {"unknown_table", "public.no_such_table", "I", "NULL", "'{\"id\": 1}'"},
@@ -104,6 +107,12 @@ TEST_P(MalformedChangeTest, DaemonGoesOnAndLaterGoodChangeIsApplied) {
   ExpectLaterGoodChangeApplied();
   ExpectDrained();
   ExpectConsistent(conn_, std::string("after malformed row ") + row.name);
+  // Log lines quote payloads only up to a bounded length (a 10 MB image
+  // once made a 10 MB warning line).
+  std::istringstream log(daemon_->log());
+  size_t longest = 0;
+  for (std::string line; std::getline(log, line);) longest = std::max(longest, line.size());
+  EXPECT_LT(longest, 4096u) << "a daemon log line of " << longest << " bytes";
 }
 
 INSTANTIATE_TEST_SUITE_P(Rows, MalformedChangeTest, ::testing::ValuesIn(kMalformedRows),

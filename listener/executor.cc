@@ -210,8 +210,8 @@ Task<StatusOr<BatchStats>> Executor::Apply(Batch& batch) {
     Status s = co_await LockAndRead(batch);
     if (s.ok()) s = co_await CheckAugmentOrder(batch);
     if (s.ok()) {
-      co_await PrecomputeMany(batch);
       co_await fault::At("compute", compute_);
+      co_await PrecomputeMany(batch);
     }
     for (auto it = batch.plan.keys.begin(); s.ok() && it != batch.plan.keys.end(); ++it) {
       s = co_await ProduceKey(it->first, it->second, batch);

@@ -76,10 +76,12 @@ CREATE OR REPLACE FUNCTION kck.lock_key_session(key text) RETURNS void
   SELECT pg_advisory_lock(7037803, kck.bucket(key))
 $$;
 
+-- Both unlocks always run (an AND could skip the second).
 CREATE OR REPLACE FUNCTION kck.unlock_key_session(key text) RETURNS boolean
   LANGUAGE sql AS $$
-  SELECT pg_advisory_unlock(7037803, kck.bucket(key))
-     AND pg_advisory_unlock_shared(7037804, kck.primer_lock_id(split_part(key, '/', 1)))
+  SELECT bucket AND primer
+    FROM (SELECT pg_advisory_unlock(7037803, kck.bucket(key)) AS bucket,
+                 pg_advisory_unlock_shared(7037804, kck.primer_lock_id(split_part(key, '/', 1))) AS primer) u
 $$;
 
 CREATE OR REPLACE FUNCTION kck.try_lock_key(key text) RETURNS boolean

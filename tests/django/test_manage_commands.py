@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,6 @@ from kcktest_pw_settings import PASSWORD
 from store.models import Author, Book
 
 pytestmark = pytest.mark.skipif(not BINARY_LISTENS, reason=NO_LISTEN_REASON)
-
-UNTIL_IDLE = "--until-idle" in subprocess.run([KCK_BINARY, "listen", "--help"], stdout=subprocess.PIPE,
-                                              universal_newlines=True).stdout
-
 
 def _proc(pid, what):
     return Path("/proc/%d/%s" % (pid, what)).read_bytes().split(b"\0")

@@ -92,19 +92,20 @@ int Uninstall(const Global& g, bool drop_data, bool dry_run) {
 }
 
 int Listen(const Global& g, const std::string& python_worker, int batch, const std::string& worker_timeout,
-           const std::string& compute_timeout) {
+           const std::string& compute_timeout, bool until_idle) {
   if (g.db.empty()) return Fail(Status::Invalid("no database: pass --db CONNINFO or set KCK_DATABASE_URL"));
   DaemonOptions opts;
   opts.conninfo = g.db;
   opts.batch = batch;
   opts.python_worker = python_worker;
+  opts.until_idle = until_idle;
   auto wt = ParsePeriod(worker_timeout);
   if (!wt.ok()) return Fail(wt.status().WithContext("--worker-timeout"));
   auto ct = ParsePeriod(compute_timeout);
   if (!ct.ok()) return Fail(ct.status().WithContext("--compute-timeout"));
   opts.worker_timeout = *wt;
   opts.compute_timeout = *ct;
-  spdlog::info("kck {} listening (batch {}{})", KCK_VERSION, batch,
+  spdlog::info("kck {} {} (batch {}{})", KCK_VERSION, until_idle ? "applying pending changes" : "listening", batch,
                python_worker.empty() ? "" : ", python worker \"" + python_worker + "\"");
   Daemon daemon(opts);
   return daemon.Run();

@@ -18,7 +18,7 @@ int Fail(const Status& status);  // prints "kck: <message>" and maps the kind to
 int Install(const Global& g, const std::string& config_path, bool dry_run);
 int Uninstall(const Global& g, bool drop_data, bool dry_run);
 int Listen(const Global& g, const std::string& python_worker, int batch, const std::string& worker_timeout,
-           const std::string& compute_timeout);
+           const std::string& compute_timeout, bool until_idle);
 int Get(const Global& g, const std::string& key);
 int Refresh(const Global& g, const std::vector<std::string>& keys);
 int StatusCmd(const Global& g, bool json);

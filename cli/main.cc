@@ -32,11 +32,13 @@ int main(int argc, char** argv) {
 
   std::string python_worker, worker_timeout = "30s", compute_timeout = "30s";
   int batch = 5000;
+  bool until_idle = false;
   auto* listen = app.add_subcommand("listen", "run the daemon");
   listen->add_option("--python-worker", python_worker, "command that starts manage.py kck_worker");
   listen->add_option("--batch", batch, "changes claimed per transaction")->check(CLI::Range(1, 100000));
   listen->add_option("--worker-timeout", worker_timeout, "longest a python compute may take (e.g. 30s)");
   listen->add_option("--compute-timeout", compute_timeout, "statement_timeout of SQL computes (e.g. 30s)");
+  listen->add_flag("--until-idle", until_idle, "apply every pending change, then exit 0 (1 on a failure)");
 
   std::string key;
   auto* get = app.add_subcommand("get", "print a product (computed and stored on a miss)");
@@ -65,7 +67,7 @@ int main(int argc, char** argv) {
   namespace cli = kck::cli;
   if (*install) return cli::Install(g, config, dry_run);
   if (*uninstall) return cli::Uninstall(g, drop_data, dry_run);
-  if (*listen) return cli::Listen(g, python_worker, batch, worker_timeout, compute_timeout);
+  if (*listen) return cli::Listen(g, python_worker, batch, worker_timeout, compute_timeout, until_idle);
   if (*get) return cli::Get(g, key);
   if (*refresh) return cli::Refresh(g, keys);
   if (*status) return cli::StatusCmd(g, json);

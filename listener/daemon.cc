@@ -111,7 +111,7 @@ int Daemon::Run() {
     for (auto* h : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
   });
   uv_run(&loop_, UV_RUN_DEFAULT);
-  return finished ? 0 : 1;
+  return finished ? exit_code_ : 1;
 }
 
 Task<Status> Daemon::Connect() {
@@ -143,12 +143,21 @@ Task<Status> Daemon::LoadRegistry() {
   co_return Status::Ok();
 }
 
+bool Daemon::GiveUp(const Status& s) {
+  if (!options_.until_idle) return false;
+  spdlog::error("--until-idle: {}", s.message());
+  exit_code_ = 1;
+  stopping_ = true;
+  return true;
+}
+
 Task<void> Daemon::Main() {
   auto backoff = std::chrono::milliseconds(100);
   while (!stopping_) {
     Status s = co_await Connect();
     if (s.ok()) s = co_await LoadRegistry();
     if (!s.ok()) {
+      if (GiveUp(s)) break;
       spdlog::warn("{}; retrying in {} ms", pg::Excerpt(s.message(), 500), backoff.count());
       main_->Close();
       compute_->Close();
@@ -175,6 +184,7 @@ Task<void> Daemon::Main() {
       if (reload_) {
         reload_ = false;
         Status r = co_await LoadRegistry();
+        if (!r.ok() && GiveUp(r)) break;
         if (!r.ok()) {
           // Planning with primers known to be stale could leave products
           // silently wrong: changes wait in the outbox instead.
@@ -190,6 +200,10 @@ Task<void> Daemon::Main() {
         pending_ = false;
         auto t0 = std::chrono::steady_clock::now();
         auto stats = co_await executor_->RunBatch();
+        failed_batches_ = stats.ok() ? 0 : failed_batches_ + 1;
+        // A failure can be transient (a deadlock, the worker restarting):
+        // even --until-idle tries again before it gives up.
+        if (failed_batches_ >= 3 && GiveUp(stats.status().WithContext("batch rolled back 3 times"))) break;
         if (!stats.ok()) {
           spdlog::error("batch rolled back, changes stay queued: {}", pg::Excerpt(stats.status().message(), 500));
           if (main_->connected() && compute_->connected()) {
@@ -214,6 +228,16 @@ Task<void> Daemon::Main() {
                         stats->changes, stats->keys, stats->augmented, stats->errors, ms);
         }
         if (stats->changes >= static_cast<size_t>(options_.batch)) pending_ = true;  // more waiting
+        if (options_.until_idle) {
+          // The batch's cache writes may have queued changes of products
+          // that depend on products: look again until a batch claims nothing.
+          if (stats->changes == 0 && !pending_) {
+            spdlog::info("--until-idle: the outbox is empty, exiting");
+            stopping_ = true;
+            break;
+          }
+          pending_ = true;
+        }
         continue;
       }
       if (schedule_due_) {

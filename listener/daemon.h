@@ -26,6 +26,10 @@ struct DaemonOptions {
   std::chrono::milliseconds worker_timeout{30000};
   std::chrono::milliseconds compute_timeout{30000};  // statement_timeout of computes
   std::chrono::milliseconds max_backoff{5000};
+  // Apply every pending change, then exit: Run() returns 0 once a batch
+  // claims nothing, 1 when the database cannot be reached or a batch fails.
+  // Changes another daemon holds are not waited for.
+  bool until_idle = false;
 };
 
 class Daemon {
@@ -35,13 +39,16 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  // Runs until SIGTERM or SIGINT; returns the process exit code.
+  // Runs until SIGTERM or SIGINT (or, with until_idle, until the outbox is
+  // empty); returns the process exit code.
   int Run();
 
  private:
   Task<void> Main();
   Task<Status> Connect();
   Task<Status> LoadRegistry();
+  // With until_idle, a failure ends the run instead of being retried.
+  bool GiveUp(const Status& s);
   void Wake() { wake_.Set(); }
   void OnTick();
 
@@ -54,6 +61,8 @@ class Daemon {
   std::unique_ptr<Executor> executor_;
   Event wake_;
   bool stopping_ = false;
+  int exit_code_ = 0;
+  int failed_batches_ = 0;  // consecutive batches rolled back
   bool pending_ = true, reload_ = true, schedule_due_ = false, ready_sent_ = false;
   int ticks_ = 0;
   bool has_schedule_ = false;

@@ -38,8 +38,10 @@ def _quote(value):
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def conninfo(alias=None):
-    """(libpq key=value conninfo without the password, env additions) for a Django database alias."""
+def conninfo(alias=None, skip=()):
+    """(libpq key=value conninfo without the password, env additions) for a Django database alias.
+
+    skip: OPTIONS keys to leave out."""
     settings = connections[alias or conf.database_alias()].settings_dict
     parts = []
     env = {}
@@ -48,7 +50,7 @@ def conninfo(alias=None):
         if value not in (None, ""):
             parts.append("%s=%s" % (key, _quote(value)))
     for key, value in sorted((settings.get("OPTIONS") or {}).items()):
-        if key in _LIBPQ_OPTIONS and value not in (None, ""):
+        if key in _LIBPQ_OPTIONS and key not in skip and value not in (None, ""):
             parts.append("%s=%s" % (key, _quote(value)))
     if settings.get("PASSWORD"):
         env["PGPASSWORD"] = str(settings["PASSWORD"])  # not on the command line, where ps shows it

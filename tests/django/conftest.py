@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["kck.testing.pytest_plugin"]  # the fixture kck_drain
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 for _p in (ROOT / "django", ROOT / "examples" / "bookstore_django", HERE):

@@ -48,6 +48,22 @@ class DaemonProcess {
     return status;
   }
   bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+  // Waits for the process to exit on its own; returns its exit code, or -1
+  // when it did not exit within `limit` (it is killed then).
+  int ExitCode(std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    if (pid_ <= 0) return -1;
+    auto end = std::chrono::steady_clock::now() + limit;
+    int status = 0;
+    while (waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > end) {
+        Kill(SIGKILL);
+        return -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    pid_ = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
 
  private:
   pid_t pid_ = 0;

@@ -210,6 +210,35 @@ TEST_F(DaemonTest, SigtermExitsCleanly) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
+// --until-idle applies what is queued, including the changes its own writes
+// cascade into, then exits 0; what is written afterwards stays queued.
+TEST_F(BookstoreTest, UntilIdleAppliesEveryPendingChangeThenExits) {
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
+    {"name": "summary", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT jsonb_build_object('titles', jsonb_array_length(value)) FROM kck.cache WHERE key = 'title_list/' || :author_id",
+     "depends_on": [{"primer": "title_list", "params": {"author_id": "author_id"}}]}]})json");
+  Prime(conn_, {"title_list/1", "summary/1", "title_list/2"});
+  for (int i = 0; i < 12; ++i) MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1 + " + std::to_string(i % 2) + ", 'queued')");
+  ASSERT_GE(OutboxDepth(conn_), 12);  // and the primed products' own changes
+  DaemonProcess drain(conninfo_, {"--until-idle", "--batch", "5"});
+  EXPECT_EQ(drain.ExitCode(), 0);
+  EXPECT_EQ(OutboxDepth(conn_), 0);
+  EXPECT_EQ(Stored(conn_, "summary/1"), "{\"titles\": 16}");
+  ExpectCacheMatchesRecompute(conn_);
+
+  DaemonProcess idle(conninfo_, {"--until-idle"});
+  EXPECT_EQ(idle.ExitCode(std::chrono::seconds(10)), 0);  // nothing queued: exits at once
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'later')");
+  EXPECT_EQ(OutboxDepth(conn_), 1);
+}
+
+TEST(UntilIdleTest, ExitsOneWhenTheDatabaseCannotBeReached) {
+  DaemonProcess drain("host=/nonexistent-kck-socket-dir dbname=none connect_timeout=2", {"--until-idle"});
+  EXPECT_EQ(drain.ExitCode(std::chrono::seconds(10)), 1);
+}
 
 TEST_F(BookstoreTest, ProductsThatDependOnProductsCascade) {
   InstallConfig(conn_, R"json({"primers": [

@@ -29,6 +29,8 @@ namespace fs = std::filesystem;
 
 const fs::path kUnitPath = fs::path(KCK_SOURCE_DIR) / "systemd" / "kck.service";
 const fs::path kEnvExamplePath = fs::path(KCK_SOURCE_DIR) / "systemd" / "kck.env.example";
+const fs::path kDjangoUnitPath = fs::path(KCK_SOURCE_DIR) / "systemd" / "kck-django@.service";
+const fs::path kDjangoEnvExamplePath = fs::path(KCK_SOURCE_DIR) / "systemd" / "kck-django.env.example";
 constexpr char kInstalledBinary[] = "/usr/local/bin/kck";
 
 std::string ReadFile(const fs::path& path) {
@@ -148,6 +150,43 @@ TEST(SystemdUnitTest, DeclaresNotifyWatchdogAndHardening) {
     // Exactly once: a second assignment would add to or reset the first.
     EXPECT_EQ(Values(unit, "Service", key), std::vector<std::string>{value})
         << "[Service] " << key << "=" << value;
+  }
+}
+
+// kck-django@USER.service runs `manage.py kck_listen` as USER, which execs
+// the daemon: the same notify, watchdog and hardening as kck.service.
+TEST(SystemdUnitTest, DjangoUnitRunsKckListenWithTheSameHardening) {
+  const UnitFile django = ParseUnit(ReadFile(kDjangoUnitPath));
+  const UnitFile plain = ParseUnit(ReadFile(kUnitPath));
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"Type", "notify"},
+      {"NotifyAccess", "main"},
+      {"EnvironmentFile", "/etc/kck/django-%i.env"},
+      {"ExecStart", "/usr/bin/env ${KCK_PYTHON} ${KCK_DJANGO_PROJECT}/manage.py kck_listen $KCK_LISTEN_ARGS"},
+      {"User", "%i"},
+  };
+  for (const auto& [key, value] : expected) {
+    EXPECT_EQ(Values(django, "Service", key), std::vector<std::string>{value}) << "[Service] " << key;
+  }
+  // Everything else of kck.service but its user: the application's user
+  // replaces the dynamic one.
+  for (const auto& [key, value] : plain.at("Service")) {
+    if (key == "Type" || key == "EnvironmentFile" || key == "ExecStart" || key == "User" || key == "Group" ||
+        key == "DynamicUser") {
+      continue;
+    }
+    EXPECT_EQ(Values(django, "Service", key), std::vector<std::string>{value}) << "[Service] " << key;
+  }
+  EXPECT_TRUE(Values(django, "Service", "DynamicUser").empty());
+  EXPECT_EQ(Values(django, "Install", "WantedBy"), std::vector<std::string>{"multi-user.target"});
+}
+
+TEST(SystemdUnitTest, DjangoEnvExampleSetsPythonProjectAndSettings) {
+  const std::string text = ReadFile(kDjangoEnvExamplePath);
+  for (const std::string key : {"KCK_PYTHON=", "KCK_DJANGO_PROJECT=", "DJANGO_SETTINGS_MODULE="}) {
+    bool set = false;
+    for (const std::string& line : Lines(text)) set |= line.starts_with(key) && line.size() > key.size();
+    EXPECT_TRUE(set) << kDjangoEnvExamplePath << " has no uncommented " << key << "...";
   }
 }
 
@@ -308,8 +347,8 @@ class SystemdAnalyzeTest : public ::testing::Test {
     fs::remove_all(dir_, ignored);
   }
 
-  CommandResult Verify(const std::string& unit_text) {
-    const fs::path unit = dir_ / "kck.service";
+  CommandResult Verify(const std::string& unit_text, const std::string& name = "kck.service") {
+    const fs::path unit = dir_ / name;
     WriteFile(unit, unit_text);
     std::vector<std::string> argv = {analyze_.string(), "verify", "--man=no"};
     argv.insert(argv.end(), options_.begin(), options_.end());
@@ -356,6 +395,16 @@ TEST_F(SystemdAnalyzeTest, ComplainsAboutBrokenCopies) {
       Verify(Replaced(good, QuoteForExec(KCK_BINARY), "/nonexistent/kck-not-here"));
   EXPECT_NE(missing.exit_code, 0) << missing.output;
   EXPECT_NE(missing.output.find("/nonexistent/kck-not-here"), std::string::npos) << missing.output;
+}
+
+// An instance of the template, as systemctl enable kck-django@app makes it.
+TEST_F(SystemdAnalyzeTest, VerifiesDjangoUnitWithoutComplaint) {
+  const std::string text = ReadFile(kDjangoUnitPath);
+  CommandResult result = Verify(text, "kck-django@app.service");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output, "");
+  CommandResult broken = Verify(Replaced(text, "\nType=notify\n", "\nType=notiffy\n"), "kck-django@app.service");
+  EXPECT_NE(broken.output.find("notiffy"), std::string::npos) << broken.output;
 }
 
 }  // namespace

@@ -1,8 +1,18 @@
+import json
 import logging
 import os
 import sys
 
 from django.core.management.base import BaseCommand
+from django.db import connections
+
+
+def use_test_database_names():
+    """Points the connections at the databases kck.testing.drain() names (the test runner's)."""
+    names = json.loads(os.environ.get("KCK_WORKER_DATABASE_NAMES") or "{}")
+    for alias, name in names.items():
+        if alias in connections:
+            connections[alias].settings_dict["NAME"] = name
 
 
 class Command(BaseCommand):
@@ -23,6 +33,7 @@ class Command(BaseCommand):
 
         logging.basicConfig(stream=sys.stderr, level=options["log_level"].upper(),
                             format="kck_worker[%(process)d] %(levelname)s %(name)s: %(message)s")
+        use_test_database_names()
         from kck.worker import Worker
 
         worker = Worker()

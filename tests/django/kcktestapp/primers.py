@@ -241,6 +241,18 @@ class TitleCountPrimer(Primer):
         return len(Cache.get_instance().get("title_list/%d" % author_id))
 
 
+class BookTitlePrimer(Primer):
+    """A product per book: gone (ObjectDoesNotExist) once the book is deleted."""
+
+    key = "book_title"
+    parameters = [IntParameter("id")]
+    depends_on = [Depends(Book, id="id")]
+
+    def compute(self, key):
+        COMPUTES[key] += 1
+        return Book.objects.get(pk=self.key_to_param_dict(key)["id"]).title
+
+
 class NoteOwnerPrimer(Primer):
     """Depends on Note.owner_id, which test_checks renames and drops by migrations."""
 

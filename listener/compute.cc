@@ -8,6 +8,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <set>
 
 #include "listener/executor.h"
 #include "pg/connection.h"
@@ -91,9 +92,13 @@ Task<void> Executor::ComputeMany(const Primer& primer, const std::vector<std::st
     co_return;
   }
   double each = MsSince(t0) / std::max(1, res->rows());
+  std::set<std::string> repeated;  // computes of many rows: computed alone, they get their error
   for (int i = 0; i < res->rows(); ++i) {
-    (*out)[std::string(res->get(i, 0))] = Computed{res->get_opt(i, 1), res->get_opt(i, 2), each};
+    std::string key(res->get(i, 0));
+    Computed c{res->get_opt(i, 1), res->get_opt(i, 2), each, res->get(i, 3) != "t"};
+    if (!out->emplace(key, std::move(c)).second) repeated.insert(key);
   }
+  for (const auto& key : repeated) out->erase(key);
 }
 
 // Keys of one SQL primer that will be recomputed are computed together:
@@ -119,8 +124,12 @@ Task<StatusOr<Executor::Computed>> Executor::RecomputePython(const std::string& 
   req["key"] = key;
   auto reply = co_await worker_->Call(std::move(req));
   if (!reply.ok()) co_return reply.status();
-  if (!reply->contains("value")) co_return Status::Runtime("python worker replied without a value");
   Computed c;
+  if (auto gone = reply->find("gone"); gone != reply->end() && *gone == true) {
+    c.gone = true;
+    co_return c;
+  }
+  if (!reply->contains("value")) co_return Status::Runtime("python worker replied without a value");
   c.value = (*reply)["value"].dump();
   if (reply->contains("snapshot") && (*reply)["snapshot"].is_string()) {
     c.snapshot = (*reply)["snapshot"].get<std::string>();
@@ -133,8 +142,12 @@ Task<StatusOr<Executor::Computed>> Executor::RecomputeSql(const std::string& key
   if (!values.ok()) co_return values.status();
   auto res = co_await compute_.Query(primer.compute.sql, BindValues(primer.compute, primer.KeyValues(*values)));
   if (!res.ok()) co_return res.status();
-  if (res->rows() != 1) co_return Status::Runtime("compute returned " + std::to_string(res->rows()) + " rows");
   Computed c;
+  if (res->rows() == 0) {
+    c.gone = true;
+    co_return c;
+  }
+  if (res->rows() != 1) co_return Status::Runtime("compute returned " + std::to_string(res->rows()) + " rows");
   c.value = res->get_opt(0, 0);
   if (!c.value) c.value = "null";
   c.snapshot = res->get_opt(0, 1);
@@ -245,6 +258,11 @@ Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, B
     c.ms = MsSince(t0);
   }
   transient_tries_.erase(key);
+  if (c.gone) {
+    if (stored) batch.writes.deletes.push_back(key);
+    ++batch.stats.removed;
+    co_return Status::Ok();
+  }
   ++batch.stats.keys;
   if (augmented) ++batch.stats.augmented;
   batch.writes.products.push_back({key, primer.spec.name, c.value.value_or("null"), c.snapshot, c.ms,

@@ -51,9 +51,11 @@ void Daemon::OnTick() {
   // A notification can be missed only across a reconnect, which drains
   // anyway; the periodic look is a cheap second line of defence.
   if (ticks_ % 5 == 0) pending_ = true;
-  if (ticks_ % 10 == 0 && (window_.changes || window_.keys || window_.errors)) {
-    spdlog::info("last 10s: {} changes applied, {} products written ({} augmented, {} augments fell back), {} compute errors",
-                 window_.changes, window_.keys, window_.augmented, window_.augment_fallbacks, window_.errors);
+  if (ticks_ % 10 == 0 && (window_.changes || window_.keys || window_.errors || window_.removed)) {
+    spdlog::info("last 10s: {} changes applied, {} products written ({} augmented, {} augments fell back), {} removed "
+                 "(computed nothing), {} compute errors",
+                 window_.changes, window_.keys, window_.augmented, window_.augment_fallbacks, window_.removed,
+                 window_.errors);
     window_ = {};
   }
   Wake();
@@ -221,6 +223,7 @@ Task<void> Daemon::Main() {
         window_.changes += stats->changes;
         window_.keys += stats->keys;
         window_.augmented += stats->augmented;
+        window_.removed += stats->removed;
         window_.errors += stats->errors;
         window_.augment_fallbacks += stats->augment_fallbacks;
         if (stats->changes > 0) {

@@ -35,6 +35,7 @@ struct BatchStats {
   size_t changes = 0;            // claimed and consumed
   size_t keys = 0;               // products written
   size_t augmented = 0;          // of which updated in place
+  size_t removed = 0;            // computes that found nothing: product deleted
   size_t errors = 0;             // computes that failed (value kept, error set)
   size_t augment_fallbacks = 0;  // augments that failed and were recomputed
   bool registry_moved = false;   // rolled back: the primers changed since they were loaded
@@ -74,6 +75,7 @@ class Executor {
   struct Computed {
     std::optional<std::string> value, snapshot;
     double ms = 0;
+    bool gone = false;  // the compute found nothing: the product is removed
   };
   // Everything one batch carries from claim to commit.
   struct Batch {

@@ -33,8 +33,12 @@ AsyncConnection::Statement ProductsStatement(const std::vector<ProductWrite>& pr
                      pg::ArrayLiteral(hard)}};
 }
 
-// Errors and fallback counters: small, made of kck's own text, never rejected.
+// Deletions, errors and fallback counters: small, made of kck's own text,
+// never rejected.
 void AppendBookkeeping(const Writes& writes, Statements& out) {
+  if (!writes.deletes.empty()) {
+    out.emplace_back(sql::File("daemon_delete.sql"), pg::Params{pg::ArrayLiteral(writes.deletes)});
+  }
   if (!writes.errors.empty()) {
     std::vector<std::string> keys, errors;
     for (const auto& e : writes.errors) {
@@ -96,7 +100,8 @@ Task<Status> WriteOneByOne(AsyncConnection& main, Writes& writes, size_t* reject
 Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, size_t* rejected) {
   co_await fault::At("write", main);
   Statements all;
-  const bool any = !writes.products.empty() || !writes.errors.empty() || !writes.fallbacks.empty();
+  const bool any =
+      !writes.products.empty() || !writes.deletes.empty() || !writes.errors.empty() || !writes.fallbacks.empty();
   if (any) all.emplace_back("SAVEPOINT kck_write", pg::Params{});
   if (!writes.products.empty()) all.push_back(ProductsStatement(writes.products));
   AppendBookkeeping(writes, all);

@@ -1,5 +1,6 @@
 // Writer: the end of a batch. Writes every product, error and per-primer
-// counter and commits, in one round trip. A value PostgreSQL rejects (a
+// counter, deletes the products whose compute found nothing, and commits, in
+// one round trip. A value PostgreSQL rejects (a
 // jsonb it refuses, a key over the index row limit) must not stop every
 // other product: the writes run behind a savepoint, and when they fail for
 // a reason that is not transient they are retried one product at a time,
@@ -34,6 +35,7 @@ struct FallbackCount {
 
 struct Writes {
   std::vector<ProductWrite> products;
+  std::vector<std::string> deletes;  // keys whose compute found nothing: removed
   std::vector<ErrorWrite> errors;
   std::map<std::string, FallbackCount> fallbacks;  // by primer
 };

@@ -29,6 +29,19 @@ std::optional<std::string> Interval(const std::optional<std::chrono::seconds>& s
 
 }  // namespace
 
+// Inside ComputeAndStore's transaction: the compute found nothing, so the
+// product does not exist; a stored value of it goes too.
+Status Products::Gone(const std::string& key, const Primer& primer) {
+  auto deleted = conn_.Exec("DELETE FROM kck.cache WHERE key = $1", {key});
+  Status s = deleted.ok() ? conn_.ExecScript("COMMIT") : deleted.status();
+  if (!s.ok()) {
+    (void)conn_.ExecScript("ROLLBACK");
+    return s;
+  }
+  return Status::Runtime("product \"" + pg::Excerpt(key, 200) + "\" does not exist (primer \"" + primer.spec.name +
+                         "\" computed no row)");
+}
+
 StatusOr<std::pair<std::string, long long>> Products::ComputeAndStore(std::string_view key, const Primer& primer,
                                                                       const std::vector<std::string>& values,
                                                                       bool force) {
@@ -62,6 +75,10 @@ StatusOr<std::pair<std::string, long long>> Products::ComputeAndStore(std::strin
   auto t0 = std::chrono::steady_clock::now();
   auto computed = conn_.Exec(primer.compute.sql, params);
   if (!computed.ok()) return rollback(computed.status().WithContext(where + ": compute failed"));
+  if (computed->rows() == 0) return Gone(k, primer);
+  if (computed->rows() > 1) {
+    return rollback(Status::Runtime(where + ": compute returned " + std::to_string(computed->rows()) + " rows"));
+  }
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   auto stored = conn_.Exec(
       "SELECT value::text, version FROM kck.store($1, $2, $3::jsonb, $4::pg_snapshot, $5::float8, $6::interval, "

@@ -23,9 +23,11 @@ class Products {
   Products(pg::Connection& conn, std::shared_ptr<const Registry> registry)
       : conn_(conn), registry_(std::move(registry)) {}
 
-  // The product's JSON text. Invalid for a bad key or unknown primer.
+  // The product's JSON text. Invalid for a bad key or unknown primer;
+  // Runtime "product ... does not exist" when its compute has no row.
   StatusOr<std::string> Get(std::string_view key);
-  // Recomputes and stores the product now; returns its new version.
+  // Recomputes and stores the product now; returns its new version. A
+  // compute with no row removes the stored product and fails like Get.
   StatusOr<long long> Refresh(std::string_view key);
 
  private:
@@ -34,6 +36,8 @@ class Products {
   // Computes under the key's lock and stores unless the version moved.
   StatusOr<std::pair<std::string, long long>> ComputeAndStore(std::string_view key, const Primer& primer,
                                                               const std::vector<std::string>& values, bool force);
+  // Removes `key` and commits: its compute found nothing. Returns the error.
+  Status Gone(const std::string& key, const Primer& primer);
 
   pg::Connection& conn_;
   std::shared_ptr<const Registry> registry_;

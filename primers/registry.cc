@@ -28,8 +28,11 @@ std::string_view StripStatementEnd(std::string_view sql) {
 
 }  // namespace
 
+// The compute is a FROM subquery, not a scalar one: no row stays no row
+// (the product does not exist) instead of becoming a null value.
 std::string ComputeStatement(std::string_view sql) {
-  return "SELECT to_jsonb((" + std::string(StripStatementEnd(sql)) + "\n)) AS value, pg_current_snapshot()::text AS snapshot";
+  return "SELECT to_jsonb(kck_r.kck_value) AS value, pg_current_snapshot()::text AS snapshot FROM (" +
+         std::string(StripStatementEnd(sql)) + "\n) AS kck_r (kck_value)";
 }
 
 std::vector<std::optional<std::string>> BindValues(const BoundSql& sql, const NamedValues& named) {
@@ -76,8 +79,11 @@ StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
         columns += ", \"" + spec.params[i].name + "\"";
         arrays += ", $" + std::to_string(i + 2) + "::" + std::string(SqlTypeOf(spec.params[i].type)) + "[]";
       }
-      primer->compute_many = "SELECT kck_k.kck_key, to_jsonb((" + *inner +
-                             "\n)), pg_current_snapshot()::text FROM unnest(" + arrays + ") AS kck_k (" + columns + ")";
+      // A key whose compute has no row gets a row with found = false.
+      primer->compute_many = "SELECT kck_k.kck_key, to_jsonb(kck_r.kck_value), pg_current_snapshot()::text, "
+                             "kck_r.kck_found IS NOT NULL FROM unnest(" + arrays + ") AS kck_k (" + columns +
+                             ") LEFT JOIN LATERAL (SELECT kck_i.kck_value, true AS kck_found FROM (" + *inner +
+                             "\n) AS kck_i (kck_value)) AS kck_r ON true";
     }
   }
   for (const auto& [table, ops] : spec.augment) {

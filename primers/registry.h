@@ -26,7 +26,8 @@ inline constexpr std::string_view kRegistrySql = "SELECT name, spec::text FROM k
 StatusOr<std::vector<PrimerSpec>> ParseRegistryRows(const pg::Result& rows);
 
 // A primer's compute SQL wrapped to return (value jsonb, snapshot text) in
-// one statement, so the snapshot is exactly the one the compute read.
+// one statement, so the snapshot is exactly the one the compute read. It
+// returns as many rows as the compute: none when the product does not exist.
 std::string ComputeStatement(std::string_view bound_compute);
 
 // Named values for bound SQL: a name -> value (nullopt is NULL).
@@ -42,7 +43,8 @@ struct Primer {
   BoundSql compute;  // sql engine: ComputeStatement(), parameters are the primer's
   // sql engine with parameters: the compute of many keys in one statement.
   // $1 is the keys, then one array per parameter in declared order; it
-  // returns (key, value, snapshot) per key.
+  // returns (key, value, snapshot, found) per key and row of its compute
+  // (found is false on the one row of a key whose compute has no row).
   std::string compute_many;
   // Augment SQL by table then op ('I', 'U', 'D'): parameters :value, :old,
   // :new and the primer's own.

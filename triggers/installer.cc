@@ -247,6 +247,23 @@ class Runner {
   }
   // Bound parameters for the real run; quoted literals only in the listing.
   Status Exec(const std::string& sql, const pg::Params& params) {
+    List(sql, params);
+    if (dry_run_) return Status::Ok();
+    auto r = conn_.Exec(sql, params);
+    return r.ok() ? Status::Ok() : r.status();
+  }
+  // Runs `sql` and returns how many rows it affected; a dry run lists it and
+  // returns what `count_sql` (a read-only count of the same rows) says.
+  StatusOr<long long> Count(const std::string& sql, const std::string& count_sql, const pg::Params& params) {
+    List(sql, params);
+    auto r = dry_run_ ? conn_.Exec(count_sql, params)
+                      : conn_.Exec("WITH kck_d AS (" + sql + " RETURNING 1) SELECT count(*) FROM kck_d", params);
+    if (!r.ok()) return r.status();
+    return std::stoll(std::string(r->get(0, 0)));
+  }
+
+ private:
+  void List(const std::string& sql, const pg::Params& params) {
     std::string shown = sql;
     for (size_t i = params.size(); i-- > 0;) {
       std::string ph = "$" + std::to_string(i + 1);
@@ -256,12 +273,8 @@ class Runner {
       }
     }
     report_.sql += shown + ";\n";
-    if (dry_run_) return Status::Ok();
-    auto r = conn_.Exec(sql, params);
-    return r.ok() ? Status::Ok() : r.status();
   }
 
- private:
   pg::Connection& conn_;
   bool dry_run_;
   InstallReport& report_;
@@ -287,6 +300,18 @@ class Transaction {
   pg::Connection& conn_;
   bool open_ = false;
 };
+
+// Unregisters a primer that its source no longer lists; its products go
+// with it (the kck.cache capture records their deletion like any write).
+Status RemovePrimer(Runner& run, const std::string& name, InstallReport& report) {
+  KCK_RETURN_IF_ERROR(run.Exec("DELETE FROM kck.primers WHERE name = $1", {name}));
+  auto deleted =
+      run.Count("DELETE FROM kck.cache WHERE primer = $1", "SELECT count(*) FROM kck.cache WHERE primer = $1", {name});
+  if (!deleted.ok()) return deleted.status().WithContext("primer " + Quoted(name) + ": deleting its products");
+  report.lines.push_back("primer " + name + ": removed (" + std::to_string(*deleted) + " products deleted)");
+  report.changed = true;
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -380,9 +405,7 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
   }
   for (const auto& p : *registered) {
     if (p.source != config.source || wanted.count(p.name)) continue;
-    KCK_RETURN_IF_ERROR(run.Exec("DELETE FROM kck.primers WHERE name = $1", {p.name}));
-    report.lines.push_back("primer " + p.name + ": removed");
-    report.changed = true;
+    KCK_RETURN_IF_ERROR(RemovePrimer(run, p.name, report));
   }
 
   // A Django sync follows a deploy: the primers' code may have changed even

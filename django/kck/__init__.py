@@ -13,7 +13,7 @@
 
 from .exceptions import (CannotAugment, InvalidKey, KckError, KckNotInstalled, KckSyncError,
                          KCKKeyNotSetException, KeyNotSet, KeyParameterMismatch, PrimerComputeError,
-                         PrimerDefinitionError, UnknownPrimer)
+                         PrimerDefinitionError, ProductDoesNotExist, UnknownPrimer)
 from .params import BoolParameter, DateParameter, IntParameter, Parameter, StrParameter
 from .primer import Change, Depends, Primer, isolated_registry, registry
 
@@ -33,6 +33,7 @@ __all__ = [
     "Primer", "Depends", "Change", "CannotAugment", "Cache", "CacheEntry",
     "Parameter", "IntParameter", "StrParameter", "BoolParameter", "DateParameter",
     "KckError", "InvalidKey", "KeyParameterMismatch", "UnknownPrimer", "KeyNotSet",
-    "KCKKeyNotSetException", "PrimerComputeError", "PrimerDefinitionError", "KckNotInstalled",
+    "KCKKeyNotSetException", "PrimerComputeError", "PrimerDefinitionError", "ProductDoesNotExist",
+    "KckNotInstalled",
     "KckSyncError", "registry", "isolated_registry",
 ]

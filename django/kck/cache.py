@@ -12,6 +12,9 @@ get(key)
     compute with the primer in this process and kck.store() the value with that snapshot
     (version-checked); COMMIT; kck.unlock_key_session(key).
   A compute that raises stores nothing: PrimerComputeError reaches the caller.
+  A compute that raises ObjectDoesNotExist (Book.DoesNotExist, ...): the product does not
+    exist; ProductDoesNotExist reaches the caller, nothing is stored and a stored
+    (hard-expired, or refreshed) value of the key is removed.
 
 Inside a transaction the caller opened (transaction.atomic, ATOMIC_REQUESTS):
   if the transaction has written nothing yet, the miss is computed and stored on a
@@ -30,11 +33,12 @@ import logging
 import threading
 import time
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, connections, transaction
 
 from . import conf, jsonutil
 from .codec import quote_for_error
-from .exceptions import KckError, KckNotInstalled, KeyNotSet, PrimerComputeError
+from .exceptions import KckError, KckNotInstalled, KeyNotSet, PrimerComputeError, ProductDoesNotExist
 from .primer import decode, registry
 
 log = logging.getLogger("kck")
@@ -347,10 +351,22 @@ class Cache:
                 if not force and row is not None and row.usable:
                     return row.entry  # stored by someone else while we waited for the lock
                 expected = row.entry.version if row is not None else None
-                text, ms = self._run_compute(primer, key, _Frame(key, snapshot, store=True))
-                return self._store(primer, key, text, snapshot, ms, expected)
+                try:
+                    text, ms = self._run_compute(primer, key, _Frame(key, snapshot, store=True))
+                except ProductDoesNotExist as e:
+                    gone = e
+                    if row is not None:
+                        self._delete(key, expected)
+                else:
+                    return self._store(primer, key, text, snapshot, ms, expected)
         finally:
             self._unlock(key)
+        raise gone
+
+    def _delete(self, key, version):
+        """Removes the product of ``key`` stored at ``version`` (not a newer one)."""
+        with self._cursor() as cur:
+            cur.execute("DELETE FROM kck.cache WHERE key = %s AND version = %s", [key, version])
 
     def _unlock(self, key):
         conn = self.connection
@@ -406,8 +422,12 @@ class Cache:
         try:
             value = primer.compute(key)
             text = jsonutil.dumps(value)
-        except PrimerComputeError:
+        except (PrimerComputeError, ProductDoesNotExist):
             raise
+        except ObjectDoesNotExist as e:
+            raise ProductDoesNotExist("product %s does not exist (primer %s: %s)"
+                                      % (quote_for_error(key), quote_for_error(primer.name), _one_line(e)),
+                                      key=key) from e
         except Exception as e:
             raise PrimerComputeError("primer %s: compute of key %s failed: %s"
                                      % (quote_for_error(primer.name), quote_for_error(key), _one_line(e)),

@@ -1,4 +1,9 @@
-"""System checks: registered primers that no longer match the database.
+"""System checks: Python primers with mistakes, and registered primers that no longer match the database.
+
+check_primers (untagged: plain `manage.py check`, no database) reports the mistakes of the
+Python primers of this process (kck.problems): a Depends() naming a field the model does not
+have (kck.E002), no compute (kck.E003), a rule on another primer with parameters it does not
+declare (kck.E004), and a primer that is never refreshed (kck.W001, a Warning).
 
 A table or column renamed or dropped after `kck install` makes the capture trigger degrade (every
 product of the table is recomputed on every change) instead of failing the application's writes.
@@ -15,7 +20,8 @@ fresh.
 from django.core import checks
 from django.db import DatabaseError, connections
 
-from . import conf
+from . import conf, problems
+from .primer import registry
 from .run import daemon_connections
 
 
@@ -52,3 +58,15 @@ def check_daemon(app_configs=None, **kwargs):
         "no kck daemon is connected to database %r: products are not kept fresh" % alias,
         hint="run `manage.py kck_listen` (systemd/kck-django.service); Cache.get still computes on a miss",
         obj="kck", id="kck.W002")]
+
+
+def _in_apps(cls, app_configs):
+    return app_configs is None or any(cls.__module__ == a.name or cls.__module__.startswith(a.name + ".")
+                                      for a in app_configs)
+
+
+@checks.register()
+def check_primers(app_configs=None, **kwargs):
+    make = {problems.ERROR: checks.Error, problems.WARNING: checks.Warning}
+    return [make[p.level](p.msg, hint=p.hint, obj="kck", id=p.id)
+            for p in problems.all_problems(registry()) if _in_apps(p.cls, app_configs)]

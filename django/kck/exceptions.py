@@ -37,6 +37,22 @@ class PrimerComputeError(KckError):
         self.original = original
 
 
+class ProductDoesNotExist(KckError, KeyError):
+    """The product does not exist: its compute found nothing (a primer's compute raised
+    ``django.core.exceptions.ObjectDoesNotExist``, a SQL compute returned no row).
+
+    Nothing is stored, and a stored value of the key is removed. The original exception,
+    if any, is ``__cause__``.
+    """
+
+    def __init__(self, message, key=None):
+        super().__init__(message)
+        self.key = key
+
+    def __str__(self):  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
 class PrimerDefinitionError(KckError, TypeError):
     """A Primer class or Depends rule that cannot be registered as written."""
 

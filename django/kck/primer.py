@@ -150,6 +150,21 @@ class Depends:
             spec["params"] = {param: self._column(col) for param, col in self.params.items()}
         return spec
 
+    def describe(self):
+        """The rule as written: Depends(Post, author_id='author_id')."""
+        if self.primer_name is not None:
+            what = self.primer_name
+        elif _is_model(self.source):
+            what = self.source.__name__
+        else:
+            what = self.source
+        extra = "".join(", %s=%r" % kv for kv in self.params.items())
+        if self.keys is not None:
+            extra += ", keys=%s" % getattr(self.keys, "__name__", "...")
+        if self.columns is not None:
+            extra += ", columns=%r" % (self.columns,)
+        return "Depends(%s%s)" % (what, extra)
+
     def __repr__(self):
         what = self.primer_name or self.table_name()
         extra = "".join(", %s=%r" % kv for kv in self.params.items())

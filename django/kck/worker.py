@@ -5,6 +5,8 @@ request line (each with an integer "id"), one response line:
 
   {"id": 1, "op": "compute", "key": K}
       -> {"id": 1, "ok": true, "value": V, "snapshot": S, "compute_ms": 1.2}
+      or {"id": 1, "ok": true, "gone": true} when the compute raised ObjectDoesNotExist
+         (the product does not exist: the daemon removes it)
   {"id": 2, "op": "augment", "key": K, "value": V, "change": {"table", "op", "old", "new"}}
       -> {"id": 2, "ok": true, "value": V2}  or  {"id": 2, "ok": false, "cannot_augment": true}
   {"id": 3, "op": "keys", "primer": P, "rule": i, "old": {...}|null, "new": {...}|null}
@@ -23,7 +25,7 @@ from django.db import InterfaceError, OperationalError, connections
 
 from . import jsonutil
 from .cache import Cache
-from .exceptions import CannotAugment, KckError, UnknownPrimer
+from .exceptions import CannotAugment, KckError, ProductDoesNotExist, UnknownPrimer
 from .primer import Change, registry
 
 PROTOCOL = 1
@@ -140,7 +142,10 @@ class Worker:
 
     def _compute(self, req):
         key = _field(req, "key", str, "a string")
-        text, snapshot, ms = self.cache.compute_for_daemon(key)
+        try:
+            text, snapshot, ms = self.cache.compute_for_daemon(key)
+        except ProductDoesNotExist:
+            return {"ok": True, "gone": True}
         return {"ok": True, "value": json.loads(text), "snapshot": snapshot, "compute_ms": round(ms, 3)}
 
     def _augment(self, req):

@@ -8,7 +8,8 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from conftest import query
-from kck import (Cache, InvalidKey, KeyNotSet, KeyParameterMismatch, PrimerComputeError, UnknownPrimer)
+from kck import (Cache, InvalidKey, KckError, KeyNotSet, KeyParameterMismatch, PrimerComputeError,
+                 ProductDoesNotExist, UnknownPrimer)
 from kcktestapp.primers import COMPUTES
 
 
@@ -329,3 +330,37 @@ def test_kck_schema_missing_is_a_clear_error(cache):
                     cache.get("echo/x")
         finally:
             query("ALTER SCHEMA kck_away RENAME TO kck")
+
+
+def test_get_of_a_gone_row_raises_product_does_not_exist_and_stores_nothing(cache):
+    from store.models import Author, Book
+
+    book = Book.objects.create(author=Author.objects.create(name="A"), title="T1")
+    key = "book_title/%d" % book.id
+    assert cache.get(key) == "T1"
+    Book.objects.filter(pk=book.pk).delete()
+    query("UPDATE kck.cache SET hard_expire = now() - interval '1s' WHERE key = %s", [key])
+    with pytest.raises(ProductDoesNotExist) as info:
+        cache.get(key)
+    assert isinstance(info.value, KeyError) and isinstance(info.value, KckError)
+    assert str(info.value) == 'product "%s" does not exist (primer "book_title": DoesNotExist: Book matching ' \
+        'query does not exist.)' % key
+    assert info.value.key == key
+    assert row(key) is None  # the expired value is removed, nothing is stored
+    with pytest.raises(ProductDoesNotExist):
+        cache.get("book_title/999999")
+    with pytest.raises(ProductDoesNotExist):
+        cache.refresh("book_title/999999", queued=False)
+    assert row("book_title/999999") is None
+    with pytest.raises(KeyNotSet):  # the seed's behaviour: no compute at all
+        cache.get("book_title/999999", prime_on_cache_miss=False)
+
+
+def test_gone_inside_a_transaction_that_wrote(cache):
+    from store.models import Author
+
+    with transaction.atomic():
+        Author.objects.create(name="B")
+        with pytest.raises(ProductDoesNotExist):
+            cache.get("book_title/999999")
+    assert row("book_title/999999") is None

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 
 from conftest import (BINARY_LISTENS, CONNINFO, KCK_BINARY, LISTEN_HELP, MANAGE, NO_LISTEN_REASON, PYTHON,
                       _help, query, wait_for)
-from kck import Cache, registry
+from kck import Cache, ProductDoesNotExist, registry
 from store.models import Author, Book, Review
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not BINARY_LISTENS, reason=NO_LISTEN_REASON)]
@@ -122,6 +122,18 @@ def test_create_save_delete(cache):
     eventually(cache, key, [{"id": b.id, "title": "Uno"}])
     b.delete()
     eventually(cache, key, [])
+
+
+def test_deleted_row_removes_its_product(cache):
+    b = Book.objects.create(author=Author.objects.create(name="e2e gone"), title="Gone soon")
+    key = "book_title/%d" % b.id
+    assert cache.get(key) == "Gone soon"
+    b.delete()
+    wait_for(lambda: not query("SELECT 1 FROM kck.cache WHERE key = %s", [key]), timeout=WAIT,
+             what="%s removed" % key)
+    drained()
+    with pytest.raises(ProductDoesNotExist):
+        cache.get(key)
 
 
 def test_queryset_update_raw_sql_and_moves(cache):

@@ -107,6 +107,18 @@ def test_compute_with_models(worker, db):
     assert resp["ok"] and [b["title"] for b in resp["value"]] == ["T1"]
 
 
+def test_compute_of_a_gone_row_answers_gone(worker, db):
+    from store.models import Author, Book
+
+    book = Book.objects.create(author=Author.objects.create(name="A"), title="T1")
+    key = "book_title/%d" % book.id
+    assert worker.call({"op": "compute", "key": key})["value"] == "T1"
+    book.delete()
+    resp = worker.call({"op": "compute", "key": key})
+    assert resp == {"id": resp["id"], "ok": True, "gone": True}
+    assert query("SELECT count(*) FROM kck.cache")[0][0] == 0
+
+
 @pytest.mark.parametrize("key, error", [
     ("boom/3", r"^PrimerComputeError: primer \"boom\": compute of key \"boom/3\" failed: ValueError: boom 3$"),
     ("not_json/1", r"^PrimerComputeError: .*ValueError"),

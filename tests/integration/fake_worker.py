@@ -1,7 +1,7 @@
 """A stand-in for `manage.py kck_worker` that speaks the worker protocol
 (JSON lines on stdin/stdout) without Django, so the daemon's supervision can
 be tested on its own: key n=13 hangs, n=66 exits, n=7 raises, n=0 returns a
-value jsonb refuses (a NUL character)."""
+value jsonb refuses (a NUL character), n=404 is gone (its row does not exist)."""
 import json
 import os
 import sys
@@ -24,6 +24,9 @@ for line in sys.stdin:
         if n == 0:
             print(json.dumps({"id": rid, "ok": True, "value": {"s": "nul \u0000 here"}, "snapshot": None}),
                   flush=True)
+            continue
+        if n == 404:
+            print(json.dumps({"id": rid, "ok": True, "gone": True}), flush=True)
             continue
         if n == 7:
             print(json.dumps({"id": rid, "ok": False, "error": "ValueError: seven is unlucky"}), flush=True)

@@ -8,6 +8,8 @@ from kck import (BoolParameter, Cache, DateParameter, Depends, IntParameter, Pri
                  StrParameter)
 from store.models import Author, Book, Review
 
+from .models import Note
+
 # key -> number of computes in this process
 COMPUTES = collections.Counter()
 
@@ -237,3 +239,26 @@ class TitleCountPrimer(Primer):
     def compute(self, key):
         author_id = self.key_to_param_dict(key)["author_id"]
         return len(Cache.get_instance().get("title_list/%d" % author_id))
+
+
+class BookTitlePrimer(Primer):
+    """A product per book: gone (ObjectDoesNotExist) once the book is deleted."""
+
+    key = "book_title"
+    parameters = [IntParameter("id")]
+    depends_on = [Depends(Book, id="id")]
+
+    def compute(self, key):
+        COMPUTES[key] += 1
+        return Book.objects.get(pk=self.key_to_param_dict(key)["id"]).title
+
+
+class NoteOwnerPrimer(Primer):
+    """Depends on Note.owner_id, which test_checks renames and drops by migrations."""
+
+    key = "note_count"
+    parameters = [IntParameter("owner_id")]
+    depends_on = [Depends(Note, owner_id="owner_id")]
+
+    def compute(self, key):
+        return Note.objects.filter(owner_id=self.key_to_param_dict(key)["owner_id"]).count()

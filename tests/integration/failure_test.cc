@@ -268,5 +268,21 @@ TEST_F(FailureTest, FailingAugmentsAreCountedAndShownByStatus) {
   EXPECT_NE(j["primers"][0]["last_fallback"].get<std::string>().find("division by zero"), std::string::npos) << out;
 }
 
+TEST_F(FailureTest, PythonAugmentThatRaisesIsCountedButOneThatDeclinesIsNot) {
+  InstallConfig(conn_, R"json({"source": "django", "primers": [
+    {"name": "py", "engine": "python", "augment": true, "parameters": [{"name": "n", "type": "int"}],
+     "depends_on": [{"table": "store_book", "params": {"n": "author_id"}}]}]})json");
+  MustExec(conn_, "INSERT INTO kck.cache (key, primer, value) VALUES ('py/5', 'py', '0'), ('py/6', 'py', '0')");
+  DaemonProcess daemon(conninfo_, {"--python-worker", FakeWorker()});
+  MustExec(conn_, "UPDATE store_book SET title = 'x' WHERE id = 5");  // author 6: declines
+  MustExec(conn_, "UPDATE store_book SET title = 'x' WHERE id = 4");  // author 5: raises
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT value->>'n' FROM kck.cache WHERE key = 'py/5'") == "5"; }));
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT value->>'n' FROM kck.cache WHERE key = 'py/6'") == "6"; }));
+  EXPECT_EQ(Scalar(conn_, "SELECT augment_fallbacks FROM kck.primer_stats WHERE primer = 'py'"), "1");
+  EXPECT_NE(Scalar(conn_, "SELECT last_fallback FROM kck.primer_stats WHERE primer = 'py'").find("augment of five"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace kck::testing

@@ -33,6 +33,9 @@ for line in sys.stdin:
             continue
         print(json.dumps({"id": rid, "ok": True, "value": {"n": n, "pid": os.getpid()}, "snapshot": None}), flush=True)
     elif req.get("op") == "augment":
-        print(json.dumps({"id": rid, "ok": False, "cannot_augment": True}), flush=True)
+        if req["key"] == "py/5":  # an augment that raises
+            print(json.dumps({"id": rid, "ok": False, "error": "ValueError: augment of five failed"}), flush=True)
+        else:
+            print(json.dumps({"id": rid, "ok": False, "cannot_augment": True}), flush=True)
     else:
         print(json.dumps({"id": rid, "ok": True}), flush=True)

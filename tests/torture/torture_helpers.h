@@ -4,6 +4,7 @@
 // that reports every mismatch in one message.
 #pragma once
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "tests/integration/daemon_helpers.h"
 
@@ -81,11 +83,23 @@ inline std::string Tail(const std::string& text, size_t lines) {
   return pos == std::string::npos || pos == 0 ? text : text.substr(pos + 1);
 }
 
+// The environment of a child: ours with `env` ("NAME=value") added; an
+// entry of `env` replaces ours of the same name.
+inline std::vector<std::string> ChildEnv(const std::vector<std::string>& env) {
+  std::vector<std::string> out = env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    bool replaced = false;
+    for (const auto& mine : env) replaced = replaced || entry.substr(0, entry.find('=') + 1) == mine.substr(0, mine.find('=') + 1);
+    if (!replaced) out.emplace_back(entry);
+  }
+  return out;
+}
+
 // Spawns `args` with `env` added to the environment and stdout/stderr
 // appended to `log` (or /dev/null). Returns the pid, 0 on failure.
 inline pid_t Spawn(const std::vector<std::string>& args, const std::vector<std::string>& env, const std::string& log) {
-  std::vector<std::string> args_copy = args, env_copy = env;
-  for (char** e = environ; *e != nullptr; ++e) env_copy.emplace_back(*e);
+  std::vector<std::string> args_copy = args, env_copy = ChildEnv(env);
   std::vector<char*> argv, envp;
   for (auto& a : args_copy) argv.push_back(a.data());
   for (auto& e : env_copy) envp.push_back(e.data());
@@ -102,13 +116,19 @@ inline pid_t Spawn(const std::vector<std::string>& args, const std::vector<std::
   return pid;
 }
 
+// The daemons' --log-level: KCK_TORTURE_LOG_LEVEL or warn.
+inline std::string DaemonLogLevel() {
+  const char* v = std::getenv("KCK_TORTURE_LOG_LEVEL");
+  return v != nullptr && *v != '\0' ? v : "warn";
+}
+
 // A `kck listen` child whose output goes to a log file of its own.
 class Daemon {
  public:
   Daemon(const std::string& conninfo, std::string log, std::vector<std::string> extra = {},
          std::vector<std::string> env = {})
       : log_(std::move(log)) {
-    std::vector<std::string> args = {KCK_BINARY, "--db", conninfo, "--log-level", "warn", "listen"};
+    std::vector<std::string> args = {KCK_BINARY, "--db", conninfo, "--log-level", DaemonLogLevel(), "listen"};
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = Spawn(args, env, log_);
   }
@@ -253,6 +273,128 @@ inline std::vector<std::string> TortureKeys(int authors) {
   return keys;
 }
 
+// --------------------------------------------------------- python primers
+
+// The torture's Django project (tests/torture/django): unmanaged models on
+// the torture's tables and the Python primers py_titles (recomputed),
+// py_book_count and py_review_total (augmented), registered by its `manage.py kck_sync` and
+// computed by its `manage.py kck_worker`.
+inline std::string TortureManagePy() { return std::string(KCK_SOURCE_DIR) + "/tests/torture/django/torture_manage.py"; }
+
+// The --python-worker command of every daemon the torture starts.
+inline std::string PythonWorkerCommand() { return "exec /usr/bin/python3 " + TortureManagePy() + " kck_worker"; }
+
+// The environment the Django project reads: the database (its backends
+// carry application_name kck_torture_worker) and the kck binary.
+inline std::vector<std::string> DjangoEnv(const std::string& conninfo) {
+  return {"KCK_TORTURE_DB=" + conninfo + " application_name=kck_torture_worker", std::string("KCK_BINARY=") + KCK_BINARY,
+          "DJANGO_SETTINGS_MODULE=torture_settings"};
+}
+
+// Runs `args` with `env` added, stdin from the file `in` ("" for
+// /dev/null), stdout to the file `out` and stderr appended to `log`, and
+// waits for it, killing it after `limit`. Returns the exit code, -1 when
+// it could not start, was killed or timed out.
+inline int RunWaiting(const std::vector<std::string>& args, const std::vector<std::string>& env, const std::string& in,
+                      const std::string& out, const std::string& log, std::chrono::seconds limit) {
+  std::vector<std::string> args_copy = args, env_copy = ChildEnv(env);
+  std::vector<char*> argv, envp;
+  for (auto& a : args_copy) argv.push_back(a.data());
+  for (auto& e : env_copy) envp.push_back(e.data());
+  argv.push_back(nullptr);
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, in.empty() ? "/dev/null" : in.c_str(), O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  pid_t pid = 0;
+  int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) return -1;
+  auto end = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > end) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Runs `manage.py <args>` of the torture's Django project on the database
+// of `conninfo`; returns the exit code and the output.
+inline CommandResult RunManagePy(const std::string& conninfo, const std::vector<std::string>& args) {
+  static int counter = 0;
+  std::string out = LogDir() + "/manage-" + std::to_string(++counter) + ".out";
+  std::vector<std::string> argv = {"/usr/bin/python3", TortureManagePy()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CommandResult result;
+  result.exit_code = RunWaiting(argv, DjangoEnv(conninfo), "", out, out, 120s);
+  result.output = ReadFile(out);
+  return result;
+}
+
+// Fresh computes of `keys` by a new `manage.py kck_worker`, through the
+// worker protocol the daemon speaks (one compute request per key; the
+// worker exits at the end of its input): key -> reply object. On failure
+// `error` says why and the map holds what was answered.
+inline std::map<std::string, nlohmann::json> WorkerComputes(const std::string& conninfo,
+                                                            const std::vector<std::string>& keys, std::string& error) {
+  static int counter = 0;
+  std::string base = LogDir() + "/oracle-worker-" + std::to_string(++counter);
+  {
+    std::ofstream requests(base + ".in");
+    for (size_t i = 0; i < keys.size(); ++i)
+      requests << nlohmann::json{{"id", i + 1}, {"op", "compute"}, {"key", keys[i]}}.dump() << "\n";
+  }
+  std::vector<std::string> argv = {"/usr/bin/python3", TortureManagePy(), "kck_worker"};
+  int code = RunWaiting(argv, DjangoEnv(conninfo), base + ".in", base + ".out", base + ".log", 120s);
+  std::map<std::string, nlohmann::json> replies;
+  std::istringstream lines(ReadFile(base + ".out"));
+  for (std::string line; std::getline(lines, line);) {
+    auto reply = nlohmann::json::parse(line, nullptr, false);
+    if (reply.is_discarded() || !reply.is_object()) { error = "the oracle's worker wrote a line that is not a JSON object: " + line.substr(0, 200); continue; }
+    if (!reply.contains("id")) continue;  // the hello
+    size_t id = reply["id"].is_number_unsigned() ? reply["id"].get<size_t>() : 0;
+    if (id == 0 || id > keys.size()) { error = "the oracle's worker answered an unknown id: " + line.substr(0, 200); continue; }
+    replies[keys[id - 1]] = reply;
+  }
+  if (code != 0) error = "the oracle's worker exited with " + std::to_string(code) + ": " + Tail(ReadFile(base + ".log"), 10);
+  else if (replies.size() != keys.size()) error = "the oracle's worker answered " + std::to_string(replies.size()) + " of " + std::to_string(keys.size()) + " requests";
+  return replies;
+}
+
+// Processes of this user whose environment holds an entry starting with
+// `prefix` (the daemons tag their own with KCK_TORTURE_TAG, and the
+// worker each starts inherits it).
+inline std::vector<pid_t> PidsWithEnv(const std::string& prefix) {
+  std::vector<pid_t> out;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return out;
+  while (dirent* e = readdir(proc)) {
+    pid_t pid = static_cast<pid_t>(std::strtol(e->d_name, nullptr, 10));
+    if (pid <= 0 || pid == getpid()) continue;
+    std::string env = ReadFile("/proc/" + std::to_string(pid) + "/environ");
+    for (size_t pos = 0; pos < env.size(); pos = env.find('\0', pos) + 1) {
+      if (env.compare(pos, prefix.size(), prefix) == 0) { out.push_back(pid); break; }
+      if (env.find('\0', pos) == std::string::npos) break;
+    }
+  }
+  closedir(proc);
+  return out;
+}
+
+// The command line of a process, spaces between arguments.
+inline std::string CommandLine(pid_t pid) {
+  std::string cmd = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+  for (char& c : cmd) if (c == '\0') c = ' ';
+  return cmd;
+}
+
 // ---------------------------------------------------------------- oracle
 
 // The daemons' backends in this database (the test's own connections
@@ -260,6 +402,12 @@ inline std::vector<std::string> TortureKeys(int authors) {
 inline const char* kDaemonBackendsSql =
     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'kck'"
     " AND backend_type = 'client backend' AND pid <> pg_backend_pid() ORDER BY pid";
+
+// The same and the backends of the daemons' Python workers: pid, application_name.
+inline const char* kDaemonAndWorkerBackendsSql =
+    "SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database()"
+    " AND application_name IN ('kck', 'kck_torture_worker') AND backend_type = 'client backend'"
+    " AND pid <> pg_backend_pid() ORDER BY pid";
 
 // True when the outbox is empty and no daemon backend is inside a
 // transaction, twice in a row 100 ms apart.
@@ -296,9 +444,12 @@ inline bool WaitQuiet(pg::Connection& conn, const std::string& conninfo, std::ch
 
 // Every stored product whose value differs from a recompute from scratch
 // (the oracle of daemon_helpers.h, collected instead of asserted one by
-// one), or that carries an error. Each line names the key.
-inline std::vector<std::string> OracleMismatches(pg::Connection& conn) {
+// one), or that carries an error. Each line names the key. Python
+// products are computed afresh by a kck_worker of the torture's Django
+// project on the database of `worker_conninfo` ("": none may be stored).
+inline std::vector<std::string> OracleMismatches(pg::Connection& conn, const std::string& worker_conninfo = "") {
   std::vector<std::string> out;
+  std::vector<std::string> python_keys, python_stored;
   auto registry = LoadRegistry(conn);
   if (!registry.ok()) return {"cannot load registry: " + registry.status().message()};
   auto rows = conn.Exec("SELECT key, primer, value::text, error FROM kck.cache ORDER BY key");
@@ -309,11 +460,32 @@ inline std::vector<std::string> OracleMismatches(pg::Connection& conn) {
     if (p == nullptr) continue;  // a primer a test dropped on purpose
     auto values = DecodeKey(key, p->spec.name, p->spec.params);
     if (!values.ok()) { out.push_back(key + ": stored under an undecodable key"); continue; }
+    if (!rows->is_null(i, 3)) out.push_back(key + ": carries error \"" + std::string(rows->get(i, 3)) + "\"");
+    if (p->python()) {
+      python_keys.push_back(key);
+      python_stored.emplace_back(rows->get(i, 2));
+      continue;
+    }
     auto fresh = conn.Exec(p->compute.sql, BindValues(p->compute, p->KeyValues(*values)));
     std::string fresh_text = fresh.ok() ? fresh->get_opt(0, 0).value_or("null") : "<" + fresh.status().message() + ">";
     std::string same = fresh.ok() ? Scalar(conn, "SELECT $1::jsonb = $2::jsonb", {std::string(rows->get(i, 2)), fresh_text}) : "f";
     if (same != "t") out.push_back(key + ": stored " + std::string(rows->get(i, 2)).substr(0, 200) + " but recompute gives " + fresh_text.substr(0, 200));
-    if (!rows->is_null(i, 3)) out.push_back(key + ": carries error \"" + std::string(rows->get(i, 3)) + "\"");
+  }
+  if (python_keys.empty()) return out;
+  if (worker_conninfo.empty()) return {"python products are stored but the oracle has no kck_worker to compute them"};
+  std::string error;
+  auto replies = WorkerComputes(worker_conninfo, python_keys, error);
+  if (!error.empty()) out.push_back("kck_worker (oracle): " + error);
+  for (size_t i = 0; i < python_keys.size(); ++i) {
+    auto reply = replies.find(python_keys[i]);
+    if (reply == replies.end()) continue;
+    if (!reply->second.value("ok", false)) {
+      out.push_back(python_keys[i] + ": the oracle's kck_worker failed to compute it: " + reply->second.dump().substr(0, 200));
+      continue;
+    }
+    std::string fresh = reply->second["value"].dump();
+    if (Scalar(conn, "SELECT $1::jsonb = $2::jsonb", {python_stored[i], fresh}) != "t")
+      out.push_back(python_keys[i] + ": stored " + python_stored[i].substr(0, 200) + " but a fresh compute by kck_worker gives " + fresh.substr(0, 200));
   }
   return out;
 }
@@ -341,24 +513,29 @@ inline std::string ByPrimer(const std::vector<std::string>& lines, size_t exampl
 // equal, not close.
 inline std::vector<std::string> AugmentCountMismatches(pg::Connection& conn) {
   std::vector<std::string> out;
-  const std::pair<const char*, const char*> counts[] = {{"book_total", "store_book"}, {"review_total", "store_review"}};
+  const std::pair<const char*, const char*> counts[] = {{"book_total", "store_book"}, {"review_total", "store_review"}, {"py_review_total", "store_review"}};
   for (auto [key, table] : counts) {
     std::string stored = Stored(conn, key);
     if (stored == "<absent>") continue;  // not part of this test's schema
     std::string real = Scalar(conn, std::string("SELECT count(*) FROM ") + table);
     if (stored != real) out.push_back(std::string(key) + " (kept by augment): stored " + stored + ", real count " + real);
   }
-  std::string per_author = Scalar(conn,
-      "SELECT count(*) FROM kck.cache c WHERE c.primer = 'book_count' AND c.value <> to_jsonb((SELECT count(*)"
-      " FROM store_book b WHERE b.author_id = split_part(c.key, '/', 2)::bigint))");
-  if (per_author != "0") out.push_back("book_count (kept by augment): " + per_author + " authors differ from the real count");
+  for (const char* primer : {"book_count", "py_book_count"}) {
+    std::string wrong = Scalar(conn,
+        "SELECT count(*) || ' authors differ from the real count' || coalesce(': ' || string_agg(format('%s stored %s, real count %s', key, value, real), '; ')"
+        "   FILTER (WHERE n <= 5), '') FROM (SELECT key, value, real, row_number() OVER (ORDER BY key) n"
+        " FROM (SELECT c.key, c.value, (SELECT count(*) FROM store_book b WHERE b.author_id = split_part(c.key, '/', 2)::bigint) real"
+        " FROM kck.cache c WHERE c.primer = $1) k WHERE value <> to_jsonb(real)) w", {primer});
+    if (wrong.rfind("0 ", 0) != 0) out.push_back(std::string(primer) + " (kept by augment): " + wrong);
+  }
   return out;
 }
 
 // Asserts the end state of a drain: empty outbox, cache equal to a
 // recompute, augment counts exact. `what` names the phase.
-inline void ExpectConsistent(pg::Connection& conn, const std::string& what) {
-  auto mismatches = OracleMismatches(conn);
+// `worker_conninfo`: as for OracleMismatches().
+inline void ExpectConsistent(pg::Connection& conn, const std::string& what, const std::string& worker_conninfo = "") {
+  auto mismatches = OracleMismatches(conn, worker_conninfo);
   EXPECT_TRUE(mismatches.empty()) << what << ": " << mismatches.size()
                                   << " mismatches against a recompute from scratch:" << ByPrimer(mismatches);
   auto counts = AugmentCountMismatches(conn);

@@ -48,6 +48,8 @@ def _is_transient(error):
             return code[:2] in _TRANSIENT_CLASSES or code == "55P03"
         if isinstance(error, InterfaceError):
             return True
+        if isinstance(error, OperationalError) and not code:  # no SQLSTATE: the connection failed
+            return True
         error = error.__cause__ or error.__context__
         seen += 1
     return False
@@ -109,10 +111,13 @@ class Worker:
                 if attempt == 2:
                     resp = {"ok": False, "error": _one_line(e), "transient": True}
             except Exception as e:
-                self._reset_connection(only_if_broken=True)
+                # A connection that broke under the primer (PostgreSQL restarted, the
+                # backend was terminated) is not the primer's fault, whatever the
+                # exception it surfaced as.
+                broken = self._reset_connection(only_if_broken=True)
                 log.warning("kck_worker: request %s (%s) failed: %s", rid, req.get("op"), _one_line(e))
                 resp = {"ok": False, "error": _one_line(e)}
-                if _is_transient(e):
+                if broken or _is_transient(e):
                     resp["transient"] = True
                 break
         out = {"id": rid}
@@ -120,13 +125,15 @@ class Worker:
         return out
 
     def _reset_connection(self, only_if_broken=False):
+        """Closes the connection (only a broken one, if asked); True when it was broken."""
         conn = connections[self.cache.alias]
         try:
             if only_if_broken and (conn.connection is None or conn.is_usable()):
-                return
+                return False
             conn.close()
         except Exception:
             conn.connection = None
+        return True
 
     def _dispatch(self, req):
         op = req.get("op")

@@ -292,3 +292,9 @@ def test_transient_failures_are_marked_so_the_daemon_retries(worker, db):
     boom = worker.call({"op": "compute", "key": "boom/3"})
     assert boom["ok"] is False and "transient" not in boom, boom
     assert worker.call({"op": "ping"})["ok"]
+
+
+def test_a_connection_lost_under_a_primer_is_transient(worker, db):
+    resp = worker.call({"op": "compute", "key": "loses_connection/1"})
+    assert resp["ok"] is False and resp.get("transient") is True, resp
+    assert worker.call({"op": "ping"})["ok"]  # and the worker reconnects

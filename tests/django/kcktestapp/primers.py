@@ -37,6 +37,19 @@ class TimeoutPrimer(Primer):
         return 0
 
 
+class LosesConnectionPrimer(Primer):
+    """Its compute loses the database connection (as when PostgreSQL restarts)."""
+
+    key = "loses_connection"
+    parameters = [IntParameter("n")]
+
+    def compute(self, key):
+        from django.db import connection
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return 0
+
+
 class SlowEchoPrimer(Primer):
     key = "slow_echo"
     parameters = [StrParameter("text")]

@@ -39,12 +39,14 @@ step() { echo "==> $*"; }
 if ((sanitize)); then
   build_dir=build-asan
   skip=(-E torture)
+  targets=(--target kck kck_unit_tests kck_integration_tests)
   options=(-DCMAKE_BUILD_TYPE=Debug -DKCK_SANITIZE=ON -DKCK_WERROR=ON)
   export ASAN_OPTIONS=detect_leaks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 else
   build_dir=build
   skip=()
+  targets=()
   options=(-DCMAKE_BUILD_TYPE=Release -DKCK_WERROR=ON)
 fi
 
@@ -54,7 +56,7 @@ generator=()
 step "configure ./$build_dir (${options[*]})"
 cmake -S . -B "$build_dir" "${generator[@]}" "${options[@]}"
 step "build ./$build_dir"
-cmake --build "$build_dir"
+cmake --build "$build_dir" "${targets[@]}"
 
 step "ctest ./$build_dir"
 status=0

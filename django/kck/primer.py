@@ -72,6 +72,8 @@ class Depends:
                                            author_id (OLD and NEW). A parameter left out
                                            matches every stored key agreeing on the others.
     Depends(Review)                        any change: every stored key of the primer.
+    Depends(Book, author_id='author_id',   also captures title: augment() gets it in
+            columns=['title'])             change.old / change.new (insert, update, delete).
     Depends(Review, keys=fn, columns=[..]) fn(old, new) returns the affected keys (or
                                            dicts of parameters); it runs in kck_worker.
                                            columns: the columns fn reads (default: the
@@ -86,6 +88,8 @@ class Depends:
     def __init__(self, source, keys=None, columns=None, **params):
         self.source = source
         self.keys = keys
+        if columns is not None and (isinstance(columns, str) or not all(isinstance(c, str) and c for c in columns)):
+            raise PrimerDefinitionError("Depends(): columns= must be a list of column names, got %r" % (columns,))
         self.columns = list(columns) if columns is not None else None
         self.params = dict(params)
         self.primer_name = None
@@ -100,8 +104,8 @@ class Depends:
             raise PrimerDefinitionError("Depends(): keys must be a callable keys(old, new)")
         if keys is not None and self.params:
             raise PrimerDefinitionError("Depends(): a rule has either parameters or keys=, not both")
-        if self.columns is not None and keys is None:
-            raise PrimerDefinitionError("Depends(): columns= is only for rules with keys=")
+        if self.columns is not None and self.primer_name is not None:
+            raise PrimerDefinitionError("Depends(): columns= is for rules on tables, not on another primer")
         if self.primer_name is not None and keys is not None:
             raise PrimerDefinitionError("Depends(): a rule on another primer maps keys with parameters, "
                                         "not keys=")
@@ -148,6 +152,8 @@ class Depends:
                 spec["columns"] = [self._column(c) for c in self.columns]
         else:
             spec["params"] = {param: self._column(col) for param, col in self.params.items()}
+            if self.columns is not None:
+                spec["columns"] = [self._column(c) for c in self.columns]  # captured for augment
         return spec
 
     def describe(self):

@@ -281,3 +281,18 @@ class TitleLogPrimer(Primer):
         new = change.new["title"] if change.new is not None else None
         titles = [t for t in value["titles"] if t != old] + ([new] if new is not None else [])
         return {"titles": sorted(titles), "seen": value["seen"] + [[change.op, old, new]]}
+
+
+class JsonTypesPrimer(Primer):
+    """Returns a Decimal, a datetime and a date: products are JSON (README, "Products are JSON")."""
+
+    key = "json_types"
+    parameters = [IntParameter("n")]
+    refresh_every = "1h"
+
+    def compute(self, key):
+        import datetime
+        import decimal
+
+        at = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.timezone.utc)
+        return {"price": decimal.Decimal("12.30"), "at": at, "day": at.date(), "n": self.key_to_param_dict(key)["n"]}

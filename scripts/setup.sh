@@ -40,7 +40,7 @@ packages=(
   libpq-dev libuv1-dev libsimdjson-dev nlohmann-json3-dev libspdlog-dev
   libcli11-dev libsystemd-dev libgtest-dev
   postgresql-15
-  python3-django python3-psycopg2 python3-pytest
+  python3-django python3-psycopg2 python3-pytest python3-venv python3-setuptools
   systemd
 )
 

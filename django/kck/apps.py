@@ -8,6 +8,9 @@ class KckConfig(AppConfig):
     verbose_name = "kck"
 
     def ready(self):
+        from . import conf
+
+        conf.validate()  # a bad settings.KCK entry stops startup with a message naming it
         # Like admin.py: import every installed app's primers.py, registering its primers.
         autodiscover_modules("primers")
         from . import checks  # noqa: F401  (registers the system checks)

@@ -27,12 +27,16 @@ transaction, and the product is stored only when that lock was free and no trans
 committed since the compute's snapshot; otherwise it is computed and not stored.
 """
 
+from __future__ import annotations
+
 import collections
 import datetime
 import logging
 import threading
 import time
+from typing import Any, Dict, Iterable, Optional
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, connections, transaction
 
@@ -58,6 +62,11 @@ _READ_SQL = (
 
 # The hit path of get(): only what it needs, so a hit costs one narrow
 # indexed read (bench/django_bench.py compares it with DatabaseCache.get).
+# get_many(): the hits of many keys in one read.
+_GET_MANY_SQL = (
+    "SELECT key, value::text, coalesce(soft_expire <= statement_timestamp(), false), "
+    "coalesce(hard_expire <= statement_timestamp(), false) FROM kck.cache WHERE key = ANY(%s)")
+
 _GET_SQL = (
     "SELECT value::text, coalesce(soft_expire <= statement_timestamp(), false), "
     "coalesce(hard_expire <= statement_timestamp(), false) FROM kck.cache WHERE key = %s")
@@ -151,7 +160,7 @@ class Cache:
         self._checked, self._checked_registry = set(), None
 
     @classmethod
-    def get_instance(cls):
+    def get_instance(cls) -> "Cache":
         if cls._instance is None:
             with cls._instance_lock:
                 if cls._instance is None:
@@ -161,18 +170,18 @@ class Cache:
     # -- public API ---------------------------------------------------------
 
     @property
-    def alias(self):
+    def alias(self) -> str:
         return self._using or conf.database_alias()
 
     @property
     def connection(self):
         return connections[self.alias]
 
-    def build_key(self, name, **params):
+    def build_key(self, name: str, **params: Any) -> str:
         """The canonical key of primer ``name`` for the given parameter values."""
         return registry().get(name).build_key(**params)
 
-    def get(self, key, prime_on_cache_miss=None):
+    def get(self, key: str, prime_on_cache_miss: Optional[bool] = None) -> Any:
         """The product stored under ``key``, computed and stored first on a miss."""
         self._check_key(key)
         r = self._fetch(_GET_SQL, key)
@@ -182,7 +191,7 @@ class Cache:
             return jsonutil.loads(r[0])
         return self.get_entry(key, prime_on_cache_miss).value
 
-    def get_entry(self, key, prime_on_cache_miss=None):
+    def get_entry(self, key: str, prime_on_cache_miss: Optional[bool] = None) -> CacheEntry:
         """Like get(), returning a CacheEntry (value, version, computed_at, expiries, ...)."""
         primer, _ = decode(key)
         row = self._read(key)
@@ -196,7 +205,37 @@ class Cache:
                             % (quote_for_error(key), quote_for_error(primer.name)))
         return self._produce(primer, key, row, force=False)
 
-    def is_set(self, key):
+    def get_many(self, keys: Iterable[str], prime_on_cache_miss: Optional[bool] = None) -> Dict[str, Any]:
+        """{key: product} for ``keys`` (in their order): one read for the stored ones; each
+        miss (or hard-expired one) is computed and stored as get() does, and raises as get() does."""
+        keys = list(dict.fromkeys(keys))
+        for key in keys:
+            self._check_key(key)
+        found = {}
+        if keys:
+            with self._cursor() as cur:
+                cur.execute(_GET_MANY_SQL, [keys])
+                found = {r[0]: r[1:] for r in cur.fetchall()}
+        out = {}
+        for key in keys:
+            r = found.get(key)
+            if r is not None and r[0] is not None and not r[2]:
+                if r[1]:
+                    self._queue_refresh_throttled(key)
+                out[key] = jsonutil.loads(r[0])
+            else:
+                out[key] = self.get_entry(key, prime_on_cache_miss).value
+        return out
+
+    async def aget(self, key: str, prime_on_cache_miss: Optional[bool] = None) -> Any:
+        """get() for async views: runs in Django's thread for sync code (thread_sensitive)."""
+        return await sync_to_async(self.get, thread_sensitive=True)(key, prime_on_cache_miss)
+
+    async def aget_entry(self, key: str, prime_on_cache_miss: Optional[bool] = None) -> CacheEntry:
+        """get_entry() for async views (thread_sensitive, like aget())."""
+        return await sync_to_async(self.get_entry, thread_sensitive=True)(key, prime_on_cache_miss)
+
+    def is_set(self, key: str) -> bool:
         """Whether a value is stored under ``key`` (and not past its hard expiry)."""
         decode(key)
         with self._cursor() as cur:
@@ -204,7 +243,7 @@ class Cache:
                         "AND (hard_expire IS NULL OR hard_expire > statement_timestamp()))", [key])
             return cur.fetchone()[0]
 
-    def set(self, key, value):
+    def set(self, key: str, value: Any) -> int:
         """Stores ``value`` under ``key`` (a new version), whatever was stored before."""
         primer, _ = decode(key)
         text = jsonutil.dumps(value)
@@ -219,14 +258,14 @@ class Cache:
                     return version
         raise KckError("key %s: could not set, other writers kept changing it" % quote_for_error(key))
 
-    def unset(self, key):
+    def unset(self, key: str) -> bool:
         """Removes the product stored under ``key``; True when there was one."""
         decode(key)
         with self._cursor() as cur:
             cur.execute("DELETE FROM kck.cache WHERE key = %s", [key])
             return cur.rowcount > 0
 
-    def refresh(self, key, queued=True):
+    def refresh(self, key: str, queued: bool = True) -> Any:
         """Queued: asks the daemon to recompute ``key`` soon (kck.queue_refresh).
         Not queued: recomputes it now in this process, stores it and returns the value."""
         primer, _ = decode(key)

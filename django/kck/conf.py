@@ -86,3 +86,58 @@ def format_period(seconds):
         if seconds % unit == 0:
             return "%d%s" % (seconds // unit, suffix)
     return "%ds" % seconds
+
+
+def _check_type(name, value, types, expected):
+    if value is not None and (isinstance(value, bool) and bool not in types or not isinstance(value, types)):
+        return "settings.KCK[%r]: expected %s, got %r" % (name, expected, value)
+    return None
+
+
+def _check_database(value):
+    from django.conf import settings
+
+    if value not in settings.DATABASES:
+        return "settings.KCK['DATABASE']: %r is not an alias in settings.DATABASES (%s)" % (
+            value, ", ".join(sorted(settings.DATABASES)) or "none")
+    return None
+
+
+def _check_period(name, value):
+    try:
+        period_seconds(value, "settings.KCK[%r]" % name)
+    except PrimerDefinitionError as e:
+        return str(e)
+    return None
+
+
+def setting_problems():
+    """One line per bad entry of settings.KCK (an unknown name, a wrong type, a bad period)."""
+    from django.conf import settings
+
+    user = getattr(settings, "KCK", None)
+    if user is None:
+        return []
+    if not isinstance(user, dict):
+        return ["settings.KCK: expected a dict, got %s" % type(user).__name__]
+    out = ["settings.KCK[%r]: unknown setting (known: %s)" % (name, ", ".join(sorted(DEFAULTS)))
+           for name in user if name not in DEFAULTS]
+    out.append(_check_type("DATABASE", get("DATABASE"), (str,), "a database alias (str)")
+               or _check_database(get("DATABASE")))
+    out.append(_check_type("BINARY", get("BINARY"), (str, os.PathLike), "a path (str) or None"))
+    out.append(_check_type("SYNC_ON_MIGRATE", get("SYNC_ON_MIGRATE"), (bool,), "True or False"))
+    out.append(_check_type("REFRESH_QUEUE_SECONDS", get("REFRESH_QUEUE_SECONDS"), (int, float),
+                           "a number of seconds")
+               or ("settings.KCK['REFRESH_QUEUE_SECONDS']: must not be negative, got %r"
+                   % get("REFRESH_QUEUE_SECONDS") if (get("REFRESH_QUEUE_SECONDS") or 0) < 0 else None))
+    out.extend(_check_period(name, get(name)) for name in ("SOFT_EXPIRE", "HARD_EXPIRE", "REFRESH_EVERY"))
+    return [line for line in out if line]
+
+
+def validate():
+    """Raises ImproperlyConfigured naming the first bad entry of settings.KCK (run at startup)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    problems = setting_problems()
+    if problems:
+        raise ImproperlyConfigured(problems[0] + ("" if len(problems) == 1 else " (and %d more)" % (len(problems) - 1)))

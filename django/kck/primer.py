@@ -16,8 +16,11 @@ body is registered when it is defined; classes in each installed app's
 ``primers.py`` are imported when Django starts.
 """
 
+from __future__ import annotations
+
 import contextlib
 import threading
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import codec, conf
 from .exceptions import (InvalidKey, KeyParameterMismatch, PrimerDefinitionError, UnknownPrimer)
@@ -34,7 +37,8 @@ class Change:
 
     __slots__ = ("table", "op", "old", "new")
 
-    def __init__(self, table, op, old=None, new=None):
+    def __init__(self, table: str, op: str, old: Optional[Dict[str, Any]] = None,
+                 new: Optional[Dict[str, Any]] = None) -> None:
         self.table, self.op, self.old, self.new = table, op, old, new
 
     def __getitem__(self, name):
@@ -45,7 +49,7 @@ class Change:
     def get(self, name, default=None):
         return getattr(self, name, default) if name in self.__slots__ else default
 
-    def is_table(self, table):
+    def is_table(self, table: Union[type, str]) -> bool:
         """Whether the change is to ``table`` (a model class or a table name, qualified or not)."""
         name = table._meta.db_table if _is_model(table) else table
         if "." in name:
@@ -72,6 +76,8 @@ class Depends:
                                            author_id (OLD and NEW). A parameter left out
                                            matches every stored key agreeing on the others.
     Depends(Review)                        any change: every stored key of the primer.
+    Depends(Book, author_id='author_id',   also captures title: augment() gets it in
+            columns=['title'])             change.old / change.new (insert, update, delete).
     Depends(Review, keys=fn, columns=[..]) fn(old, new) returns the affected keys (or
                                            dicts of parameters); it runs in kck_worker.
                                            columns: the columns fn reads (default: the
@@ -83,9 +89,12 @@ class Depends:
     A param value that names a model field is mapped to its column (author -> author_id).
     """
 
-    def __init__(self, source, keys=None, columns=None, **params):
+    def __init__(self, source: Union[type, str], keys: Optional[Callable[..., Any]] = None,
+                 columns: Optional[Sequence[str]] = None, **params: str) -> None:
         self.source = source
         self.keys = keys
+        if columns is not None and (isinstance(columns, str) or not all(isinstance(c, str) and c for c in columns)):
+            raise PrimerDefinitionError("Depends(): columns= must be a list of column names, got %r" % (columns,))
         self.columns = list(columns) if columns is not None else None
         self.params = dict(params)
         self.primer_name = None
@@ -100,8 +109,8 @@ class Depends:
             raise PrimerDefinitionError("Depends(): keys must be a callable keys(old, new)")
         if keys is not None and self.params:
             raise PrimerDefinitionError("Depends(): a rule has either parameters or keys=, not both")
-        if self.columns is not None and keys is None:
-            raise PrimerDefinitionError("Depends(): columns= is only for rules with keys=")
+        if self.columns is not None and self.primer_name is not None:
+            raise PrimerDefinitionError("Depends(): columns= is for rules on tables, not on another primer")
         if self.primer_name is not None and keys is not None:
             raise PrimerDefinitionError("Depends(): a rule on another primer maps keys with parameters, "
                                         "not keys=")
@@ -110,7 +119,7 @@ class Depends:
                 raise PrimerDefinitionError("Depends(): %s= must name a column" % param)
 
     @classmethod
-    def on_primer(cls, name, **params):
+    def on_primer(cls, name: str, **params: str) -> "Depends":
         rule = cls("kck.cache", **params)
         rule.primer_name = name
         rule.source = None
@@ -148,6 +157,8 @@ class Depends:
                 spec["columns"] = [self._column(c) for c in self.columns]
         else:
             spec["params"] = {param: self._column(col) for param, col in self.params.items()}
+            if self.columns is not None:
+                spec["columns"] = [self._column(c) for c in self.columns]  # captured for augment
         return spec
 
     def describe(self):
@@ -225,23 +236,23 @@ class Primer:
     # -- identity and keys ------------------------------------------------
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self._kck_name
 
     @classmethod
-    def has_augment(cls):
+    def has_augment(cls) -> bool:
         return callable(getattr(cls, "augment", None))
 
-    def key_to_values(self, key):
+    def key_to_values(self, key: str) -> List[str]:
         """The canonical text values of a key of this primer, in declared order."""
         return codec.decode_key(key, self._kck_name, self._kck_param_pairs)
 
-    def key_to_param_dict(self, key):
+    def key_to_param_dict(self, key: str) -> Dict[str, Any]:
         """{parameter name: value} of a key of this primer, values typed (int, str, bool, date)."""
         values = self.key_to_values(key)
         return {p.name: p.from_text(v) for p, v in zip(self._kck_params, values)}
 
-    def param_dict_to_key(self, params):
+    def param_dict_to_key(self, params: Mapping[str, Any]) -> str:
         """The canonical key of this primer for {parameter name: value}."""
         params = dict(params)
         missing = [p.name for p in self._kck_params if p.name not in params]
@@ -257,7 +268,7 @@ class Primer:
         texts = [p.to_text(params[p.name], self._kck_name) for p in self._kck_params]
         return codec.encode_key(self._kck_name, self._kck_param_pairs, texts)
 
-    def build_key(self, **params):
+    def build_key(self, **params: Any) -> str:
         return self.param_dict_to_key(params)
 
     # -- periods ------------------------------------------------------------
@@ -271,18 +282,18 @@ class Primer:
             value = conf.get(attr.upper())
         return conf.period_seconds(value, "primer %r: %s" % (self._kck_name, attr))
 
-    def soft_expire_period(self):
+    def soft_expire_period(self) -> Optional[int]:
         return self._period("soft_expire")
 
-    def hard_expire_period(self):
+    def hard_expire_period(self) -> Optional[int]:
         return self._period("hard_expire")
 
-    def refresh_every_period(self):
+    def refresh_every_period(self) -> Optional[int]:
         return self._period("refresh_every")
 
     # -- the work -------------------------------------------------------------
 
-    def compute(self, key):
+    def compute(self, key: str) -> Any:
         raise NotImplementedError("primer %r defines no compute(self, key)" % self._kck_name)
 
     # augment(self, key, value, change) is optional: define it in a subclass to
@@ -290,7 +301,7 @@ class Primer:
 
     # -- registration -------------------------------------------------------
 
-    def to_spec(self):
+    def to_spec(self) -> Dict[str, Any]:
         """The primer's entry in the config that kck_sync hands to `kck install`."""
         spec = {
             "name": self._kck_name,
@@ -335,7 +346,7 @@ class Registry:
             self._classes.pop(name, None)
             self._instances.pop(name, None)
 
-    def get(self, name):
+    def get(self, name: str) -> Primer:
         """The primer instance named ``name``; UnknownPrimer when there is none."""
         inst = self._instances.get(name)
         if inst is not None:
@@ -355,7 +366,7 @@ class Registry:
         """The primer of a key (InvalidKey when the key names no valid primer)."""
         return self.get(codec.key_primer_name(key))
 
-    def names(self):
+    def names(self) -> List[str]:
         return sorted(self._classes)
 
     def primers(self):
@@ -368,13 +379,13 @@ class Registry:
 _registries = [Registry()]
 
 
-def registry():
+def registry() -> Registry:
     """The current primer registry."""
     return _registries[-1]
 
 
 @contextlib.contextmanager
-def isolated_registry():
+def isolated_registry() -> Iterator[Registry]:
     """A fresh, empty registry for the duration of the block (tests, scripts)."""
     reg = Registry()
     _registries.append(reg)

@@ -8,3 +8,8 @@ from bookstore.settings import INSTALLED_APPS, KCK
 INSTALLED_APPS = INSTALLED_APPS + ["kcktestapp"]
 
 KCK = dict(KCK, SYNC_ON_MIGRATE=os.environ.get("KCK_TEST_SYNC_ON_MIGRATE", "0") == "1")
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "products": {"BACKEND": "kck.backends.ProductCache"},
+}

@@ -121,7 +121,6 @@ def test_definition_errors(body, message):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: Depends(Book, columns=["title"]), "columns= is only for rules with keys="),
     (lambda: Depends(Book, keys=lambda o, n: [], author_id="author_id"), "either parameters or keys="),
     (lambda: Depends(42), "must be a model class"),
     (lambda: Depends(Book, keys="not callable"), "keys must be a callable"),

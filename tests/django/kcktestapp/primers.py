@@ -275,3 +275,37 @@ class NoteOwnerPrimer(Primer):
 
     def compute(self, key):
         return Note.objects.filter(owner_id=self.key_to_param_dict(key)["owner_id"]).count()
+
+
+class TitleLogPrimer(Primer):
+    """Augments from the captured title column (Depends(..., columns=['title'])) and logs what it saw."""
+
+    key = "title_log"
+    parameters = [IntParameter("author_id")]
+    depends_on = [Depends(Book, author_id="author_id", columns=["title"])]
+
+    def compute(self, key):
+        author_id = self.key_to_param_dict(key)["author_id"]
+        titles = Book.objects.filter(author_id=author_id).order_by("title").values_list("title", flat=True)
+        return {"titles": list(titles), "seen": []}
+
+    def augment(self, key, value, change):
+        old = change.old["title"] if change.old is not None else None
+        new = change.new["title"] if change.new is not None else None
+        titles = [t for t in value["titles"] if t != old] + ([new] if new is not None else [])
+        return {"titles": sorted(titles), "seen": value["seen"] + [[change.op, old, new]]}
+
+
+class JsonTypesPrimer(Primer):
+    """Returns a Decimal, a datetime and a date: products are JSON (README, "Products are JSON")."""
+
+    key = "json_types"
+    parameters = [IntParameter("n")]
+    refresh_every = "1h"
+
+    def compute(self, key):
+        import datetime
+        import decimal
+
+        at = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.timezone.utc)
+        return {"price": decimal.Decimal("12.30"), "at": at, "day": at.date(), "n": self.key_to_param_dict(key)["n"]}

@@ -2,10 +2,11 @@
 live in that database only.
 
     1. declared on the primer:    database = 'analytics'
-    2. else its models' router:   the first DATABASE_ROUTERS entry whose db_for_write(model)
-                                  answers, for every model in depends_on (and the database of
-                                  every primer it depends on); all must agree
-    3. else KCK['DATABASE'] (default 'default')
+    2. else its dependencies:     for every model in depends_on, the first DATABASE_ROUTERS
+                                  entry whose db_for_write(model) answers (a model no router
+                                  answers for is in KCK['DATABASE']); the database of every
+                                  primer it depends on; all must agree
+    3. else (no model, no primer in depends_on) KCK['DATABASE'] (default 'default')
 """
 
 from django.db import connections, router
@@ -37,9 +38,8 @@ def _rule_aliases(cls, seen):
                 other = type(registry().get(rule.primer_name))
                 found.setdefault(primer_alias(other, seen), "primer %s" % rule.primer_name)
         elif _is_model(rule.source):
-            alias = routed_alias(rule.source)
-            if alias:
-                found.setdefault(alias, rule.source.__name__)
+            alias = routed_alias(rule.source) or conf.database_alias()
+            found.setdefault(alias, rule.source.__name__)
     return found
 
 

@@ -4,6 +4,9 @@
     cache = Cache.get_instance()
     cache.get('title_list/5')
 
+Each key is read and written in its primer's database (kck.routing.primer_alias); a
+Cache(using=ALIAS) uses that alias for every key.
+
 get(key)
   hit: one indexed read of kck.cache.
   past soft_expire: the stored value, and the key is queued for the daemon (kck.queue_refresh).
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import functools
 import logging
 import threading
 import time
@@ -38,12 +42,14 @@ from typing import Any, Dict, Iterable, Optional
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ObjectDoesNotExist
+from django.core.signals import setting_changed
 from django.db import DatabaseError, connections, transaction
 
 from . import conf, jsonutil
 from .codec import quote_for_error
 from .exceptions import KckError, KckNotInstalled, KeyNotSet, PrimerComputeError, ProductDoesNotExist
 from .primer import decode, registry
+from .routing import primer_alias
 
 log = logging.getLogger("kck")
 
@@ -99,12 +105,13 @@ FROM (SELECT %s::pg_snapshot AS s) q
 
 
 class _Frame:
-    """One compute running on this thread: its key, snapshot and whether nested misses may store."""
+    """One compute running on this thread: its key, its database alias and snapshot, and whether
+    nested misses may store."""
 
-    __slots__ = ("key", "snapshot", "store", "worker")
+    __slots__ = ("key", "alias", "snapshot", "store", "worker")
 
-    def __init__(self, key, snapshot, store, worker=False):
-        self.key, self.snapshot, self.store, self.worker = key, snapshot, store, worker
+    def __init__(self, key, alias, snapshot, store, worker=False):
+        self.key, self.alias, self.snapshot, self.store, self.worker = key, alias, snapshot, store, worker
 
 
 _local = threading.local()
@@ -112,7 +119,7 @@ _local = threading.local()
 
 class _NoStore:
     def __enter__(self):
-        _stack().append(_Frame(None, None, store=False, worker=True))
+        _stack().append(_Frame(None, None, None, store=False, worker=True))
 
     def __exit__(self, *exc):
         _stack().pop()
@@ -146,6 +153,27 @@ class _Row:
 
 _MISSING = object()
 
+# Bumped when settings that decide a primer's database change (tests: override_settings).
+_routing_generation = [0]
+
+
+def _routing_changed(setting, **kwargs):
+    if setting in ("KCK", "DATABASES", "DATABASE_ROUTERS"):
+        _routing_generation[0] += 1
+
+
+setting_changed.connect(_routing_changed, dispatch_uid="kck.cache.routing_changed")
+
+
+def _routed(method):
+    """Runs ``method(key, ...)`` on the Cache of the key's database (an unbound Cache delegates)."""
+    @functools.wraps(method)
+    def wrapper(self, key, *args, **kwargs):
+        if self._using is None:
+            return getattr(self.on(decode(key)[0]), method.__name__)(key, *args, **kwargs)
+        return method(self, key, *args, **kwargs)
+    return wrapper
+
 
 class Cache:
     """The product cache. Cache.get_instance() is the process-wide instance."""
@@ -157,7 +185,8 @@ class Cache:
         self._using = using
         self._queued = {}
         self._queued_lock = threading.Lock()
-        self._checked, self._checked_registry = set(), None
+        self._checked, self._checked_registry = {}, None
+        self._bound = {}
 
     @classmethod
     def get_instance(cls) -> "Cache":
@@ -171,7 +200,24 @@ class Cache:
 
     @property
     def alias(self) -> str:
+        """The alias of a Cache(using=ALIAS); of the unbound Cache, KCK['DATABASE']."""
         return self._using or conf.database_alias()
+
+    def on(self, primer):
+        """The Cache that reads and writes the products of ``primer`` (a Cache(using=its alias))."""
+        if self._using is not None:
+            return self
+        alias = primer_alias(primer)
+        bound = self._bound.get(alias)
+        if bound is None:
+            bound = Cache(using=alias)
+            bound._queued, bound._queued_lock = self._queued, self._queued_lock  # one throttle
+            bound = self._bound.setdefault(alias, bound)
+        return bound
+
+    def alias_for(self, key):
+        """The database alias the product of ``key`` is read from and stored in."""
+        return self.on(decode(key)[0]).alias
 
     @property
     def connection(self):
@@ -183,14 +229,15 @@ class Cache:
 
     def get(self, key: str, prime_on_cache_miss: Optional[bool] = None) -> Any:
         """The product stored under ``key``, computed and stored first on a miss."""
-        self._check_key(key)
-        r = self._fetch(_GET_SQL, key)
+        cache = self._check_key(key)
+        r = cache._fetch(_GET_SQL, key)
         if r is not None and r[0] is not None and not r[2]:
             if r[1]:
-                self._queue_refresh_throttled(key)
+                cache._queue_refresh_throttled(key)
             return jsonutil.loads(r[0])
-        return self.get_entry(key, prime_on_cache_miss).value
+        return cache.get_entry(key, prime_on_cache_miss).value
 
+    @_routed
     def get_entry(self, key: str, prime_on_cache_miss: Optional[bool] = None) -> CacheEntry:
         """Like get(), returning a CacheEntry (value, version, computed_at, expiries, ...)."""
         primer, _ = decode(key)
@@ -209,19 +256,21 @@ class Cache:
         """{key: product} for ``keys`` (in their order): one read for the stored ones; each
         miss (or hard-expired one) is computed and stored as get() does, and raises as get() does."""
         keys = list(dict.fromkeys(keys))
+        groups = {}  # alias -> (its Cache, its keys): one read per database
         for key in keys:
-            self._check_key(key)
+            cache = self._check_key(key)
+            groups.setdefault(cache.alias, (cache, []))[1].append(key)
         found = {}
-        if keys:
-            with self._cursor() as cur:
-                cur.execute(_GET_MANY_SQL, [keys])
-                found = {r[0]: r[1:] for r in cur.fetchall()}
+        for cache, group in groups.values():
+            with cache._cursor() as cur:
+                cur.execute(_GET_MANY_SQL, [group])
+                found.update({r[0]: (cache, r[1:]) for r in cur.fetchall()})
         out = {}
         for key in keys:
-            r = found.get(key)
+            cache, r = found.get(key, (None, None))
             if r is not None and r[0] is not None and not r[2]:
                 if r[1]:
-                    self._queue_refresh_throttled(key)
+                    cache._queue_refresh_throttled(key)
                 out[key] = jsonutil.loads(r[0])
             else:
                 out[key] = self.get_entry(key, prime_on_cache_miss).value
@@ -235,6 +284,7 @@ class Cache:
         """get_entry() for async views (thread_sensitive, like aget())."""
         return await sync_to_async(self.get_entry, thread_sensitive=True)(key, prime_on_cache_miss)
 
+    @_routed
     def is_set(self, key: str) -> bool:
         """Whether a value is stored under ``key`` (and not past its hard expiry)."""
         decode(key)
@@ -243,6 +293,7 @@ class Cache:
                         "AND (hard_expire IS NULL OR hard_expire > statement_timestamp()))", [key])
             return cur.fetchone()[0]
 
+    @_routed
     def set(self, key: str, value: Any) -> int:
         """Stores ``value`` under ``key`` (a new version), whatever was stored before."""
         primer, _ = decode(key)
@@ -258,6 +309,7 @@ class Cache:
                     return version
         raise KckError("key %s: could not set, other writers kept changing it" % quote_for_error(key))
 
+    @_routed
     def unset(self, key: str) -> bool:
         """Removes the product stored under ``key``; True when there was one."""
         decode(key)
@@ -265,6 +317,7 @@ class Cache:
             cur.execute("DELETE FROM kck.cache WHERE key = %s", [key])
             return cur.rowcount > 0
 
+    @_routed
     def refresh(self, key: str, queued: bool = True) -> Any:
         """Queued: asks the daemon to recompute ``key`` soon (kck.queue_refresh).
         Not queued: recomputes it now in this process, stores it and returns the value."""
@@ -277,6 +330,7 @@ class Cache:
 
     # -- the worker's entry point ---------------------------------------------
 
+    @_routed
     def compute_for_daemon(self, key):
         """Computes ``key`` for the daemon (kck_worker's compute op), storing nothing itself.
 
@@ -290,7 +344,8 @@ class Cache:
             raise KckError("compute_for_daemon() must run outside a transaction")
         with transaction.atomic(using=self.alias):
             snapshot = self._begin_repeatable_read()
-            text, ms = self._run_compute(primer, key, _Frame(key, snapshot, store=True, worker=True))
+            frame = _Frame(key, self.alias, snapshot, store=True, worker=True)
+            text, ms = self._run_compute(primer, key, frame)
         return text, snapshot, ms
 
     def without_storing(self):
@@ -306,15 +361,19 @@ class Cache:
         return self.connection.cursor()
 
     def _check_key(self, key):
-        """Rejects a bad key before any SQL; keys seen before (with the same
-        primer registry) are remembered, so a hit costs a dict lookup."""
-        reg = registry()
-        if self._checked_registry is reg and key in self._checked:
-            return
-        decode(key)
-        if self._checked_registry is not reg or len(self._checked) >= 100000:
-            self._checked, self._checked_registry = set(), reg
-        self._checked.add(key)
+        """Rejects a bad key before any SQL and returns the Cache of its database; keys seen
+        before (with the same primer registry and routing settings) are remembered, so a hit
+        costs a dict lookup."""
+        current = (registry(), _routing_generation[0])
+        if self._checked_registry == current:
+            cache = self._checked.get(key)
+            if cache is not None:
+                return cache
+        cache = self.on(decode(key)[0])
+        if self._checked_registry != current or len(self._checked) >= 100000:
+            self._checked, self._checked_registry = {}, current
+        self._checked[key] = cache
+        return cache
 
     def _fetch(self, sql, key):
         """One row of a read of kck.cache by key, or None."""
@@ -347,7 +406,8 @@ class Cache:
                 return
             self._queued[key] = now
             if len(self._queued) > 10000:
-                self._queued = {k: t for k, t in self._queued.items() if now - t < every}
+                for stale in [k for k, t in self._queued.items() if now - t >= every]:
+                    del self._queued[stale]
         with self._cursor() as cur:
             cur.execute("SELECT kck.queue_refresh(ARRAY[%s]::text[])", [key])
 
@@ -363,7 +423,8 @@ class Cache:
         stack = _stack()
         if stack:
             frame = stack[-1]
-            if not frame.store:
+            if not frame.store or frame.alias != self.alias:
+                # A compute on another database: its snapshot and locks say nothing about this one.
                 return self._compute_unstored(primer, key, frame.snapshot)
             return self._nested(primer, key, row, frame)
         conn = self.connection
@@ -391,7 +452,7 @@ class Cache:
                     return row.entry  # stored by someone else while we waited for the lock
                 expected = row.entry.version if row is not None else None
                 try:
-                    text, ms = self._run_compute(primer, key, _Frame(key, snapshot, store=True))
+                    text, ms = self._run_compute(primer, key, _Frame(key, self.alias, snapshot, store=True))
                 except ProductDoesNotExist as e:
                     gone = e
                     if row is not None:
@@ -426,7 +487,7 @@ class Cache:
             with self._cursor() as cur:
                 cur.execute("SELECT kck.try_lock_key(%s)", [key])
                 locked = cur.fetchone()[0]
-            text, ms = self._run_compute(primer, key, _Frame(key, frame.snapshot, store=True,
+            text, ms = self._run_compute(primer, key, _Frame(key, self.alias, frame.snapshot, store=True,
                                                              worker=frame.worker))
             if locked:
                 with self._cursor() as cur:
@@ -441,7 +502,7 @@ class Cache:
         # In a savepoint (or a transaction of its own): a compute that fails on a database
         # error leaves the caller's transaction usable.
         with transaction.atomic(using=self.alias):
-            text, ms = self._run_compute(primer, key, _Frame(key, snapshot, store=False))
+            text, ms = self._run_compute(primer, key, _Frame(key, self.alias, snapshot, store=False))
         return self._unstored_entry(primer, key, text, ms)
 
     @staticmethod

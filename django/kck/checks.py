@@ -3,7 +3,9 @@
 check_primers (untagged: plain `manage.py check`, no database) reports the mistakes of the
 Python primers of this process (kck.problems): a Depends() naming a field the model does not
 have (kck.E002), no compute (kck.E003), a rule on another primer with parameters it does not
-declare (kck.E004), and a primer that is never refreshed (kck.W001, a Warning).
+declare (kck.E004), a primer whose database is ambiguous (kck.E005: its models route to
+different aliases, or it declares an alias not in DATABASES), and a primer that is never
+refreshed (kck.W001, a Warning).
 
 A table or column renamed or dropped after `kck install` makes the capture trigger degrade (every
 product of the table is recomputed on every change) instead of failing the application's writes.
@@ -20,8 +22,9 @@ fresh.
 from django.core import checks
 from django.db import DatabaseError, connections
 
-from . import conf, problems
+from . import problems
 from .primer import registry
+from .routing import kck_aliases
 from .run import daemon_connections
 
 
@@ -40,24 +43,21 @@ def _problems(alias):
 
 @checks.register(checks.Tags.database)
 def check_registry(app_configs=None, databases=None, **kwargs):
-    alias = conf.database_alias()
-    if not databases or alias not in databases:
-        return []
     return [
         checks.Error('primer "%s": %s' % (primer, problem), hint=hint, obj="kck.primers", id="kck.E001")
+        for alias in kck_aliases() if databases and alias in databases
         for primer, problem, hint in _problems(alias)
     ]
 
 
 @checks.register("kck", deploy=True)
 def check_daemon(app_configs=None, **kwargs):
-    alias = conf.database_alias()
-    if daemon_connections(alias) != 0:  # running, or the database cannot be asked
-        return []
     return [checks.Warning(
         "no kck daemon is connected to database %r: products are not kept fresh" % alias,
-        hint="run `manage.py kck_listen` (systemd/kck-django.service); Cache.get still computes on a miss",
-        obj="kck", id="kck.W002")]
+        hint="run `manage.py kck_listen --database %s` (systemd/kck-django.service); Cache.get still "
+             "computes on a miss" % alias,
+        obj="kck", id="kck.W002")
+        for alias in kck_aliases() if daemon_connections(alias) == 0]  # 0: not running; None: unknown
 
 
 def _in_apps(cls, app_configs):

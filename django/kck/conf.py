@@ -1,7 +1,7 @@
 """The ``KCK`` settings dict, with defaults.
 
     KCK = {
-        "DATABASE": "default",     # alias of the database holding the kck schema and the models
+        "DATABASE": "default",     # alias of primers that no router or `database` places (kck.routing)
         "BINARY": None,            # path of the kck binary; default: $KCK_BINARY, then `kck` on PATH
         "SOFT_EXPIRE": None,       # default expiries/refresh for primers that set none: "10m", 600, timedelta
         "HARD_EXPIRE": None,

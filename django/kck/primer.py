@@ -198,6 +198,7 @@ class Primer:
     hard_expire_seconds = None
     refresh_every_seconds = None
     prime_on_cache_miss = True
+    database = None           # alias; default: its models' router, then KCK["DATABASE"] (kck.routing)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -54,6 +54,18 @@ def _rule_problems(cls, rule, reg):
             for name in names if _concrete_field(rule.source, name) is None]
 
 
+def _database_problems(cls):
+    from .exceptions import PrimerDefinitionError
+    from .routing import primer_alias
+
+    try:
+        primer_alias(cls)
+    except PrimerDefinitionError as e:
+        return [Problem(ERROR, "kck.E005", str(e), "a primer's products, registry row and capture "
+                        "triggers live in one database", cls)]
+    return []
+
+
 def primer_problems(cls, reg):
     """The Problems of one registered primer class."""
     out = []
@@ -62,6 +74,7 @@ def primer_problems(cls, reg):
     if getattr(cls, "compute", None) is Primer.compute:
         out.append(Problem(ERROR, "kck.E003", "%s: no compute(self, key)" % where(cls),
                            "define compute(self, key) returning the product's value", cls))
+    out.extend(_database_problems(cls))
     if not cls._kck_rules and reg.get(cls._kck_name).refresh_every_period() is None:
         out.append(Problem(WARNING, "kck.W001",
                            "%s: neither depends_on nor refresh_every: its products are never refreshed" % where(cls),

@@ -81,9 +81,10 @@ def listen_args(batch=None, worker_timeout=None, compute_timeout=None, log_level
     return args
 
 
-def worker_command(manage_py, pythonpath=None):
-    """`exec <this python> <manage.py> kck_worker`, the command the daemon runs its worker with."""
-    words = [sys.executable, os.path.abspath(manage_py), "kck_worker"]
+def worker_command(manage_py, pythonpath=None, alias=None):
+    """`exec <this python> <manage.py> kck_worker --database ALIAS`, the daemon's worker command."""
+    words = [sys.executable, os.path.abspath(manage_py), "kck_worker",
+             "--database", alias or conf.database_alias()]
     if pythonpath:
         words += ["--pythonpath", pythonpath]
     return "exec " + " ".join(shlex.quote(w) for w in words)

@@ -1,7 +1,8 @@
 """kck_sync: registers the Python primers in kck.primers through `kck install`.
 
-The config handed to the binary is {"source": "django", "primers": [...]}, one entry per
-primer (Primer.to_spec()). The binary validates tables and columns against the catalog,
+One `kck install` per database alias (kck.routing: the alias a primer belongs to). The config
+handed to the binary is {"source": "django", "primers": [...]}, one entry per primer of that
+alias (Primer.to_spec()). The binary validates tables and columns against the catalog,
 migrates the kck schema and installs the capture triggers; no trigger SQL is written here.
 """
 
@@ -17,6 +18,7 @@ from django.db import connections
 from . import conf, problems
 from .exceptions import KckSyncError
 from .primer import registry
+from .routing import kck_aliases, primers_by_alias
 
 log = logging.getLogger("kck")
 
@@ -29,9 +31,10 @@ _LIBPQ_OPTIONS = {
 }
 
 
-def build_config():
-    """The config document of every registered Python primer."""
-    return {"source": "django", "primers": [p.to_spec() for p in registry().primers()]}
+def build_config(alias=None):
+    """The config document of the Python primers of a database alias (default KCK['DATABASE'])."""
+    primers = primers_by_alias().get(alias or conf.database_alias(), [])
+    return {"source": "django", "primers": [p.to_spec() for p in primers]}
 
 
 def _quote(value):
@@ -71,7 +74,7 @@ def sync(alias=None, dry_run=False, binary=None, timeout=120):
     errors = [p.msg for p in problems.all_problems(registry()) if p.level == problems.ERROR]
     if errors:
         raise KckSyncError("primers with errors, nothing installed: " + "; ".join(errors))
-    config = build_config()
+    config = build_config(alias)
     db, env_add = conninfo(alias)
     env = dict(os.environ)
     env.update(env_add)
@@ -100,15 +103,21 @@ def sync(alias=None, dry_run=False, binary=None, timeout=120):
     if proc.returncode != 0:
         message = (proc.stderr or proc.stdout).strip() or "no output"
         message = problems.name_primers(message.replace(path + ": ", ""), registry())
-        raise KckSyncError("kck install failed (exit %d): %s" % (proc.returncode, message))
+        raise KckSyncError("database %r: kck install failed (exit %d): %s"
+                           % (alias or conf.database_alias(), proc.returncode, message))
     return result
+
+
+def sync_all(dry_run=False, binary=None):
+    """sync() of every alias kck is installed in (kck.routing.kck_aliases); [(alias, SyncResult)]."""
+    return [(alias, sync(alias=alias, dry_run=dry_run, binary=binary)) for alias in kck_aliases()]
 
 
 def post_migrate_sync(sender, using=None, verbosity=1, **kwargs):
     """post_migrate handler: keeps kck.primers and the capture triggers current."""
     if not conf.get("SYNC_ON_MIGRATE"):
         return
-    if using is not None and using != conf.database_alias():
+    if (using or conf.database_alias()) not in kck_aliases():
         return
     binary = conf.binary_path()
     if binary and os.sep not in binary:

@@ -1,6 +1,8 @@
 """kck_worker: computes Python primers for the daemon (JSON lines over stdin/stdout).
 
-On start it writes {"hello": "kck_worker", "protocol": 1, "primers": [...]}. Then, per
+On start it writes {"hello": "kck_worker", "protocol": 1, "primers": [...]}: with
+`--database ALIAS` (as kck_listen and kck.testing.drain start it), the primers of that alias
+only (kck.routing), and a request for a key of another alias's primer is refused. Then, per
 request line (each with an integer "id"), one response line:
 
   {"id": 1, "op": "compute", "key": K}
@@ -27,6 +29,7 @@ from . import jsonutil
 from .cache import Cache
 from .exceptions import CannotAugment, KckError, ProductDoesNotExist, UnknownPrimer
 from .primer import Change, registry
+from .routing import primer_alias
 
 PROTOCOL = 1
 log = logging.getLogger("kck.worker")
@@ -74,12 +77,31 @@ def _field(req, name, types, what):
 
 
 class Worker:
-    def __init__(self, cache=None):
+    def __init__(self, cache=None, alias=None):
         self.cache = cache or Cache.get_instance()
+        self.alias = alias  # the database the daemon serves; None: every primer
         self.requests = 0
 
     def hello(self):
-        return {"hello": "kck_worker", "protocol": PROTOCOL, "primers": registry().names()}
+        names = registry().names()
+        if self.alias is not None:
+            names = [n for n in names if self._alias_of(n) == self.alias]
+        return {"hello": "kck_worker", "protocol": PROTOCOL, "primers": names}
+
+    @staticmethod
+    def _alias_of(name):
+        try:
+            return primer_alias(registry().get(name))
+        except KckError:
+            return None
+
+    def _served(self, primer):
+        """``primer``, when it belongs to the database this worker serves."""
+        name, alias = primer.name, primer_alias(primer)
+        if self.alias is not None and alias != self.alias:
+            raise BadRequest("primer %r belongs to database %r, not %r that this worker serves: "
+                             "run manage.py kck_sync" % (name, alias, self.alias))
+        return primer
 
     # -- one request ------------------------------------------------------------
 
@@ -125,15 +147,17 @@ class Worker:
         return out
 
     def _reset_connection(self, only_if_broken=False):
-        """Closes the connection (only a broken one, if asked); True when it was broken."""
-        conn = connections[self.cache.alias]
-        try:
-            if only_if_broken and (conn.connection is None or conn.is_usable()):
-                return False
-            conn.close()
-        except Exception:
-            conn.connection = None
-        return True
+        """Closes the connections (only broken ones, if asked); True when one was broken."""
+        broken = False
+        for conn in connections.all():
+            try:
+                if only_if_broken and (conn.connection is None or conn.is_usable()):
+                    continue
+                conn.close()
+            except Exception:
+                conn.connection = None
+            broken = True
+        return broken
 
     def _dispatch(self, req):
         op = req.get("op")
@@ -149,6 +173,7 @@ class Worker:
 
     def _compute(self, req):
         key = _field(req, "key", str, "a string")
+        self._served(registry().for_key(key))
         try:
             text, snapshot, ms = self.cache.compute_for_daemon(key)
         except ProductDoesNotExist:
@@ -160,7 +185,7 @@ class Worker:
         if "value" not in req:
             raise BadRequest("missing field 'value'")
         change = _field(req, "change", dict, "an object")
-        primer = registry().for_key(key)
+        primer = self._served(registry().for_key(key))
         primer.key_to_values(key)  # the key must be canonical
         if not primer.has_augment():
             return {"ok": False, "cannot_augment": True}
@@ -181,7 +206,7 @@ class Worker:
     def _keys(self, req):
         name = _field(req, "primer", str, "a string")
         index = _field(req, "rule", int, "an integer")
-        primer = registry().get(name)
+        primer = self._served(registry().get(name))
         rules = primer._kck_rules
         if not 0 <= index < len(rules):
             raise BadRequest("primer %r has no depends_on[%d]" % (name, index))

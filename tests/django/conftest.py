@@ -51,6 +51,7 @@ NO_LISTEN_REASON = "kck binary %s: `kck listen --help` does not list --python-wo
 CLUSTER_DIR = Path(tempfile.mkdtemp(prefix="kck-pytest-"))
 SOCKET_DIR = CLUSTER_DIR
 DB_NAME = "kck_test"
+OTHER_DB_NAME = DB_NAME + "_other"  # the alias 'other' (test_multidb)
 CONNINFO = "host=%s port=5432 dbname=%s user=postgres" % (SOCKET_DIR, DB_NAME)
 
 os.environ.pop("KCK_DATABASE_URL", None)
@@ -118,6 +119,7 @@ def pg_cluster():
     _run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(CLUSTER_DIR / "postgres.log"),
                        "-o", opts, "-w", "-t", "30", "start"]))
     _run([str(PG_BIN / "createdb"), "-h", str(SOCKET_DIR), "-U", "postgres", DB_NAME])
+    _run([str(PG_BIN / "createdb"), "-h", str(SOCKET_DIR), "-U", "postgres", OTHER_DB_NAME])
     from django.core.management import call_command
     from django.db import connections
 

@@ -105,7 +105,8 @@ def test_kck_listen_execs_the_daemon_with_the_password_in_its_environment_only(k
     assert "PGPASSWORD=%s" % PASSWORD in [e.decode() for e in _proc(pid, "environ")]
     db = argv[argv.index(b"--db") + 1].decode()
     assert "sslmode='disable'" in db and "application_name" not in db  # the daemon keeps the name kck
-    assert argv[argv.index(b"--python-worker") + 1].decode().endswith("kcktest_manage.py kck_worker")
+    assert argv[argv.index(b"--python-worker") + 1].decode().endswith(
+        "kcktest_manage.py kck_worker --database default")
     for flag, value in ((b"--worker-timeout", b"5s"), (b"--batch", b"100"), (b"--log-level", b"info")):
         assert argv[argv.index(flag) + 1] == value
     workers = [c for c in _children(pid) if b"kck_worker" in b" ".join(_proc(c, "cmdline"))]

@@ -96,7 +96,8 @@ def test_kck_sync_dry_run_command(fake_kck):
     call_command("kck_sync", "--dry-run", binary=fake_kck.binary, stdout=out)
     assert fake_kck.argv()[-1] == "--dry-run"
     text = out.getvalue()
-    assert text.startswith("-- kck_sync --dry-run: config (%d primer(s))" % len(build_config()["primers"]))
+    assert text.startswith("-- kck_sync --dry-run: database 'default': config (%d primer(s))"
+                           % len(build_config()["primers"]))
     assert '--   "source": "django"' in text
     assert text.rstrip().endswith("primer echo: registered")
 

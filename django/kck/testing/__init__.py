@@ -19,6 +19,10 @@ daemon sees committed rows only: use TransactionTestCase (pytest-django: transac
 TestCase, whose test runs in a transaction that is never committed; drain() raises DrainError
 when called inside an atomic block that has written.
 
+Several databases: install() and drain() act on every alias primers belong to
+(kck.routing.kck_aliases), or on those named by ``using``; KckTestMixin on those among the test
+case's ``databases``.
+
 pytest: `pytest_plugins = ["kck.testing.pytest_plugin"]` gives the fixture `kck_drain`.
 """
 
@@ -30,8 +34,8 @@ import sys
 
 from django.db import connections
 
-from .. import conf
 from ..exceptions import KckError
+from ..routing import kck_aliases
 from ..run import KckCommandError, command, listen_args, settings_env
 from ..sync import sync
 
@@ -46,13 +50,20 @@ class DrainError(KckError):
     """drain() could not apply the queued changes."""
 
 
+def _aliases(using):
+    if using is None:
+        return kck_aliases()
+    return [using] if isinstance(using, str) else list(using)
+
+
 def install(using=None, binary=None):
-    """kck_sync against the (test) database of the alias, once per process and database."""
-    alias = using or conf.database_alias()
-    name = connections[alias].settings_dict["NAME"]
-    if (alias, name) not in _installed:
-        sync(alias=alias, binary=binary)
-        _installed.add((alias, name))
+    """kck_sync against the (test) database of each alias (default: every kck alias), once per
+    process and database."""
+    for alias in _aliases(using):
+        name = connections[alias].settings_dict["NAME"]
+        if (alias, name) not in _installed:
+            sync(alias=alias, binary=binary)
+            _installed.add((alias, name))
 
 
 def _refuse_uncommitted_writes(alias):
@@ -77,10 +88,18 @@ def worker_env():
 
 
 def drain(using=None, binary=None, timeout=60):
-    """Applies every queued change (`kck listen --until-idle`), then returns."""
-    alias = using or conf.database_alias()
-    _refuse_uncommitted_writes(alias)
-    worker = "exec %s -m django kck_worker" % shlex.quote(sys.executable)
+    """Applies every queued change (`kck listen --until-idle`) of each alias (default: every kck
+    alias), then returns."""
+    aliases = _aliases(using)
+    for alias in aliases:
+        _refuse_uncommitted_writes(alias)
+    for alias in aliases:
+        _drain_one(alias, binary, timeout)
+
+
+def _drain_one(alias, binary, timeout):
+    worker = "exec %s -m django kck_worker --database %s" % (shlex.quote(sys.executable),
+                                                              shlex.quote(alias))
     try:
         argv, env = command(listen_args(log_level="warn", until_idle=True, python_worker=worker),
                             alias, binary, for_daemon=True)
@@ -94,19 +113,26 @@ def drain(using=None, binary=None, timeout=60):
         raise DrainError("kck.testing.drain(): kck listen --until-idle: %s" % e) from e
     if proc.returncode != 0:
         last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
-        raise DrainError("kck.testing.drain(): kck listen --until-idle failed (exit %d): %s"
-                         % (proc.returncode, last))
+        raise DrainError("kck.testing.drain(): database %r: kck listen --until-idle failed (exit %d): %s"
+                         % (alias, proc.returncode, last))
 
 
 class KckTestMixin:
     """For TransactionTestCase: kck installed in the test database, and self.kck_drain()."""
 
-    kck_database = None  # alias; default KCK['DATABASE']
+    kck_database = None  # alias; default: the kck aliases among the test case's databases
+
+    @classmethod
+    def kck_aliases(cls):
+        if cls.kck_database is not None:
+            return [cls.kck_database]
+        databases = cls.databases
+        return [a for a in kck_aliases() if databases == "__all__" or a in databases]
 
     @classmethod
     def setUpClass(cls):
-        install(cls.kck_database)  # before TestCase opens its class-wide transaction
+        install(cls.kck_aliases())  # before TestCase opens its class-wide transaction
         super().setUpClass()
 
     def kck_drain(self, timeout=60):
-        drain(self.kck_database, timeout=timeout)
+        drain(self.kck_aliases(), timeout=timeout)

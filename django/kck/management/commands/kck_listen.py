@@ -26,7 +26,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         alias = options["database"] or conf.database_alias()
-        worker = worker_command(sys.argv[0], options.get("pythonpath"))
+        worker = worker_command(sys.argv[0], options.get("pythonpath"), alias)
         daemon_args = listen_args(batch=options["batch"], worker_timeout=options["worker_timeout"],
                                   compute_timeout=options["compute_timeout"], log_level=options["log_level"],
                                   python_worker=worker)

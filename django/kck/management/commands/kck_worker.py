@@ -22,6 +22,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--log-level", default=os.environ.get("KCK_WORKER_LOG_LEVEL", "WARNING"))
+        parser.add_argument("--database", default=None,
+                            help="serve the primers of this alias only (kck_listen passes its own)")
 
     def handle(self, *args, **options):
         # The protocol owns the real stdout. Anything else that writes to stdout (a print()
@@ -36,7 +38,7 @@ class Command(BaseCommand):
         use_test_database_names()
         from kck.worker import Worker
 
-        worker = Worker()
+        worker = Worker(alias=options["database"])
         try:
             worker.serve(sys.stdin.buffer, proto)
         except (KeyboardInterrupt, BrokenPipeError):

@@ -158,7 +158,7 @@ def test_log_lines_reach_django_logging(caplog, monkeypatch):
 
 @pytest.mark.parametrize("kck_setting, message", [
     ({"SOFT_EXPIRY": "1m"}, "settings.KCK['SOFT_EXPIRY']: unknown setting (known: BINARY, DATABASE, "),
-    ({"DATABASE": "replica"}, "settings.KCK['DATABASE']: 'replica' is not an alias in settings.DATABASES (default)"),
+    ({"DATABASE": "replica"}, "settings.KCK['DATABASE']: 'replica' is not an alias in settings.DATABASES (default, other)"),
     ({"DATABASE": 1}, "settings.KCK['DATABASE']: expected a database alias (str), got 1"),
     ({"SOFT_EXPIRE": "10 minutes"}, "settings.KCK['SOFT_EXPIRE']: period '10 minutes' is not valid"),
     ({"REFRESH_EVERY": 0}, "settings.KCK['REFRESH_EVERY']: 0 is not a whole, positive number of seconds"),

@@ -4,6 +4,7 @@
 // that reports every mismatch in one message.
 #pragma once
 
+#include <atomic>
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -172,7 +173,7 @@ struct CommandResult {
 
 // Runs `kck --db conninfo args...` and waits for it.
 inline CommandResult RunKck(const std::string& conninfo, const std::vector<std::string>& args) {
-  static int counter = 0;
+  static std::atomic<int> counter{0};  // BadKeyTest runs four at a time: one file each
   std::string out = LogDir() + "/cmd-" + std::to_string(++counter) + ".out";
   std::string err = out + ".err";
   std::vector<std::string> argv = {KCK_BINARY, "--db", conninfo};

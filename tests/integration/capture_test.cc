@@ -108,14 +108,7 @@ const char* kSchemaChangeConfig = R"json({"primers": [
    "depends_on": [{"table": "store_book", "params": {}}]}]})json";
 
 // Output (stdout and stderr) and exit code of the kck binary.
-std::pair<int, std::string> RunKckCommand(const std::string& args) {
-  FILE* p = popen((std::string(KCK_BINARY) + " " + args + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  int status = pclose(p);
-  return {WEXITSTATUS(status), out};
-}
+std::pair<int, std::string> RunKckCommand(const std::string& args) { return RunKckShell(args, "2>&1"); }
 
 class SchemaChangeTest : public CaptureTest {
  protected:

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <thread>
@@ -93,6 +94,20 @@ inline const char* kBookstoreConfig = R"json({"primers": [
 inline void MustExec(pg::Connection& conn, const std::string& sql) {
   Status s = conn.ExecScript(sql);
   ASSERT_TRUE(s.ok()) << s.message() << "\n" << sql;
+}
+
+// Runs the kck binary through the shell: `args`, then `streams`, the shell's
+// redirections choosing what is captured ("2>&1 >/dev/null": stderr only,
+// "2>/dev/null": stdout only, "2>&1": both). Returns the exit code and the
+// captured text.
+inline std::pair<int, std::string> RunKckShell(const std::string& args, const std::string& streams) {
+  std::string cmd = std::string(KCK_BINARY) + " " + args + " " + streams;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  int status = pclose(p);
+  return {WEXITSTATUS(status), out};
 }
 
 inline void InstallConfig(pg::Connection& conn, const std::string& json) {

@@ -40,26 +40,10 @@ std::string FakeWorker() {
 }
 
 // Runs the kck binary; returns exit code and stderr.
-std::pair<int, std::string> RunKck(const std::string& args) {
-  std::string cmd = std::string(KCK_BINARY) + " " + args + " 2>&1 >/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string err;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p)) err += buf;
-  int status = pclose(p);
-  return {WEXITSTATUS(status), err};
-}
+std::pair<int, std::string> RunKck(const std::string& args) { return RunKckShell(args, "2>&1 >/dev/null"); }
 
 // Runs the kck binary; returns exit code and stdout.
-std::pair<int, std::string> RunKckOutput(const std::string& args) {
-  std::string cmd = std::string(KCK_BINARY) + " " + args + " 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  int status = pclose(p);
-  return {WEXITSTATUS(status), out};
-}
+std::pair<int, std::string> RunKckOutput(const std::string& args) { return RunKckShell(args, "2>/dev/null"); }
 
 class FailureTest : public BookstoreTest {
  protected:

@@ -9,15 +9,7 @@ namespace kck::testing {
 namespace {
 
 // Runs the kck binary; returns exit code and stdout + stderr.
-std::pair<int, std::string> RunKckAll(const std::string& args) {
-  std::string cmd = std::string(KCK_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  int status = pclose(p);
-  return {WEXITSTATUS(status), out};
-}
+std::pair<int, std::string> RunKckAll(const std::string& args) { return RunKckShell(args, "2>&1"); }
 
 // A product per book: no row once the book is deleted.
 const char* kBookConfig = R"json({"primers": [

@@ -108,15 +108,7 @@ TEST_F(InstallTest, CatalogErrorsNameThePrimerAndField) {
 }
 
 // Runs the kck binary; returns exit code and stderr.
-std::pair<int, std::string> RunKck(const std::string& args) {
-  std::string cmd = std::string(KCK_BINARY) + " " + args + " 2>&1 >/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string err;
-  char buf[512];
-  while (fgets(buf, sizeof buf, p)) err += buf;
-  int status = pclose(p);
-  return {WEXITSTATUS(status), err};
-}
+std::pair<int, std::string> RunKck(const std::string& args) { return RunKckShell(args, "2>&1 >/dev/null"); }
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
 

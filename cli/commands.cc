@@ -141,12 +141,48 @@ int Refresh(const Global& g, const std::vector<std::string>& keys) {
   return rc;
 }
 
+// The outbox's depth and the age of its oldest change, from the two ends
+// of its primary key: counting a large table (or one full of dead rows
+// while something holds the xmin horizon) would make status slow. Counted
+// exactly only when the id range is small; otherwise the range is the
+// depth (an upper bound: rolled-back ids leave gaps).
+StatusOr<nlohmann::json> OutboxState(pg::Connection& conn) {
+  auto ends = conn.Exec(
+      "SELECT (SELECT id FROM kck.changes ORDER BY id LIMIT 1), (SELECT id FROM kck.changes ORDER BY id DESC LIMIT 1), "
+      "coalesce((SELECT extract(epoch FROM now() - at) FROM kck.changes ORDER BY id LIMIT 1), 0)::float8");
+  if (!ends.ok()) return ends.status().WithContext("reading kck.changes (did kck install run?)");
+  constexpr long long kCountedUpTo = 100000;
+  long long depth = 0;
+  bool exact = true;
+  if (!ends->is_null(0, 0)) {
+    depth = std::stoll(std::string(ends->get(0, 1))) - std::stoll(std::string(ends->get(0, 0))) + 1;
+    exact = depth <= kCountedUpTo;
+  }
+  if (depth > 0 && exact) {
+    auto counted = conn.Exec("SELECT count(*) FROM kck.changes");
+    if (!counted.ok()) return counted.status();
+    depth = std::stoll(std::string(counted->get(0, 0)));
+  }
+  return nlohmann::json{{"depth", depth}, {"depth_exact", exact}, {"oldest_age_s", std::stod(std::string(ends->get(0, 2)))}};
+}
+
+// Daemons connected now, and how many of them wait for work.
+StatusOr<nlohmann::json> DaemonsState(pg::Connection& conn) {
+  auto r = conn.Exec(
+      "SELECT count(*), count(*) FILTER (WHERE l.waiting) FROM kck.listeners l "
+      "JOIN pg_stat_activity a ON a.pid = l.id");
+  if (!r.ok()) return r.status();
+  return nlohmann::json{{"connected", std::stoll(std::string(r->get(0, 0)))},
+                        {"waiting", std::stoll(std::string(r->get(0, 1)))}};
+}
+
 int StatusCmd(const Global& g, bool json) {
   auto conn = Connect(g);
   if (!conn.ok()) return Fail(conn.status());
-  auto outbox = conn->Exec(
-      "SELECT count(*), coalesce(extract(epoch FROM now() - min(at)), 0)::float8 FROM kck.changes");
-  if (!outbox.ok()) return Fail(outbox.status().WithContext("reading kck.changes (did kck install run?)"));
+  auto outbox = OutboxState(*conn);
+  if (!outbox.ok()) return Fail(outbox.status());
+  auto daemons = DaemonsState(*conn);
+  if (!daemons.ok()) return Fail(daemons.status());
   auto primers = conn->Exec(
       "SELECT p.name, p.engine, count(c.key), count(c.error), max(c.computed_at)::text, "
       "coalesce(max(s.augment_fallbacks), 0), max(s.last_fallback) FROM kck.primers p "
@@ -159,8 +195,8 @@ int StatusCmd(const Global& g, bool json) {
   if (!problems.ok()) return Fail(problems.status());
   nlohmann::json j;
   j["problems"] = *problems;
-  j["outbox"] = {{"depth", std::stoll(std::string(outbox->get(0, 0)))},
-                 {"oldest_age_s", std::stod(std::string(outbox->get(0, 1)))}};
+  j["outbox"] = *outbox;
+  j["daemons"] = *daemons;
   j["primers"] = nlohmann::json::array();
   for (int i = 0; i < primers->rows(); ++i) {
     nlohmann::json p = {{"name", primers->get(i, 0)},
@@ -178,8 +214,10 @@ int StatusCmd(const Global& g, bool json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("outbox: %lld changes waiting, oldest %.1f s\n", j["outbox"]["depth"].get<long long>(),
-              j["outbox"]["oldest_age_s"].get<double>());
+  std::printf("outbox: %s%lld changes waiting, oldest %.1f s\n", j["outbox"]["depth_exact"].get<bool>() ? "" : "about ",
+              j["outbox"]["depth"].get<long long>(), j["outbox"]["oldest_age_s"].get<double>());
+  std::printf("daemons: %lld connected, %lld waiting for changes\n", j["daemons"]["connected"].get<long long>(),
+              j["daemons"]["waiting"].get<long long>());
   std::printf("%-24s %-7s %9s %7s %9s  %s\n", "primer", "engine", "products", "errors", "fallbacks", "last refresh");
   for (const auto& p : j["primers"]) {
     std::printf("%-24s %-7s %9lld %7lld %9lld  %s\n", p["name"].get<std::string>().c_str(),

@@ -27,6 +27,15 @@ std::optional<double> Seconds(const std::optional<std::chrono::seconds>& s) {
   return static_cast<double>(s->count());
 }
 
+// Whether a product must be written even when its value is unchanged: a
+// recompute's snapshot must replace the stored one where augments read it,
+// and expiry and refresh times move with every compute.
+bool MustRenew(const Primer& primer, bool new_snapshot) {
+  const PrimerSpec& spec = primer.spec;
+  if (spec.soft_expire || spec.hard_expire || spec.refresh_every) return true;
+  return new_snapshot && (!spec.augment.empty() || spec.python_augment);
+}
+
 nlohmann::json Parsed(const std::optional<std::string>& text) {
   if (!text) return nullptr;
   auto j = nlohmann::json::parse(*text, nullptr, false);
@@ -266,7 +275,8 @@ Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, B
   ++batch.stats.keys;
   if (augmented) ++batch.stats.augmented;
   batch.writes.products.push_back({key, primer.spec.name, c.value.value_or("null"), c.snapshot, c.ms,
-                                   Seconds(primer.spec.soft_expire), Seconds(primer.spec.hard_expire)});
+                                   Seconds(primer.spec.soft_expire), Seconds(primer.spec.hard_expire),
+                                   MustRenew(primer, c.snapshot.has_value())});
   co_return Status::Ok();
 }
 

@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <csignal>
+
+#include "listener/fault.h"
+
 #ifdef KCK_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 #endif
@@ -30,12 +34,14 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
     worker_ = std::make_unique<WorkerPool>(&loop_, options_.python_worker, options_.worker_timeout);
   }
   executor_ = std::make_unique<Executor>(*main_, *compute_, worker_.get(), options_.batch);
+  wakeup_ = std::make_unique<Wakeup>(*main_);
 #ifdef KCK_HAVE_SYSTEMD
   if (sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
 #endif
 }
 
 Daemon::~Daemon() {
+  wakeup_.reset();
   executor_.reset();
   worker_.reset();
   main_.reset();
@@ -50,18 +56,21 @@ void Daemon::OnTick() {
   if (has_schedule_) schedule_due_ = true;
   // A notification can be missed only across a reconnect, which drains
   // anyway; the periodic look is a cheap second line of defence.
-  if (ticks_ % 5 == 0) pending_ = true;
-  if (ticks_ % 10 == 0 && (window_.changes || window_.keys || window_.errors || window_.removed)) {
-    spdlog::info("last 10s: {} changes applied, {} products written ({} augmented, {} augments fell back), {} removed "
-                 "(computed nothing), {} compute errors",
-                 window_.changes, window_.keys, window_.augmented, window_.augment_fallbacks, window_.removed,
-                 window_.errors);
+  if (ticks_ % 5 == 0 && !fault::NoPoll()) pending_ = true;
+  if (ticks_ % 10 == 0 && (window_.changes || window_.keys || window_.errors || window_.removed || window_.unchanged)) {
+    spdlog::info("last 10s: {} changes applied, {} products written ({} augmented, {} augments fell back), {} "
+                 "unchanged, {} removed (computed nothing), {} compute errors",
+                 window_.changes, window_.keys, window_.augmented, window_.augment_fallbacks, window_.unchanged,
+                 window_.removed, window_.errors);
     window_ = {};
   }
   Wake();
 }
 
 int Daemon::Run() {
+  // A worker that dies while a request is being written to it must fail
+  // that write (EPIPE, handled as the worker's death), not kill the daemon.
+  signal(SIGPIPE, SIG_IGN);
   auto on_signal = [](uv_signal_t* s, int signum) {
     auto* self = static_cast<Daemon*>(s->data);
     if (signum == SIGHUP) {
@@ -88,6 +97,8 @@ int Daemon::Run() {
   uv_timer_init(&loop_, &tick_);
   tick_.data = this;
   uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->OnTick(); }, 1000, 1000);
+  uv_timer_init(&loop_, &recheck_timer_);
+  recheck_timer_.data = this;
   main_->set_on_notify([this](const std::string& channel) {
     if (channel == "kck_config") {
       reload_ = true;
@@ -108,8 +119,10 @@ int Daemon::Run() {
   Spawn(Main(), [&] {
     finished = true;
     if (worker_) worker_->Stop();
-    uv_timer_stop(&tick_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+    for (auto* t : {&tick_, &recheck_timer_}) {
+      uv_timer_stop(t);
+      uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+    }
     for (auto* h : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
   });
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -153,24 +166,31 @@ bool Daemon::GiveUp(const Status& s) {
   return true;
 }
 
+Task<bool> Daemon::ConnectOnce(std::chrono::milliseconds* backoff) {
+  Status s = co_await Connect();
+  if (s.ok()) s = co_await LoadRegistry();
+  if (s.ok() && !options_.until_idle) s = co_await wakeup_->Register();
+  if (s.ok()) {
+    *backoff = std::chrono::milliseconds(100);
+    co_return true;
+  }
+  if (GiveUp(s)) co_return false;
+  spdlog::warn("{}; retrying in {} ms", pg::Excerpt(s.message(), 500), backoff->count());
+  main_->Close();
+  compute_->Close();
+  // Sleep in slices so a stop request is honoured quickly.
+  for (auto left = *backoff; left.count() > 0 && !stopping_; left -= std::chrono::milliseconds(100)) {
+    co_await Sleep(&loop_, 100);
+  }
+  *backoff = std::min(*backoff * 2, options_.max_backoff);
+  co_return false;
+}
+
 Task<void> Daemon::Main() {
   auto backoff = std::chrono::milliseconds(100);
   while (!stopping_) {
-    Status s = co_await Connect();
-    if (s.ok()) s = co_await LoadRegistry();
-    if (!s.ok()) {
-      if (GiveUp(s)) break;
-      spdlog::warn("{}; retrying in {} ms", pg::Excerpt(s.message(), 500), backoff.count());
-      main_->Close();
-      compute_->Close();
-      // Sleep in slices so a stop request is honoured quickly.
-      for (auto left = backoff; left.count() > 0 && !stopping_; left -= std::chrono::milliseconds(100)) {
-        co_await Sleep(&loop_, 100);
-      }
-      backoff = std::min(backoff * 2, options_.max_backoff);
-      continue;
-    }
-    backoff = std::chrono::milliseconds(100);
+    const bool connected = co_await ConnectOnce(&backoff);
+    if (!connected) continue;
     auto depth = co_await main_->Query(kOutboxDepthSql);
     if (depth.ok() && depth->rows() == 1) {
       spdlog::info("connected, listening on channel kck; {} changes waiting (oldest {} s)", depth->get(0, 0),
@@ -181,87 +201,153 @@ Task<void> Daemon::Main() {
       ready_sent_ = true;
     }
     pending_ = true;
-    reload_ = false;
-    while (!stopping_ && main_->connected() && compute_->connected()) {
-      if (reload_) {
-        reload_ = false;
-        Status r = co_await LoadRegistry();
-        if (!r.ok() && GiveUp(r)) break;
-        if (!r.ok()) {
-          // Planning with primers known to be stale could leave products
-          // silently wrong: changes wait in the outbox instead.
-          spdlog::error("{}; changes stay queued until the primers load", pg::Excerpt(r.message(), 500));
-          co_await Sleep(&loop_, 1000);
-          reload_ = true;
-          continue;
-        }
-        pending_ = true;
-        continue;
-      }
-      if (pending_) {
-        pending_ = false;
-        auto t0 = std::chrono::steady_clock::now();
-        auto stats = co_await executor_->RunBatch();
-        failed_batches_ = stats.ok() ? 0 : failed_batches_ + 1;
-        // A failure can be transient (a deadlock, the worker restarting):
-        // even --until-idle tries again before it gives up.
-        if (failed_batches_ >= 3 && GiveUp(stats.status().WithContext("batch rolled back 3 times"))) break;
-        if (!stats.ok()) {
-          spdlog::error("batch rolled back, changes stay queued: {}", pg::Excerpt(stats.status().message(), 500));
-          if (main_->connected() && compute_->connected()) {
-            co_await Sleep(&loop_, 1000);  // e.g. a deadlock: try again shortly
-            pending_ = true;
-          }
-          continue;
-        }
-        if (stats->registry_moved) {
-          spdlog::info("the primers changed since they were loaded; reloading before the next batch");
-          reload_ = pending_ = true;
-          continue;
-        }
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        window_.changes += stats->changes;
-        window_.keys += stats->keys;
-        window_.augmented += stats->augmented;
-        window_.removed += stats->removed;
-        window_.errors += stats->errors;
-        window_.augment_fallbacks += stats->augment_fallbacks;
-        if (stats->changes > 0) {
-          spdlog::debug("batch: {} changes, {} products written ({} augmented), {} errors in {:.2f} ms",
-                        stats->changes, stats->keys, stats->augmented, stats->errors, ms);
-        }
-        if (stats->changes >= static_cast<size_t>(options_.batch)) pending_ = true;  // more waiting
-        if (options_.until_idle) {
-          // The batch's cache writes may have queued changes of products
-          // that depend on products: look again until a batch claims nothing.
-          if (stats->changes == 0 && !pending_) {
-            spdlog::info("--until-idle: the outbox is empty, exiting");
-            stopping_ = true;
-            break;
-          }
-          pending_ = true;
-        }
-        continue;
-      }
-      if (schedule_due_) {
-        schedule_due_ = false;
-        auto stats = co_await executor_->RunScheduled();
-        if (!stats.ok()) {
-          spdlog::error("scheduled refresh rolled back: {}", pg::Excerpt(stats.status().message(), 500));
-        } else {
-          window_.keys += stats->keys;
-          window_.errors += stats->errors;
-        }
-        continue;
-      }
-      co_await wake_;
-    }
+    reload_ = idle_ = recheck_due_ = false;
+    co_await Serve();
     if (!stopping_) spdlog::warn("reconnecting");
     main_->Close();
     compute_->Close();
   }
   Notify("STOPPING=1");
   spdlog::info("stopped");
+}
+
+Task<void> Daemon::Serve() {
+  bool serving = true;
+  while (serving && !stopping_ && main_->connected() && compute_->connected()) {
+    if (reload_) {
+      serving = co_await Reload();
+    } else if (pending_) {
+      idle_ = false;
+      serving = co_await RunBatch();
+    } else if (schedule_due_) {
+      idle_ = false;
+      co_await RunScheduled();
+    } else if (!idle_ && !options_.until_idle) {
+      co_await GoIdle();
+    } else if (recheck_due_) {
+      co_await Recheck();
+    } else {
+      co_await wake_;
+    }
+  }
+  // A clean stop: writers need not wake this daemon any more.
+  if (stopping_) (void)co_await wakeup_->Unregister();
+}
+
+Task<bool> Daemon::Reload() {
+  reload_ = false;
+  Status r = co_await LoadRegistry();
+  if (!r.ok() && GiveUp(r)) co_return false;
+  if (!r.ok()) {
+    // Planning with primers known to be stale could leave products
+    // silently wrong: changes wait in the outbox instead.
+    spdlog::error("{}; changes stay queued until the primers load", pg::Excerpt(r.message(), 500));
+    co_await Sleep(&loop_, 1000);
+    reload_ = true;
+    co_return true;
+  }
+  pending_ = true;
+  co_return true;
+}
+
+Task<bool> Daemon::RunBatch() {
+  pending_ = false;
+  auto t0 = std::chrono::steady_clock::now();
+  auto stats = co_await executor_->RunBatch();
+  failed_batches_ = stats.ok() ? 0 : failed_batches_ + 1;
+  // A failure can be transient (a deadlock, the worker restarting): even
+  // --until-idle tries again before it gives up.
+  if (failed_batches_ >= 3 && GiveUp(stats.status().WithContext("batch rolled back 3 times"))) co_return false;
+  if (!stats.ok()) {
+    spdlog::error("batch rolled back, changes stay queued: {}", pg::Excerpt(stats.status().message(), 500));
+    if (main_->connected() && compute_->connected()) {
+      co_await Sleep(&loop_, 1000);  // e.g. a deadlock: try again shortly
+      pending_ = true;
+    }
+    co_return true;
+  }
+  if (stats->registry_moved) {
+    spdlog::info("the primers changed since they were loaded; reloading before the next batch");
+    reload_ = pending_ = true;
+    co_return true;
+  }
+  Count(*stats, std::chrono::steady_clock::now() - t0);
+  if (stats->changes >= static_cast<size_t>(options_.batch)) pending_ = true;  // more waiting
+  if (!options_.until_idle) co_return true;
+  // The batch's cache writes may have queued changes of products that
+  // depend on products: look again until a batch claims nothing.
+  if (stats->changes == 0 && !pending_) {
+    spdlog::info("--until-idle: the outbox is empty, exiting");
+    stopping_ = true;
+    co_return false;
+  }
+  pending_ = true;
+  co_return true;
+}
+
+void Daemon::Count(const BatchStats& stats, std::chrono::steady_clock::duration took) {
+  window_.changes += stats.changes;
+  window_.keys += stats.keys;
+  window_.augmented += stats.augmented;
+  window_.removed += stats.removed;
+  window_.errors += stats.errors;
+  window_.augment_fallbacks += stats.augment_fallbacks;
+  window_.unchanged += stats.unchanged;
+  if (stats.changes == 0) return;
+  spdlog::debug("batch: {} changes, {} products written ({} augmented), {} unchanged, {} errors in {:.2f} ms",
+                stats.changes, stats.keys, stats.augmented, stats.unchanged, stats.errors,
+                std::chrono::duration<double, std::milli>(took).count());
+}
+
+Task<void> Daemon::RunScheduled() {
+  schedule_due_ = false;
+  auto stats = co_await executor_->RunScheduled();
+  if (!stats.ok()) {
+    spdlog::error("scheduled refresh rolled back: {}", pg::Excerpt(stats.status().message(), 500));
+    co_return;
+  }
+  window_.keys += stats->keys;
+  window_.errors += stats->errors;
+}
+
+Task<void> Daemon::GoIdle() {
+  auto pending = co_await wakeup_->GoIdle();
+  if (!pending.ok()) {
+    // Stay busy: the periodic look (or a reconnect) tries again.
+    spdlog::warn("{}", pg::Excerpt(pending.status().message(), 500));
+    co_await Sleep(&loop_, 100);
+    co_return;
+  }
+  idle_ = !*pending;
+  pending_ = *pending;
+  if (idle_ && wakeup_->watching()) StartRecheckTimer();
+}
+
+Task<void> Daemon::Recheck() {
+  recheck_due_ = false;
+  auto pending = co_await wakeup_->Recheck();
+  if (!pending.ok()) {
+    spdlog::warn("{}", pg::Excerpt(pending.status().message(), 500));
+    wakeup_->Reset();
+    co_return;
+  }
+  if (*pending) {
+    pending_ = true;
+    wakeup_->Reset();
+  } else if (wakeup_->watching()) {
+    StartRecheckTimer();
+  }
+}
+
+void Daemon::StartRecheckTimer() {
+  uv_timer_start(
+      &recheck_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Daemon*>(t->data);
+        self->recheck_due_ = true;
+        self->Wake();
+      },
+      wakeup_->delay().count(), 0);
 }
 
 }  // namespace kck

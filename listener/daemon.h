@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "listener/connection.h"
 #include "listener/executor.h"
+#include "listener/wakeup.h"
 #include "listener/worker_pool.h"
 
 namespace kck {
@@ -45,6 +46,18 @@ class Daemon {
 
  private:
   Task<void> Main();
+  // Connects and loads the primers; on failure sleeps the backoff.
+  Task<bool> ConnectOnce(std::chrono::milliseconds* backoff);
+  // Works until the connection breaks or the daemon stops.
+  Task<void> Serve();
+  // These return false when the daemon must stop serving.
+  Task<bool> Reload();
+  Task<bool> RunBatch();
+  Task<void> RunScheduled();
+  Task<void> GoIdle();
+  Task<void> Recheck();
+  void StartRecheckTimer();
+  void Count(const BatchStats& stats, std::chrono::steady_clock::duration took);
   Task<Status> Connect();
   Task<Status> LoadRegistry();
   // With until_idle, a failure ends the run instead of being retried.
@@ -55,15 +68,18 @@ class Daemon {
   DaemonOptions options_;
   uv_loop_t loop_;
   uv_signal_t sigterm_, sigint_, sighup_;
-  uv_timer_t tick_;
+  uv_timer_t tick_, recheck_timer_;
   std::unique_ptr<AsyncConnection> main_, compute_;
   std::unique_ptr<WorkerPool> worker_;
   std::unique_ptr<Executor> executor_;
+  std::unique_ptr<Wakeup> wakeup_;
   Event wake_;
   bool stopping_ = false;
   int exit_code_ = 0;
   int failed_batches_ = 0;  // consecutive batches rolled back
   bool pending_ = true, reload_ = true, schedule_due_ = false, ready_sent_ = false;
+  bool idle_ = false;         // marked waiting in kck.listeners since the last work
+  bool recheck_due_ = false;  // the wakeup's recheck timer fired
   int ticks_ = 0;
   bool has_schedule_ = false;
   BatchStats window_;  // work since the last summary line

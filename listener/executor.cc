@@ -221,14 +221,15 @@ Task<StatusOr<BatchStats>> Executor::Apply(Batch& batch) {
       co_return s.WithContext("computing products");
     }
   }
-  size_t rejected = 0;
-  Status written = co_await WriteAndCommit(main_, batch.writes, &rejected);
+  WriteCounts counts;
+  Status written = co_await WriteAndCommit(main_, batch.writes, &counts);
   if (!written.ok()) {
     co_await Rollback();
     co_return written.WithContext("writing products");
   }
-  batch.stats.keys -= rejected;
-  batch.stats.errors += rejected;
+  batch.stats.keys -= counts.rejected + counts.unchanged;
+  batch.stats.errors += counts.rejected;
+  batch.stats.unchanged = counts.unchanged;
   co_return batch.stats;
 }
 

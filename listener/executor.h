@@ -33,7 +33,8 @@ namespace kck {
 
 struct BatchStats {
   size_t changes = 0;            // claimed and consumed
-  size_t keys = 0;               // products written
+  size_t keys = 0;               // products written with a new value (or renewed)
+  size_t unchanged = 0;          // recomputed to the value already stored: nothing written
   size_t augmented = 0;          // of which updated in place
   size_t removed = 0;            // computes that found nothing: product deleted
   size_t errors = 0;             // computes that failed (value kept, error set)

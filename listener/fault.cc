@@ -62,4 +62,9 @@ Task<void> At(std::string_view step, AsyncConnection& conn) {
   }
 }
 
+bool NoPoll() {
+  static const bool no_poll = std::getenv("KCK_FAULT_NO_POLL") != nullptr;
+  return no_poll;
+}
+
 }  // namespace kck::fault

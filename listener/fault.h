@@ -7,6 +7,9 @@
 //   KCK_FAULT_PAUSE=<step>       the first time the step is reached, create
 //   KCK_FAULT_PAUSE_FILE=<path>  <path>.paused and wait until <path> exists
 //
+//   KCK_FAULT_NO_POLL=1          no periodic look at the outbox (every 5 s),
+//                                so a lost wake-up shows as a stale product
+//
 // Steps: claim, plan, lock, compute, write, commit (after the writes and
 // COMMIT were sent, before their reply). Unset variables cost one branch.
 #pragma once
@@ -20,5 +23,7 @@ namespace kck::fault {
 
 // Applies whatever the environment asks for at `step` to `conn`.
 Task<void> At(std::string_view step, AsyncConnection& conn);
+// Whether KCK_FAULT_NO_POLL is set.
+bool NoPoll();
 
 }  // namespace kck::fault

@@ -17,7 +17,7 @@ std::optional<std::string> Number(const std::optional<double>& v) {
 }
 
 AsyncConnection::Statement ProductsStatement(const std::vector<ProductWrite>& products) {
-  std::vector<std::optional<std::string>> key, primer, value, snapshot, ms, soft, hard;
+  std::vector<std::optional<std::string>> key, primer, value, snapshot, ms, soft, hard, renew;
   for (const auto& p : products) {
     key.emplace_back(p.key);
     primer.emplace_back(p.primer);
@@ -26,11 +26,12 @@ AsyncConnection::Statement ProductsStatement(const std::vector<ProductWrite>& pr
     ms.emplace_back(std::to_string(p.ms));
     soft.push_back(Number(p.soft));
     hard.push_back(Number(p.hard));
+    renew.emplace_back(p.renew ? "t" : "f");
   }
   return {std::string(sql::File("daemon_write.sql")),
           pg::Params{pg::ArrayLiteral(key), pg::ArrayLiteral(primer), pg::ArrayLiteral(value),
                      pg::ArrayLiteral(snapshot), pg::ArrayLiteral(ms), pg::ArrayLiteral(soft),
-                     pg::ArrayLiteral(hard)}};
+                     pg::ArrayLiteral(hard), pg::ArrayLiteral(renew)}};
 }
 
 // Deletions, errors and fallback counters: small, made of kck's own text,
@@ -60,17 +61,20 @@ void AppendBookkeeping(const Writes& writes, Statements& out) {
 }
 
 // One product behind its own savepoint; a rejected one becomes an error.
-Task<Status> WriteOne(AsyncConnection& main, ProductWrite& p, Writes& writes, size_t* rejected) {
+Task<Status> WriteOne(AsyncConnection& main, ProductWrite& p, Writes& writes, WriteCounts* counts) {
   Statements one;
   one.emplace_back("SAVEPOINT kck_product", pg::Params{});
   one.push_back(ProductsStatement({p}));
   one.emplace_back("RELEASE SAVEPOINT kck_product", pg::Params{});
   auto done = co_await main.Pipeline(std::move(one));
-  if (done.ok()) co_return Status::Ok();
+  if (done.ok()) {
+    if ((*done)[1].rows() == 0) ++counts->unchanged;
+    co_return Status::Ok();
+  }
   if (done.status().transient()) co_return done.status();
   auto back = co_await main.Script("ROLLBACK TO SAVEPOINT kck_product");
   if (!back.ok()) co_return back.status();
-  ++*rejected;
+  ++counts->rejected;
   spdlog::error("primer \"{}\": key \"{}\": product rejected by PostgreSQL, keeping the stored value: {}", p.primer,
                 pg::Excerpt(p.key, 120), pg::Excerpt(done.status().message(), 300));
   writes.errors.push_back({p.key, "product rejected by PostgreSQL: " + done.status().message()});
@@ -78,13 +82,13 @@ Task<Status> WriteOne(AsyncConnection& main, ProductWrite& p, Writes& writes, si
 }
 
 // The slow path, after the batch's writes failed as a whole.
-Task<Status> WriteOneByOne(AsyncConnection& main, Writes& writes, size_t* rejected) {
+Task<Status> WriteOneByOne(AsyncConnection& main, Writes& writes, WriteCounts* counts) {
   auto back = co_await main.Script("ROLLBACK TO SAVEPOINT kck_write");
   if (!back.ok()) co_return back.status();
   auto products = std::move(writes.products);
   writes.products.clear();
   for (auto& p : products) {
-    Status s = co_await WriteOne(main, p, writes, rejected);
+    Status s = co_await WriteOne(main, p, writes, counts);
     if (!s.ok()) co_return s;
   }
   Statements rest;
@@ -97,7 +101,7 @@ Task<Status> WriteOneByOne(AsyncConnection& main, Writes& writes, size_t* reject
 
 }  // namespace
 
-Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, size_t* rejected) {
+Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, WriteCounts* counts) {
   co_await fault::At("write", main);
   Statements all;
   const bool any =
@@ -108,11 +112,15 @@ Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, size_t* rejec
   all.emplace_back("COMMIT", pg::Params{});
   co_await fault::At("commit", main);
   auto done = co_await main.Pipeline(std::move(all));
-  if (done.ok()) co_return Status::Ok();
+  if (done.ok()) {
+    // [0] is the savepoint, [1] the products' write: one row per product written.
+    if (!writes.products.empty()) counts->unchanged = writes.products.size() - (*done)[1].rows();
+    co_return Status::Ok();
+  }
   if (done.status().transient() || !any) co_return done.status();
   spdlog::warn("writing {} products failed ({}); writing them one by one", writes.products.size(),
                pg::Excerpt(done.status().message(), 300));
-  co_return co_await WriteOneByOne(main, writes, rejected);
+  co_return co_await WriteOneByOne(main, writes, counts);
 }
 
 }  // namespace kck

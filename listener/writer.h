@@ -22,6 +22,10 @@ struct ProductWrite {
   std::optional<std::string> snapshot;  // nullopt after an augment: keep the last compute's
   double ms = 0;
   std::optional<double> soft, hard;     // expiry in seconds
+  // Write even when the value is unchanged: the snapshot (augments), the
+  // expiry or the refresh time must move. Otherwise an unchanged value is
+  // not written at all.
+  bool renew = false;
 };
 
 struct ErrorWrite {
@@ -40,10 +44,14 @@ struct Writes {
   std::map<std::string, FallbackCount> fallbacks;  // by primer
 };
 
+struct WriteCounts {
+  size_t rejected = 0;   // products PostgreSQL refused: moved to writes.errors
+  size_t unchanged = 0;  // products whose value was already stored: not written
+};
+
 // Writes `writes` and COMMITs on `main` (inside the batch transaction).
-// Products rejected by PostgreSQL move to writes.errors; *rejected counts
-// them. Fails only on a transient error or when COMMIT fails: the caller
-// rolls back.
-Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, size_t* rejected);
+// Fails only on a transient error or when COMMIT fails: the caller rolls
+// back.
+Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, WriteCounts* counts);
 
 }  // namespace kck

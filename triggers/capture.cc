@@ -58,17 +58,27 @@ struct Gen {
   std::vector<std::string> row_cols;  // columns of a row image
   bool whole;                         // images are whole rows
 
-  // Distinct images of the columns rules read in a transition table, as an array.
-  std::string Bulk(const std::string& transition) const {
+  // Distinct images of the columns rules read in the rows of `from` (a
+  // transition table aliased kck_x, maybe filtered), as an array.
+  std::string Bulk(const std::string& from) const {
     if (whole) {
-      return "(SELECT jsonb_agg(kck_r) FROM (SELECT DISTINCT to_jsonb(kck_x) AS kck_r FROM " + transition +
-             " kck_x) kck_s)";
+      return "(SELECT jsonb_agg(kck_r) FROM (SELECT DISTINCT to_jsonb(kck_x) AS kck_r FROM " + from + ") kck_s)";
     }
     if (spec.columns.empty()) return "(SELECT jsonb_build_array('{}'::jsonb))";
     std::vector<std::string> quoted;
-    for (const auto& c : spec.columns) quoted.push_back(q.ident(c));
+    for (const auto& c : spec.columns) quoted.push_back("kck_x." + q.ident(c));
     return "(SELECT jsonb_agg(" + Image(spec.columns, "kck_s", q, false) + ") FROM (SELECT DISTINCT " +
-           Join(quoted, ", ") + " FROM " + transition + ") kck_s)";
+           Join(quoted, ", ") + " FROM " + from + ") kck_s)";
+  }
+  // Products whose version did not move are not changes (sql/daemon_write.sql
+  // renews a product's snapshot or expiry without a new version when its
+  // value is unchanged): products of products skip them.
+  bool UnchangedProductsSkipped() const { return spec.qualified() == "kck.cache"; }
+  // The rows of one side of an UPDATE as a FROM item aliased kck_x.
+  std::string UpdatedRows(const std::string& side, const std::string& other) const {
+    if (!UnchangedProductsSkipped()) return side + " kck_x";
+    return side + " kck_x WHERE NOT EXISTS (SELECT 1 FROM " + other +
+           " kck_y WHERE kck_y.key = kck_x.key AND kck_y.version = kck_x.version)";
   }
   // Aliases are kck_-prefixed so they cannot collide with user column names.
   std::string RowImage(const std::string& alias) const { return Image(row_cols, alias, q, whole); }
@@ -112,7 +122,7 @@ std::string OneSided(const Gen& g, const std::string& tg_op, char op, const std:
   const std::string insert = "INSERT INTO kck.changes (tbl, op, " + column + ") SELECT " + g.tbl + ", '" + op + "', ";
   return "  ELSIF TG_OP = '" + tg_op + "' THEN\n" +
          "    IF " + g.IsBulk(transition) + " THEN\n" +
-         "      " + insert + g.Bulk(transition) + ";\n" +
+         "      " + insert + g.Bulk(transition + " kck_x") + ";\n" +
          "    ELSE\n" +
          "      " + insert + g.RowImage(alias) + " FROM " + transition + " " + alias + ";\n" +
          "    END IF;\n";
@@ -123,14 +133,20 @@ std::string Update(const Gen& g) {
   std::vector<std::string> join_on;
   for (const auto& k : g.spec.key_columns) join_on.push_back("kck_o." + g.q.ident(k) + " = kck_n." + g.q.ident(k));
   const std::string insert = "INSERT INTO kck.changes (tbl, op, old, new) SELECT " + g.tbl + ", 'U', ";
+  const std::string moved_rows = g.UnchangedProductsSkipped() ? " WHERE EXISTS (SELECT FROM " +
+                                                                    g.UpdatedRows("kck_new", "kck_old") + ")"
+                                                              : "";
+  const std::string moved_pairs =
+      g.UnchangedProductsSkipped() ? " WHERE kck_o.version IS DISTINCT FROM kck_n.version" : "";
   return "  ELSE\n"
          "    IF " + g.IsBulk("kck_new") + " THEN\n" +
-         "      " + insert + g.Bulk("kck_old") + ", " + g.Bulk("kck_new") + ";\n" +
+         "      " + insert + g.Bulk(g.UpdatedRows("kck_old", "kck_new")) + ", " +
+         g.Bulk(g.UpdatedRows("kck_new", "kck_old")) + moved_rows + ";\n" +
          "    ELSE\n" +
          "      " + insert + "CASE WHEN kck_o IS NULL THEN NULL ELSE " + g.RowImage("kck_o") +
          " END, CASE WHEN kck_n IS NULL THEN NULL ELSE " + g.RowImage("kck_n") +
          " END FROM kck_old kck_o FULL JOIN kck_new kck_n ON " +
-         (join_on.empty() ? std::string("false") : Join(join_on, " AND ")) + ";\n" +
+         (join_on.empty() ? std::string("false") : Join(join_on, " AND ")) + moved_pairs + ";\n" +
          "    END IF;\n";
 }
 
@@ -150,8 +166,8 @@ std::string Body(const Gen& g) {
   body += OneSided(g, "DELETE", 'D', "old", "kck_old", "kck_o");
   body += Update(g);
   body += "  END IF;\n";
-  body += "  -- One wake-up per statement; the rows above are what the daemon reads.\n";
-  body += "  IF FOUND THEN\n";
+  body += "  -- At most one wake-up per statement, and only for an idle daemon (sql/004_wakeup.sql).\n";
+  body += "  IF FOUND AND kck.must_notify() THEN\n";
   body += "    PERFORM pg_notify('kck', '');\n";
   body += "  END IF;\n";
   body += "  RETURN NULL;\n";

@@ -65,16 +65,23 @@ TEST_F(CaptureTest, BulkImagesCarryThePrimaryKeyOnlyWhenARuleReadsIt) {
             "truefalse");
 }
 
-// More than kBulkRows products written in one batch: the kck.cache capture
-// takes its bulk form, which must still name each key.
-TEST_F(CaptureTest, ProductCascadesSurviveBulkWritesOfProducts) {
-  InstallConfig(conn_, R"json({"primers": [
+// titles/<author> and title_count/<author>, a product of a product.
+const char* kCascadeConfig = R"json({"primers": [
     {"name": "titles", "parameters": [{"name": "author_id", "type": "int"}],
      "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
      "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
     {"name": "title_count", "parameters": [{"name": "author_id", "type": "int"}],
      "compute": "SELECT to_jsonb(coalesce((SELECT jsonb_array_length(value) FROM kck.cache WHERE key = 'titles/' || :author_id), -1))",
-     "depends_on": [{"primer": "titles", "params": {"author_id": "author_id"}}]}]})json");
+     "depends_on": [{"primer": "titles", "params": {"author_id": "author_id"}}]},
+    {"name": "book_count", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
+     "augment": {"store_book": {"insert": "SELECT to_jsonb((:value)::int + 1)"}}}]})json";
+
+// More than kBulkRows products written in one batch: the kck.cache capture
+// takes its bulk form, which must still name each key.
+TEST_F(CaptureTest, ProductCascadesSurviveBulkWritesOfProducts) {
+  InstallConfig(conn_, kCascadeConfig);
   MustExec(conn_, "INSERT INTO store_author (name) SELECT 'more ' || i FROM generate_series(21, 150) i");
   std::vector<std::string> titles, counts;
   for (int a = 1; a <= 150; ++a) {
@@ -181,6 +188,55 @@ TEST_F(SchemaChangeTest, RenamedOrDroppedColumnDegradesTheCaptureNotTheStatement
   MustExec(conn_, "COMMIT");
   ASSERT_TRUE(WaitDrained(conn_));
   EXPECT_EQ(KckStatus().find("problem"), std::string::npos);
+}
+
+// The kck.cache capture records a product's update only when its version
+// moved: a renewed snapshot or expiry of an unchanged value is no change.
+TEST_F(CaptureTest, ProductUpdatesThatKeepTheVersionAreNoChange) {
+  InstallConfig(conn_, kCascadeConfig);
+  MustExec(conn_, "INSERT INTO store_author (name) SELECT 'more ' || i FROM generate_series(21, 150) i");
+  std::vector<std::string> titles;
+  for (int a = 1; a <= 150; ++a) titles.push_back("titles/" + std::to_string(a));
+  Prime(conn_, titles);
+  MustExec(conn_, "DELETE FROM kck.changes");  // the priming's own inserts
+  for (const std::string where : {"key = 'titles/1'", "true"}) {  // single-row and bulk
+    MustExec(conn_, "UPDATE kck.cache SET snapshot = pg_current_snapshot(), computed_at = now() WHERE " + where);
+    EXPECT_EQ(OutboxDepth(conn_), 0) << where;
+    MustExec(conn_, "UPDATE kck.cache SET version = version + 1 WHERE " + where);
+    EXPECT_EQ(OutboxDepth(conn_), 1) << where;
+    MustExec(conn_, "DELETE FROM kck.changes");
+  }
+}
+
+// A recompute that finds the stored value writes nothing: no new version,
+// no new row version, nothing for products of products. Augmentable
+// products renew their snapshot, still without a new version.
+TEST_F(CaptureTest, RecomputeToTheStoredValueWritesNothing) {
+  InstallConfig(conn_, kCascadeConfig);
+  MustExec(conn_, "INSERT INTO store_author (name) SELECT 'more ' || i FROM generate_series(21, 150) i");
+  std::vector<std::string> keys;
+  for (int a = 1; a <= 150; ++a) {
+    for (const char* p : {"titles/", "title_count/", "book_count/"}) keys.push_back(p + std::to_string(a));
+  }
+  Prime(conn_, keys);
+  const std::string rows = "SELECT string_agg(key || ':' || version || ':' || xmin, ',' ORDER BY key) FROM kck.cache ";
+  const std::string plain = Scalar(rows + "WHERE primer <> 'book_count'");
+  const std::string snapshots = Scalar("SELECT string_agg(snapshot::text, ',' ORDER BY key) FROM kck.cache "
+                                       "WHERE primer = 'book_count'");
+  DaemonProcess daemon(conninfo_);
+  ExecAndConverge("UPDATE store_book SET price = price + 1 WHERE id = 20");  // single row, author 1
+  ExecAndConverge("UPDATE store_book SET price = price + 1");                // bulk, 20 authors
+  EXPECT_EQ(Scalar(rows + "WHERE primer <> 'book_count'"), plain);
+  EXPECT_NE(Scalar("SELECT string_agg(snapshot::text, ',' ORDER BY key) FROM kck.cache "
+                   "WHERE primer = 'book_count'"),
+            snapshots);
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.cache WHERE primer = 'book_count' AND version > 1"), "0");
+  // A new value is written and cascades.
+  ExecAndConverge("UPDATE store_book SET title = title || '!' WHERE id = 20");
+  EXPECT_EQ(Scalar("SELECT version FROM kck.cache WHERE key = 'titles/1'"), "2");
+  EXPECT_EQ(Scalar("SELECT version FROM kck.cache WHERE key = 'title_count/1'"), "1");  // the count is the same
+  ExecAndConverge("INSERT INTO store_book (author_id, title) VALUES (1, 'new')");
+  EXPECT_EQ(Scalar("SELECT version FROM kck.cache WHERE key = 'title_count/1'"), "2");
 }
 
 }  // namespace

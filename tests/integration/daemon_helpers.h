@@ -6,9 +6,12 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -181,6 +184,49 @@ inline void ExpectCacheMatchesRecompute(pg::Connection& conn) {
                                     << fresh->get(0, 0);
   }
 }
+
+// Sets environment variables (for the daemons it starts) while in scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::initializer_list<std::pair<std::string, std::string>> vars) {
+    for (const auto& [k, v] : vars) {
+      setenv(k.c_str(), v.c_str(), 1);
+      names_.push_back(k);
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& k : names_) unsetenv(k.c_str());
+  }
+
+ private:
+  std::vector<std::string> names_;
+};
+
+// A daemon that pauses the first time it reaches `step` (listener/fault.h)
+// until Release().
+class PausedDaemon {
+ public:
+  PausedDaemon(const std::string& conninfo, const std::string& step, std::vector<std::string> args = {})
+      : file_(std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/kck_pause_" +
+              std::to_string(getpid()) + "_" + std::to_string(++counter_)),
+        env_({{"KCK_FAULT_PAUSE", step}, {"KCK_FAULT_PAUSE_FILE", file_}}),
+        daemon_(conninfo, std::move(args)) {}
+  ~PausedDaemon() {
+    std::remove(file_.c_str());
+    std::remove((file_ + ".paused").c_str());
+  }
+  bool WaitPaused() {
+    return WaitFor([&] { return std::ifstream(file_ + ".paused").good(); }, std::chrono::seconds(20));
+  }
+  void Release() { std::ofstream(file_) << "go\n"; }
+  DaemonProcess& process() { return daemon_; }
+
+ private:
+  static inline int counter_ = 0;
+  std::string file_;
+  ScopedEnv env_;
+  DaemonProcess daemon_;
+};
 
 // A fresh database with the bookstore tables; subclasses install primers.
 class BookstoreTest : public ::testing::Test {

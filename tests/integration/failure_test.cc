@@ -14,21 +14,6 @@ namespace kck::testing {
 namespace {
 
 // Sets environment variables for the daemons started in its lifetime.
-class ScopedEnv {
- public:
-  ScopedEnv(std::initializer_list<std::pair<std::string, std::string>> vars) {
-    for (const auto& [k, v] : vars) {
-      setenv(k.c_str(), v.c_str(), 1);
-      names_.push_back(k);
-    }
-  }
-  ~ScopedEnv() {
-    for (const auto& k : names_) unsetenv(k.c_str());
-  }
-
- private:
-  std::vector<std::string> names_;
-};
 
 std::string Scalar(pg::Connection& conn, const std::string& sql, const pg::Params& params = {}) {
   auto r = conn.Exec(sql, params);
@@ -149,30 +134,6 @@ TEST_F(FailureTest, GetOfAHugeKeyIsBadInputWithABoundedMessage) {
   EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.cache"), "0");
 }
 
-// Pauses the daemon before its first claim until Release().
-class PausedDaemon {
- public:
-  PausedDaemon(const std::string& conninfo, const std::string& step, std::vector<std::string> args = {})
-      : file_(std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/kck_pause_" +
-              std::to_string(getpid()) + "_" + std::to_string(++counter_)),
-        env_({{"KCK_FAULT_PAUSE", step}, {"KCK_FAULT_PAUSE_FILE", file_}}),
-        daemon_(conninfo, std::move(args)) {}
-  ~PausedDaemon() {
-    std::remove(file_.c_str());
-    std::remove((file_ + ".paused").c_str());
-  }
-  bool WaitPaused() {
-    return WaitFor([&] { return std::ifstream(file_ + ".paused").good(); }, std::chrono::seconds(20));
-  }
-  void Release() { std::ofstream(file_) << "go\n"; }
-  DaemonProcess& process() { return daemon_; }
-
- private:
-  static inline int counter_ = 0;
-  std::string file_;
-  ScopedEnv env_;
-  DaemonProcess daemon_;
-};
 
 TEST_F(FailureTest, BatchClaimedAfterARegistryChangeUsesTheNewPrimers) {
   MustExec(conn_, "CREATE TABLE store_review (id bigserial PRIMARY KEY, author_id bigint NOT NULL)");

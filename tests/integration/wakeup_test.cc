@@ -1,0 +1,122 @@
+// Wake-ups (sql/004_wakeup.sql, listener/wakeup.h): a writer notifies only
+// while a daemon waits, and no change is left waiting when a writer that
+// saw the daemon busy commits just as the daemon goes to sleep.
+#include <poll.h>
+
+#include "daemon_helpers.h"
+
+namespace kck::testing {
+namespace {
+
+class WakeupTest : public BookstoreTest {
+ protected:
+  void SetUp() override {
+    BookstoreTest::SetUp();
+    InstallConfig(conn_, kBookstoreConfig);
+    listener_ = Connect(conninfo_);
+    MustExec(listener_, "LISTEN kck");
+  }
+  // Notifications on channel kck that arrive within `wait`.
+  int Notifications(std::chrono::milliseconds wait = std::chrono::milliseconds(300)) {
+    int n = 0;
+    auto end = std::chrono::steady_clock::now() + wait;
+    while (std::chrono::steady_clock::now() < end) {
+      pollfd fd{PQsocket(listener_.raw()), POLLIN, 0};
+      poll(&fd, 1, 20);
+      PQconsumeInput(listener_.raw());
+      while (PGnotify* note = PQnotifies(listener_.raw())) {
+        ++n;
+        PQfreemem(note);
+      }
+    }
+    return n;
+  }
+  std::string Scalar(const std::string& sql) {
+    auto r = conn_.Exec(sql);
+    return r.ok() && r->rows() == 1 ? std::string(r->get(0, 0)) : "<error>";
+  }
+  pg::Connection listener_;
+};
+
+TEST_F(WakeupTest, WritersNotifyOnlyWhileADaemonWaits) {
+  // No daemon: single-row and bulk writes queue their changes silently.
+  MustExec(conn_, "UPDATE store_book SET title = title || '.' WHERE id = 1");
+  MustExec(conn_, "UPDATE store_book SET title = title || '.' WHERE id <= 150");
+  EXPECT_EQ(Notifications(), 0);
+  EXPECT_EQ(OutboxDepth(conn_), 2);
+  // A busy daemon: still silent.
+  MustExec(conn_, "INSERT INTO kck.listeners (id, waiting) VALUES (1, false)");
+  MustExec(conn_, "DELETE FROM store_book WHERE id = 2");
+  EXPECT_EQ(Notifications(), 0);
+  // A waiting daemon: one notification per statement, bulk or not.
+  MustExec(conn_, "UPDATE kck.listeners SET waiting = true");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'one')");
+  EXPECT_EQ(Notifications(), 1);
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT 2, 'bulk' FROM generate_series(1, 150)");
+  EXPECT_EQ(Notifications(), 1);
+  // A REPEATABLE READ writer reads the flag with an older snapshot: it
+  // always notifies.
+  MustExec(conn_, "UPDATE kck.listeners SET waiting = false");
+  MustExec(conn_, "BEGIN ISOLATION LEVEL REPEATABLE READ; UPDATE store_book SET price = 1 WHERE id = 3; COMMIT");
+  EXPECT_EQ(Notifications(), 1);
+  // Refresh requests follow the same rule.
+  MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['title_list/1'])");
+  EXPECT_EQ(Notifications(), 0);
+}
+
+TEST_F(WakeupTest, AnIdleDaemonIsWokenAndMarksItselfWaitingAgain) {
+  Prime(conn_, {"title_list/1"});
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitFor([&] { return Scalar("SELECT count(*) FILTER (WHERE waiting) FROM kck.listeners") == "1"; }));
+  MustExec(conn_, "UPDATE store_book SET title = 'woken' WHERE id = 20");  // author 1
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("woken") != std::string::npos; }));
+  EXPECT_TRUE(WaitFor([&] { return Scalar("SELECT bool_and(waiting)::text FROM kck.listeners") == "true"; }));
+  // A clean stop removes the daemon's row.
+  daemon.Kill(SIGTERM);
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.listeners"), "0");
+}
+
+// The race the recheck closes: a writer reads "busy", the daemon goes idle
+// while the writer's transaction is still open, then the writer commits
+// without a notification. With the periodic look switched off, only the
+// recheck can find its change.
+TEST_F(WakeupTest, AWriterThatSawTheDaemonBusyAndCommitsAfterItWentIdleIsNotLost) {
+  Prime(conn_, {"title_list/1", "title_list/2"});
+  ScopedEnv no_poll({{"KCK_FAULT_NO_POLL", "1"}});
+  PausedDaemon daemon(conninfo_, "compute");
+  MustExec(conn_, "UPDATE store_book SET title = 'first' WHERE id = 20");  // author 1
+  ASSERT_TRUE(daemon.WaitPaused());
+  // Mid-batch under load the daemon is marked busy.
+  MustExec(conn_, "UPDATE kck.listeners SET waiting = false");
+  pg::Connection writer = Connect(conninfo_);
+  MustExec(writer, "BEGIN; UPDATE store_book SET title = 'late' WHERE id = 1");  // author 2
+  daemon.Release();
+  ASSERT_TRUE(WaitFor([&] { return Scalar("SELECT bool_and(waiting)::text FROM kck.listeners") == "true"; }));
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("first") != std::string::npos; }));
+  MustExec(writer, "COMMIT");
+  EXPECT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/2").find("late") != std::string::npos; },
+                      std::chrono::seconds(10)));
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(WakeupTest, RowsOfDaemonsThatAreGoneAreRemovedWhenADaemonConnects) {
+  MustExec(conn_, "INSERT INTO kck.listeners (id, waiting) VALUES (2147483000, true)");  // no such backend
+  {
+    DaemonProcess killed(conninfo_);
+    ASSERT_TRUE(WaitFor([&] { return Scalar("SELECT count(*) FROM kck.listeners") == "1"; }));
+    killed.Kill(SIGKILL);
+  }
+  // The killed daemon's row stays until its backend is gone and another
+  // daemon connects.
+  ASSERT_TRUE(WaitFor([&] {
+    return Scalar("SELECT count(*) FROM kck.listeners l JOIN pg_stat_activity a ON a.pid = l.id") == "0";
+  }));
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitFor([&] {
+    return Scalar("SELECT count(*) FROM kck.listeners l JOIN pg_stat_activity a ON a.pid = l.id") == "1";
+  }));
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.listeners"), "1");
+}
+
+}  // namespace
+}  // namespace kck::testing

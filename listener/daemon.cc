@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <csignal>
 
 #include "listener/fault.h"
@@ -28,13 +29,14 @@ constexpr std::string_view kOutboxDepthSql =
 
 Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
   uv_loop_init(&loop_);
+  listen_ = std::make_unique<AsyncConnection>(&loop_);
   main_ = std::make_unique<AsyncConnection>(&loop_);
   compute_ = std::make_unique<AsyncConnection>(&loop_);
   if (!options_.python_worker.empty()) {
     worker_ = std::make_unique<WorkerPool>(&loop_, options_.python_worker, options_.worker_timeout);
   }
   executor_ = std::make_unique<Executor>(*main_, *compute_, worker_.get(), options_.batch);
-  wakeup_ = std::make_unique<Wakeup>(*main_);
+  wakeup_ = std::make_unique<Wakeup>(*listen_);
 #ifdef KCK_HAVE_SYSTEMD
   if (sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
 #endif
@@ -44,6 +46,7 @@ Daemon::~Daemon() {
   wakeup_.reset();
   executor_.reset();
   worker_.reset();
+  listen_.reset();
   main_.reset();
   compute_.reset();
   uv_run(&loop_, UV_RUN_NOWAIT);
@@ -80,8 +83,7 @@ int Daemon::Run() {
       if (self->stopping_) {
         spdlog::warn("second {}: closing connections now, the batch in flight rolls back",
                      signum == SIGTERM ? "SIGTERM" : "SIGINT");
-        self->main_->Close();
-        self->compute_->Close();
+        self->CloseAll();
       } else {
         spdlog::info("{}: finishing the batch in flight, then exiting", signum == SIGTERM ? "SIGTERM" : "SIGINT");
       }
@@ -99,7 +101,7 @@ int Daemon::Run() {
   uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->OnTick(); }, 1000, 1000);
   uv_timer_init(&loop_, &recheck_timer_);
   recheck_timer_.data = this;
-  main_->set_on_notify([this](const std::string& channel) {
+  listen_->set_on_notify([this](const std::string& channel) {
     if (channel == "kck_config") {
       reload_ = true;
     } else {
@@ -111,6 +113,7 @@ int Daemon::Run() {
     spdlog::warn("connection lost: {}", why);
     Wake();
   };
+  listen_->set_on_broken(on_broken);
   main_->set_on_broken(on_broken);
   compute_->set_on_broken(on_broken);
   if (worker_) worker_->Start();
@@ -130,19 +133,37 @@ int Daemon::Run() {
 }
 
 Task<Status> Daemon::Connect() {
-  Status s = co_await main_->Connect(options_.conninfo);
-  if (!s.ok()) co_return s;
-  s = co_await compute_->Connect(options_.conninfo);
-  if (!s.ok()) co_return s;
-  std::string timeout = "SET statement_timeout = " + std::to_string(options_.compute_timeout.count());
-  auto r = co_await compute_->Script(timeout);
-  if (!r.ok()) co_return r.status();
+  // Named arrays, not braced lists: a range-for over an initializer_list
+  // does not keep its elements in the coroutine frame with GCC 12.
+  const std::array<AsyncConnection*, 3> conns = {listen_.get(), main_.get(), compute_.get()};
+  for (AsyncConnection* conn : conns) {
+    Status s = co_await conn->Connect(options_.conninfo);
+    if (!s.ok()) co_return s;
+  }
+  // Notifications arrive on a connection that never sits in a transaction:
+  // a listening backend inside a long batch would hold back the server's
+  // notification queue. Computes are bounded by statement_timeout; no
+  // connection waits on a lock for longer than that.
+  const std::string timeout = std::to_string(options_.compute_timeout.count());
+  std::string listen = "SET lock_timeout = " + timeout + "; SET idle_in_transaction_session_timeout = " + timeout +
+                       "; LISTEN kck; LISTEN kck_config";
   // A batch commit lost in a crash takes the deletion of its changes with
   // it, so they are applied again: the batch session need not wait for its
   // WAL flush.
-  r = co_await main_->Script("SET synchronous_commit = off; LISTEN kck; LISTEN kck_config");
-  if (!r.ok()) co_return r.status();
+  std::string batch = "SET synchronous_commit = off; SET lock_timeout = " + timeout;
+  std::string compute = "SET statement_timeout = " + timeout + "; SET lock_timeout = " + timeout;
+  const std::array<std::string, 3> setup = {listen, batch, compute};
+  for (size_t i = 0; i < conns.size(); ++i) {
+    auto r = co_await conns[i]->Script(setup[i]);
+    if (!r.ok()) co_return r.status();
+  }
   co_return Status::Ok();
+}
+
+bool Daemon::Connected() const { return listen_->connected() && main_->connected() && compute_->connected(); }
+
+void Daemon::CloseAll() {
+  for (auto* conn : {listen_.get(), main_.get(), compute_.get()}) conn->Close();
 }
 
 Task<Status> Daemon::LoadRegistry() {
@@ -176,8 +197,7 @@ Task<bool> Daemon::ConnectOnce(std::chrono::milliseconds* backoff) {
   }
   if (GiveUp(s)) co_return false;
   spdlog::warn("{}; retrying in {} ms", pg::Excerpt(s.message(), 500), backoff->count());
-  main_->Close();
-  compute_->Close();
+  CloseAll();
   // Sleep in slices so a stop request is honoured quickly.
   for (auto left = *backoff; left.count() > 0 && !stopping_; left -= std::chrono::milliseconds(100)) {
     co_await Sleep(&loop_, 100);
@@ -204,8 +224,7 @@ Task<void> Daemon::Main() {
     reload_ = idle_ = recheck_due_ = false;
     co_await Serve();
     if (!stopping_) spdlog::warn("reconnecting");
-    main_->Close();
-    compute_->Close();
+    CloseAll();
   }
   Notify("STOPPING=1");
   spdlog::info("stopped");
@@ -213,7 +232,7 @@ Task<void> Daemon::Main() {
 
 Task<void> Daemon::Serve() {
   bool serving = true;
-  while (serving && !stopping_ && main_->connected() && compute_->connected()) {
+  while (serving && !stopping_ && Connected()) {
     if (reload_) {
       serving = co_await Reload();
     } else if (pending_) {
@@ -260,7 +279,7 @@ Task<bool> Daemon::RunBatch() {
   if (failed_batches_ >= 3 && GiveUp(stats.status().WithContext("batch rolled back 3 times"))) co_return false;
   if (!stats.ok()) {
     spdlog::error("batch rolled back, changes stay queued: {}", pg::Excerpt(stats.status().message(), 500));
-    if (main_->connected() && compute_->connected()) {
+    if (Connected()) {
       co_await Sleep(&loop_, 1000);  // e.g. a deadlock: try again shortly
       pending_ = true;
     }

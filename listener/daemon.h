@@ -1,9 +1,9 @@
-// kck listen: the daemon. One libuv loop; two PostgreSQL connections (the
-// batch transaction and computes); LISTEN kck / kck_config; drain the
-// outbox on start and after every reconnect; reconnect with capped
-// exponential backoff; SIGTERM/SIGINT finish the batch in flight and exit;
-// SIGHUP or NOTIFY kck_config reload the registry; systemd notify and
-// watchdog when run under systemd.
+// kck listen: the daemon. One libuv loop; three PostgreSQL connections
+// (LISTEN kck / kck_config and the wake-up flag, the batch transaction, and
+// computes); drain the outbox on start and after every reconnect;
+// reconnect with capped exponential backoff; SIGTERM/SIGINT finish the
+// batch in flight and exit; SIGHUP or NOTIFY kck_config reload the
+// registry; systemd notify and watchdog when run under systemd.
 #pragma once
 
 #include <uv.h>
@@ -59,6 +59,8 @@ class Daemon {
   void StartRecheckTimer();
   void Count(const BatchStats& stats, std::chrono::steady_clock::duration took);
   Task<Status> Connect();
+  bool Connected() const;
+  void CloseAll();
   Task<Status> LoadRegistry();
   // With until_idle, a failure ends the run instead of being retried.
   bool GiveUp(const Status& s);
@@ -69,7 +71,9 @@ class Daemon {
   uv_loop_t loop_;
   uv_signal_t sigterm_, sigint_, sighup_;
   uv_timer_t tick_, recheck_timer_;
-  std::unique_ptr<AsyncConnection> main_, compute_;
+  // listen_: LISTEN and the wake-up flag, never in a transaction; main_: the
+  // batch transaction; compute_: primer SQL.
+  std::unique_ptr<AsyncConnection> listen_, main_, compute_;
   std::unique_ptr<WorkerPool> worker_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<Wakeup> wakeup_;

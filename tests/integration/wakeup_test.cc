@@ -99,6 +99,22 @@ TEST_F(WakeupTest, AWriterThatSawTheDaemonBusyAndCommitsAfterItWentIdleIsNotLost
   ExpectCacheMatchesRecompute(conn_);
 }
 
+// The listening backend is not the batch's: a backend that listens from
+// inside a long transaction holds back the server's notification queue.
+TEST_F(WakeupTest, TheListeningConnectionNeverSitsInABatchTransaction) {
+  Prime(conn_, {"title_list/1"});
+  PausedDaemon daemon(conninfo_, "compute");
+  MustExec(conn_, "UPDATE store_book SET title = 'paused' WHERE id = 20");
+  ASSERT_TRUE(daemon.WaitPaused());
+  EXPECT_EQ(Scalar("SELECT string_agg(a.state, ',') FROM kck.listeners l JOIN pg_stat_activity a ON a.pid = l.id"),
+            "idle");
+  EXPECT_EQ(Scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                   "AND datname = current_database()"),
+            "1");
+  daemon.Release();
+  EXPECT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("paused") != std::string::npos; }));
+}
+
 TEST_F(WakeupTest, RowsOfDaemonsThatAreGoneAreRemovedWhenADaemonConnects) {
   MustExec(conn_, "INSERT INTO kck.listeners (id, waiting) VALUES (2147483000, true)");  // no such backend
   {

@@ -37,7 +37,8 @@ void Plan::AddKey(const std::string& key, const Primer* primer, size_t change, b
   KeyWork& w = keys[key];
   w.primer = primer;
   if (w.changes.empty() || w.changes.back() != change) w.changes.push_back(change);
-  w.augmentable = w.augmentable && row_change && !force;
+  // Under load one recompute costs less than many augments of one key.
+  w.augmentable = w.augmentable && row_change && !force && w.changes.size() <= kAugmentMaxChanges;
   w.force = w.force || force;
 }
 

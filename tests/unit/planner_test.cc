@@ -58,6 +58,11 @@ TEST(Planner, CoalescesOneUnitOfWorkPerKey) {
   ASSERT_TRUE(plan.keys.count("title_list/3"));
   EXPECT_EQ(plan.keys.size(), 2u);  // title_list/3 and by_title/t
   EXPECT_EQ(plan.keys["title_list/3"].changes.size(), 100u);
+  EXPECT_TRUE(plan.keys["title_list/3"].augmentable);
+  // One change more: a single recompute is cheaper than 101 augments.
+  changes.push_back(Row(101, 'I', "", R"({"id": 1, "author_id": 3, "title": "t"})"));
+  plan = PlanChanges(changes, *reg);
+  EXPECT_FALSE(plan.keys["title_list/3"].augmentable);
 }
 
 TEST(Planner, BulkChangesAreNotAugmentable) {

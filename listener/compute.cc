@@ -27,15 +27,6 @@ std::optional<double> Seconds(const std::optional<std::chrono::seconds>& s) {
   return static_cast<double>(s->count());
 }
 
-// Whether a product must be written even when its value is unchanged: a
-// recompute's snapshot must replace the stored one where augments read it,
-// and expiry and refresh times move with every compute.
-bool MustRenew(const Primer& primer, bool new_snapshot) {
-  const PrimerSpec& spec = primer.spec;
-  if (spec.soft_expire || spec.hard_expire || spec.refresh_every) return true;
-  return new_snapshot && (!spec.augment.empty() || spec.python_augment);
-}
-
 nlohmann::json Parsed(const std::optional<std::string>& text) {
   if (!text) return nullptr;
   auto j = nlohmann::json::parse(*text, nullptr, false);
@@ -232,7 +223,7 @@ void Executor::RecordError(const std::string& key, const Primer& primer, const S
                            Batch& batch) {
   std::string error = failure.transient() ? "gave up after repeated transient failures: " + failure.message()
                                           : failure.message();
-  ++batch.stats.errors;
+  batch.outcomes[key] = Outcome::kError;
   spdlog::error("primer \"{}\": key \"{}\": compute failed, keeping the stored value: {}", primer.spec.name,
                 pg::Excerpt(key, 120), pg::Excerpt(error, 500));
   if (stored) batch.writes.errors.push_back({key, error});
@@ -269,14 +260,12 @@ Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, B
   transient_tries_.erase(key);
   if (c.gone) {
     if (stored) batch.writes.deletes.push_back(key);
-    ++batch.stats.removed;
+    batch.outcomes[key] = Outcome::kRemoved;
     co_return Status::Ok();
   }
-  ++batch.stats.keys;
-  if (augmented) ++batch.stats.augmented;
+  batch.outcomes[key] = augmented ? Outcome::kAugmented : Outcome::kWritten;
   batch.writes.products.push_back({key, primer.spec.name, c.value.value_or("null"), c.snapshot, c.ms,
-                                   Seconds(primer.spec.soft_expire), Seconds(primer.spec.hard_expire),
-                                   MustRenew(primer, c.snapshot.has_value())});
+                                   Seconds(primer.spec.soft_expire), Seconds(primer.spec.hard_expire)});
   co_return Status::Ok();
 }
 

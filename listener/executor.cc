@@ -45,7 +45,7 @@ constexpr std::string_view kLockSql = "SELECT kck.lock_buckets($1::text[])";
 // Values travel only for keys that may be augmented ($2): a recompute does
 // not need the old one.
 constexpr std::string_view kReadSql =
-    "SELECT key, CASE WHEN key = ANY ($2::text[]) THEN value::text END, snapshot::text FROM kck.cache "
+    "SELECT key, CASE WHEN key = ANY ($2::text[]) THEN value::text END, snapshot::text, xmin::text FROM kck.cache "
     "WHERE key = ANY ($1::text[])";
 constexpr std::string_view kOlderSql = "SELECT EXISTS (SELECT 1 FROM kck.changes WHERE id < $1::bigint)";
 
@@ -168,24 +168,25 @@ Task<StatusOr<BatchStats>> Executor::RunScheduled() {
   co_return co_await Apply(batch);
 }
 
-Task<Status> Executor::LockAndRead(Batch& batch) {
-  co_await fault::At("lock", main_);
+Task<Status> Executor::ReadStored(const Batch& batch, bool lock, std::map<std::string, Stored>* out) {
   std::vector<std::string> keys, augmentable;
   for (const auto& [k, w] : batch.plan.keys) {
     keys.push_back(k);
-    if (w.augmentable) augmentable.push_back(k);
+    if (w.augmentable && !lock) augmentable.push_back(k);
   }
-  // The read runs after the lock is granted (the server takes the pipelined
-  // statements in order), so it sees every product stored before.
+  // With the lock, the read runs after it is granted (the server takes the
+  // pipelined statements in order), so it sees every product stored before.
   const std::string key_array = pg::ArrayLiteral(keys);
-  Statements lock_and_read;
-  lock_and_read.emplace_back(kLockSql, pg::Params{key_array});
-  lock_and_read.emplace_back(kReadSql, pg::Params{key_array, pg::ArrayLiteral(augmentable)});
-  auto locked = co_await main_.Pipeline(std::move(lock_and_read));
-  if (!locked.ok()) co_return locked.status().WithContext("locking and reading products");
-  const pg::Result& rows = (*locked)[1];
+  Statements read;
+  if (lock) read.emplace_back(kLockSql, pg::Params{key_array});
+  read.emplace_back(kReadSql, pg::Params{key_array, pg::ArrayLiteral(augmentable)});
+  auto done = co_await main_.Pipeline(std::move(read));
+  if (!done.ok()) co_return done.status().WithContext(lock ? "locking and reading products" : "reading products");
+  const pg::Result& rows = done->back();
+  out->clear();
   for (int i = 0; i < rows.rows(); ++i) {
-    batch.stored[std::string(rows.get(i, 0))] = {std::string(rows.get(i, 1)), std::string(rows.get(i, 2))};
+    (*out)[std::string(rows.get(i, 0))] = {std::string(rows.get(i, 1)), std::string(rows.get(i, 2)),
+                                           std::string(rows.get(i, 3))};
   }
   co_return Status::Ok();
 }
@@ -204,23 +205,83 @@ Task<Status> Executor::CheckAugmentOrder(Batch& batch) {
   co_return Status::Ok();
 }
 
+Task<Status> Executor::ComputeAll(Batch& batch) {
+  Status s = co_await ReadStored(batch, false, &batch.stored);
+  if (s.ok()) s = co_await CheckAugmentOrder(batch);
+  if (!s.ok()) co_return s;
+  co_await fault::At("compute", compute_);
+  co_await PrecomputeMany(batch);
+  for (auto it = batch.plan.keys.begin(); s.ok() && it != batch.plan.keys.end(); ++it) {
+    s = co_await ProduceKey(it->first, it->second, batch);
+  }
+  co_return s;
+}
+
+// Drops what the batch computed for `keys`.
+void Executor::Forget(const std::set<std::string>& keys, Batch& batch) {
+  auto listed = [&](const std::string& k) { return keys.count(k) > 0; };
+  std::erase_if(batch.writes.products, [&](const ProductWrite& p) { return listed(p.key); });
+  std::erase_if(batch.writes.deletes, listed);
+  std::erase_if(batch.writes.errors, [&](const ErrorWrite& e) { return listed(e.key); });
+  for (const auto& k : keys) {
+    batch.outcomes.erase(k);
+    batch.precomputed.erase(k);
+  }
+}
+
+Task<Status> Executor::Settle(Batch& batch) {
+  co_await fault::At("lock", main_);
+  std::set<std::string> before;
+  for (const auto& [k, w] : batch.plan.keys) before.insert(k);
+  Status s = co_await ListPartialMatches(batch.plan, main_, true);
+  if (!s.ok()) co_return s;
+  if (batch.plan.keys.empty()) co_return Status::Ok();
+  std::map<std::string, Stored> now;
+  s = co_await ReadStored(batch, true, &now);
+  if (!s.ok()) co_return s;
+  std::set<std::string> moved;
+  for (const auto& [k, w] : batch.plan.keys) {
+    auto was = batch.stored.find(k);
+    auto is = now.find(k);
+    const bool same = !before.count(k) ? false
+                      : was == batch.stored.end() ? is == now.end()
+                                                   : is != now.end() && is->second.xmin == was->second.xmin;
+    if (!same) moved.insert(k);
+  }
+  if (moved.empty()) co_return Status::Ok();
+  spdlog::debug("{} products were stored, written or removed while the batch computed; computing them again",
+                moved.size());
+  Forget(moved, batch);
+  for (const auto& k : moved) {
+    batch.stored.erase(k);
+    if (auto is = now.find(k); is != now.end()) batch.stored[k] = is->second;
+    KeyWork work = batch.plan.keys.at(k);
+    work.augmentable = false;  // the value it would start from moved
+    s = co_await ProduceKey(k, work, batch);
+    if (!s.ok()) co_return s;
+  }
+  co_return Status::Ok();
+}
+
+void Executor::Tally(Batch& batch) {
+  for (const auto& [k, o] : batch.outcomes) {
+    if (o == Outcome::kWritten || o == Outcome::kAugmented) ++batch.stats.keys;
+    if (o == Outcome::kAugmented) ++batch.stats.augmented;
+    if (o == Outcome::kRemoved) ++batch.stats.removed;
+    if (o == Outcome::kError) ++batch.stats.errors;
+  }
+}
+
 Task<StatusOr<BatchStats>> Executor::Apply(Batch& batch) {
   batch.stats.changes = batch.changes.size();
-  if (!batch.plan.keys.empty()) {
-    Status s = co_await LockAndRead(batch);
-    if (s.ok()) s = co_await CheckAugmentOrder(batch);
-    if (s.ok()) {
-      co_await fault::At("compute", compute_);
-      co_await PrecomputeMany(batch);
-    }
-    for (auto it = batch.plan.keys.begin(); s.ok() && it != batch.plan.keys.end(); ++it) {
-      s = co_await ProduceKey(it->first, it->second, batch);
-    }
-    if (!s.ok()) {
-      co_await Rollback();
-      co_return s.WithContext("computing products");
-    }
+  Status s = Status::Ok();
+  if (!batch.plan.keys.empty()) s = co_await ComputeAll(batch);
+  if (s.ok() && (!batch.plan.keys.empty() || !batch.plan.partial.empty())) s = co_await Settle(batch);
+  if (!s.ok()) {
+    co_await Rollback();
+    co_return s.WithContext("computing products");
   }
+  Tally(batch);
   WriteCounts counts;
   Status written = co_await WriteAndCommit(main_, batch.writes, &counts);
   if (!written.ok()) {

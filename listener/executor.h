@@ -3,10 +3,16 @@
 //   BEGIN; read the registry generation; claim changes (DELETE ...
 //     RETURNING, FOR UPDATE SKIP LOCKED)          [claim]
 //   plan (listener/planner.h), resolve (listener/resolver.h)   [plan]
-//   lock the keys, read the stored rows          [lock]
-//   augment or recompute each stored (or forced) key on the compute
-//     connection                                  [compute]
+//   read the stored rows, without locks; augment or recompute each stored
+//     (or forced) key on the compute connection   [compute]
+//   settle: lock the primers listed for partial matches and list them
+//     again, lock the keys, read the stored rows again; a key that was
+//     stored, changed or removed meanwhile (a reader stored a miss,
+//     another writer wrote it) is computed again now, under the locks [lock]
 //   write values, errors and counters; COMMIT (listener/writer.h) [write, commit]
+//
+// Key and primer locks are held only from settle to COMMIT, so a reader
+// that misses a product waits for a batch's writes, not for its computes.
 //
 // The claimed changes and the cache writes commit together: a crash at any
 // point rolls both back, and the changes are claimed again. A transient
@@ -20,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -33,8 +40,8 @@ namespace kck {
 
 struct BatchStats {
   size_t changes = 0;            // claimed and consumed
-  size_t keys = 0;               // products written with a new value (or renewed)
-  size_t unchanged = 0;          // recomputed to the value already stored: nothing written
+  size_t keys = 0;               // products written with a new value
+  size_t unchanged = 0;          // recomputed to the value already stored: same version
   size_t augmented = 0;          // of which updated in place
   size_t removed = 0;            // computes that found nothing: product deleted
   size_t errors = 0;             // computes that failed (value kept, error set)
@@ -72,7 +79,10 @@ class Executor {
   struct Stored {
     std::string value;  // JSON text ("" for NULL or not read)
     std::string snapshot;
+    std::string xmin;   // the row version: any write moves it
   };
+  // What the batch did with one key; the stats are counted from these.
+  enum class Outcome { kWritten, kAugmented, kRemoved, kError };
   struct Computed {
     std::optional<std::string> value, snapshot;
     double ms = 0;
@@ -85,12 +95,19 @@ class Executor {
     std::map<std::string, Stored> stored;
     bool augment_allowed = false;
     std::map<std::string, Computed> precomputed;
+    std::map<std::string, Outcome> outcomes;
     Writes writes;
     BatchStats stats;
   };
   Task<StatusOr<std::vector<Change>>> Claim(bool* moved);
   Task<StatusOr<BatchStats>> Apply(Batch& batch);
-  Task<Status> LockAndRead(Batch& batch);
+  // Reads the stored rows of `keys` (values of the augmentable ones) into
+  // *out, after taking their key locks when `lock`.
+  Task<Status> ReadStored(const Batch& batch, bool lock, std::map<std::string, Stored>* out);
+  Task<Status> ComputeAll(Batch& batch);
+  Task<Status> Settle(Batch& batch);
+  void Forget(const std::set<std::string>& keys, Batch& batch);
+  void Tally(Batch& batch);
   Task<Status> CheckAugmentOrder(Batch& batch);
   Task<void> ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
                          std::map<std::string, Computed>* out);

@@ -90,15 +90,19 @@ Task<Status> RunKeysQueries(Plan& plan, AsyncConnection& compute, WorkerPool* wo
   co_return Status::Ok();
 }
 
-Task<Status> ResolvePartial(Plan& plan, AsyncConnection& main) {
+}  // namespace
+
+Task<Status> ListPartialMatches(Plan& plan, AsyncConnection& main, bool lock) {
   std::map<const Primer*, std::vector<const PartialMatch*>> by_primer;
   for (const auto& m : plan.partial) by_primer[m.primer].push_back(&m);
   if (by_primer.empty()) co_return Status::Ok();
-  std::vector<std::string> names;
-  for (const auto& [primer, matches] : by_primer) names.push_back(primer->spec.name);
-  pg::Params primers{pg::ArrayLiteral(names)};
-  auto locked = co_await main.Query(kLockPrimersSql, std::move(primers));
-  if (!locked.ok()) co_return locked.status().WithContext("locking primers");
+  if (lock) {
+    std::vector<std::string> names;
+    for (const auto& [primer, matches] : by_primer) names.push_back(primer->spec.name);
+    pg::Params primers{pg::ArrayLiteral(names)};
+    auto locked = co_await main.Query(kLockPrimersSql, std::move(primers));
+    if (!locked.ok()) co_return locked.status().WithContext("locking primers");
+  }
   for (const auto& [primer, matches] : by_primer) {
     pg::Params name{primer->spec.name};
     auto res = co_await main.Query(kPrimerKeysSql, std::move(name));
@@ -115,15 +119,13 @@ Task<Status> ResolvePartial(Plan& plan, AsyncConnection& main) {
   co_return Status::Ok();
 }
 
-}  // namespace
-
 Task<Status> Resolve(Plan& plan, AsyncConnection& main, AsyncConnection& compute, WorkerPool* worker) {
   co_await fault::At("plan", main);
   if (plan.keys_queries.empty() && plan.partial.empty()) co_return Status::Ok();
   // Keys rules first: a failing one adds a partial match.
   Status s = co_await RunKeysQueries(plan, compute, worker);
   if (!s.ok()) co_return s;
-  co_return co_await ResolvePartial(plan, main);
+  co_return co_await ListPartialMatches(plan, main, false);
 }
 
 }  // namespace kck

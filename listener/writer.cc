@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+
 #include "listener/fault.h"
 #include "pg/connection.h"
 #include "sql/embedded.h"
@@ -17,7 +19,7 @@ std::optional<std::string> Number(const std::optional<double>& v) {
 }
 
 AsyncConnection::Statement ProductsStatement(const std::vector<ProductWrite>& products) {
-  std::vector<std::optional<std::string>> key, primer, value, snapshot, ms, soft, hard, renew;
+  std::vector<std::optional<std::string>> key, primer, value, snapshot, ms, soft, hard;
   for (const auto& p : products) {
     key.emplace_back(p.key);
     primer.emplace_back(p.primer);
@@ -26,12 +28,16 @@ AsyncConnection::Statement ProductsStatement(const std::vector<ProductWrite>& pr
     ms.emplace_back(std::to_string(p.ms));
     soft.push_back(Number(p.soft));
     hard.push_back(Number(p.hard));
-    renew.emplace_back(p.renew ? "t" : "f");
   }
   return {std::string(sql::File("daemon_write.sql")),
           pg::Params{pg::ArrayLiteral(key), pg::ArrayLiteral(primer), pg::ArrayLiteral(value),
                      pg::ArrayLiteral(snapshot), pg::ArrayLiteral(ms), pg::ArrayLiteral(soft),
-                     pg::ArrayLiteral(hard), pg::ArrayLiteral(renew)}};
+                     pg::ArrayLiteral(hard)}};
+}
+
+// The number daemon_write.sql returns: products whose value was already stored.
+size_t Count(const pg::Result& r) {
+  return r.rows() == 1 ? static_cast<size_t>(std::strtoull(std::string(r.get(0, 0)).c_str(), nullptr, 10)) : 0;
 }
 
 // Deletions, errors and fallback counters: small, made of kck's own text,
@@ -68,7 +74,7 @@ Task<Status> WriteOne(AsyncConnection& main, ProductWrite& p, Writes& writes, Wr
   one.emplace_back("RELEASE SAVEPOINT kck_product", pg::Params{});
   auto done = co_await main.Pipeline(std::move(one));
   if (done.ok()) {
-    if ((*done)[1].rows() == 0) ++counts->unchanged;
+    counts->unchanged += Count((*done)[1]);
     co_return Status::Ok();
   }
   if (done.status().transient()) co_return done.status();
@@ -113,8 +119,8 @@ Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, WriteCounts* 
   co_await fault::At("commit", main);
   auto done = co_await main.Pipeline(std::move(all));
   if (done.ok()) {
-    // [0] is the savepoint, [1] the products' write: one row per product written.
-    if (!writes.products.empty()) counts->unchanged = writes.products.size() - (*done)[1].rows();
+    // [0] is the savepoint, [1] the products' write.
+    if (!writes.products.empty()) counts->unchanged = Count((*done)[1]);
     co_return Status::Ok();
   }
   if (done.status().transient() || !any) co_return done.status();

@@ -22,10 +22,6 @@ struct ProductWrite {
   std::optional<std::string> snapshot;  // nullopt after an augment: keep the last compute's
   double ms = 0;
   std::optional<double> soft, hard;     // expiry in seconds
-  // Write even when the value is unchanged: the snapshot (augments), the
-  // expiry or the refresh time must move. Otherwise an unchanged value is
-  // not written at all.
-  bool renew = false;
 };
 
 struct ErrorWrite {
@@ -46,7 +42,7 @@ struct Writes {
 
 struct WriteCounts {
   size_t rejected = 0;   // products PostgreSQL refused: moved to writes.errors
-  size_t unchanged = 0;  // products whose value was already stored: not written
+  size_t unchanged = 0;  // products whose value was already stored: no new version
 };
 
 // Writes `writes` and COMMITs on `main` (inside the batch transaction).

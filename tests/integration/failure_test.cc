@@ -181,6 +181,43 @@ TEST_F(FailureTest, ReaderComputingAMissWhileABatchListsKeysIsNotLeftStale) {
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "books_of/1") == "11"; })) << Stored(conn_, "books_of/1");
 }
 
+// Computes run before the key locks are taken: a reader that misses a
+// product of a batch's keys waits for the batch's writes, not its computes,
+// and a product a reader stored meanwhile from an older snapshot is
+// computed again under the locks.
+TEST_F(FailureTest, ReaderStoringAMissWhileABatchComputesNeitherWaitsNorStaysStale) {
+  InstallConfig(conn_, kBookstoreConfig);
+  Prime(conn_, {"title_list/1"});
+  PausedDaemon daemon(conninfo_, "compute");
+  // The reader of title_list/2 takes its lock, then its snapshot...
+  pg::Connection reader = Connect(conninfo_);
+  MustExec(reader, "SELECT kck.lock_key_session('title_list/2')");
+  MustExec(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+  auto computed = reader.Exec(
+      "SELECT pg_current_snapshot()::text, (SELECT jsonb_agg(title ORDER BY id) FROM store_book WHERE author_id = 2)::text");
+  ASSERT_TRUE(computed.ok()) << computed.status().message();
+  // ...then one statement changes both authors, and the daemon reaches its computes.
+  MustExec(conn_, "UPDATE store_book SET title = title || '+' WHERE id IN (1, 20)");  // authors 2 and 1
+  ASSERT_TRUE(daemon.WaitPaused());
+  // Another reader's lock on a key of the batch is not held by the batch.
+  pg::Connection other = Connect(conninfo_);
+  MustExec(other, "SET lock_timeout = '2s'");
+  MustExec(other, "BEGIN; SELECT kck.lock_keys(ARRAY['title_list/1']); COMMIT");
+  // The first reader stores what it computed from its older snapshot.
+  auto stored = reader.Exec(
+      "SELECT stored FROM kck.store('title_list/2', 'title_list', $1::jsonb, $2::pg_snapshot, 1, NULL, NULL, NULL)",
+      {std::string(computed->get(0, 1)), std::string(computed->get(0, 0))});
+  ASSERT_TRUE(stored.ok()) << stored.status().message();
+  MustExec(reader, "COMMIT");
+  MustExec(reader, "SELECT kck.unlock_key_session('title_list/2')");
+  EXPECT_EQ(Stored(conn_, "title_list/2").find("+"), std::string::npos);  // stale for now
+  daemon.Release();
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/2").find("+") != std::string::npos; }))
+      << Stored(conn_, "title_list/2");
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 TEST_F(FailureTest, RegistryChangeRestartsThePythonWorker) {
   InstallConfig(conn_, kPythonConfig);
   MustExec(conn_, "INSERT INTO kck.cache (key, primer, value) VALUES ('py/1', 'py', '0')");

@@ -8,6 +8,7 @@ import sys
 import time
 
 print(json.dumps({"hello": "kck_worker", "protocol": 1, "primers": ["py"]}), flush=True)
+computes = 0
 for line in sys.stdin:
     try:
         req = json.loads(line)
@@ -31,7 +32,9 @@ for line in sys.stdin:
         if n == 7:
             print(json.dumps({"id": rid, "ok": False, "error": "ValueError: seven is unlucky"}), flush=True)
             continue
-        print(json.dumps({"id": rid, "ok": True, "value": {"n": n, "pid": os.getpid()}, "snapshot": None}), flush=True)
+        computes += 1  # every compute a new value, so every one is written
+        print(json.dumps({"id": rid, "ok": True, "value": {"n": n, "pid": os.getpid(), "computes": computes},
+                          "snapshot": None}), flush=True)
     elif req.get("op") == "augment":
         if req["key"] == "py/5":  # an augment that raises
             print(json.dumps({"id": rid, "ok": False, "error": "ValueError: augment of five failed"}), flush=True)

@@ -37,8 +37,9 @@ TEST(Capture, StatementLevelTriggersForEveryOperation) {
             std::string::npos);
   // Bulk statements: distinct images of the captured columns, no key.
   EXPECT_NE(sql.install.find("OFFSET " + std::to_string(kBulkRows)), std::string::npos);
-  EXPECT_NE(sql.install.find("SELECT DISTINCT \"author_id\" FROM kck_new"), std::string::npos);
-  // One wake-up per statement.
+  EXPECT_NE(sql.install.find("SELECT DISTINCT kck_x.\"author_id\" FROM kck_new kck_x"), std::string::npos);
+  // At most one wake-up per statement, only when a daemon waits.
+  EXPECT_NE(sql.install.find("IF FOUND AND kck.must_notify() THEN"), std::string::npos);
   size_t notifies = 0;
   for (size_t p = sql.install.find("pg_notify"); p != std::string::npos; p = sql.install.find("pg_notify", p + 1)) {
     ++notifies;
@@ -51,8 +52,11 @@ TEST(Capture, StatementLevelTriggersForEveryOperation) {
 TEST(Capture, KeyColumnsARuleReadsAreInBulkImagesToo) {
   CaptureSpec spec{"public", "store_book", {"id"}, {"author_id", "id"}, false};
   CaptureSql sql = GenerateCapture(spec, TestQuoter());
-  EXPECT_NE(sql.install.find("SELECT DISTINCT \"author_id\", \"id\" FROM kck_new"), std::string::npos);
-  EXPECT_NE(sql.install.find("SELECT DISTINCT \"author_id\", \"id\" FROM kck_old"), std::string::npos);
+  EXPECT_NE(sql.install.find("SELECT DISTINCT kck_x.\"author_id\", kck_x.\"id\" FROM kck_new kck_x"),
+            std::string::npos);
+  EXPECT_NE(sql.install.find("SELECT DISTINCT kck_x.\"author_id\", kck_x.\"id\" FROM kck_old kck_x"),
+            std::string::npos);
+  EXPECT_EQ(sql.install.find("kck_y.version"), std::string::npos);  // only kck.cache filters on versions
   // The row image names the key once.
   EXPECT_NE(sql.install.find("jsonb_build_object('id', kck_n.\"id\", 'author_id', kck_n.\"author_id\")"),
             std::string::npos);

@@ -6,11 +6,11 @@
 // back to a recompute and are counted per primer.
 #include <spdlog/spdlog.h>
 
-#include <charconv>
 #include <chrono>
 #include <set>
 
 #include "listener/executor.h"
+#include "listener/json_text.h"
 #include "pg/connection.h"
 
 namespace kck {
@@ -25,18 +25,6 @@ double MsSince(Clock::time_point t0) {
 std::optional<double> Seconds(const std::optional<std::chrono::seconds>& s) {
   if (!s) return std::nullopt;
   return static_cast<double>(s->count());
-}
-
-nlohmann::json Parsed(const std::optional<std::string>& text) {
-  if (!text) return nullptr;
-  auto j = nlohmann::json::parse(*text, nullptr, false);
-  return j.is_discarded() ? nlohmann::json() : j;
-}
-
-uint64_t Txid(const std::string& text) {
-  uint64_t v = 0;
-  std::from_chars(text.data(), text.data() + text.size(), v);
-  return v;
 }
 
 // One warning per primer and minute, however many augments fail.
@@ -169,9 +157,9 @@ Task<StatusOr<std::optional<std::string>>> Executor::AugmentOne(const std::strin
     nlohmann::json req;
     req["op"] = std::string("augment");
     req["key"] = key;
-    req["value"] = Parsed(current);
-    req["change"] = {{"table", change.tbl}, {"op", std::string(1, change.op)}, {"old", Parsed(rows.old_row)},
-                     {"new", Parsed(rows.new_row)}};
+    req["value"] = ParsedJson(current);
+    req["change"] = {{"table", change.tbl}, {"op", std::string(1, change.op)}, {"old", ParsedJson(rows.old_row)},
+                     {"new", ParsedJson(rows.new_row)}};
     auto reply = co_await worker_->Call(std::move(req));
     if (!reply.ok() && reply.status().message() == kDeclined) co_return Result();
     if (!reply.ok()) co_return reply.status();
@@ -199,7 +187,7 @@ Task<StatusOr<std::optional<std::string>>> Executor::Augment(const std::string& 
   std::string current = stored.value;
   for (size_t idx : work.changes) {
     const Change& c = batch.changes[idx];
-    if (!stored.snapshot.empty() && VisibleInSnapshot(stored.snapshot, Txid(c.txid))) continue;
+    if (!stored.snapshot.empty() && VisibleInSnapshot(stored.snapshot, ParsedNumber<uint64_t>(c.txid))) continue;
     bool bulk = false;
     auto pairs = RowPairs(c, &bulk);
     if (!pairs.ok() || pairs->size() != 1) co_return Result();
@@ -230,6 +218,7 @@ void Executor::RecordError(const std::string& key, const Primer& primer, const S
 }
 
 Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, Batch& batch) {
+  ++progress_;
   const Primer& primer = *work.primer;
   auto it = batch.stored.find(key);
   const bool stored = it != batch.stored.end();

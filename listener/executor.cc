@@ -3,10 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 
 #include "listener/fault.h"
+#include "listener/json_text.h"
 #include "listener/resolver.h"
 #include "pg/connection.h"
 #include "sql/embedded.h"
@@ -14,11 +14,7 @@
 namespace kck {
 
 bool VisibleInSnapshot(std::string_view snapshot, uint64_t txid) {
-  auto number = [](std::string_view s) {
-    uint64_t v = 0;
-    std::from_chars(s.data(), s.data() + s.size(), v);
-    return v;
-  };
+  auto number = ParsedNumber<uint64_t>;
   size_t c1 = snapshot.find(':');
   size_t c2 = snapshot.find(':', c1 + 1);
   if (c1 == std::string_view::npos || c2 == std::string_view::npos) return false;
@@ -49,12 +45,6 @@ constexpr std::string_view kReadSql =
     "WHERE key = ANY ($1::text[])";
 constexpr std::string_view kOlderSql = "SELECT EXISTS (SELECT 1 FROM kck.changes WHERE id < $1::bigint)";
 
-template <typename T>
-T Number(std::string_view text) {
-  T v = 0;
-  std::from_chars(text.data(), text.data() + text.size(), v);
-  return v;
-}
 
 void LogProblems(const std::vector<std::string>& problems) {
   constexpr size_t kShown = 20;
@@ -66,7 +56,7 @@ void LogProblems(const std::vector<std::string>& problems) {
 
 Change ChangeFromRow(const pg::Result& rows, int i) {
   Change c;
-  c.id = Number<long long>(rows.get(i, 0));
+  c.id = ParsedNumber<long long>(rows.get(i, 0));
   c.tbl = rows.get(i, 1);
   c.op = rows.get(i, 2).empty() ? 'U' : rows.get(i, 2)[0];
   c.old_json = rows.get(i, 3);
@@ -96,7 +86,7 @@ Task<Status> Executor::LoadRegistry() {
   auto registry = Registry::FromRows((*rows)[1]);
   if (!registry.ok()) co_return registry.status();
   registry_ = *registry;
-  generation_ = (*rows)[0].rows() == 1 ? Number<int64_t>((*rows)[0].get(0, 0)) : 0;
+  generation_ = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
   co_return Status::Ok();
 }
 
@@ -112,7 +102,7 @@ Task<StatusOr<std::vector<Change>>> Executor::Claim(bool* moved) {
     co_return results.status().WithContext("claiming changes");
   }
   const pg::Result& gen = (*results)[1];
-  if (gen.rows() != 1 || Number<int64_t>(gen.get(0, 0)) != generation_) {
+  if (gen.rows() != 1 || ParsedNumber<int64_t>(gen.get(0, 0)) != generation_) {
     *moved = true;
     co_await Rollback();
     co_return std::vector<Change>();
@@ -126,6 +116,7 @@ Task<StatusOr<std::vector<Change>>> Executor::Claim(bool* moved) {
 }
 
 Task<StatusOr<BatchStats>> Executor::RunBatch() {
+  ++progress_;
   bool moved = false;
   auto claimed = co_await Claim(&moved);
   if (!claimed.ok()) co_return claimed.status();
@@ -230,6 +221,7 @@ void Executor::Forget(const std::set<std::string>& keys, Batch& batch) {
 }
 
 Task<Status> Executor::Settle(Batch& batch) {
+  ++progress_;
   co_await fault::At("lock", main_);
   std::set<std::string> before;
   for (const auto& [k, w] : batch.plan.keys) before.insert(k);

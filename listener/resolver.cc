@@ -5,6 +5,7 @@
 #include <set>
 
 #include "listener/fault.h"
+#include "listener/json_text.h"
 #include "pg/connection.h"
 
 namespace kck {
@@ -19,11 +20,6 @@ void AddWholePrimer(Plan& plan, const Primer* primer, size_t change) {
   plan.partial.push_back({primer, std::vector<std::optional<std::string>>(primer->spec.params.size()), change});
 }
 
-nlohmann::json ParsedRow(const std::optional<std::string>& row) {
-  if (!row) return nullptr;
-  auto j = nlohmann::json::parse(*row, nullptr, false);
-  return j.is_discarded() ? nlohmann::json() : j;
-}
 
 // The keys a Python keys rule returns for one row pair.
 Task<StatusOr<std::vector<std::string>>> PythonKeys(const KeysQuery& q, WorkerPool* worker) {
@@ -32,8 +28,8 @@ Task<StatusOr<std::vector<std::string>>> PythonKeys(const KeysQuery& q, WorkerPo
   req["op"] = std::string("keys");
   req["primer"] = q.primer->spec.name;
   req["rule"] = *q.primer->spec.depends_on[q.rule].python_rule;
-  req["old"] = ParsedRow(q.rows.old_row);
-  req["new"] = ParsedRow(q.rows.new_row);
+  req["old"] = ParsedJson(q.rows.old_row);
+  req["new"] = ParsedJson(q.rows.new_row);
   auto reply = co_await worker->Call(std::move(req));
   if (!reply.ok()) co_return reply.status();
   std::vector<std::string> keys;

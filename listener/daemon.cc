@@ -53,8 +53,32 @@ Daemon::~Daemon() {
   uv_loop_close(&loop_);
 }
 
+// The systemd watchdog hears from the daemon only while its loop makes
+// progress: idle, or a batch that produced a product or finished since the
+// last tick. A batch stuck longer than any compute may take (a query that
+// never returns) stops the pings, and systemd restarts kck.
+void Daemon::Watchdog() {
+  const auto now = std::chrono::steady_clock::now();
+  if (!busy_ || executor_->progress() != seen_progress_) {
+    seen_progress_ = executor_->progress();
+    progress_at_ = now;
+    stalled_ = false;
+  }
+  const auto limit = std::max(options_.compute_timeout, options_.worker_timeout) + std::chrono::seconds(5);
+  if (now - progress_at_ <= limit) {
+    if (watchdog_usec_) Notify("WATCHDOG=1");
+    return;
+  }
+  if (stalled_) return;
+  stalled_ = true;
+  spdlog::error("the batch in flight made no progress for {} s, longer than any compute may take; {}",
+                std::chrono::duration_cast<std::chrono::seconds>(now - progress_at_).count(),
+                watchdog_usec_ ? "no longer pinging the systemd watchdog, which restarts kck"
+                               : "restart kck if this persists");
+}
+
 void Daemon::OnTick() {
-  if (watchdog_usec_) Notify("WATCHDOG=1");
+  Watchdog();
   ++ticks_;
   if (has_schedule_) schedule_due_ = true;
   // A notification can be missed only across a reconnect, which drains
@@ -237,10 +261,14 @@ Task<void> Daemon::Serve() {
       serving = co_await Reload();
     } else if (pending_) {
       idle_ = false;
+      busy_ = true;
       serving = co_await RunBatch();
+      busy_ = false;
     } else if (schedule_due_) {
       idle_ = false;
+      busy_ = true;
       co_await RunScheduled();
+      busy_ = false;
     } else if (!idle_ && !options_.until_idle) {
       co_await GoIdle();
     } else if (recheck_due_) {

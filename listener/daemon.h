@@ -66,6 +66,7 @@ class Daemon {
   bool GiveUp(const Status& s);
   void Wake() { wake_.Set(); }
   void OnTick();
+  void Watchdog();
 
   DaemonOptions options_;
   uv_loop_t loop_;
@@ -88,6 +89,10 @@ class Daemon {
   bool has_schedule_ = false;
   BatchStats window_;  // work since the last summary line
   uint64_t watchdog_usec_ = 0;
+  bool busy_ = false;     // a batch is in flight
+  bool stalled_ = false;  // ... and made no progress for too long (logged)
+  uint64_t seen_progress_ = 0;
+  std::chrono::steady_clock::time_point progress_at_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace kck

@@ -69,6 +69,9 @@ class Executor {
   // Loads the primers and the registry generation they belong to.
   Task<Status> LoadRegistry();
   const Registry& registry() const { return *registry_; }
+  // Goes up with every key a batch produces and every batch step: the
+  // daemon's watchdog tells a slow batch from a stuck one by it.
+  uint64_t progress() const { return progress_; }
   int64_t generation() const { return generation_; }
   // Claims and applies up to batch_size changes.
   Task<StatusOr<BatchStats>> RunBatch();
@@ -133,6 +136,7 @@ class Executor {
   int batch_size_;
   std::shared_ptr<const Registry> registry_;
   int64_t generation_ = -1;
+  uint64_t progress_ = 0;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
   WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute
 };

@@ -21,12 +21,16 @@ CREATE TABLE kck.listeners (
   since   timestamptz NOT NULL DEFAULT now()
 );
 
--- Whether a writer that just queued a change must wake a daemon.
+-- Whether a writer that just queued a change must wake a daemon. The
+-- capture functions inline the same test (triggers/capture.cc): plpgsql
+-- keeps its plan for the session, where a SQL function with a subquery is
+-- planned again in every transaction.
 CREATE FUNCTION kck.must_notify() RETURNS boolean
-  LANGUAGE sql STABLE AS $$
-  SELECT current_setting('transaction_isolation') <> 'read committed'
-         OR EXISTS (SELECT 1 FROM kck.listeners WHERE waiting)
-$$;
+  LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  RETURN current_setting('transaction_isolation') <> 'read committed'
+         OR EXISTS (SELECT 1 FROM kck.listeners WHERE waiting);
+END $$;
 
 -- A daemon registers on connect; rows of daemons whose connection is gone
 -- are removed (their `waiting` would make every writer notify).

@@ -166,8 +166,10 @@ std::string Body(const Gen& g) {
   body += OneSided(g, "DELETE", 'D', "old", "kck_old", "kck_o");
   body += Update(g);
   body += "  END IF;\n";
-  body += "  -- At most one wake-up per statement, and only for an idle daemon (sql/004_wakeup.sql).\n";
-  body += "  IF FOUND AND kck.must_notify() THEN\n";
+  body += "  -- At most one wake-up per statement, and only for an idle daemon: kck.must_notify(),\n";
+  body += "  -- inlined so that its plan is kept (sql/004_wakeup.sql).\n";
+  body += "  IF FOUND AND (current_setting('transaction_isolation') <> 'read committed'\n";
+  body += "               OR EXISTS (SELECT 1 FROM kck.listeners WHERE waiting)) THEN\n";
   body += "    PERFORM pg_notify('kck', '');\n";
   body += "  END IF;\n";
   body += "  RETURN NULL;\n";

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Where a writer's capture cost goes: pgbench single-row UPDATEs (16
+# clients, synchronous_commit=off, so CPU-bound) on a 200k-row table with a
+# kck SQL primer on it, the generated capture function swapped for cut-down
+# variants, interleaved in rounds; each variant's TPS as a ratio to the same
+# round's run without triggers (median and min-max of the rounds).
+#
+#   none    triggers disabled
+#   empty   the capture triggers with a function that only returns
+#   insert  + one constant outbox row (kck.changes: bigserial primary key)
+#   noindex + the same row into a copy of kck.changes without the index
+#   full    the generated capture function
+#
+# Usage (root or a user that can run initdb): bash bench/capture_parts.sh [KCK] [ROUNDS] [SECONDS]
+set -euo pipefail
+
+kck=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/kck}
+rounds=${2:-3}
+seconds=${3:-6}
+bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
+dir=$(mktemp -d /tmp/kck-capture-parts-XXXXXX)
+as_pg=()
+if [[ $EUID -eq 0 ]]; then
+  chown postgres "$dir"
+  as_pg=(runuser -u postgres --)
+fi
+cleanup() {
+  "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"${as_pg[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+  -o "-k $dir -c listen_addresses='' -p 5432" start >/dev/null
+db="host=$dir port=5432 user=postgres dbname=postgres"
+
+psql "$db" -qX <<'SQL'
+CREATE TABLE t (id bigserial PRIMARY KEY, grp int NOT NULL, v int NOT NULL DEFAULT 0, note text);
+INSERT INTO t (grp, note) SELECT 1 + i % 1000, 'row ' || i FROM generate_series(1, 200000) i;
+CREATE INDEX ON t (grp);
+VACUUM ANALYZE t;
+SQL
+cat >"$dir/kck.json" <<'JSON'
+{"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
+  "compute": "SELECT coalesce(sum(v), 0) FROM t WHERE grp = :grp",
+  "depends_on": [{"table": "t", "params": {"grp": "grp"}}]}]}
+JSON
+"$kck" --db "$db" install --config "$dir/kck.json" >/dev/null
+psql "$db" -qXc "CREATE TABLE kck.noindex (LIKE kck.changes INCLUDING DEFAULTS)"
+fn=$(psql "$db" -AtXc "SELECT 'kck.' || quote_ident(proname) FROM pg_proc WHERE proname LIKE 'capture:%'")
+psql "$db" -AtXc "SELECT pg_get_functiondef('$fn'::regproc)" >"$dir/full.sql"
+
+# The variants keep the function's header (SECURITY DEFINER, SET search_path).
+variant() {  # name body
+  python3 - "$dir/full.sql" "$dir/$1.sql" "$2" <<'PY'
+import sys
+src, dst, body = sys.argv[1], sys.argv[2], sys.argv[3]
+s = open(src).read()
+a = s.index("AS $function$") + len("AS $function$")
+b = s.index("$function$", a)
+open(dst, "w").write(s[:a] + "\nBEGIN\n" + body + "  RETURN NULL;\nEND\n" + s[b:])
+PY
+}
+variant empty ""
+variant insert "  INSERT INTO kck.changes (tbl, op) VALUES ('x', 'U');\n"
+variant noindex "  INSERT INTO kck.noindex (tbl, op) VALUES ('x', 'U');\n"
+sed -i 's/\\n/\n/g' "$dir"/{insert,noindex}.sql
+printf '\\set id random(1, 200000)\nUPDATE t SET v = v + 1 WHERE id = :id;\n' >"$dir/update.sql"
+
+variants=(none empty insert noindex full)
+declare -A ratios
+echo "pgbench -c 16 -j 2 -T $seconds, synchronous_commit=off, $rounds rounds; TPS (ratio to none)"
+for ((r = 1; r <= rounds; r++)); do
+  line="round $r:"
+  base=0
+  for v in "${variants[@]}"; do
+    if [[ $v == none ]]; then
+      psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER"
+    else
+      psql "$db" -qXc "ALTER TABLE t ENABLE TRIGGER USER" -f "$dir/$v.sql"
+    fi
+    psql "$db" -qXc "TRUNCATE kck.changes, kck.noindex" -c "VACUUM t" -c "CHECKPOINT"
+    tps=$(PGOPTIONS="-c synchronous_commit=off" "$bin/pgbench" -n -c 16 -j 2 -T "$seconds" -f "$dir/update.sql" "$db" \
+      2>/dev/null | awk '/^tps =/ {print int($3); exit}')
+    [[ $v == none ]] && base=$tps
+    ratio=$(python3 -c "print(f'{$tps / $base:.2f}')")
+    ratios[$v]+="$ratio "
+    line+="  $v $tps ($ratio)"
+  done
+  echo "$line"
+done
+echo "median (min-max) of the per-round ratios:"
+for v in "${variants[@]}"; do
+  python3 -c "
+import statistics, sys
+r = [float(x) for x in sys.argv[2].split()]
+print(f'  {sys.argv[1]:8} {statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})')" "$v" "${ratios[$v]}"
+done

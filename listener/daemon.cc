@@ -157,9 +157,9 @@ int Daemon::Run() {
 }
 
 Task<Status> Daemon::Connect() {
-  // Named arrays, not braced lists: a range-for over an initializer_list
+  // A named array, not a braced list: a range-for over an initializer_list
   // does not keep its elements in the coroutine frame with GCC 12.
-  const std::array<AsyncConnection*, 3> conns = {listen_.get(), main_.get(), compute_.get()};
+  const std::array<AsyncConnection*, 3> conns = Connections();
   for (AsyncConnection* conn : conns) {
     Status s = co_await conn->Connect(options_.conninfo);
     if (!s.ok()) co_return s;
@@ -184,10 +184,17 @@ Task<Status> Daemon::Connect() {
   co_return Status::Ok();
 }
 
-bool Daemon::Connected() const { return listen_->connected() && main_->connected() && compute_->connected(); }
+std::array<AsyncConnection*, 3> Daemon::Connections() const { return {listen_.get(), main_.get(), compute_.get()}; }
+
+bool Daemon::Connected() const {
+  for (const AsyncConnection* conn : Connections()) {
+    if (!conn->connected()) return false;
+  }
+  return true;
+}
 
 void Daemon::CloseAll() {
-  for (auto* conn : {listen_.get(), main_.get(), compute_.get()}) conn->Close();
+  for (AsyncConnection* conn : Connections()) conn->Close();
 }
 
 Task<Status> Daemon::LoadRegistry() {

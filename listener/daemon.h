@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include <array>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -59,6 +60,8 @@ class Daemon {
   void StartRecheckTimer();
   void Count(const BatchStats& stats, std::chrono::steady_clock::duration took);
   Task<Status> Connect();
+  // listen_, main_, compute_: the order Connect sets them up in.
+  std::array<AsyncConnection*, 3> Connections() const;
   bool Connected() const;
   void CloseAll();
   Task<Status> LoadRegistry();

@@ -231,14 +231,17 @@ Task<Status> Executor::Settle(Batch& batch) {
   std::map<std::string, Stored> now;
   s = co_await ReadStored(batch, true, &now);
   if (!s.ok()) co_return s;
-  std::set<std::string> moved;
-  for (const auto& [k, w] : batch.plan.keys) {
+  // New in the plan, stored or removed since the first read, or written.
+  auto moved_since = [&](const std::string& k) {
+    if (!before.count(k)) return true;
     auto was = batch.stored.find(k);
     auto is = now.find(k);
-    const bool same = !before.count(k) ? false
-                      : was == batch.stored.end() ? is == now.end()
-                                                   : is != now.end() && is->second.xmin == was->second.xmin;
-    if (!same) moved.insert(k);
+    if (was == batch.stored.end() || is == now.end()) return (was == batch.stored.end()) != (is == now.end());
+    return is->second.xmin != was->second.xmin;
+  };
+  std::set<std::string> moved;
+  for (const auto& [k, w] : batch.plan.keys) {
+    if (moved_since(k)) moved.insert(k);
   }
   if (moved.empty()) co_return Status::Ok();
   spdlog::debug("{} products were stored, written or removed while the batch computed; computing them again",

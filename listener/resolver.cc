@@ -107,6 +107,9 @@ Task<Status> ListPartialMatches(Plan& plan, AsyncConnection& main, bool lock) {
       std::string key(res->get(i, 0));
       auto values = DecodeKey(key, primer->spec.name, primer->spec.params);
       if (!values.ok()) continue;
+      // Listed again under the lock, a key already planned has its changes:
+      // only the keys stored since are new.
+      if (lock && plan.keys.count(key)) continue;
       for (const PartialMatch* m : matches) {
         if (Plan::Matches(*m, *values)) plan.AddKey(key, primer, m->change, false);
       }

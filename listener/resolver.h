@@ -23,7 +23,8 @@ namespace kck {
 Task<Status> Resolve(Plan& plan, AsyncConnection& main, AsyncConnection& compute, WorkerPool* worker);
 
 // Lists the stored keys of the primers of plan.partial and adds the ones
-// that match; with `lock`, takes the primers' locks exclusively first.
+// that match; with `lock` (listing again, before the writes), takes the
+// primers' locks exclusively first and adds only keys not planned yet.
 Task<Status> ListPartialMatches(Plan& plan, AsyncConnection& main, bool lock);
 
 }  // namespace kck

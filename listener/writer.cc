@@ -2,9 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cstdlib>
-
 #include "listener/fault.h"
+#include "listener/json_text.h"
 #include "pg/connection.h"
 #include "sql/embedded.h"
 
@@ -37,7 +36,7 @@ AsyncConnection::Statement ProductsStatement(const std::vector<ProductWrite>& pr
 
 // The number daemon_write.sql returns: products whose value was already stored.
 size_t Count(const pg::Result& r) {
-  return r.rows() == 1 ? static_cast<size_t>(std::strtoull(std::string(r.get(0, 0)).c_str(), nullptr, 10)) : 0;
+  return r.rows() == 1 ? ParsedNumber<size_t>(r.get(0, 0)) : 0;
 }
 
 // Deletions, errors and fallback counters: small, made of kck's own text,

@@ -154,6 +154,35 @@ TEST_F(FailureTest, BatchClaimedAfterARegistryChangeUsesTheNewPrimers) {
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "r/1") == "1001"; })) << Stored(conn_, "r/1");
 }
 
+// A reader computing a missed product by hand, in the order the Django
+// reader does (django/kck/cache.py): the key's lock, then a REPEATABLE READ
+// snapshot and the compute; Store() stores the value with that snapshot
+// and lets go of the lock.
+class MissReader {
+ public:
+  MissReader(const std::string& conninfo, std::string key, std::string primer)
+      : conn_(Connect(conninfo)), key_(std::move(key)), primer_(std::move(primer)) {}
+  void Compute(const std::string& sql) {
+    ASSERT_TRUE(conn_.Exec("SELECT kck.lock_key_session($1)", {key_}).ok());
+    MustExec(conn_, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    auto r = conn_.Exec("SELECT pg_current_snapshot()::text, (" + sql + ")::text");
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    snapshot_ = std::string(r->get(0, 0));
+    value_ = std::string(r->get(0, 1));
+  }
+  void Store() {
+    auto stored = conn_.Exec("SELECT stored FROM kck.store($1, $2, $3::jsonb, $4::pg_snapshot, 1, NULL, NULL, NULL)",
+                             {key_, primer_, value_, snapshot_});
+    ASSERT_TRUE(stored.ok()) << stored.status().message();
+    MustExec(conn_, "COMMIT");
+    ASSERT_TRUE(conn_.Exec("SELECT kck.unlock_key_session($1)", {key_}).ok());
+  }
+
+ private:
+  pg::Connection conn_;
+  std::string key_, primer_, snapshot_, value_;
+};
+
 TEST_F(FailureTest, ReaderComputingAMissWhileABatchListsKeysIsNotLeftStale) {
   InstallConfig(conn_, R"json({"primers": [{"name": "books_of", "parameters": [{"name": "author_id", "type": "int"}],
     "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id",
@@ -161,22 +190,14 @@ TEST_F(FailureTest, ReaderComputingAMissWhileABatchListsKeysIsNotLeftStale) {
   DaemonProcess daemon(conninfo_);
   ASSERT_TRUE(WaitDrained(conn_));
   // A reader misses books_of/1: it takes the key's lock, then its snapshot.
-  pg::Connection reader = Connect(conninfo_);
-  MustExec(reader, "SELECT kck.lock_key_session('books_of/1')");
-  MustExec(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ");
-  auto computed = reader.Exec(
-      "SELECT pg_current_snapshot()::text, (SELECT count(*) FROM store_book WHERE author_id = 1)::text");
-  ASSERT_TRUE(computed.ok()) << computed.status().message();
+  MissReader reader(conninfo_, "books_of/1", "books_of");
+  ASSERT_NO_FATAL_FAILURE(reader.Compute("SELECT count(*) FROM store_book WHERE author_id = 1"));
   // A change commits and the daemon takes its batch while the reader computes.
   MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'racing')");
   const std::string waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
   ASSERT_TRUE(WaitFor([&] { return OutboxDepth(conn_) == 0 || Scalar(conn_, waiting) != "0"; }));
   // The reader stores what it computed and lets go.
-  auto stored = reader.Exec("SELECT stored FROM kck.store('books_of/1', 'books_of', $1::jsonb, $2::pg_snapshot, 1, NULL, NULL, NULL)",
-                            {std::string(computed->get(0, 1)), std::string(computed->get(0, 0))});
-  ASSERT_TRUE(stored.ok()) << stored.status().message();
-  MustExec(reader, "COMMIT");
-  MustExec(reader, "SELECT kck.unlock_key_session('books_of/1')");
+  ASSERT_NO_FATAL_FAILURE(reader.Store());
   ASSERT_TRUE(WaitDrained(conn_));
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "books_of/1") == "11"; })) << Stored(conn_, "books_of/1");
 }
@@ -190,12 +211,8 @@ TEST_F(FailureTest, ReaderStoringAMissWhileABatchComputesNeitherWaitsNorStaysSta
   Prime(conn_, {"title_list/1"});
   PausedDaemon daemon(conninfo_, "compute");
   // The reader of title_list/2 takes its lock, then its snapshot...
-  pg::Connection reader = Connect(conninfo_);
-  MustExec(reader, "SELECT kck.lock_key_session('title_list/2')");
-  MustExec(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ");
-  auto computed = reader.Exec(
-      "SELECT pg_current_snapshot()::text, (SELECT jsonb_agg(title ORDER BY id) FROM store_book WHERE author_id = 2)::text");
-  ASSERT_TRUE(computed.ok()) << computed.status().message();
+  MissReader reader(conninfo_, "title_list/2", "title_list");
+  ASSERT_NO_FATAL_FAILURE(reader.Compute("SELECT jsonb_agg(title ORDER BY id) FROM store_book WHERE author_id = 2"));
   // ...then one statement changes both authors, and the daemon reaches its computes.
   MustExec(conn_, "UPDATE store_book SET title = title || '+' WHERE id IN (1, 20)");  // authors 2 and 1
   ASSERT_TRUE(daemon.WaitPaused());
@@ -204,12 +221,7 @@ TEST_F(FailureTest, ReaderStoringAMissWhileABatchComputesNeitherWaitsNorStaysSta
   MustExec(other, "SET lock_timeout = '2s'");
   MustExec(other, "BEGIN; SELECT kck.lock_keys(ARRAY['title_list/1']); COMMIT");
   // The first reader stores what it computed from its older snapshot.
-  auto stored = reader.Exec(
-      "SELECT stored FROM kck.store('title_list/2', 'title_list', $1::jsonb, $2::pg_snapshot, 1, NULL, NULL, NULL)",
-      {std::string(computed->get(0, 1)), std::string(computed->get(0, 0))});
-  ASSERT_TRUE(stored.ok()) << stored.status().message();
-  MustExec(reader, "COMMIT");
-  MustExec(reader, "SELECT kck.unlock_key_session('title_list/2')");
+  ASSERT_NO_FATAL_FAILURE(reader.Store());
   EXPECT_EQ(Stored(conn_, "title_list/2").find("+"), std::string::npos);  // stale for now
   daemon.Release();
   ASSERT_TRUE(WaitDrained(conn_));

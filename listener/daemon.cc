@@ -169,8 +169,9 @@ Task<Status> Daemon::Connect() {
   // notification queue. Computes are bounded by statement_timeout; no
   // connection waits on a lock for longer than that.
   const std::string timeout = std::to_string(options_.compute_timeout.count());
-  std::string listen = "SET lock_timeout = " + timeout + "; SET idle_in_transaction_session_timeout = " + timeout +
-                       "; LISTEN kck; LISTEN kck_config";
+  // Its only writes are the wake-up flag, which a daemon sets again after a crash: no WAL flush to wait for.
+  std::string listen = "SET synchronous_commit = off; SET lock_timeout = " + timeout +
+                       "; SET idle_in_transaction_session_timeout = " + timeout + "; LISTEN kck; LISTEN kck_config";
   // A batch commit lost in a crash takes the deletion of its changes with
   // it, so they are applied again: the batch session need not wait for its
   // WAL flush.

@@ -50,6 +50,9 @@ $$;
 CREATE PROCEDURE kck.listener_idle(p_id bigint, INOUT pending boolean DEFAULT NULL,
                                    INOUT open_xids xid8[] DEFAULT NULL)
   LANGUAGE plpgsql AS $$
+DECLARE
+  snap pg_snapshot;
+  next_xid xid8;
 BEGIN
   -- Written only when it changes: a daemon woken by a notification is
   -- still marked waiting, and goes back to sleep without a write.
@@ -58,22 +61,34 @@ BEGIN
     INSERT INTO kck.listeners (id, waiting) VALUES (p_id, true) ON CONFLICT (id) DO NOTHING;
   END IF;
   COMMIT;
+  -- The snapshot comes before the look: a writer that commits between
+  -- them is still open in it, and one that committed before is seen.
+  snap := pg_current_snapshot();
   pending := EXISTS (SELECT 1 FROM kck.changes);
   IF pending THEN
     UPDATE kck.listeners SET waiting = false, since = now() WHERE id = p_id;
     open_xids := '{}';
   ELSE
-    open_xids := ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()));
+    -- A snapshot lists the running transactions below its xmax only; those
+    -- with ids from xmax up run too. An id assigned now bounds them all.
+    next_xid := pg_current_xact_id();
+    open_xids := ARRAY(SELECT pg_snapshot_xip(snap)
+                       UNION
+                       SELECT x::text::xid8
+                         FROM generate_series(pg_snapshot_xmax(snap)::text::bigint, next_xid::text::bigint - 1) AS x);
   END IF;
 END $$;
 
 -- While the daemon waits for the transactions listener_idle returned: is
 -- something queued, and which of them are still running?
+-- The open ones first: one that ended before the look (a new snapshot,
+-- the function is VOLATILE) is seen by it.
 CREATE FUNCTION kck.listener_recheck(p_xids xid8[], OUT pending boolean, OUT open_xids xid8[])
-  LANGUAGE sql STABLE AS $$
-  SELECT EXISTS (SELECT 1 FROM kck.changes),
-         ARRAY(SELECT x FROM unnest(p_xids) AS x WHERE pg_xact_status(x) = 'in progress')
-$$;
+  LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  open_xids := ARRAY(SELECT x FROM unnest(p_xids) AS x WHERE pg_xact_status(x) = 'in progress');
+  pending := EXISTS (SELECT 1 FROM kck.changes);
+END $$;
 
 -- A daemon that stops cleanly removes its row.
 CREATE FUNCTION kck.listener_unregister(p_id bigint) RETURNS void

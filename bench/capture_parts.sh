@@ -7,8 +7,9 @@
 #
 #   none    triggers disabled
 #   empty   the capture triggers with a function that only returns
-#   insert  + one constant outbox row (kck.changes: bigserial primary key)
-#   noindex + the same row into a copy of kck.changes without the index
+#   indexed + one constant outbox row into a table like kck.changes before
+#           migration 005 (bigserial primary key)
+#   part    + the same row into an outbox part (kck.changes_0: no index)
 #   full    the generated capture function
 #
 # Usage (root or a user that can run initdb): bash bench/capture_parts.sh [KCK] [ROUNDS] [SECONDS]
@@ -47,7 +48,7 @@ cat >"$dir/kck.json" <<'JSON'
   "depends_on": [{"table": "t", "params": {"grp": "grp"}}]}]}
 JSON
 "$kck" --db "$db" install --config "$dir/kck.json" >/dev/null
-psql "$db" -qXc "CREATE TABLE kck.noindex (LIKE kck.changes INCLUDING DEFAULTS)"
+psql "$db" -qXc "CREATE TABLE kck.indexed (LIKE kck.changes INCLUDING DEFAULTS, PRIMARY KEY (id))"
 fn=$(psql "$db" -AtXc "SELECT 'kck.' || quote_ident(proname) FROM pg_proc WHERE proname LIKE 'capture:%'")
 psql "$db" -AtXc "SELECT pg_get_functiondef('$fn'::regproc)" >"$dir/full.sql"
 
@@ -63,12 +64,12 @@ open(dst, "w").write(s[:a] + "\nBEGIN\n" + body + "  RETURN NULL;\nEND\n" + s[b:
 PY
 }
 variant empty ""
-variant insert "  INSERT INTO kck.changes (tbl, op) VALUES ('x', 'U');\n"
-variant noindex "  INSERT INTO kck.noindex (tbl, op) VALUES ('x', 'U');\n"
-sed -i 's/\\n/\n/g' "$dir"/{insert,noindex}.sql
+variant indexed "  INSERT INTO kck.indexed (tbl, op) VALUES ('x', 'U');\n"
+variant part "  INSERT INTO kck.changes_0 (tbl, op) VALUES ('x', 'U');\n"
+sed -i 's/\\n/\n/g' "$dir"/{indexed,part}.sql
 printf '\\set id random(1, 200000)\nUPDATE t SET v = v + 1 WHERE id = :id;\n' >"$dir/update.sql"
 
-variants=(none empty insert noindex full)
+variants=(none empty indexed part full)
 declare -A ratios
 echo "pgbench -c 16 -j 2 -T $seconds, synchronous_commit=off, $rounds rounds; TPS (ratio to none)"
 for ((r = 1; r <= rounds; r++)); do
@@ -80,7 +81,7 @@ for ((r = 1; r <= rounds; r++)); do
     else
       psql "$db" -qXc "ALTER TABLE t ENABLE TRIGGER USER" -f "$dir/$v.sql"
     fi
-    psql "$db" -qXc "TRUNCATE kck.changes, kck.noindex" -c "VACUUM t" -c "CHECKPOINT"
+    psql "$db" -qXc "TRUNCATE kck.changes, kck.indexed" -c "VACUUM t" -c "CHECKPOINT"
     tps=$(PGOPTIONS="-c synchronous_commit=off" "$bin/pgbench" -n -c 16 -j 2 -T "$seconds" -f "$dir/update.sql" "$db" \
       2>/dev/null | awk '/^tps =/ {print int($3); exit}')
     [[ $v == none ]] && base=$tps

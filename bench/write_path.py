@@ -129,6 +129,11 @@ CREATE TRIGGER bench_fresh AFTER UPDATE ON kck.cache FOR EACH ROW EXECUTE FUNCTI
 """
 DROP_FRESH_TRIGGER = "DROP TRIGGER bench_fresh ON kck.cache; DROP FUNCTION public.bench_fresh()"
 
+# The outbox is kck.changes and its parts (sql/005_outbox_parts.sql).
+OUTBOX_RELS = ("SELECT 'kck.changes'::regclass AS rel UNION ALL "
+               "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'kck.changes'::regclass")
+OUTBOX_SIZE = "SELECT sum(pg_total_relation_size(rel))::bigint FROM (%s) r" % OUTBOX_RELS
+OUTBOX_DEAD = "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables WHERE relid IN (%s)" % OUTBOX_RELS
 CLAIM_PROBE = "SELECT id FROM kck.changes ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED"
 
 
@@ -1023,8 +1028,8 @@ class Bench:
         return samples
 
     def sample(self, now, held, prober):
-        size = self.q1("SELECT pg_total_relation_size('kck.changes')")
-        dead = self.q1("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'kck.changes'::regclass")
+        size = self.q1(OUTBOX_SIZE)
+        dead = self.q1(OUTBOX_DEAD)
         rows = self.outbox_rows()
         self.ex("BEGIN", conn=prober)
         claim = self.timed_ms(CLAIM_PROBE, conn=prober)

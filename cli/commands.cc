@@ -141,29 +141,20 @@ int Refresh(const Global& g, const std::vector<std::string>& keys) {
   return rc;
 }
 
-// The outbox's depth and the age of its oldest change, from the two ends
-// of its primary key: counting a large table (or one full of dead rows
-// while something holds the xmin horizon) would make status slow. Counted
-// exactly only when the id range is small; otherwise the range is the
-// depth (an upper bound: rolled-back ids leave gaps).
+// The outbox's depth, the age of its oldest change and the space its parts
+// take. Counted exactly: without an index the count is one scan, and the
+// parts hold only pending changes and the few seconds of consumed ones that
+// have not been truncated yet (sql/005_outbox_parts.sql).
 StatusOr<nlohmann::json> OutboxState(pg::Connection& conn) {
-  auto ends = conn.Exec(
-      "SELECT (SELECT id FROM kck.changes ORDER BY id LIMIT 1), (SELECT id FROM kck.changes ORDER BY id DESC LIMIT 1), "
-      "coalesce((SELECT extract(epoch FROM now() - at) FROM kck.changes ORDER BY id LIMIT 1), 0)::float8");
-  if (!ends.ok()) return ends.status().WithContext("reading kck.changes (did kck install run?)");
-  constexpr long long kCountedUpTo = 100000;
-  long long depth = 0;
-  bool exact = true;
-  if (!ends->is_null(0, 0)) {
-    depth = std::stoll(std::string(ends->get(0, 1))) - std::stoll(std::string(ends->get(0, 0))) + 1;
-    exact = depth <= kCountedUpTo;
-  }
-  if (depth > 0 && exact) {
-    auto counted = conn.Exec("SELECT count(*) FROM kck.changes");
-    if (!counted.ok()) return counted.status();
-    depth = std::stoll(std::string(counted->get(0, 0)));
-  }
-  return nlohmann::json{{"depth", depth}, {"depth_exact", exact}, {"oldest_age_s", std::stod(std::string(ends->get(0, 2)))}};
+  auto r = conn.Exec(
+      "SELECT count(*), coalesce(extract(epoch FROM now() - min(at)), 0)::float8, "
+      "(SELECT sum(pg_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'kck.changes'::regclass)::bigint "
+      "FROM kck.changes");
+  if (!r.ok()) return r.status().WithContext("reading kck.changes (did kck install run?)");
+  return nlohmann::json{{"depth", std::stoll(std::string(r->get(0, 0)))},
+                        {"depth_exact", true},
+                        {"oldest_age_s", std::stod(std::string(r->get(0, 1)))},
+                        {"bytes", r->is_null(0, 2) ? 0LL : std::stoll(std::string(r->get(0, 2)))}};
 }
 
 // Daemons connected now, and how many of them wait for work.
@@ -214,8 +205,9 @@ int StatusCmd(const Global& g, bool json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("outbox: %s%lld changes waiting, oldest %.1f s\n", j["outbox"]["depth_exact"].get<bool>() ? "" : "about ",
-              j["outbox"]["depth"].get<long long>(), j["outbox"]["oldest_age_s"].get<double>());
+  std::printf("outbox: %lld changes waiting, oldest %.1f s, %.1f MB\n",
+              j["outbox"]["depth"].get<long long>(), j["outbox"]["oldest_age_s"].get<double>(),
+              j["outbox"]["bytes"].get<long long>() / 1e6);
   std::printf("daemons: %lld connected, %lld waiting for changes\n", j["daemons"]["connected"].get<long long>(),
               j["daemons"]["waiting"].get<long long>());
   std::printf("%-24s %-7s %9s %7s %9s  %s\n", "primer", "engine", "products", "errors", "fallbacks", "last refresh");

@@ -37,12 +37,14 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
   }
   executor_ = std::make_unique<Executor>(*main_, *compute_, worker_.get(), options_.batch);
   wakeup_ = std::make_unique<Wakeup>(*listen_);
+  janitor_ = std::make_unique<Janitor>(*listen_);
 #ifdef KCK_HAVE_SYSTEMD
   if (sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
 #endif
 }
 
 Daemon::~Daemon() {
+  janitor_.reset();
   wakeup_.reset();
   executor_.reset();
   worker_.reset();
@@ -81,6 +83,7 @@ void Daemon::OnTick() {
   Watchdog();
   ++ticks_;
   if (has_schedule_) schedule_due_ = true;
+  upkeep_due_ = true;
   // A notification can be missed only across a reconnect, which drains
   // anyway; the periodic look is a cheap second line of defence.
   if (ticks_ % 5 == 0 && !fault::NoPoll()) pending_ = true;
@@ -267,6 +270,10 @@ Task<void> Daemon::Serve() {
   while (serving && !stopping_ && Connected()) {
     if (reload_) {
       serving = co_await Reload();
+    } else if (upkeep_due_) {
+      // Between batches, even under load: the claim scans what the parts hold.
+      upkeep_due_ = false;
+      co_await janitor_->TruncateOutbox();
     } else if (pending_) {
       idle_ = false;
       busy_ = true;

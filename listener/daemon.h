@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "listener/connection.h"
 #include "listener/executor.h"
+#include "listener/janitor.h"
 #include "listener/wakeup.h"
 #include "listener/worker_pool.h"
 
@@ -81,6 +82,7 @@ class Daemon {
   std::unique_ptr<WorkerPool> worker_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<Wakeup> wakeup_;
+  std::unique_ptr<Janitor> janitor_;
   Event wake_;
   bool stopping_ = false;
   int exit_code_ = 0;
@@ -88,6 +90,7 @@ class Daemon {
   bool pending_ = true, reload_ = true, schedule_due_ = false, ready_sent_ = false;
   bool idle_ = false;         // marked waiting in kck.listeners since the last work
   bool recheck_due_ = false;  // the wakeup's recheck timer fired
+  bool upkeep_due_ = false;   // the outbox's parts are due a look (every tick)
   int ticks_ = 0;
   bool has_schedule_ = false;
   BatchStats window_;  // work since the last summary line

@@ -21,6 +21,9 @@ constexpr const char* kTriggerNames[] = {"kck_capture_ins", "kck_capture_upd", "
 // jsonb_build_object takes at most 100 arguments: 50 columns.
 constexpr size_t kMaxBuiltColumns = 50;
 
+// The outbox parts that take turns (sql/005_outbox_parts.sql).
+constexpr int kOutboxParts = 3;
+
 std::string FunctionName(const CaptureSpec& spec, const Quoter& q) {
   std::string base = "capture:" + spec.qualified();
   if (base.size() > 63) {
@@ -55,6 +58,7 @@ struct Gen {
   const CaptureSpec& spec;
   const Quoter& q;
   std::string tbl;                    // the kck.changes.tbl literal
+  std::string target;                 // the outbox part written to (kck.changes_N)
   std::vector<std::string> row_cols;  // columns of a row image
   bool whole;                         // images are whole rows
 
@@ -119,7 +123,7 @@ std::string CheckBlock(const Gen& g) {
 // INSERT and DELETE have one transition table each and one image column.
 std::string OneSided(const Gen& g, const std::string& tg_op, char op, const std::string& column,
                      const std::string& transition, const std::string& alias) {
-  const std::string insert = "INSERT INTO kck.changes (tbl, op, " + column + ") SELECT " + g.tbl + ", '" + op + "', ";
+  const std::string insert = "INSERT INTO " + g.target + " (tbl, op, " + column + ") SELECT " + g.tbl + ", '" + op + "', ";
   return "  ELSIF TG_OP = '" + tg_op + "' THEN\n" +
          "    IF " + g.IsBulk(transition) + " THEN\n" +
          "      " + insert + g.Bulk(transition + " kck_x") + ";\n" +
@@ -132,7 +136,7 @@ std::string OneSided(const Gen& g, const std::string& tg_op, char op, const std:
 std::string Update(const Gen& g) {
   std::vector<std::string> join_on;
   for (const auto& k : g.spec.key_columns) join_on.push_back("kck_o." + g.q.ident(k) + " = kck_n." + g.q.ident(k));
-  const std::string insert = "INSERT INTO kck.changes (tbl, op, old, new) SELECT " + g.tbl + ", 'U', ";
+  const std::string insert = "INSERT INTO " + g.target + " (tbl, op, old, new) SELECT " + g.tbl + ", 'U', ";
   const std::string moved_rows = g.UnchangedProductsSkipped() ? " WHERE EXISTS (SELECT FROM " +
                                                                     g.UpdatedRows("kck_new", "kck_old") + ")"
                                                               : "";
@@ -150,22 +154,50 @@ std::string Update(const Gen& g) {
          "    END IF;\n";
 }
 
+// The changes of one statement, written to the part g.target.
+std::string Inserts(const Gen& g) {
+  std::string body;
+  body += "  IF kck_degraded IS NOT NULL THEN\n";
+  body += "    -- Recompute every product of the table: what cannot be mapped is never left stale.\n";
+  body += "    INSERT INTO " + g.target + " (tbl, op, new) VALUES (" + g.tbl + ", 'T', jsonb_build_object('error', "
+          "kck_degraded));\n";
+  body += "  ELSIF TG_OP = 'TRUNCATE' THEN\n";
+  body += "    INSERT INTO " + g.target + " (tbl, op) VALUES (" + g.tbl + ", 'T');\n";
+  body += OneSided(g, "INSERT", 'I', "new", "kck_new", "kck_n");
+  body += OneSided(g, "DELETE", 'D', "old", "kck_old", "kck_o");
+  body += Update(g);
+  body += "  END IF;\n";
+  return body;
+}
+
+std::string Indented(const std::string& text) {
+  std::string out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    end = end == std::string::npos ? text.size() : end + 1;
+    out += "  " + text.substr(start, end - start);
+    start = end;
+  }
+  return out;
+}
+
 std::string Body(const Gen& g) {
   std::string body;
   body += "DECLARE\n";
   body += "  kck_degraded text;  -- why the captured columns cannot be read\n";
   body += "BEGIN\n";
   body += CheckBlock(g);
-  body += "  IF kck_degraded IS NOT NULL THEN\n";
-  body += "    -- Recompute every product of the table: what cannot be mapped is never left stale.\n";
-  body += "    INSERT INTO kck.changes (tbl, op, new) VALUES (" + g.tbl + ", 'T', jsonb_build_object('error', "
-          "kck_degraded));\n";
-  body += "  ELSIF TG_OP = 'TRUNCATE' THEN\n";
-  body += "    INSERT INTO kck.changes (tbl, op) VALUES (" + g.tbl + ", 'T');\n";
-  body += OneSided(g, "INSERT", 'I', "new", "kck_new", "kck_n");
-  body += OneSided(g, "DELETE", 'D', "old", "kck_old", "kck_o");
-  body += Update(g);
-  body += "  END IF;\n";
+  body += "  -- The outbox part of the transaction's start time, kck.outbox_part() inlined\n";
+  body += "  -- (sql/005_outbox_parts.sql); plpgsql plans only the branch it runs.\n";
+  body += "  CASE (floor(date_part('epoch', now()) / 2)::bigint % 3)::int\n";
+  for (int part = 0; part < kOutboxParts; ++part) {
+    Gen in_part = g;
+    in_part.target = "kck.changes_" + std::to_string(part);
+    body += part + 1 < kOutboxParts ? "  WHEN " + std::to_string(part) + " THEN\n" : std::string("  ELSE\n");
+    body += Indented(Inserts(in_part));
+  }
+  body += "  END CASE;\n";
   body += "  -- At most one wake-up per statement, and only for an idle daemon: kck.must_notify(),\n";
   body += "  -- inlined so that its plan is kept (sql/004_wakeup.sql).\n";
   body += "  IF FOUND AND (current_setting('transaction_isolation') <> 'read committed'\n";
@@ -183,7 +215,7 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
   CaptureSql out;
   out.function = FunctionName(spec, q);
   const std::string table = q.ident(spec.schema) + "." + q.ident(spec.name);
-  const Gen gen{spec, q, q.literal(spec.qualified()), spec.row_columns(),
+  const Gen gen{spec, q, q.literal(spec.qualified()), "kck.changes", spec.row_columns(),
                 spec.whole_row || spec.columns.size() > kMaxBuiltColumns};
   const std::string body = Body(gen);
 

@@ -88,7 +88,7 @@ TEST(Capture, ColumnsAreCheckedInAReadOnlyExceptionBlock) {
   }
   // The degraded change, after the block: the table, op T, the error, no column.
   size_t degraded = sql.body.find(
-      "INSERT INTO kck.changes (tbl, op, new) VALUES ('public.store_book', 'T', jsonb_build_object('error', "
+      "INSERT INTO kck.changes_0 (tbl, op, new) VALUES ('public.store_book', 'T', jsonb_build_object('error', "
       "kck_degraded))");
   EXPECT_GT(degraded, end) << sql.body;
   EXPECT_NE(degraded, std::string::npos) << sql.body;

@@ -96,7 +96,7 @@ Task<void> Executor::PrecomputeMany(Batch& batch) {
   for (const auto& [key, work] : batch.plan.keys) {
     auto it = batch.stored.find(key);
     if ((it == batch.stored.end() && !work.force) || work.primer->compute_many.empty()) continue;
-    bool may_augment = work.augmentable && batch.augment_allowed && it != batch.stored.end() &&
+    bool may_augment = work.augmentable && batch.MayAugment(key, work.primer) && it != batch.stored.end() &&
                        !it->second.value.empty();
     if (!may_augment) recompute[work.primer].push_back(key);
   }
@@ -226,7 +226,7 @@ Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, B
   auto t0 = Clock::now();
   Computed c;
   bool augmented = false;
-  if (work.augmentable && batch.augment_allowed && stored && !it->second.value.empty()) {
+  if (work.augmentable && batch.MayAugment(key, work.primer) && stored && !it->second.value.empty()) {
     auto a = co_await Augment(key, work, it->second, batch);
     if (!a.ok()) co_return a.status();
     augmented = a->has_value();

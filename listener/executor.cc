@@ -43,7 +43,13 @@ constexpr std::string_view kLockSql = "SELECT kck.lock_buckets($1::text[])";
 constexpr std::string_view kReadSql =
     "SELECT key, CASE WHEN key = ANY ($2::text[]) THEN value::text END, snapshot::text, xmin::text FROM kck.cache "
     "WHERE key = ANY ($1::text[])";
-constexpr std::string_view kOlderSql = "SELECT EXISTS (SELECT 1 FROM kck.changes WHERE id < $1::bigint)";
+// Changes older than a batch's first that are still in the outbox: held by
+// another daemon's batch, or committed after the claim. At most kOlderPlanned
+// are planned; with more, no key of the batch is augmented.
+constexpr int kOlderPlanned = 1000;
+constexpr std::string_view kOlderSql =
+    "SELECT id, tbl, op, old::text, new::text, txid::text FROM kck.changes WHERE id < $1::bigint "
+    "ORDER BY id LIMIT $2::int";
 
 
 void LogProblems(const std::vector<std::string>& problems) {
@@ -182,17 +188,31 @@ Task<Status> Executor::ReadStored(const Batch& batch, bool lock, std::map<std::s
   co_return Status::Ok();
 }
 
-// Augments apply changes in id order; with older changes still held by
-// another daemon that order is not ours to keep, so recompute instead.
+// Augments apply each key's changes in id order. A change older than the
+// batch's first that is still in the outbox (another daemon holds it, or it
+// committed after the claim) will be applied after this batch's: the keys
+// it maps to are recomputed instead. Only those: with several daemons the
+// other keys augment as they would with one.
 Task<Status> Executor::CheckAugmentOrder(Batch& batch) {
-  batch.augment_allowed = false;
+  batch.augment_held.clear();
+  batch.augment_held_primers.clear();
+  batch.augment_held_all = true;
   bool any_augment = false;
   for (const auto& [k, w] : batch.plan.keys) any_augment |= w.augmentable && batch.stored.count(k);
   if (!any_augment || batch.changes.empty()) co_return Status::Ok();
-  pg::Params first{std::to_string(batch.changes.front().id)};
+  pg::Params first{std::to_string(batch.changes.front().id), std::to_string(kOlderPlanned + 1)};
   auto older = co_await main_.Query(kOlderSql, std::move(first));
   if (!older.ok()) co_return older.status();
-  batch.augment_allowed = older->get(0, 0) != "t";
+  if (older->rows() > kOlderPlanned) co_return Status::Ok();
+  std::vector<Change> held;
+  for (int i = 0; i < older->rows(); ++i) held.push_back(ChangeFromRow(*older, i));
+  Plan plan = PlanChanges(held, *registry_);
+  if (!plan.degraded.empty()) co_return Status::Ok();  // any primer of the table
+  for (const auto& [key, work] : plan.keys) batch.augment_held.insert(key);
+  // Keys found by listing stored products or by queries: their primer's.
+  for (const auto& m : plan.partial) batch.augment_held_primers.insert(m.primer);
+  for (const auto& q : plan.keys_queries) batch.augment_held_primers.insert(q.primer);
+  batch.augment_held_all = false;
   co_return Status::Ok();
 }
 

@@ -96,7 +96,14 @@ class Executor {
     std::vector<Change> changes;
     Plan plan;
     std::map<std::string, Stored> stored;
-    bool augment_allowed = false;
+    // Keys with an older change that another daemon holds (or that
+    // committed after the claim): augmenting them would break id order.
+    std::set<std::string> augment_held;
+    std::set<const Primer*> augment_held_primers;  // ... any key of these
+    bool augment_held_all = true;                  // ... or every key
+    bool MayAugment(const std::string& key, const Primer* primer) const {
+      return !augment_held_all && !augment_held.count(key) && !augment_held_primers.count(primer);
+    }
     std::map<std::string, Computed> precomputed;
     std::map<std::string, Outcome> outcomes;
     Writes writes;

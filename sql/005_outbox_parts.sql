@@ -9,9 +9,7 @@
 -- each, in turn), and the daemons truncate a part that is no longer written
 -- to once all its changes are consumed (kck.outbox_truncate(), every
 -- second): TRUNCATE frees the space whatever the horizon. The daemons still
--- claim and delete rows through the parent kck.changes, oldest id first;
--- without the index that is a scan of what at most a few seconds of changes
--- left behind.
+-- claim changes by deleting them (kck.claim_changes, below).
 --
 -- Correctness does not depend on which part a change lands in: a part is
 -- truncated only under its ACCESS EXCLUSIVE lock, after a look with a new
@@ -78,6 +76,11 @@ DECLARE
   pending boolean;
   emptied int := 0;
 BEGIN
+  -- The look under the lock needs a new snapshot: in REPEATABLE READ it
+  -- would be the transaction's first, taken before the lock.
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RETURN 0;
+  END IF;
   FOR p IN 0..2 LOOP
     CONTINUE WHEN p = writing;
     part := format('kck.changes_%s', p)::regclass;
@@ -95,6 +98,49 @@ BEGIN
     END;
   END LOOP;
   RETURN emptied;
+END $$;
+
+-- Claims up to n changes no other daemon holds, deleting them in the
+-- caller's transaction (sql/daemon_claim.sql), the oldest part first and
+-- each part in its physical order, which is nearly insertion order. No
+-- sort of the whole outbox: after an outage of a million changes a claim
+-- still reads about a batch of rows (and the dead ones before them), and
+-- it locks only the parts it deletes from, so the others can be truncated
+-- while the batch runs. The batch is in id order for the planner
+-- (listener/intake.cc); a change older than the batch's first that is
+-- still pending keeps the keys it maps to from being augmented
+-- (sql/daemon_older.sql).
+CREATE FUNCTION kck.claim_changes(n int)
+  RETURNS TABLE (id bigint, tbl text, op char(1), old text, new text, txid text)
+  LANGUAGE plpgsql AS $$
+DECLARE
+  writing int := kck.outbox_part();
+  part int;
+  wanted int := n;
+  got int;
+BEGIN
+  FOR turn IN 1..3 LOOP
+    EXIT WHEN wanted <= 0;
+    part := (writing + turn) % 3;  -- written two turns ago, then one, then now
+    -- pg_relation_size takes no lock it keeps: an empty part stays unlocked.
+    CONTINUE WHEN pg_relation_size(format('kck.changes_%s', part)::regclass) = 0;
+    CASE part
+    WHEN 0 THEN
+      RETURN QUERY DELETE FROM kck.changes_0 c
+        WHERE c.ctid = ANY (ARRAY (SELECT x.ctid FROM kck.changes_0 x LIMIT wanted FOR UPDATE SKIP LOCKED))
+        RETURNING c.id, c.tbl, c.op, c.old::text, c.new::text, c.txid::text;
+    WHEN 1 THEN
+      RETURN QUERY DELETE FROM kck.changes_1 c
+        WHERE c.ctid = ANY (ARRAY (SELECT x.ctid FROM kck.changes_1 x LIMIT wanted FOR UPDATE SKIP LOCKED))
+        RETURNING c.id, c.tbl, c.op, c.old::text, c.new::text, c.txid::text;
+    ELSE
+      RETURN QUERY DELETE FROM kck.changes_2 c
+        WHERE c.ctid = ANY (ARRAY (SELECT x.ctid FROM kck.changes_2 x LIMIT wanted FOR UPDATE SKIP LOCKED))
+        RETURNING c.id, c.tbl, c.op, c.old::text, c.new::text, c.txid::text;
+    END CASE;
+    GET DIAGNOSTICS got = ROW_COUNT;
+    wanted := wanted - got;
+  END LOOP;
 END $$;
 
 -- FOUND cannot say whether the insert into the parent wrote a row (its

@@ -2,6 +2,7 @@
 // consumed part is truncated even while another transaction holds back the
 // xmin horizon, and a part is never truncated while it may still receive or
 // hold a change.
+#include <set>
 #include <thread>
 
 #include "daemon_helpers.h"
@@ -9,8 +10,7 @@
 namespace kck::testing {
 namespace {
 
-// Parts take turns every 2 s: after this, the part written now is not
-// written to any more.
+// Longer than two of the parts' two-second turns.
 constexpr auto kPartTurn = std::chrono::milliseconds(4500);
 
 class OutboxTest : public BookstoreTest {
@@ -22,6 +22,20 @@ class OutboxTest : public BookstoreTest {
   std::string Scalar(pg::Connection& conn, const std::string& sql) {
     auto r = conn.Exec(sql);
     return r.ok() && r->rows() == 1 ? std::string(r->get(0, 0)) : "<error: " + r.status().message() + ">";
+  }
+  // Waits until writers write to a part other than these (kck.outbox_part()).
+  bool WaitForPartOtherThan(const std::set<std::string>& parts) {
+    return WaitFor([&] { return !parts.count(Scalar(conn_, "SELECT kck.outbox_part()")); }, kPartTurn * 2);
+  }
+  // The parts that hold rows (live or dead).
+  std::set<std::string> PartsInUse() {
+    std::set<std::string> parts;
+    for (int p = 0; p < 3; ++p) {
+      if (Scalar(conn_, "SELECT pg_relation_size('kck.changes_" + std::to_string(p) + "')") != "0") {
+        parts.insert(std::to_string(p));
+      }
+    }
+    return parts;
   }
   long long OutboxBytes() {
     return std::stoll(Scalar(conn_,
@@ -67,14 +81,24 @@ TEST_F(OutboxTest, APartIsNotTruncatedWhileItHoldsAChangeOrAWriterIsOpen) {
   pg::Connection writer = Connect(conninfo_);
   MustExec(writer, "BEGIN");
   MustExec(writer, "UPDATE store_book SET title = 'open' WHERE id = 40");  // author 1
-  std::this_thread::sleep_for(kPartTurn);
+  ASSERT_TRUE(WaitForPartOtherThan({Scalar(writer, "SELECT kck.outbox_part()")}));
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(Scalar(conn_, "SELECT kck.outbox_truncate()"), "0");
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2)) << "waited for the open writer";
   EXPECT_EQ(OutboxDepth(conn_), 2);
   MustExec(writer, "COMMIT");
   EXPECT_EQ(OutboxDepth(conn_), 3);
-  // Applied, every part is truncated.
+  // In REPEATABLE READ the look under the lock would use a snapshot from
+  // before the lock: nothing is truncated.
+  MustExec(conn_, "DELETE FROM kck.changes");
+  ASSERT_TRUE(WaitForPartOtherThan(PartsInUse()));
+  MustExec(conn_, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+  EXPECT_EQ(Scalar(conn_, "SELECT kck.outbox_truncate()"), "0");
+  MustExec(conn_, "COMMIT");
+  EXPECT_GT(OutboxBytes(), 0);
+  EXPECT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT kck.outbox_truncate()") != "0"; }));
+  // A daemon applies new changes and truncates every part.
+  MustExec(conn_, "UPDATE store_book SET title = 'later' WHERE id = 40");
   Prime(conn_, {"title_list/1"});
   DaemonProcess daemon(conninfo_);
   ASSERT_TRUE(WaitDrained(conn_));

@@ -7,27 +7,18 @@
 
 #include "listener/fault.h"
 
-#ifdef KCK_HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
-
 namespace kck {
 namespace {
-
-void Notify(const char* state) {
-#ifdef KCK_HAVE_SYSTEMD
-  sd_notify(0, state);
-#else
-  (void)state;
-#endif
-}
 
 constexpr std::string_view kOutboxDepthSql =
     "SELECT count(*), coalesce(round(extract(epoch FROM now() - min(at)))::bigint, 0) FROM kck.changes";
 
 }  // namespace
 
-Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
+// A batch may take as long as its slowest compute, and then some.
+Daemon::Daemon(DaemonOptions options)
+    : options_(std::move(options)),
+      watchdog_(std::max(options_.compute_timeout, options_.worker_timeout) + std::chrono::seconds(5)) {
   uv_loop_init(&loop_);
   listen_ = std::make_unique<AsyncConnection>(&loop_);
   main_ = std::make_unique<AsyncConnection>(&loop_);
@@ -38,9 +29,6 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
   executor_ = std::make_unique<Executor>(*main_, *compute_, worker_.get(), options_.batch);
   wakeup_ = std::make_unique<Wakeup>(*listen_);
   janitor_ = std::make_unique<Janitor>(*listen_);
-#ifdef KCK_HAVE_SYSTEMD
-  if (sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
-#endif
 }
 
 Daemon::~Daemon() {
@@ -55,32 +43,8 @@ Daemon::~Daemon() {
   uv_loop_close(&loop_);
 }
 
-// The systemd watchdog hears from the daemon only while its loop makes
-// progress: idle, or a batch that produced a product or finished since the
-// last tick. A batch stuck longer than any compute may take (a query that
-// never returns) stops the pings, and systemd restarts kck.
-void Daemon::Watchdog() {
-  const auto now = std::chrono::steady_clock::now();
-  if (!busy_ || executor_->progress() != seen_progress_) {
-    seen_progress_ = executor_->progress();
-    progress_at_ = now;
-    stalled_ = false;
-  }
-  const auto limit = std::max(options_.compute_timeout, options_.worker_timeout) + std::chrono::seconds(5);
-  if (now - progress_at_ <= limit) {
-    if (watchdog_usec_) Notify("WATCHDOG=1");
-    return;
-  }
-  if (stalled_) return;
-  stalled_ = true;
-  spdlog::error("the batch in flight made no progress for {} s, longer than any compute may take; {}",
-                std::chrono::duration_cast<std::chrono::seconds>(now - progress_at_).count(),
-                watchdog_usec_ ? "no longer pinging the systemd watchdog, which restarts kck"
-                               : "restart kck if this persists");
-}
-
 void Daemon::OnTick() {
-  Watchdog();
+  watchdog_.Tick(busy_, executor_->progress());
   ++ticks_;
   if (has_schedule_) schedule_due_ = true;
   upkeep_due_ = true;
@@ -172,13 +136,16 @@ Task<Status> Daemon::Connect() {
   // notification queue. Computes are bounded by statement_timeout; no
   // connection waits on a lock for longer than that.
   const std::string timeout = std::to_string(options_.compute_timeout.count());
+  // The claim, the wake-up look and the outbox's truncation each rely on a
+  // statement seeing what committed before it, whatever the role's default.
+  const std::string read_committed = "SET default_transaction_isolation = 'read committed'; ";
   // Its only writes are the wake-up flag, which a daemon sets again after a crash: no WAL flush to wait for.
-  std::string listen = "SET synchronous_commit = off; SET lock_timeout = " + timeout +
+  std::string listen = read_committed + "SET synchronous_commit = off; SET lock_timeout = " + timeout +
                        "; SET idle_in_transaction_session_timeout = " + timeout + "; LISTEN kck; LISTEN kck_config";
   // A batch commit lost in a crash takes the deletion of its changes with
   // it, so they are applied again: the batch session need not wait for its
   // WAL flush.
-  std::string batch = "SET synchronous_commit = off; SET lock_timeout = " + timeout;
+  std::string batch = read_committed + "SET synchronous_commit = off; SET lock_timeout = " + timeout;
   std::string compute = "SET statement_timeout = " + timeout + "; SET lock_timeout = " + timeout;
   const std::array<std::string, 3> setup = {listen, batch, compute};
   for (size_t i = 0; i < conns.size(); ++i) {
@@ -252,7 +219,7 @@ Task<void> Daemon::Main() {
                    depth->get(0, 1));
     }
     if (!ready_sent_) {
-      Notify("READY=1\nSTATUS=listening");
+      Watchdog::Notify("READY=1\nSTATUS=listening");
       ready_sent_ = true;
     }
     pending_ = true;
@@ -261,7 +228,7 @@ Task<void> Daemon::Main() {
     if (!stopping_) spdlog::warn("reconnecting");
     CloseAll();
   }
-  Notify("STOPPING=1");
+  Watchdog::Notify("STOPPING=1");
   spdlog::info("stopped");
 }
 

@@ -14,10 +14,11 @@
 #include <string>
 
 #include "common/status.h"
-#include "listener/connection.h"
+#include "pg/async_connection.h"
 #include "listener/executor.h"
 #include "listener/janitor.h"
 #include "listener/wakeup.h"
+#include "listener/watchdog.h"
 #include "listener/worker_pool.h"
 
 namespace kck {
@@ -70,7 +71,6 @@ class Daemon {
   bool GiveUp(const Status& s);
   void Wake() { wake_.Set(); }
   void OnTick();
-  void Watchdog();
 
   DaemonOptions options_;
   uv_loop_t loop_;
@@ -94,11 +94,8 @@ class Daemon {
   int ticks_ = 0;
   bool has_schedule_ = false;
   BatchStats window_;  // work since the last summary line
-  uint64_t watchdog_usec_ = 0;
-  bool busy_ = false;     // a batch is in flight
-  bool stalled_ = false;  // ... and made no progress for too long (logged)
-  uint64_t seen_progress_ = 0;
-  std::chrono::steady_clock::time_point progress_at_ = std::chrono::steady_clock::now();
+  Watchdog watchdog_;
+  bool busy_ = false;  // a batch is in flight
 };
 
 }  // namespace kck

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "listener/fault.h"
+#include "listener/intake.h"
 #include "listener/json_text.h"
 #include "listener/resolver.h"
 #include "pg/connection.h"
@@ -36,21 +37,15 @@ namespace {
 
 using Statements = std::vector<AsyncConnection::Statement>;
 
-constexpr std::string_view kGenerationSql = "SELECT generation FROM kck.registry_generation";
 constexpr std::string_view kLockSql = "SELECT kck.lock_buckets($1::text[])";
 // Values travel only for keys that may be augmented ($2): a recompute does
 // not need the old one.
 constexpr std::string_view kReadSql =
     "SELECT key, CASE WHEN key = ANY ($2::text[]) THEN value::text END, snapshot::text, xmin::text FROM kck.cache "
     "WHERE key = ANY ($1::text[])";
-// Changes older than a batch's first that are still in the outbox: held by
-// another daemon's batch, or committed after the claim. At most kOlderPlanned
-// are planned; with more, no key of the batch is augmented.
-constexpr int kOlderPlanned = 1000;
-constexpr std::string_view kOlderSql =
-    "SELECT id, tbl, op, old::text, new::text, txid::text FROM kck.changes WHERE id < $1::bigint "
-    "ORDER BY id LIMIT $2::int";
-
+// Older changes still in the outbox planned for a batch's augments; with
+// more than this, no key of the batch is augmented.
+constexpr size_t kOlderPlanned = 1000;
 
 void LogProblems(const std::vector<std::string>& problems) {
   constexpr size_t kShown = 20;
@@ -58,17 +53,6 @@ void LogProblems(const std::vector<std::string>& problems) {
     spdlog::warn("{}: skipped", pg::Excerpt(problems[i], 500));
   }
   if (problems.size() > kShown) spdlog::warn("and {} more changes skipped in this batch", problems.size() - kShown);
-}
-
-Change ChangeFromRow(const pg::Result& rows, int i) {
-  Change c;
-  c.id = ParsedNumber<long long>(rows.get(i, 0));
-  c.tbl = rows.get(i, 1);
-  c.op = rows.get(i, 2).empty() ? 'U' : rows.get(i, 2)[0];
-  c.old_json = rows.get(i, 3);
-  c.new_json = rows.get(i, 4);
-  c.txid = rows.get(i, 5);
-  return c;
 }
 
 }  // namespace
@@ -85,7 +69,7 @@ Task<Status> Executor::LoadRegistry() {
   // The generation first: primers written after it are reloaded again on
   // the next batch, never missed.
   Statements load;
-  load.emplace_back(kGenerationSql, pg::Params{});
+  load.emplace_back(sql::File("daemon_generation.sql"), pg::Params{});
   load.emplace_back(kRegistrySql, pg::Params{});
   auto rows = co_await main_.Pipeline(std::move(load));
   if (!rows.ok()) co_return rows.status().WithContext("loading primers (did kck install run?)");
@@ -96,43 +80,18 @@ Task<Status> Executor::LoadRegistry() {
   co_return Status::Ok();
 }
 
-Task<StatusOr<std::vector<Change>>> Executor::Claim(bool* moved) {
-  co_await fault::At("claim", main_);
-  Statements claim;
-  claim.emplace_back("BEGIN", pg::Params{});
-  claim.emplace_back(kGenerationSql, pg::Params{});
-  claim.emplace_back(sql::File("daemon_claim.sql"), pg::Params{std::to_string(batch_size_)});
-  auto results = co_await main_.Pipeline(std::move(claim));
-  if (!results.ok()) {
-    co_await Rollback();
-    co_return results.status().WithContext("claiming changes");
-  }
-  const pg::Result& gen = (*results)[1];
-  if (gen.rows() != 1 || ParsedNumber<int64_t>(gen.get(0, 0)) != generation_) {
-    *moved = true;
-    co_await Rollback();
-    co_return std::vector<Change>();
-  }
-  const pg::Result& claimed = (*results)[2];
-  std::vector<Change> changes;
-  changes.reserve(claimed.rows());
-  for (int i = 0; i < claimed.rows(); ++i) changes.push_back(ChangeFromRow(claimed, i));
-  std::sort(changes.begin(), changes.end(), [](const Change& a, const Change& b) { return a.id < b.id; });
-  co_return changes;
-}
-
 Task<StatusOr<BatchStats>> Executor::RunBatch() {
   ++progress_;
-  bool moved = false;
-  auto claimed = co_await Claim(&moved);
+  auto claimed = co_await Claim(main_, batch_size_);
+  if (!claimed.ok() || claimed->generation != generation_) co_await Rollback();
   if (!claimed.ok()) co_return claimed.status();
-  if (moved) {
+  if (claimed->generation != generation_) {
     BatchStats stats;
     stats.registry_moved = true;
     co_return stats;
   }
   Batch batch;
-  batch.changes = std::move(*claimed);
+  batch.changes = std::move(claimed->changes);
   batch.plan = PlanChanges(batch.changes, *registry_);
   LogProblems(batch.plan.problems);
   for (const auto& d : batch.plan.degraded) {
@@ -200,13 +159,10 @@ Task<Status> Executor::CheckAugmentOrder(Batch& batch) {
   bool any_augment = false;
   for (const auto& [k, w] : batch.plan.keys) any_augment |= w.augmentable && batch.stored.count(k);
   if (!any_augment || batch.changes.empty()) co_return Status::Ok();
-  pg::Params first{std::to_string(batch.changes.front().id), std::to_string(kOlderPlanned + 1)};
-  auto older = co_await main_.Query(kOlderSql, std::move(first));
-  if (!older.ok()) co_return older.status();
-  if (older->rows() > kOlderPlanned) co_return Status::Ok();
-  std::vector<Change> held;
-  for (int i = 0; i < older->rows(); ++i) held.push_back(ChangeFromRow(*older, i));
-  Plan plan = PlanChanges(held, *registry_);
+  auto held = co_await OlderChanges(main_, batch.changes.front().id, kOlderPlanned + 1);
+  if (!held.ok()) co_return held.status();
+  if (held->size() > kOlderPlanned) co_return Status::Ok();
+  Plan plan = PlanChanges(*held, *registry_);
   if (!plan.degraded.empty()) co_return Status::Ok();  // any primer of the table
   for (const auto& [key, work] : plan.keys) batch.augment_held.insert(key);
   // Keys found by listing stored products or by queries: their primer's.

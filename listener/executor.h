@@ -1,7 +1,7 @@
 // Executor: runs one batch end to end on the daemon's connections.
 //
-//   BEGIN; read the registry generation; claim changes (DELETE ...
-//     RETURNING, FOR UPDATE SKIP LOCKED)          [claim]
+//   BEGIN; read the registry generation; claim changes (listener/intake.h:
+//     DELETE ... RETURNING, FOR UPDATE SKIP LOCKED)  [claim]
 //   plan (listener/planner.h), resolve (listener/resolver.h)   [plan]
 //   read the stored rows, without locks; augment or recompute each stored
 //     (or forced) key on the compute connection   [compute]
@@ -30,7 +30,7 @@
 #include <string>
 #include <string_view>
 
-#include "listener/connection.h"
+#include "pg/async_connection.h"
 #include "listener/planner.h"
 #include "listener/worker_pool.h"
 #include "listener/writer.h"
@@ -109,7 +109,6 @@ class Executor {
     Writes writes;
     BatchStats stats;
   };
-  Task<StatusOr<std::vector<Change>>> Claim(bool* moved);
   Task<StatusOr<BatchStats>> Apply(Batch& batch);
   // Reads the stored rows of `keys` (values of the augmentable ones) into
   // *out, after taking their key locks when `lock`.

@@ -16,8 +16,8 @@
 
 #include <string_view>
 
-#include "listener/connection.h"
-#include "listener/task.h"
+#include "pg/async_connection.h"
+#include "common/task.h"
 
 namespace kck::fault {
 

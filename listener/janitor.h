@@ -6,8 +6,8 @@
 
 #include <chrono>
 
-#include "listener/connection.h"
-#include "listener/task.h"
+#include "pg/async_connection.h"
+#include "common/task.h"
 
 namespace kck {
 

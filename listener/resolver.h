@@ -13,9 +13,9 @@
 // resolve: the batch rolls back and is claimed again.
 #pragma once
 
-#include "listener/connection.h"
+#include "pg/async_connection.h"
 #include "listener/planner.h"
-#include "listener/task.h"
+#include "common/task.h"
 #include "listener/worker_pool.h"
 
 namespace kck {

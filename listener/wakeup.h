@@ -13,8 +13,8 @@
 #include <string>
 
 #include "common/status.h"
-#include "listener/connection.h"
-#include "listener/task.h"
+#include "pg/async_connection.h"
+#include "common/task.h"
 
 namespace kck {
 

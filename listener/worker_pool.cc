@@ -5,7 +5,7 @@
 #include <csignal>
 #include <utility>
 
-#include "listener/connection.h"
+#include "pg/async_connection.h"
 #include "pg/connection.h"
 
 namespace kck {

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
-#include "listener/task.h"
+#include "common/task.h"
 
 namespace kck {
 

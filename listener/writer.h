@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "listener/connection.h"
-#include "listener/task.h"
+#include "pg/async_connection.h"
+#include "common/task.h"
 
 namespace kck {
 

@@ -1,4 +1,4 @@
-#include "listener/connection.h"
+#include "pg/async_connection.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>

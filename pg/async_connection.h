@@ -1,6 +1,6 @@
 // A non-blocking PostgreSQL connection driven by the libuv loop: libpq in
 // non-blocking mode, its socket watched with uv_poll. Queries are awaited
-// from coroutines (listener/task.h), one at a time. Notifications arrive
+// from coroutines (common/task.h), one at a time. Notifications arrive
 // through a callback whether or not a query is running.
 #pragma once
 
@@ -13,7 +13,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "listener/task.h"
+#include "common/task.h"
 #include "pg/connection.h"
 
 namespace kck {

@@ -22,6 +22,7 @@
 #include <regex>
 #include <sstream>
 
+#include "common/quote.h"
 #include "pg/connection.h"
 
 namespace kck::pg {
@@ -51,8 +52,6 @@ class Fd {
 
 std::string Errno() { return std::strerror(errno); }
 
-std::string Quoted(const std::string& s) { return "\"" + s + "\""; }
-
 // Which user a child process runs as.
 struct Identity {
   bool switch_user = false;
@@ -69,9 +68,9 @@ StatusOr<int> RunProcess(const std::vector<std::string>& argv, int out_fd, const
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
-  const std::string chdir_failed = "kck: could not change directory to " + Quoted(cwd) + "\n";
+  const std::string chdir_failed = "kck: could not change directory to " + QuoteForError(cwd) + "\n";
   const std::string switch_failed = "kck: could not switch to user " + std::string(kServerUser) + "\n";
-  const std::string exec_failed = "kck: could not execute " + Quoted(argv[0]) + "\n";
+  const std::string exec_failed = "kck: could not execute " + QuoteForError(argv[0]) + "\n";
   auto fail = [](const std::string& msg) {
     ssize_t ignored = write(STDERR_FILENO, msg.data(), msg.size());
     (void)ignored;
@@ -81,7 +80,7 @@ StatusOr<int> RunProcess(const std::vector<std::string>& argv, int out_fd, const
   Fd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (devnull.get() < 0) return Status::Runtime("could not open \"/dev/null\": " + Errno());
   pid_t pid = fork();
-  if (pid < 0) return Status::Runtime("could not fork for " + Quoted(argv[0]) + ": " + Errno());
+  if (pid < 0) return Status::Runtime("could not fork for " + QuoteForError(argv[0]) + ": " + Errno());
   if (pid == 0) {
     if (dup2(devnull.get(), STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
         dup2(out_fd, STDERR_FILENO) < 0) {
@@ -104,7 +103,7 @@ StatusOr<int> RunProcess(const std::vector<std::string>& argv, int out_fd, const
   }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return Status::Runtime("could not wait for " + Quoted(argv[0]) + ": " + Errno());
+    if (errno != EINTR) return Status::Runtime("could not wait for " + QuoteForError(argv[0]) + ": " + Errno());
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);
@@ -156,8 +155,8 @@ StatusOr<std::string> FindBindir(const std::string& requested) {
   for (const auto& dir : candidates) {
     if (IsExecutable(dir + "/initdb") && IsExecutable(dir + "/pg_ctl")) return dir;
   }
-  return Status::Invalid("PostgreSQL binaries not found: no initdb and pg_ctl in " + Quoted(candidates.front()) +
-                         (candidates.size() > 1 ? " or " + Quoted(candidates.back()) : ""));
+  return Status::Invalid("PostgreSQL binaries not found: no initdb and pg_ctl in " + QuoteForError(candidates.front()) +
+                         (candidates.size() > 1 ? " or " + QuoteForError(candidates.back()) : ""));
 }
 
 // A port number no TCP listener uses right now. The server listens on a unix
@@ -198,7 +197,7 @@ StatusOr<std::string> ConfLine(const std::string& setting) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.') valid_name = false;
   }
   if (eq == std::string::npos || !valid_name) {
-    return Status::Invalid("server setting " + Quoted(setting) + " is not name=value");
+    return Status::Invalid("server setting " + QuoteForError(setting) + " is not name=value");
   }
   std::string value = Trim(setting.substr(eq + 1));
   bool quoted = value.size() >= 2 && value.front() == '\'' && value.back() == '\'';
@@ -282,13 +281,13 @@ StatusOr<std::unique_ptr<TempCluster>> TempCluster::Start(const Options& options
   std::string base = tmpdir && *tmpdir ? tmpdir : "/tmp";
   std::string templ = base + "/kck-pg-XXXXXX";
   if (mkdtemp(templ.data()) == nullptr) {
-    return Status::Runtime("could not create cluster directory in " + Quoted(base) + ": " + Errno());
+    return Status::Runtime("could not create cluster directory in " + QuoteForError(base) + ": " + Errno());
   }
   // From here on the destructor removes the directory, whatever fails.
   std::unique_ptr<TempCluster> cluster(new TempCluster(templ, *bindir, options.quiet));
   cluster->run_as_ = {switch_user, uid, gid};
   if (switch_user && chown(cluster->dir_.c_str(), uid, gid) != 0) {
-    return Status::Runtime("cluster " + Quoted(cluster->dir_) + ": could not give directory to user \"postgres\": " +
+    return Status::Runtime("cluster " + QuoteForError(cluster->dir_) + ": could not give directory to user \"postgres\": " +
                            Errno());
   }
   cluster->port_ = ChoosePort();
@@ -333,7 +332,7 @@ std::string TempCluster::ConnInfo(const std::string& dbname) const {
 }
 
 Status TempCluster::CreateDatabase(const std::string& name) {
-  std::string context = "create database " + Quoted(name);
+  std::string context = "create database " + QuoteForError(name);
   StatusOr<Connection> conn = Connection::Open(ConnInfo());
   if (!conn.ok()) return conn.status().WithContext(context);
   StatusOr<Result> res = conn->Exec("CREATE DATABASE " + conn->QuoteIdent(name));
@@ -349,7 +348,7 @@ Status TempCluster::Stop(const std::string& mode) {
 }
 
 Status TempCluster::Restart() {
-  if (running_) return Status::Invalid("cluster " + Quoted(dir_) + ": server is already running");
+  if (running_) return Status::Invalid("cluster " + QuoteForError(dir_) + ": server is already running");
   return StartServer();
 }
 
@@ -377,7 +376,7 @@ Status TempCluster::WriteConfig(const std::vector<std::string>& settings) {
   if (!settings.empty()) conf << "# TempCluster::Options::settings\n";
   for (const auto& line : settings) conf << line << "\n";
   conf.close();
-  if (!conf) return Status::Runtime("cluster " + Quoted(dir_) + ": could not write " + Quoted(path));
+  if (!conf) return Status::Runtime("cluster " + QuoteForError(dir_) + ": could not write " + QuoteForError(path));
   return Status::Ok();
 }
 
@@ -394,11 +393,11 @@ Status TempCluster::RunTool(const std::string& step, const std::string& tool, co
                             bool server_log_tail) {
   std::vector<std::string> argv{bindir_ + "/" + tool};
   argv.insert(argv.end(), args.begin(), args.end());
-  std::string context = "cluster " + Quoted(dir_) + ": " + step;
+  std::string context = "cluster " + QuoteForError(dir_) + ": " + step;
   off_t tool_from = FileSize(tool_log());
   off_t server_from = FileSize(server_log());
   Fd out(open(tool_log().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-  if (out.get() < 0) return Status::Runtime(context + ": could not open " + Quoted(tool_log()) + ": " + Errno());
+  if (out.get() < 0) return Status::Runtime(context + ": could not open " + QuoteForError(tool_log()) + ": " + Errno());
   StatusOr<int> code =
       RunProcess(argv, out.get(), dir_, Identity{run_as_.switch_user, run_as_.uid, run_as_.gid});
   if (!code.ok()) return code.status().WithContext(context);

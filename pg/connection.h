@@ -1,7 +1,7 @@
 // Blocking PostgreSQL access for commands, installers and tests.
 //
 // The daemon's event loop never uses this file: it has its own non-blocking
-// connection in listener/connection.h. Both share Result and the parameter
+// connection in pg/async_connection.h. Both share Result and the parameter
 // type so that SQL helpers can serve either.
 #pragma once
 

@@ -3,6 +3,7 @@
 #include <functional>
 #include <set>
 
+#include "common/quote.h"
 #include "primers/period.h"
 
 namespace kck {
@@ -10,12 +11,10 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
-
 Status CheckFields(const json& j, std::string_view where, const std::set<std::string>& allowed) {
   if (!j.is_object()) return Status::Invalid(std::string(where) + ": expected an object");
   for (const auto& [k, v] : j.items()) {
-    if (!allowed.count(k)) return Status::Invalid(std::string(where) + ": unknown field " + Quoted(k));
+    if (!allowed.count(k)) return Status::Invalid(std::string(where) + ": unknown field " + QuoteForError(k));
   }
   return Status::Ok();
 }
@@ -23,17 +22,17 @@ Status CheckFields(const json& j, std::string_view where, const std::set<std::st
 StatusOr<std::string> GetString(const json& j, const std::string& field, bool required) {
   auto it = j.find(field);
   if (it == j.end()) {
-    if (required) return Status::Invalid("missing field " + Quoted(field));
+    if (required) return Status::Invalid("missing field " + QuoteForError(field));
     return std::string();
   }
-  if (!it->is_string()) return Status::Invalid("field " + Quoted(field) + " must be a string");
+  if (!it->is_string()) return Status::Invalid("field " + QuoteForError(field) + " must be a string");
   return it->get<std::string>();
 }
 
 StatusOr<std::optional<std::chrono::seconds>> GetPeriod(const json& j, const std::string& field) {
   auto it = j.find(field);
   if (it == j.end() || it->is_null()) return std::optional<std::chrono::seconds>();
-  if (!it->is_string()) return Status::Invalid("field " + Quoted(field) + " must be a period string such as \"10m\"");
+  if (!it->is_string()) return Status::Invalid("field " + QuoteForError(field) + " must be a period string such as \"10m\"");
   auto p = ParsePeriod(it->get<std::string>());
   if (!p.ok()) return p.status().WithContext(field);
   return std::optional<std::chrono::seconds>(*p);
@@ -43,7 +42,7 @@ StatusOr<std::map<std::string, std::string>> GetStringMap(const json& j, const s
   std::map<std::string, std::string> out;
   auto it = j.find(field);
   if (it == j.end()) return out;
-  if (!it->is_object()) return Status::Invalid("field " + Quoted(field) + " must be an object");
+  if (!it->is_object()) return Status::Invalid("field " + QuoteForError(field) + " must be an object");
   for (const auto& [k, v] : it->items()) {
     if (!v.is_string()) return Status::Invalid(field + "." + k + ": must be a string");
     out[k] = v.get<std::string>();
@@ -94,7 +93,7 @@ StatusOr<DependsRule> ParseRule(const json& j, const PrimerSpec& spec) {
     return Status::Invalid("\"columns\" is for table rules");
   }
   for (const auto& [param, target] : rule.params) {
-    if (!spec.FindParam(param)) return Status::Invalid("params: unknown parameter " + Quoted(param));
+    if (!spec.FindParam(param)) return Status::Invalid("params: unknown parameter " + QuoteForError(param));
     if (target.empty()) return Status::Invalid("params." + param + ": empty name");
   }
   return rule;
@@ -125,7 +124,7 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
   if (!engine.ok()) return engine.status();
   if (!engine->empty()) spec.engine = *engine;
   if (spec.engine != "sql" && spec.engine != "python") {
-    return Status::Invalid("engine " + Quoted(spec.engine) + " is not \"sql\" or \"python\"");
+    return Status::Invalid("engine " + QuoteForError(spec.engine) + " is not \"sql\" or \"python\"");
   }
   auto source = GetString(j, "source", false);
   if (!source.ok()) return source.status();
@@ -142,12 +141,12 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
       auto ptype = GetString(p, "type", true);
       if (!ptype.ok()) return ptype.status().WithContext(where);
       if (!ValidatePrimerName(*pname).ok()) {
-        return Status::Invalid(where + ": parameter name " + Quoted(*pname) +
+        return Status::Invalid(where + ": parameter name " + QuoteForError(*pname) +
                                " must match [a-z_][a-z0-9_]*");
       }
-      if (spec.FindParam(*pname)) return Status::Invalid("duplicate parameter " + Quoted(*pname));
+      if (spec.FindParam(*pname)) return Status::Invalid("duplicate parameter " + QuoteForError(*pname));
       auto type = ParseParamType(*ptype);
-      if (!type.ok()) return type.status().WithContext("parameter " + Quoted(*pname));
+      if (!type.ok()) return type.status().WithContext("parameter " + QuoteForError(*pname));
       spec.params.push_back({*pname, *type});
     }
   }
@@ -180,7 +179,7 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
       for (const auto& [table, ops] : it->items()) {
         bool depended = false;
         for (const auto& r : spec.depends_on) depended |= r.table == table;
-        if (!depended) return Status::Invalid("augment: table " + Quoted(table) + " is not in depends_on");
+        if (!depended) return Status::Invalid("augment: table " + QuoteForError(table) + " is not in depends_on");
         auto a = ParseAugment(ops);
         if (!a.ok()) return a.status().WithContext("augment." + table);
         spec.augment[table] = *a;
@@ -202,7 +201,7 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
 
 std::string PrimerLabel(const json& j, size_t index) {
   auto it = j.find("name");
-  if (j.is_object() && it != j.end() && it->is_string()) return "primer " + Quoted(it->get<std::string>());
+  if (j.is_object() && it != j.end() && it->is_string()) return "primer " + QuoteForError(it->get<std::string>());
   return "primers[" + std::to_string(index) + "]";
 }
 
@@ -271,22 +270,22 @@ StatusOr<Config> ParseConfig(std::string_view text, std::string_view origin) {
 Status CheckPrimerGraph(const std::vector<PrimerSpec>& primers) {
   std::map<std::string, const PrimerSpec*> by_name;
   for (const auto& p : primers) {
-    if (!by_name.emplace(p.name, &p).second) return Status::Invalid("duplicate primer name " + Quoted(p.name));
+    if (!by_name.emplace(p.name, &p).second) return Status::Invalid("duplicate primer name " + QuoteForError(p.name));
   }
   for (const auto& p : primers) {
     for (size_t i = 0; i < p.depends_on.size(); ++i) {
       const DependsRule& r = p.depends_on[i];
       if (r.kind != DependsRule::Kind::kPrimer) continue;
-      std::string where = "primer " + Quoted(p.name) + ": depends_on[" + std::to_string(i) + "]";
+      std::string where = "primer " + QuoteForError(p.name) + ": depends_on[" + std::to_string(i) + "]";
       auto dep = by_name.find(r.primer);
-      if (dep == by_name.end()) return Status::Invalid(where + ": unknown primer " + Quoted(r.primer));
+      if (dep == by_name.end()) return Status::Invalid(where + ": unknown primer " + QuoteForError(r.primer));
       for (const auto& [param, other] : r.params) {
         const ParamSpec* theirs = dep->second->FindParam(other);
         if (!theirs) {
-          return Status::Invalid(where + ": primer " + Quoted(r.primer) + " has no parameter " + Quoted(other));
+          return Status::Invalid(where + ": primer " + QuoteForError(r.primer) + " has no parameter " + QuoteForError(other));
         }
         if (theirs->type != p.FindParam(param)->type) {
-          return Status::Invalid(where + ": parameter " + Quoted(param) + " is " +
+          return Status::Invalid(where + ": parameter " + QuoteForError(param) + " is " +
                                  std::string(ParamTypeName(p.FindParam(param)->type)) + " but " +
                                  r.primer + "." + other + " is " + std::string(ParamTypeName(theirs->type)));
         }
@@ -300,7 +299,7 @@ Status CheckPrimerGraph(const std::vector<PrimerSpec>& primers) {
     for (const auto& r : p.depends_on) {
       if (r.kind != DependsRule::Kind::kPrimer) continue;
       int s = state[r.primer];
-      if (s == 1) return Status::Invalid("primer " + Quoted(p.name) + ": depends on " + Quoted(r.primer) + " in a cycle");
+      if (s == 1) return Status::Invalid("primer " + QuoteForError(p.name) + ": depends on " + QuoteForError(r.primer) + " in a cycle");
       if (s == 0) KCK_RETURN_IF_ERROR(visit(*by_name[r.primer]));
     }
     state[p.name] = 2;

@@ -1,54 +1,14 @@
 #include "primers/key_codec.h"
 
+#include "common/quote.h"
 #include <charconv>
 #include <cstdint>
 
 namespace kck {
 namespace {
 
-// Longest part of a value QuoteForError shows; keys come from users and may be long.
-constexpr size_t kMaxQuotedBytes = 80;
-
-// Length of the well-formed UTF-8 sequence at text[i] (Unicode table 3-7: no
-// overlongs, no surrogates, nothing above U+10FFFF), or 0 when there is none.
-size_t Utf8SequenceLength(std::string_view text, size_t i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
-  unsigned char b0 = byte(i);
-  if (b0 < 0x80) return 1;
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;  // range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    if (b0 == 0xE0) lo = 0xA0;
-    if (b0 == 0xED) hi = 0x9F;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    if (b0 == 0xF0) lo = 0x90;
-    if (b0 == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + len > text.size()) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (size_t k = 2; k < len; ++k) {
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
-  }
-  return len;
-}
-
-void AppendHexByte(std::string& out, unsigned char b) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += "\\x";
-  out += kHex[b >> 4];
-  out += kHex[b & 0xF];
-}
-
-std::string Quoted(std::string_view name) { return QuoteForError(name); }
-
 Status ValueError(std::string_view primer, const ParamSpec& param, std::string_view got) {
-  return Status::Invalid("primer " + Quoted(primer) + ": parameter " + Quoted(param.name) +
+  return Status::Invalid("primer " + QuoteForError(primer) + ": parameter " + QuoteForError(param.name) +
                          " expects " + std::string(ParamTypeName(param.type)) + ", got " +
                          std::string(got));
 }
@@ -120,8 +80,8 @@ StatusOr<std::string> UnescapeStrPart(std::string_view primer, const ParamSpec& 
     } else if (escape == "%2F") {
       value += '/';
     } else {
-      return Status::Invalid("primer " + Quoted(primer) + ": parameter " + Quoted(param.name) +
-                             " has invalid escape " + Quoted(escape) + " in key " + Quoted(key) +
+      return Status::Invalid("primer " + QuoteForError(primer) + ": parameter " + QuoteForError(param.name) +
+                             " has invalid escape " + QuoteForError(escape) + " in key " + QuoteForError(key) +
                              " (only %25 and %2F are allowed)");
     }
     i += 2;
@@ -135,7 +95,7 @@ StatusOr<ParamType> ParseParamType(std::string_view text) {
   for (ParamType type : {ParamType::kInt, ParamType::kStr, ParamType::kBool, ParamType::kDate}) {
     if (text == ParamTypeName(type)) return type;
   }
-  return Status::Invalid("parameter type " + Quoted(text) +
+  return Status::Invalid("parameter type " + QuoteForError(text) +
                          " is not valid (expected int, str, bool or date)");
 }
 
@@ -155,29 +115,29 @@ Status ValidatePrimerName(std::string_view name) {
     valid = valid && ((c >= 'a' && c <= 'z') || IsDigit(c) || c == '_');
   }
   if (valid) return Status::Ok();
-  return Status::Invalid("primer name " + Quoted(name) +
+  return Status::Invalid("primer name " + QuoteForError(name) +
                          " is not valid (expected [a-z_][a-z0-9_]*, at most 63 bytes)");
 }
 
 StatusOr<std::string> KeyPrimerName(std::string_view key) {
   std::string_view name = key.substr(0, key.find('/'));
   Status status = ValidatePrimerName(name);
-  if (!status.ok()) return status.WithContext("key " + Quoted(key));
+  if (!status.ok()) return status.WithContext("key " + QuoteForError(key));
   return std::string(name);
 }
 
 Status CheckCanonical(std::string_view primer, const ParamSpec& param, std::string_view text) {
   switch (param.type) {
     case ParamType::kInt:
-      if (!IsCanonicalInt(text)) return ValueError(primer, param, Quoted(text));
-      if (!FitsInt64(text)) return ValueError(primer, param, Quoted(text) + " (out of 64-bit range)");
+      if (!IsCanonicalInt(text)) return ValueError(primer, param, QuoteForError(text));
+      if (!FitsInt64(text)) return ValueError(primer, param, QuoteForError(text) + " (out of 64-bit range)");
       return Status::Ok();
     case ParamType::kBool:
       if (text == "true" || text == "false") return Status::Ok();
-      return ValueError(primer, param, Quoted(text));
+      return ValueError(primer, param, QuoteForError(text));
     case ParamType::kDate:
       if (IsCanonicalDate(text)) return Status::Ok();
-      return ValueError(primer, param, Quoted(text) + " (expected YYYY-MM-DD, a real date)");
+      return ValueError(primer, param, QuoteForError(text) + " (expected YYYY-MM-DD, a real date)");
     case ParamType::kStr:
       for (size_t i = 0; i < text.size();) {
         if (text[i] == '\0') {
@@ -189,7 +149,7 @@ Status CheckCanonical(std::string_view primer, const ParamSpec& param, std::stri
       }
       return Status::Ok();
   }
-  return ValueError(primer, param, Quoted(text));
+  return ValueError(primer, param, QuoteForError(text));
 }
 
 namespace {
@@ -205,12 +165,12 @@ Status CheckKeyLength(const std::string& context, std::string_view key) {
 StatusOr<std::vector<std::string>> DecodeKey(std::string_view key, std::string_view primer,
                                              const std::vector<ParamSpec>& params) {
   KCK_RETURN_IF_ERROR(ValidatePrimerName(primer));
-  std::string context = "primer " + Quoted(primer);
+  std::string context = "primer " + QuoteForError(primer);
   KCK_RETURN_IF_ERROR(CheckKeyLength(context, key));
   StatusOr<std::string> name = KeyPrimerName(key);
   if (!name.ok()) return name.status().WithContext(context);
   if (*name != primer) {
-    return Status::Invalid(context + ": key " + Quoted(key) + " belongs to primer " + Quoted(*name));
+    return Status::Invalid(context + ": key " + QuoteForError(key) + " belongs to primer " + QuoteForError(*name));
   }
 
   std::vector<std::string_view> parts;
@@ -220,7 +180,7 @@ StatusOr<std::vector<std::string>> DecodeKey(std::string_view key, std::string_v
     slash = next;
   }
   if (parts.size() != params.size()) {
-    return Status::Invalid(context + ": key " + Quoted(key) + " has " + CountText(parts.size()) +
+    return Status::Invalid(context + ": key " + QuoteForError(key) + " has " + CountText(parts.size()) +
                            ", expected " + std::to_string(params.size()) + ParameterNames(params));
   }
 
@@ -244,7 +204,7 @@ StatusOr<std::string> EncodeKey(std::string_view primer, const std::vector<Param
                                 const std::vector<std::string>& values) {
   KCK_RETURN_IF_ERROR(ValidatePrimerName(primer));
   if (values.size() != params.size()) {
-    return Status::Invalid("primer " + Quoted(primer) + ": got " + std::to_string(values.size()) +
+    return Status::Invalid("primer " + QuoteForError(primer) + ": got " + std::to_string(values.size()) +
                            (values.size() == 1 ? " value" : " values") + ", expected " +
                            std::to_string(params.size()) + ParameterNames(params));
   }
@@ -254,7 +214,7 @@ StatusOr<std::string> EncodeKey(std::string_view primer, const std::vector<Param
     key += '/';
     key += params[i].type == ParamType::kStr ? EscapeKeyPart(values[i]) : values[i];
   }
-  KCK_RETURN_IF_ERROR(CheckKeyLength("primer " + Quoted(primer), key));
+  KCK_RETURN_IF_ERROR(CheckKeyLength("primer " + QuoteForError(primer), key));
   return key;
 }
 
@@ -270,28 +230,6 @@ std::string EscapeKeyPart(std::string_view value) {
       out += c;
     }
   }
-  return out;
-}
-
-std::string QuoteForError(std::string_view text) {
-  std::string out = "\"";
-  size_t i = 0;
-  while (i < text.size() && i < kMaxQuotedBytes) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    size_t len = Utf8SequenceLength(text, i);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (len == 0 || c < 0x20 || c == 0x7F) {
-      AppendHexByte(out, c);
-      len = 1;
-    } else {
-      out.append(text.substr(i, len));
-    }
-    i += len;
-  }
-  out += '"';
-  if (i < text.size()) out += "...";
   return out;
 }
 

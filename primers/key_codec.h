@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/quote.h"
 #include "common/status.h"
 
 namespace kck {
@@ -68,9 +69,5 @@ StatusOr<std::string> EncodeKey(std::string_view primer, const std::vector<Param
 // `value` with '%' written "%25" and '/' written "%2F". Does not validate.
 std::string EscapeKeyPart(std::string_view value);
 
-// `text` in double quotes for an error message: '"' and '\' get a backslash,
-// control characters and bytes that are not UTF-8 become \xNN, and long text is
-// cut, so the message stays one line of valid UTF-8.
-std::string QuoteForError(std::string_view text);
 
 }  // namespace kck

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/quote.h"
 #include "primers/registry.h"
 #include "sql/embedded.h"
 #include "triggers/capture.h"
@@ -15,8 +16,6 @@ namespace kck {
 namespace {
 
 constexpr const char* kInstallLock = "SELECT pg_advisory_xact_lock(7037803, -1)";
-
-std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
 Quoter LibpqQuoter(const pg::Connection& conn) {
   return Quoter{[&conn](std::string_view s) { return conn.QuoteIdent(s); },
@@ -41,8 +40,8 @@ StatusOr<TableInfo> ReadTable(pg::Connection& conn, const std::string& name) {
       "SELECT n.nspname, c.relname, c.oid::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
       "WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
       {name});
-  if (!res.ok()) return Status::Invalid("table " + Quoted(name) + ": " + res.status().message());
-  if (res->rows() == 0) return Status::Invalid("unknown table " + Quoted(name));
+  if (!res.ok()) return Status::Invalid("table " + QuoteForError(name) + ": " + res.status().message());
+  if (res->rows() == 0) return Status::Invalid("unknown table " + QuoteForError(name));
   TableInfo t;
   t.schema = res->get(0, 0);
   t.name = res->get(0, 1);
@@ -80,7 +79,7 @@ Status PrepareCheck(pg::Connection& conn, const std::string& sql, const std::str
 }
 
 Status NoColumn(const TableInfo& t, const std::string& column, const std::string& where) {
-  return Status::Invalid(where + ": table " + Quoted(t.qualified()) + " has no column " + Quoted(column));
+  return Status::Invalid(where + ": table " + QuoteForError(t.qualified()) + " has no column " + QuoteForError(column));
 }
 
 // The columns a table rule maps or captures exist, with types its parameters accept.
@@ -91,8 +90,8 @@ Status ValidateTableRule(const PrimerSpec& spec, const DependsRule& rule, const 
     if (c == t.columns.end()) return NoColumn(t, column, where);
     const ParamSpec* p = spec.FindParam(param);
     if (!Compatible(p->type, c->second.type)) {
-      return Status::Invalid(where + ": column " + Quoted(column) + " is " + c->second.type + " but parameter " +
-                             Quoted(param) + " is " + std::string(ParamTypeName(p->type)));
+      return Status::Invalid(where + ": column " + QuoteForError(column) + " is " + c->second.type + " but parameter " +
+                             QuoteForError(param) + " is " + std::string(ParamTypeName(p->type)));
     }
   }
   for (const auto& column : rule.columns) {
@@ -307,7 +306,7 @@ Status RemovePrimer(Runner& run, const std::string& name, InstallReport& report)
   KCK_RETURN_IF_ERROR(run.Exec("DELETE FROM kck.primers WHERE name = $1", {name}));
   auto deleted =
       run.Count("DELETE FROM kck.cache WHERE primer = $1", "SELECT count(*) FROM kck.cache WHERE primer = $1", {name});
-  if (!deleted.ok()) return deleted.status().WithContext("primer " + Quoted(name) + ": deleting its products");
+  if (!deleted.ok()) return deleted.status().WithContext("primer " + QuoteForError(name) + ": deleting its products");
   report.lines.push_back("primer " + name + ": removed (" + std::to_string(*deleted) + " products deleted)");
   report.changed = true;
   return Status::Ok();
@@ -345,6 +344,142 @@ Status MigrateSchema(pg::Connection& conn, std::string* sql) {
   return Status::Ok();
 }
 
+// The primers after this install: those of other sources stay as
+// registered, those of this config's source are replaced.
+StatusOr<std::vector<PrimerSpec>> MergedPrimers(const Config& config, const std::vector<PrimerSpec>& registered) {
+  std::vector<PrimerSpec> merged;
+  std::map<std::string, std::string> source_of;
+  for (const auto& p : registered) {
+    source_of[p.name] = p.source;
+    if (p.source != config.source) merged.push_back(p);
+  }
+  for (const auto& p : config.primers) {
+    auto it = source_of.find(p.name);
+    if (it != source_of.end() && it->second != config.source) {
+      return Status::Invalid("primer " + QuoteForError(p.name) + ": already registered by " +
+                             QuoteForError(it->second));
+    }
+    merged.push_back(p);
+  }
+  KCK_RETURN_IF_ERROR(CheckPrimerGraph(merged));
+  return merged;
+}
+
+// The tables of primers registered by other sources (this config's were
+// read while validating it).
+Status ReadOtherTables(pg::Connection& conn, const std::vector<PrimerSpec>& merged,
+                       std::map<std::string, TableInfo>& tables) {
+  for (const auto& p : merged) {
+    for (const auto& r : p.depends_on) {
+      if (r.kind == DependsRule::Kind::kPrimer || tables.count(r.table)) continue;
+      auto t = ReadTable(conn, r.table);
+      if (!t.ok()) return t.status().WithContext("primer " + QuoteForError(p.name));
+      tables[r.table] = *t;
+    }
+  }
+  return Status::Ok();
+}
+
+// Registers the config's primers and removes its source's others.
+Status WriteRegistry(Runner& run, const Config& config, const std::vector<PrimerSpec>& registered,
+                     InstallReport& report) {
+  std::map<std::string, const PrimerSpec*> before;
+  for (const auto& p : registered) before[p.name] = &p;
+  std::set<std::string> wanted;
+  for (const auto& p : config.primers) {
+    wanted.insert(p.name);
+    std::string spec = PrimerToJson(p).dump();
+    auto it = before.find(p.name);
+    if (it != before.end() && PrimerToJson(*it->second).dump() == spec) {
+      report.lines.push_back("primer " + p.name + ": unchanged");
+      continue;
+    }
+    KCK_RETURN_IF_ERROR(run.Exec(std::string(sql::File("installer_register.sql")), {p.name, spec, p.engine}));
+    report.lines.push_back("primer " + p.name + (it == before.end() ? ": registered" : ": updated"));
+    report.changed = true;
+  }
+  for (const auto& p : registered) {
+    if (p.source != config.source || wanted.count(p.name)) continue;
+    KCK_RETURN_IF_ERROR(RemovePrimer(run, p.name, report));
+  }
+  return Status::Ok();
+}
+
+// What kck.triggers records: table -> (function, definition).
+using InstalledCaptures = std::map<std::string, std::pair<std::string, std::string>>;
+
+StatusOr<InstalledCaptures> ReadInstalledCaptures(pg::Connection& conn) {
+  auto rows = conn.Exec("SELECT tbl, function, definition FROM kck.triggers");
+  if (!rows.ok()) return rows.status();
+  InstalledCaptures installed;
+  for (int i = 0; i < rows->rows(); ++i) {
+    installed[std::string(rows->get(i, 0))] = {std::string(rows->get(i, 1)), std::string(rows->get(i, 2))};
+  }
+  return installed;
+}
+
+// Whether the catalog still holds exactly the capture kck.triggers records
+// (a dropped, disabled or edited trigger is put back).
+StatusOr<bool> CaptureIsLive(pg::Connection& conn, const CaptureSpec& spec, const CaptureSql& sql,
+                             const Quoter& quoter) {
+  auto live = conn.Exec(sql::File("installer_live_capture.sql"),
+                        {sql.function + "()", quoter.ident(spec.schema) + "." + quoter.ident(spec.name)});
+  if (!live.ok()) return live.status();
+  return live->get(0, 0) == sql.body && live->get(0, 1) == "4";
+}
+
+// Installs, updates or repairs one table's capture unless it is live as generated.
+Status InstallCapture(pg::Connection& conn, Runner& run, const std::string& tbl, const CaptureSpec& spec,
+                      const InstalledCaptures& installed, const Quoter& quoter, InstallReport& report) {
+  CaptureSql sql = GenerateCapture(spec, quoter);
+  auto it = installed.find(tbl);
+  const bool recorded = it != installed.end() && it->second.second == sql.install;
+  if (recorded) {
+    auto live = CaptureIsLive(conn, spec, sql, quoter);
+    if (!live.ok()) return live.status();
+    if (*live) {
+      report.lines.push_back("table " + tbl + ": capture trigger unchanged");
+      return Status::Ok();
+    }
+  }
+  if (it != installed.end() && it->second.first != sql.function) {
+    KCK_RETURN_IF_ERROR(run.Script(GenerateUninstall(spec.schema, spec.name, it->second.first, quoter)));
+  }
+  Status s = run.Script(sql.install);
+  if (!s.ok()) return s.WithContext("table " + QuoteForError(tbl) + ": installing capture trigger");
+  const std::string record(sql::File("installer_record_capture.sql"));
+  KCK_RETURN_IF_ERROR(run.Exec(record, {tbl, sql.function, sql.install}));
+  std::string cols;
+  for (const auto& c : spec.row_columns()) cols += (cols.empty() ? "" : ", ") + c;
+  report.lines.push_back("table " + tbl + ": capture trigger " +
+                         (it == installed.end() ? "installed" : recorded ? "repaired" : "updated") + " (captures " +
+                         (spec.whole_row ? std::string("whole rows") : cols) + ")");
+  report.changed = true;
+  return Status::Ok();
+}
+
+// Capture triggers for every registered primer's tables; those of tables
+// no primer depends on any more are removed.
+Status InstallCaptures(pg::Connection& conn, Runner& run, const std::vector<PrimerSpec>& merged,
+                       const std::map<std::string, TableInfo>& tables, InstallReport& report) {
+  auto installed = ReadInstalledCaptures(conn);
+  if (!installed.ok()) return installed.status();
+  Quoter quoter = LibpqQuoter(conn);
+  auto specs = CaptureSpecs(merged, tables);
+  for (const auto& [tbl, spec] : specs) {
+    KCK_RETURN_IF_ERROR(InstallCapture(conn, run, tbl, spec, *installed, quoter, report));
+  }
+  for (const auto& [tbl, fn] : *installed) {
+    if (specs.count(tbl)) continue;
+    auto dot = tbl.find('.');
+    KCK_RETURN_IF_ERROR(run.Script(GenerateUninstall(tbl.substr(0, dot), tbl.substr(dot + 1), fn.first, quoter)));
+    KCK_RETURN_IF_ERROR(run.Exec("DELETE FROM kck.triggers WHERE tbl = $1", {tbl}));
+    report.lines.push_back("table " + tbl + ": capture trigger removed");
+    report.changed = true;
+  }
+  return Status::Ok();
+}
+
 StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool dry_run) {
   InstallReport report;
   Config config = input;
@@ -356,113 +491,21 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
   std::map<std::string, TableInfo> tables;
   for (auto& spec : config.primers) {
     Status s = ValidatePrimer(conn, spec, tables);
-    if (!s.ok()) return s.WithContext("primer " + Quoted(spec.name));
+    if (!s.ok()) return s.WithContext("primer " + QuoteForError(spec.name));
   }
-
   auto registered = ReadRegisteredPrimers(conn);
   if (!registered.ok()) return registered.status();
-  std::vector<PrimerSpec> merged;
-  std::map<std::string, const PrimerSpec*> before;
-  for (const auto& p : *registered) {
-    before[p.name] = &p;
-    if (p.source != config.source) merged.push_back(p);
-  }
-  for (const auto& p : config.primers) {
-    auto it = before.find(p.name);
-    if (it != before.end() && it->second->source != config.source) {
-      return Status::Invalid("primer " + Quoted(p.name) + ": already registered by " + Quoted(it->second->source));
-    }
-    merged.push_back(p);
-  }
-  KCK_RETURN_IF_ERROR(CheckPrimerGraph(merged));
-  // Tables of primers registered by other sources.
-  for (const auto& p : merged) {
-    for (const auto& r : p.depends_on) {
-      if (r.kind == DependsRule::Kind::kPrimer || tables.count(r.table)) continue;
-      auto t = ReadTable(conn, r.table);
-      if (!t.ok()) return t.status().WithContext("primer " + Quoted(p.name));
-      tables[r.table] = *t;
-    }
-  }
+  auto merged = MergedPrimers(config, *registered);
+  if (!merged.ok()) return merged.status();
+  KCK_RETURN_IF_ERROR(ReadOtherTables(conn, *merged, tables));
 
   Runner run(conn, dry_run, report);
-  // 3. The registry.
-  std::set<std::string> wanted;
-  for (const auto& p : config.primers) {
-    wanted.insert(p.name);
-    std::string spec = PrimerToJson(p).dump();
-    auto it = before.find(p.name);
-    if (it != before.end() && PrimerToJson(*it->second).dump() == spec) {
-      report.lines.push_back("primer " + p.name + ": unchanged");
-      continue;
-    }
-    KCK_RETURN_IF_ERROR(run.Exec(
-        "INSERT INTO kck.primers (name, spec, engine) VALUES ($1, $2::jsonb, $3) ON CONFLICT (name) DO UPDATE "
-        "SET spec = excluded.spec, engine = excluded.engine, updated_at = now()",
-        {p.name, spec, p.engine}));
-    report.lines.push_back("primer " + p.name + (it == before.end() ? ": registered" : ": updated"));
-    report.changed = true;
-  }
-  for (const auto& p : *registered) {
-    if (p.source != config.source || wanted.count(p.name)) continue;
-    KCK_RETURN_IF_ERROR(RemovePrimer(run, p.name, report));
-  }
-
+  KCK_RETURN_IF_ERROR(WriteRegistry(run, config, *registered, report));
   // A Django sync follows a deploy: the primers' code may have changed even
   // where their specs did not, so daemons must restart their Python worker.
   const bool new_code = config.source == "django";
   if (new_code) KCK_RETURN_IF_ERROR(run.Exec("UPDATE kck.registry_generation SET generation = generation + 1", {}));
-
-  // 4. Capture triggers for every registered primer.
-  std::map<std::string, std::pair<std::string, std::string>> installed;  // tbl -> (function, definition)
-  {
-    auto rows = conn.Exec("SELECT tbl, function, definition FROM kck.triggers");
-    if (!rows.ok()) return rows.status();
-    for (int i = 0; i < rows->rows(); ++i) {
-      installed[std::string(rows->get(i, 0))] = {std::string(rows->get(i, 1)), std::string(rows->get(i, 2))};
-    }
-  }
-  Quoter quoter = LibpqQuoter(conn);
-  auto specs = CaptureSpecs(merged, tables);
-  for (const auto& [tbl, spec] : specs) {
-    CaptureSql sql = GenerateCapture(spec, quoter);
-    auto it = installed.find(tbl);
-    bool recorded = it != installed.end() && it->second.second == sql.install;
-    if (recorded) {
-      // The registry says so; check the catalog agrees (a dropped, disabled
-      // or edited trigger is put back).
-      auto live = conn.Exec(sql::File("installer_live_capture.sql"),
-                            {sql.function + "()", quoter.ident(spec.schema) + "." + quoter.ident(spec.name)});
-      if (!live.ok()) return live.status();
-      if (live->get(0, 0) == sql.body && live->get(0, 1) == "4") {
-        report.lines.push_back("table " + tbl + ": capture trigger unchanged");
-        continue;
-      }
-    }
-    if (it != installed.end() && it->second.first != sql.function) {
-      KCK_RETURN_IF_ERROR(run.Script(GenerateUninstall(spec.schema, spec.name, it->second.first, quoter)));
-    }
-    Status s = run.Script(sql.install);
-    if (!s.ok()) return s.WithContext("table " + Quoted(tbl) + ": installing capture trigger");
-    KCK_RETURN_IF_ERROR(run.Exec(
-        "INSERT INTO kck.triggers (tbl, function, definition) VALUES ($1, $2, $3) ON CONFLICT (tbl) DO UPDATE "
-        "SET function = excluded.function, definition = excluded.definition, installed_at = now()",
-        {tbl, sql.function, sql.install}));
-    std::string cols;
-    for (const auto& c : spec.row_columns()) cols += (cols.empty() ? "" : ", ") + c;
-    report.lines.push_back("table " + tbl + ": capture trigger " +
-                           (it == installed.end() ? "installed" : recorded ? "repaired" : "updated") +
-                           " (captures " + (spec.whole_row ? std::string("whole rows") : cols) + ")");
-    report.changed = true;
-  }
-  for (const auto& [tbl, fn] : installed) {
-    if (specs.count(tbl)) continue;
-    auto dot = tbl.find('.');
-    KCK_RETURN_IF_ERROR(run.Script(GenerateUninstall(tbl.substr(0, dot), tbl.substr(dot + 1), fn.first, quoter)));
-    KCK_RETURN_IF_ERROR(run.Exec("DELETE FROM kck.triggers WHERE tbl = $1", {tbl}));
-    report.lines.push_back("table " + tbl + ": capture trigger removed");
-    report.changed = true;
-  }
+  KCK_RETURN_IF_ERROR(InstallCaptures(conn, run, *merged, tables, report));
   if (report.changed || new_code) KCK_RETURN_IF_ERROR(run.Script("NOTIFY kck_config;"));
   KCK_RETURN_IF_ERROR(txn.Finish(!dry_run));
   return report;

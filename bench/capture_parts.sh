@@ -10,6 +10,9 @@
 #   indexed + one constant outbox row into a table like kck.changes before
 #           migration 005 (bigserial primary key)
 #   part    + the same row into an outbox part (kck.changes_0: no index)
+#   nocheck the generated capture function without its column check (a
+#           plpgsql BEGIN ... EXCEPTION block: a subtransaction per statement)
+#   nowake  the generated capture function without its wake-up test
 #   full    the generated capture function
 #
 # Usage (root or a user that can run initdb): bash bench/capture_parts.sh [KCK] [ROUNDS] [SECONDS]
@@ -67,9 +70,25 @@ variant empty ""
 variant indexed "  INSERT INTO kck.indexed (tbl, op) VALUES ('x', 'U');\n"
 variant part "  INSERT INTO kck.changes_0 (tbl, op) VALUES ('x', 'U');\n"
 sed -i 's/\\n/\n/g' "$dir"/{indexed,part}.sql
+# The generated function minus one of its parts.
+without() {  # name start-marker end-marker (the end marker is removed too)
+  python3 - "$dir/full.sql" "$dir/$1.sql" "$2" "$3" <<'PY'
+import sys
+src, dst, start, end = sys.argv[1:5]
+s = open(src).read()
+a = s.index(start)
+b = s.index(end, a) + len(end)
+open(dst, "w").write(s[:a] + s[b:])
+PY
+}
+without nocheck "  BEGIN
+    IF TG_OP" "  END;
+"
+without nowake "  -- At most one wake-up" "  END IF;
+"
 printf '\\set id random(1, 200000)\nUPDATE t SET v = v + 1 WHERE id = :id;\n' >"$dir/update.sql"
 
-variants=(none empty indexed part full)
+variants=(none empty indexed part nocheck nowake full)
 declare -A ratios
 echo "pgbench -c 16 -j 2 -T $seconds, synchronous_commit=off, $rounds rounds; TPS (ratio to none)"
 for ((r = 1; r <= rounds; r++)); do

@@ -105,11 +105,11 @@ END $$;
 -- each part in its physical order, which is nearly insertion order. No
 -- sort of the whole outbox: after an outage of a million changes a claim
 -- still reads about a batch of rows (and the dead ones before them), and
--- it locks only the parts it deletes from, so the others can be truncated
--- while the batch runs. The batch is in id order for the planner
--- (listener/intake.cc); a change older than the batch's first that is
--- still pending keeps the keys it maps to from being augmented
--- (sql/daemon_older.sql).
+-- it skips truncated parts and stops at a full batch, so the parts it does
+-- not read can be truncated while the batch runs. The batch is put in id
+-- order for the planner (listener/intake.cc); a change older than the
+-- batch's first that is still pending keeps the keys it maps to from being
+-- augmented (sql/daemon_older.sql).
 CREATE FUNCTION kck.claim_changes(n int)
   RETURNS TABLE (id bigint, tbl text, op char(1), old text, new text, txid text)
   LANGUAGE plpgsql AS $$

@@ -93,6 +93,84 @@ int DjangoDemo(const std::string& conninfo, const std::string& self_path) {
   return rc == 0 && WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? 0 : 1;
 }
 
+namespace {
+
+// Creates the bookstore, installs its primers and reads a few products
+// (a miss computes and stores them).
+Status SetUpBookstore(pg::Connection& conn) {
+  auto exists = conn.Exec("SELECT to_regclass('store_author') IS NOT NULL");
+  if (!exists.ok()) return exists.status();
+  if (exists->get(0, 0) == "t") {
+    return Status::Invalid("the database already has a store_author table; kck demo wants an empty database");
+  }
+  Status s = conn.ExecScript(sql::File("bookstore/schema.sql"));
+  if (!s.ok()) return s.WithContext("creating the bookstore");
+  auto config = ParseConfig(sql::File("bookstore/primers.json"), "examples/bookstore/primers.json");
+  if (!config.ok()) return config.status();
+  auto report = Install(conn, *config, false);
+  if (!report.ok()) return report.status();
+  std::printf("kck install:\n");
+  for (const auto& line : report->lines) std::printf("  %s\n", line.c_str());
+  auto registry = LoadRegistry(conn);
+  if (!registry.ok()) return registry.status();
+  Products products(conn, *registry);
+  std::printf("\nreading products (a miss computes and stores them):\n");
+  for (const char* key : {"title_list/1", "title_list/2", "author_stats/1", "top_books/3"}) {
+    auto v = products.Get(key);
+    if (!v.ok()) return v.status();
+    std::printf("  %-16s %s\n", key, v->c_str());
+  }
+  return Status::Ok();
+}
+
+// Runs one write and waits for each of its keys to get a new version;
+// false when one was not refreshed within 5 s.
+bool RunStep(pg::Connection& conn, const Step& step, Status* failed) {
+  std::printf("\n== %s\n   %s\n", step.what, step.sql);
+  std::vector<long long> before;
+  for (const auto& k : step.keys) {
+    before.push_back(Version(conn, k));
+    std::printf("   before %-16s v%lld %s\n", k.c_str(), before.back(), Value(conn, k).c_str());
+  }
+  *failed = conn.ExecScript(step.sql);
+  auto committed = Clock::now();
+  if (!failed->ok()) return false;
+  bool fresh = true;
+  for (size_t i = 0; i < step.keys.size(); ++i) {
+    long long v = before[i];
+    while (v == before[i] && Clock::now() - committed < std::chrono::seconds(5)) {
+      v = Version(conn, step.keys[i]);
+      if (v == before[i]) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - committed).count();
+    if (v == before[i]) {
+      std::printf("   after  %-16s NOT refreshed within 5 s\n", step.keys[i].c_str());
+      fresh = false;
+      continue;
+    }
+    std::printf("   after  %-16s v%lld %s  (fresh %.2f ms after commit)\n", step.keys[i].c_str(), v,
+                Value(conn, step.keys[i]).c_str(), ms);
+  }
+  return fresh;
+}
+
+const std::vector<Step>& DemoSteps() {
+  static const std::vector<Step> steps = {
+      {"insert a book by Le Guin (augmented in place)",
+       "INSERT INTO store_book (author_id, title, published) VALUES (1, 'The Lathe of Heaven', '1971-03-01')",
+       {"title_list/1", "author_stats/1"}},
+      {"rename a book", "UPDATE store_book SET title = 'Earthsea' WHERE id = 1", {"title_list/1"}},
+      {"move a book from author 1 to author 2", "UPDATE store_book SET author_id = 2 WHERE id = 3",
+       {"title_list/1", "title_list/2"}},
+      {"add a one-star review of Kindred", "INSERT INTO store_review (book_id, rating) VALUES (6, 1)",
+       {"top_books/3"}},
+      {"delete a book (and its reviews)", "DELETE FROM store_book WHERE id = 3", {"title_list/2", "top_books/3"}},
+  };
+  return steps;
+}
+
+}  // namespace
+
 int Demo(const Global& g, bool django, const std::string& self_path) {
   std::unique_ptr<pg::TempCluster> cluster;
   std::string conninfo = g.db;
@@ -106,29 +184,8 @@ int Demo(const Global& g, bool django, const std::string& self_path) {
   if (django) return DjangoDemo(conninfo, self_path);
   auto conn = pg::Connection::Open(conninfo);
   if (!conn.ok()) return Fail(conn.status());
-  auto exists = conn->Exec("SELECT to_regclass('store_author') IS NOT NULL");
-  if (!exists.ok()) return Fail(exists.status());
-  if (exists->get(0, 0) == "t") {
-    return Fail(Status::Invalid("the database already has a store_author table; kck demo wants an empty database"));
-  }
-  Status s = conn->ExecScript(sql::File("bookstore/schema.sql"));
-  if (!s.ok()) return Fail(s.WithContext("creating the bookstore"));
-  auto config = ParseConfig(sql::File("bookstore/primers.json"), "examples/bookstore/primers.json");
-  if (!config.ok()) return Fail(config.status());
-  auto report = Install(*conn, *config, false);
-  if (!report.ok()) return Fail(report.status());
-  std::printf("kck install:\n");
-  for (const auto& line : report->lines) std::printf("  %s\n", line.c_str());
-
-  auto registry = LoadRegistry(*conn);
-  if (!registry.ok()) return Fail(registry.status());
-  Products products(*conn, *registry);
-  std::printf("\nreading products (a miss computes and stores them):\n");
-  for (const char* key : {"title_list/1", "title_list/2", "author_stats/1", "top_books/3"}) {
-    auto v = products.Get(key);
-    if (!v.ok()) return Fail(v.status());
-    std::printf("  %-16s %s\n", key, v->c_str());
-  }
+  Status set_up = SetUpBookstore(*conn);
+  if (!set_up.ok()) return Fail(set_up);
 
   // The daemon, as its own process, exactly as systemd would run it.
   std::string db_arg = conninfo;
@@ -139,50 +196,18 @@ int Demo(const Global& g, bool django, const std::string& self_path) {
   }
   std::printf("\nstarted kck listen (pid %d)\n", daemon);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-
-  const std::vector<Step> steps = {
-      {"insert a book by Le Guin (augmented in place)",
-       "INSERT INTO store_book (author_id, title, published) VALUES (1, 'The Lathe of Heaven', '1971-03-01')",
-       {"title_list/1", "author_stats/1"}},
-      {"rename a book", "UPDATE store_book SET title = 'Earthsea' WHERE id = 1", {"title_list/1"}},
-      {"move a book from author 1 to author 2", "UPDATE store_book SET author_id = 2 WHERE id = 3",
-       {"title_list/1", "title_list/2"}},
-      {"add a one-star review of Kindred", "INSERT INTO store_review (book_id, rating) VALUES (6, 1)",
-       {"top_books/3"}},
-      {"delete a book (and its reviews)", "DELETE FROM store_book WHERE id = 3", {"title_list/2", "top_books/3"}},
-  };
   int rc = 0;
-  for (const auto& step : steps) {
-    std::printf("\n== %s\n   %s\n", step.what, step.sql);
-    std::vector<long long> before;
-    for (const auto& k : step.keys) {
-      before.push_back(Version(*conn, k));
-      std::printf("   before %-16s v%lld %s\n", k.c_str(), before.back(), Value(*conn, k).c_str());
-    }
-    Status w = conn->ExecScript(step.sql);
-    auto committed = Clock::now();
-    if (!w.ok()) return Fail(w);
-    for (size_t i = 0; i < step.keys.size(); ++i) {
-      long long v = before[i];
-      while (v == before[i] && Clock::now() - committed < std::chrono::seconds(5)) {
-        v = Version(*conn, step.keys[i]);
-        if (v == before[i]) std::this_thread::sleep_for(std::chrono::microseconds(200));
-      }
-      double ms = std::chrono::duration<double, std::milli>(Clock::now() - committed).count();
-      if (v == before[i]) {
-        std::printf("   after  %-16s NOT refreshed within 5 s\n", step.keys[i].c_str());
-        rc = 1;
-        continue;
-      }
-      std::printf("   after  %-16s v%lld %s  (fresh %.2f ms after commit)\n", step.keys[i].c_str(), v,
-                  Value(*conn, step.keys[i]).c_str(), ms);
-    }
+  for (const auto& step : DemoSteps()) {
+    Status failed;
+    if (!RunStep(*conn, step, &failed)) rc = 1;
+    if (!failed.ok()) return Fail(failed);
   }
   kill(daemon, SIGTERM);
   int wstatus = 0;
   waitpid(daemon, &wstatus, 0);
-  std::printf("\nkck listen stopped (%s)\n", WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? "clean exit" : "FAILED");
-  if (!(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0)) rc = 1;
+  const bool clean = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
+  std::printf("\nkck listen stopped (%s)\n", clean ? "clean exit" : "FAILED");
+  if (!clean) rc = 1;
   std::printf("\nkck status:\n");
   Global status_g{conninfo};
   StatusCmd(status_g, false);

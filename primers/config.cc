@@ -111,6 +111,81 @@ StatusOr<AugmentSql> ParseAugment(const json& j) {
   return a;
 }
 
+// "parameters": [{"name", "type"}, ...], into spec.params.
+Status ParseParameters(const json& j, PrimerSpec& spec) {
+  auto it = j.find("parameters");
+  if (it == j.end()) return Status::Ok();
+  if (!it->is_array()) return Status::Invalid("field \"parameters\" must be an array");
+  for (size_t i = 0; i < it->size(); ++i) {
+    const json& p = (*it)[i];
+    std::string where = "parameters[" + std::to_string(i) + "]";
+    KCK_RETURN_IF_ERROR(CheckFields(p, where, {"name", "type"}));
+    auto pname = GetString(p, "name", true);
+    if (!pname.ok()) return pname.status().WithContext(where);
+    auto ptype = GetString(p, "type", true);
+    if (!ptype.ok()) return ptype.status().WithContext(where);
+    if (!ValidatePrimerName(*pname).ok()) {
+      return Status::Invalid(where + ": parameter name " + QuoteForError(*pname) + " must match [a-z_][a-z0-9_]*");
+    }
+    if (spec.FindParam(*pname)) return Status::Invalid("duplicate parameter " + QuoteForError(*pname));
+    auto type = ParseParamType(*ptype);
+    if (!type.ok()) return type.status().WithContext("parameter " + QuoteForError(*pname));
+    spec.params.push_back({*pname, *type});
+  }
+  return Status::Ok();
+}
+
+// "depends_on": [rule, ...], into spec.depends_on.
+Status ParseDependsOn(const json& j, PrimerSpec& spec) {
+  auto it = j.find("depends_on");
+  if (it == j.end()) return Status::Ok();
+  if (!it->is_array()) return Status::Invalid("field \"depends_on\" must be an array");
+  for (size_t i = 0; i < it->size(); ++i) {
+    auto rule = ParseRule((*it)[i], spec);
+    if (!rule.ok()) return rule.status().WithContext("depends_on[" + std::to_string(i) + "]");
+    if (rule->python_rule && spec.engine != "python") {
+      return Status::Invalid("depends_on[" + std::to_string(i) + "]: \"python_rule\" is for python primers");
+    }
+    spec.depends_on.push_back(std::move(*rule));
+  }
+  return Status::Ok();
+}
+
+// "augment": true/false for a python primer, else SQL per table and op.
+Status ParseAugmentField(const json& j, PrimerSpec& spec) {
+  auto it = j.find("augment");
+  if (it == j.end()) return Status::Ok();
+  if (spec.engine == "python") {
+    if (!it->is_boolean()) return Status::Invalid("augment: a python primer says true or false");
+    spec.python_augment = it->get<bool>();
+    return Status::Ok();
+  }
+  if (!it->is_object()) return Status::Invalid("field \"augment\" must be an object keyed by table");
+  for (const auto& [table, ops] : it->items()) {
+    bool depended = false;
+    for (const auto& r : spec.depends_on) depended |= r.table == table;
+    if (!depended) return Status::Invalid("augment: table " + QuoteForError(table) + " is not in depends_on");
+    auto a = ParseAugment(ops);
+    if (!a.ok()) return a.status().WithContext("augment." + table);
+    spec.augment[table] = *a;
+  }
+  return Status::Ok();
+}
+
+// refresh_every, soft_expire, hard_expire.
+Status ParsePeriods(const json& j, PrimerSpec& spec) {
+  for (auto [field, target] : {std::pair{"refresh_every", &spec.refresh_every},
+                               {"soft_expire", &spec.soft_expire}, {"hard_expire", &spec.hard_expire}}) {
+    auto p = GetPeriod(j, field);
+    if (!p.ok()) return p.status();
+    *target = *p;
+  }
+  if (spec.soft_expire && spec.hard_expire && *spec.soft_expire > *spec.hard_expire) {
+    return Status::Invalid("soft_expire is longer than hard_expire");
+  }
+  return Status::Ok();
+}
+
 StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
   PrimerSpec spec;
   auto name = GetString(j, "name", true);
@@ -129,73 +204,16 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
   auto source = GetString(j, "source", false);
   if (!source.ok()) return source.status();
   if (!source->empty()) spec.source = *source;
-
-  if (auto it = j.find("parameters"); it != j.end()) {
-    if (!it->is_array()) return Status::Invalid("field \"parameters\" must be an array");
-    for (size_t i = 0; i < it->size(); ++i) {
-      const json& p = (*it)[i];
-      std::string where = "parameters[" + std::to_string(i) + "]";
-      KCK_RETURN_IF_ERROR(CheckFields(p, where, {"name", "type"}));
-      auto pname = GetString(p, "name", true);
-      if (!pname.ok()) return pname.status().WithContext(where);
-      auto ptype = GetString(p, "type", true);
-      if (!ptype.ok()) return ptype.status().WithContext(where);
-      if (!ValidatePrimerName(*pname).ok()) {
-        return Status::Invalid(where + ": parameter name " + QuoteForError(*pname) +
-                               " must match [a-z_][a-z0-9_]*");
-      }
-      if (spec.FindParam(*pname)) return Status::Invalid("duplicate parameter " + QuoteForError(*pname));
-      auto type = ParseParamType(*ptype);
-      if (!type.ok()) return type.status().WithContext("parameter " + QuoteForError(*pname));
-      spec.params.push_back({*pname, *type});
-    }
-  }
-
+  KCK_RETURN_IF_ERROR(ParseParameters(j, spec));
   auto compute = GetString(j, "compute", spec.engine == "sql");
   if (!compute.ok()) return compute.status();
   spec.compute = *compute;
   if (spec.engine == "python" && !spec.compute.empty()) {
     return Status::Invalid("a python primer has no \"compute\" SQL");
   }
-
-  if (auto it = j.find("depends_on"); it != j.end()) {
-    if (!it->is_array()) return Status::Invalid("field \"depends_on\" must be an array");
-    for (size_t i = 0; i < it->size(); ++i) {
-      auto rule = ParseRule((*it)[i], spec);
-      if (!rule.ok()) return rule.status().WithContext("depends_on[" + std::to_string(i) + "]");
-      if (rule->python_rule && spec.engine != "python") {
-        return Status::Invalid("depends_on[" + std::to_string(i) + "]: \"python_rule\" is for python primers");
-      }
-      spec.depends_on.push_back(std::move(*rule));
-    }
-  }
-
-  if (auto it = j.find("augment"); it != j.end()) {
-    if (spec.engine == "python") {
-      if (!it->is_boolean()) return Status::Invalid("augment: a python primer says true or false");
-      spec.python_augment = it->get<bool>();
-    } else {
-      if (!it->is_object()) return Status::Invalid("field \"augment\" must be an object keyed by table");
-      for (const auto& [table, ops] : it->items()) {
-        bool depended = false;
-        for (const auto& r : spec.depends_on) depended |= r.table == table;
-        if (!depended) return Status::Invalid("augment: table " + QuoteForError(table) + " is not in depends_on");
-        auto a = ParseAugment(ops);
-        if (!a.ok()) return a.status().WithContext("augment." + table);
-        spec.augment[table] = *a;
-      }
-    }
-  }
-
-  for (auto [field, target] : {std::pair{"refresh_every", &spec.refresh_every},
-                               {"soft_expire", &spec.soft_expire}, {"hard_expire", &spec.hard_expire}}) {
-    auto p = GetPeriod(j, field);
-    if (!p.ok()) return p.status();
-    *target = *p;
-  }
-  if (spec.soft_expire && spec.hard_expire && *spec.soft_expire > *spec.hard_expire) {
-    return Status::Invalid("soft_expire is longer than hard_expire");
-  }
+  KCK_RETURN_IF_ERROR(ParseDependsOn(j, spec));
+  KCK_RETURN_IF_ERROR(ParseAugmentField(j, spec));
+  KCK_RETURN_IF_ERROR(ParsePeriods(j, spec));
   return spec;
 }
 

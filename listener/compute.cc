@@ -1,7 +1,7 @@
 // How the executor produces the value of one product: augment the stored
 // value change by change, or recompute it (many keys of a SQL primer in one
-// statement, else one by one; SQL on the compute connection, Python in the
-// worker), and what a failure means: transient ones roll the batch back,
+// statement, else one by one), each through the engine of the primer's kind
+// (primers/engine.h), and what a failure means: transient ones roll the batch back,
 // the primer's own become the product's error, and failed augments fall
 // back to a recompute and are counted per primer.
 #include <spdlog/spdlog.h>
@@ -38,10 +38,6 @@ void WarnFallback(const std::string& primer, const std::string& key, const std::
                pg::Excerpt(key, 120), pg::Excerpt(reason, 500));
 }
 
-// What a Python worker answers for an augment it declines (CannotAugment):
-// a recompute, but not a failure.
-constexpr std::string_view kDeclined = "cannot augment";
-
 }  // namespace
 
 bool Executor::GivesUp(const std::string& key, const Status& failure) {
@@ -58,37 +54,6 @@ bool Executor::GivesUp(const std::string& key, const Status& failure) {
   return true;
 }
 
-Task<void> Executor::ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
-                                 std::map<std::string, Computed>* out) {
-  std::vector<std::vector<std::string>> columns(primer.spec.params.size());
-  std::vector<std::string> decoded_keys;
-  for (const auto& key : keys) {
-    auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
-    if (!values.ok()) continue;
-    decoded_keys.push_back(key);
-    for (size_t i = 0; i < values->size(); ++i) columns[i].push_back((*values)[i]);
-  }
-  pg::Params params{pg::ArrayLiteral(decoded_keys)};
-  for (const auto& c : columns) params.push_back(pg::ArrayLiteral(c));
-  auto t0 = Clock::now();
-  auto res = co_await compute_.Query(primer.compute_many, std::move(params));
-  if (!res.ok()) {
-    // One failing key fails the statement: compute them one by one, so
-    // each error (or transient failure) lands on its own key.
-    spdlog::debug("primer \"{}\": computing {} keys one by one: {}", primer.spec.name, keys.size(),
-                  pg::Excerpt(res.status().message(), 300));
-    co_return;
-  }
-  double each = MsSince(t0) / std::max(1, res->rows());
-  std::set<std::string> repeated;  // computes of many rows: computed alone, they get their error
-  for (int i = 0; i < res->rows(); ++i) {
-    std::string key(res->get(i, 0));
-    Computed c{res->get_opt(i, 1), res->get_opt(i, 2), each, res->get(i, 3) != "t"};
-    if (!out->emplace(key, std::move(c)).second) repeated.insert(key);
-  }
-  for (const auto& key : repeated) out->erase(key);
-}
-
 // Keys of one SQL primer that will be recomputed are computed together:
 // one statement instead of one round trip each.
 Task<void> Executor::PrecomputeMany(Batch& batch) {
@@ -101,82 +66,8 @@ Task<void> Executor::PrecomputeMany(Batch& batch) {
     if (!may_augment) recompute[work.primer].push_back(key);
   }
   for (const auto& [primer, keys] : recompute) {
-    if (keys.size() > 1) co_await ComputeMany(*primer, keys, &batch.precomputed);
+    if (keys.size() > 1) co_await sql_.ComputeMany(*primer, keys, &batch.precomputed);
   }
-}
-
-Task<StatusOr<Executor::Computed>> Executor::RecomputePython(const std::string& key) {
-  if (worker_ == nullptr) co_return Status::Runtime("python primer needs kck listen --python-worker");
-  nlohmann::json req;
-  req["op"] = std::string("compute");
-  req["key"] = key;
-  auto reply = co_await worker_->Call(std::move(req));
-  if (!reply.ok()) co_return reply.status();
-  Computed c;
-  if (auto gone = reply->find("gone"); gone != reply->end() && *gone == true) {
-    c.gone = true;
-    co_return c;
-  }
-  if (!reply->contains("value")) co_return Status::Runtime("python worker replied without a value");
-  c.value = (*reply)["value"].dump();
-  if (reply->contains("snapshot") && (*reply)["snapshot"].is_string()) {
-    c.snapshot = (*reply)["snapshot"].get<std::string>();
-  }
-  co_return c;
-}
-
-Task<StatusOr<Executor::Computed>> Executor::RecomputeSql(const std::string& key, const Primer& primer) {
-  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
-  if (!values.ok()) co_return values.status();
-  auto res = co_await compute_.Query(primer.compute.sql, BindValues(primer.compute, primer.KeyValues(*values)));
-  if (!res.ok()) co_return res.status();
-  Computed c;
-  if (res->rows() == 0) {
-    c.gone = true;
-    co_return c;
-  }
-  if (res->rows() != 1) co_return Status::Runtime("compute returned " + std::to_string(res->rows()) + " rows");
-  c.value = res->get_opt(0, 0);
-  if (!c.value) c.value = "null";
-  c.snapshot = res->get_opt(0, 1);
-  co_return c;
-}
-
-Task<StatusOr<Executor::Computed>> Executor::Recompute(const std::string& key, const Primer& primer) {
-  if (primer.python()) co_return co_await RecomputePython(key);
-  co_return co_await RecomputeSql(key, primer);
-}
-
-// One change applied to `current`; nullopt when the primer declines.
-Task<StatusOr<std::optional<std::string>>> Executor::AugmentOne(const std::string& key, const Primer& primer,
-                                                                const Change& change, const RowPair& rows,
-                                                                const std::string& current) {
-  using Result = std::optional<std::string>;
-  if (primer.python()) {
-    if (worker_ == nullptr) co_return Result();
-    nlohmann::json req;
-    req["op"] = std::string("augment");
-    req["key"] = key;
-    req["value"] = ParsedJson(current);
-    req["change"] = {{"table", change.tbl}, {"op", std::string(1, change.op)}, {"old", ParsedJson(rows.old_row)},
-                     {"new", ParsedJson(rows.new_row)}};
-    auto reply = co_await worker_->Call(std::move(req));
-    if (!reply.ok() && reply.status().message() == kDeclined) co_return Result();
-    if (!reply.ok()) co_return reply.status();
-    if (!reply->contains("value")) co_return Status::Runtime("augment reply has no value");
-    co_return Result((*reply)["value"].dump());
-  }
-  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
-  if (!values.ok()) co_return values.status();
-  const BoundSql& sql = primer.augment.at(change.tbl).at(change.op);
-  auto args = primer.KeyValues(*values);
-  args[std::string("value")] = current;
-  args[std::string("old")] = rows.old_row;
-  args[std::string("new")] = rows.new_row;
-  auto res = co_await compute_.Query("SELECT to_jsonb((" + sql.sql + "))::text", BindValues(sql, args));
-  if (!res.ok()) co_return res.status();
-  if (res->rows() != 1 || res->is_null(0, 0)) co_return Status::Runtime("augment returned no value");
-  co_return Result(std::string(res->get(0, 0)));
 }
 
 // The stored value with the key's changes applied in id order; nullopt
@@ -191,7 +82,8 @@ Task<StatusOr<std::optional<std::string>>> Executor::Augment(const std::string& 
     bool bulk = false;
     auto pairs = RowPairs(c, &bulk);
     if (!pairs.ok() || pairs->size() != 1) co_return Result();
-    auto next = co_await AugmentOne(key, *work.primer, c, pairs->front(), current);
+    ChangeImage change{c.tbl, c.op, pairs->front().old_row, pairs->front().new_row};
+    auto next = co_await EngineFor(*work.primer).Augment(*work.primer, key, change, current);
     if (!next.ok() && next.status().transient()) co_return next.status();
     if (!next.ok()) {
       FallbackCount& f = batch.writes.fallbacks[work.primer->spec.name];
@@ -237,7 +129,7 @@ Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, B
   } else if (auto pre = batch.precomputed.find(key); pre != batch.precomputed.end()) {
     c = pre->second;
   } else {
-    auto r = co_await Recompute(key, primer);
+    auto r = co_await EngineFor(primer).Compute(primer, key);
     if (!r.ok() && r.status().transient() && !GivesUp(key, r.status())) co_return r.status();
     if (!r.ok()) {
       RecordError(key, primer, r.status(), stored, batch);

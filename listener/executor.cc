@@ -58,7 +58,12 @@ void LogProblems(const std::vector<std::string>& problems) {
 }  // namespace
 
 Executor::Executor(AsyncConnection& main, AsyncConnection& compute, WorkerPool* worker, int batch_size)
-    : main_(main), compute_(compute), worker_(worker), batch_size_(batch_size) {}
+    : main_(main), compute_(compute), worker_(worker), sql_(compute), python_(worker), batch_size_(batch_size) {}
+
+Engine& Executor::EngineFor(const Primer& primer) {
+  if (primer.python()) return python_;
+  return sql_;
+}
 
 Task<Status> Executor::Rollback() {
   if (main_.connected()) (void)co_await main_.Script("ROLLBACK");

@@ -32,9 +32,11 @@
 
 #include "pg/async_connection.h"
 #include "listener/planner.h"
+#include "listener/python_engine.h"
 #include "listener/worker_pool.h"
 #include "listener/writer.h"
 #include "primers/registry.h"
+#include "primers/sql_engine.h"
 
 namespace kck {
 
@@ -86,11 +88,6 @@ class Executor {
   };
   // What the batch did with one key; the stats are counted from these.
   enum class Outcome { kWritten, kAugmented, kRemoved, kError };
-  struct Computed {
-    std::optional<std::string> value, snapshot;
-    double ms = 0;
-    bool gone = false;  // the compute found nothing: the product is removed
-  };
   // Everything one batch carries from claim to commit.
   struct Batch {
     std::vector<Change> changes;
@@ -118,18 +115,12 @@ class Executor {
   void Forget(const std::set<std::string>& keys, Batch& batch);
   void Tally(Batch& batch);
   Task<Status> CheckAugmentOrder(Batch& batch);
-  Task<void> ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
-                         std::map<std::string, Computed>* out);
   Task<void> PrecomputeMany(Batch& batch);
   Task<Status> ProduceKey(const std::string& key, const KeyWork& work, Batch& batch);
   Task<StatusOr<std::optional<std::string>>> Augment(const std::string& key, const KeyWork& work,
                                                      const Stored& stored, Batch& batch);
-  Task<StatusOr<std::optional<std::string>>> AugmentOne(const std::string& key, const Primer& primer,
-                                                        const Change& change, const RowPair& rows,
-                                                        const std::string& current);
-  Task<StatusOr<Computed>> Recompute(const std::string& key, const Primer& primer);
-  Task<StatusOr<Computed>> RecomputePython(const std::string& key);
-  Task<StatusOr<Computed>> RecomputeSql(const std::string& key, const Primer& primer);
+  // The engine of the primer's kind (primers/engine.h).
+  Engine& EngineFor(const Primer& primer);
   // A transient compute failure of `key`: retry the batch, or, after too
   // many tries, a failure of the key.
   bool GivesUp(const std::string& key, const Status& failure);
@@ -139,6 +130,8 @@ class Executor {
   AsyncConnection& main_;
   AsyncConnection& compute_;
   WorkerPool* worker_;
+  SqlEngine sql_;
+  PythonEngine python_;
   int batch_size_;
   std::shared_ptr<const Registry> registry_;
   int64_t generation_ = -1;

@@ -188,10 +188,7 @@ void PlanProductChange(const Change& c, size_t idx, const std::vector<RowPair>& 
 
 // Augment is possible only for row changes of a table with augment code.
 bool Augmentable(const RuleRef& ref, const Change& c, bool bulk) {
-  if (bulk) return false;
-  if (ref.primer->python()) return ref.primer->spec.python_augment;
-  auto a = ref.primer->augment.find(c.tbl);
-  return a != ref.primer->augment.end() && a->second.count(c.op);
+  return !bulk && ref.primer->Augments(c.tbl, c.op);
 }
 
 // A column `rule` maps that the change's row images lack. All images of a

@@ -45,6 +45,12 @@ std::vector<std::optional<std::string>> BindValues(const BoundSql& sql, const Na
   return out;
 }
 
+bool Primer::Augments(const std::string& table, char op) const {
+  if (python()) return spec.python_augment;  // the worker declines what it cannot apply
+  auto a = augment.find(table);
+  return a != augment.end() && a->second.count(op);
+}
+
 NamedValues Primer::KeyValues(const std::vector<std::string>& values) const {
   NamedValues named;
   for (size_t i = 0; i < spec.params.size() && i < values.size(); ++i) named[spec.params[i].name] = values[i];

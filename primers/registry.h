@@ -53,6 +53,8 @@ struct Primer {
   std::map<size_t, BoundSql> keys;
 
   bool python() const { return spec.engine == "python"; }
+  // Whether a row change of `table` with `op` can be applied by augment.
+  bool Augments(const std::string& table, char op) const;
   // The key's parameter values (from DecodeKey) by parameter name.
   NamedValues KeyValues(const std::vector<std::string>& values) const;
 };

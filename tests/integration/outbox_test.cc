@@ -2,7 +2,9 @@
 // consumed part is truncated even while another transaction holds back the
 // xmin horizon, and a part is never truncated while it may still receive or
 // hold a change.
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "daemon_helpers.h"
@@ -114,6 +116,53 @@ TEST_F(OutboxTest, RowsWrittenToTheParentLandInAPart) {
   EXPECT_EQ(OutboxDepth(conn_), 3);
   EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM ONLY kck.changes"), "0");
   EXPECT_EQ(Scalar(conn_, "SELECT count(DISTINCT id) FROM kck.changes"), "3");
+}
+
+// kck's schema as a kck from before the outbox parts left it (migrations 1 to 4).
+class OutboxUpgradeTest : public BookstoreTest {
+ protected:
+  void InstallSchemaBeforeParts() {
+    MustExec(conn_,
+             "CREATE SCHEMA kck; CREATE TABLE kck.schema_version (version integer PRIMARY KEY, name text NOT NULL, "
+             "applied_at timestamptz NOT NULL DEFAULT now())");
+    const char* files[] = {"001_schema.sql", "002_registry_problems.sql", "003_generation_and_primer_locks.sql",
+                           "004_wakeup.sql"};
+    int version = 0;
+    for (const char* name : files) {
+      std::ifstream in(std::string(KCK_SOURCE_DIR) + "/sql/" + name);
+      std::stringstream text;
+      text << in.rdbuf();
+      ASSERT_FALSE(text.str().empty()) << name;
+      MustExec(conn_, text.str());
+      MustExec(conn_, "INSERT INTO kck.schema_version (version, name) VALUES (" + std::to_string(++version) + ", '" +
+                          name + "')");
+    }
+  }
+  std::string Scalar(const std::string& sql) {
+    auto r = conn_.Exec(sql);
+    return r.ok() && r->rows() == 1 ? std::string(r->get(0, 0)) : "<error: " + r.status().message() + ">";
+  }
+};
+
+TEST_F(OutboxUpgradeTest, PendingChangesSurviveTheMoveToParts) {
+  InstallSchemaBeforeParts();
+  // Pending in the old, indexed outbox: a refresh request and a captured row.
+  MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['title_list/1'])");
+  MustExec(conn_, "INSERT INTO kck.changes (tbl, op, new) VALUES ('public.store_book', 'I', "
+                  "'{\"id\": 20, \"author_id\": 1}')");
+  const std::string ids = Scalar("SELECT array_agg(id ORDER BY id)::text FROM kck.changes");
+  InstallConfig(conn_, kBookstoreConfig);  // migration 5
+  EXPECT_EQ(Scalar("SELECT max(version) FROM kck.schema_version"), "5");
+  EXPECT_EQ(Scalar("SELECT array_agg(id ORDER BY id)::text FROM kck.changes"), ids);
+  EXPECT_EQ(Scalar("SELECT count(*) FROM ONLY kck.changes"), "0");
+  EXPECT_EQ(Scalar("SELECT to_regclass('kck.changes_before_005') IS NULL"), "t");
+  // New changes continue the old ids.
+  MustExec(conn_, "UPDATE store_book SET title = 'after' WHERE id = 40");  // author 1
+  EXPECT_EQ(Scalar("SELECT min(id) > 0 AND max(id) > min(id) FROM kck.changes"), "t");
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_NE(Stored(conn_, "title_list/1").find("after"), std::string::npos);
+  ExpectCacheMatchesRecompute(conn_);
 }
 
 }  // namespace

@@ -1,0 +1,84 @@
+#include "primers/sql_engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include "primers/key_codec.h"
+
+namespace kck {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+Task<StatusOr<Computed>> SqlEngine::Compute(const Primer& primer, const std::string& key) {
+  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+  if (!values.ok()) co_return values.status();
+  auto res = co_await conn_.Query(primer.compute.sql, BindValues(primer.compute, primer.KeyValues(*values)));
+  if (!res.ok()) co_return res.status();
+  Computed c;
+  if (res->rows() == 0) {
+    c.gone = true;
+    co_return c;
+  }
+  if (res->rows() != 1) co_return Status::Runtime("compute returned " + std::to_string(res->rows()) + " rows");
+  c.value = res->get_opt(0, 0);
+  if (!c.value) c.value = "null";
+  c.snapshot = res->get_opt(0, 1);
+  co_return c;
+}
+
+Task<StatusOr<std::optional<std::string>>> SqlEngine::Augment(const Primer& primer, const std::string& key,
+                                                              const ChangeImage& change, const std::string& current) {
+  using Result = std::optional<std::string>;
+  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+  if (!values.ok()) co_return values.status();
+  const BoundSql& sql = primer.augment.at(change.table).at(change.op);
+  auto args = primer.KeyValues(*values);
+  args[std::string("value")] = current;
+  args[std::string("old")] = change.old_row;
+  args[std::string("new")] = change.new_row;
+  auto res = co_await conn_.Query("SELECT to_jsonb((" + sql.sql + "))::text", BindValues(sql, args));
+  if (!res.ok()) co_return res.status();
+  if (res->rows() != 1 || res->is_null(0, 0)) co_return Status::Runtime("augment returned no value");
+  co_return Result(std::string(res->get(0, 0)));
+}
+
+Task<void> SqlEngine::ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
+                                  std::map<std::string, Computed>* out) {
+  std::vector<std::vector<std::string>> columns(primer.spec.params.size());
+  std::vector<std::string> decoded_keys;
+  for (const auto& key : keys) {
+    auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+    if (!values.ok()) continue;
+    decoded_keys.push_back(key);
+    for (size_t i = 0; i < values->size(); ++i) columns[i].push_back((*values)[i]);
+  }
+  pg::Params params{pg::ArrayLiteral(decoded_keys)};
+  for (const auto& c : columns) params.push_back(pg::ArrayLiteral(c));
+  auto t0 = Clock::now();
+  auto res = co_await conn_.Query(primer.compute_many, std::move(params));
+  if (!res.ok()) {
+    spdlog::debug("primer \"{}\": computing {} keys one by one: {}", primer.spec.name, keys.size(),
+                  pg::Excerpt(res.status().message(), 300));
+    co_return;
+  }
+  double each = MsSince(t0) / std::max(1, res->rows());
+  std::set<std::string> repeated;  // computes of many rows: computed alone, they get their error
+  for (int i = 0; i < res->rows(); ++i) {
+    std::string key(res->get(i, 0));
+    Computed c{res->get_opt(i, 1), res->get_opt(i, 2), each, res->get(i, 3) != "t"};
+    if (!out->emplace(key, std::move(c)).second) repeated.insert(key);
+  }
+  for (const auto& key : repeated) out->erase(key);
+}
+
+}  // namespace kck

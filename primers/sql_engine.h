@@ -1,0 +1,31 @@
+// SQL primers: `compute` and `augment` SQL with their :name parameters
+// bound, run on a connection outside any batch transaction (the daemon's
+// compute connection, with statement_timeout).
+#pragma once
+
+#include <map>
+#include <vector>
+
+#include "pg/async_connection.h"
+#include "primers/engine.h"
+
+namespace kck {
+
+class SqlEngine : public Engine {
+ public:
+  explicit SqlEngine(AsyncConnection& conn) : conn_(conn) {}
+
+  Task<StatusOr<Computed>> Compute(const Primer& primer, const std::string& key) override;
+  Task<StatusOr<std::optional<std::string>>> Augment(const Primer& primer, const std::string& key,
+                                                     const ChangeImage& change, const std::string& current) override;
+  // Many keys of one primer in one statement (primer.compute_many) into
+  // *out. When the statement fails nothing is added: the keys are then
+  // computed one by one, so each error lands on its own key.
+  Task<void> ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
+                         std::map<std::string, Computed>* out);
+
+ private:
+  AsyncConnection& conn_;
+};
+
+}  // namespace kck

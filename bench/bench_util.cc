@@ -190,10 +190,13 @@ BatchTotals ReadBatchLines(const std::string& log_path, long long offset) {
   while (std::getline(in, line)) {
     auto p = line.find("batch: ");
     if (p == std::string::npos) continue;
-    long long changes = 0, keys = 0, augmented = 0, errors = 0;
+    long long changes = 0, keys = 0, augmented = 0, unchanged = 0, fresh = 0, errors = 0;
     double ms = 0;
-    if (std::sscanf(line.c_str() + p, "batch: %lld changes, %lld products written (%lld augmented), %lld errors in %lf ms",
-                    &changes, &keys, &augmented, &errors, &ms) == 5) {
+    // The daemon's debug line (listener/daemon.cc, Daemon::Count).
+    if (std::sscanf(line.c_str() + p,
+                    "batch: %lld changes, %lld products written (%lld augmented), %lld unchanged, %lld already "
+                    "fresh, %lld errors in %lf ms",
+                    &changes, &keys, &augmented, &unchanged, &fresh, &errors, &ms) == 7) {
       ++t.batches;
       t.changes += changes;
       t.keys += keys;

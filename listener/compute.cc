@@ -61,6 +61,7 @@ Task<void> Executor::PrecomputeMany(Batch& batch) {
   for (const auto& [key, work] : batch.plan.keys) {
     auto it = batch.stored.find(key);
     if ((it == batch.stored.end() && !work.force) || work.primer->compute_many.empty()) continue;
+    if (it != batch.stored.end() && AlreadyFresh(work, it->second, batch)) continue;
     bool may_augment = work.augmentable && batch.MayAugment(key, work.primer) && it != batch.stored.end() &&
                        !it->second.value.empty();
     if (!may_augment) recompute[work.primer].push_back(key);
@@ -109,12 +110,30 @@ void Executor::RecordError(const std::string& key, const Primer& primer, const S
   if (stored) batch.writes.errors.push_back({key, error});
 }
 
+// The compute that stored the product read a snapshot in which every one of
+// these changes had committed, so its value shows them: a backlog drained
+// in several batches recomputes a key once, not once per batch. An augment
+// keeps the snapshot of the compute before it and applies only changes that
+// snapshot does not show, so a change it applied is never taken for seen.
+// A refresh request always computes.
+bool Executor::AlreadyFresh(const KeyWork& work, const Stored& stored, const Batch& batch) {
+  if (work.force || stored.snapshot.empty() || work.changes.empty()) return false;
+  for (size_t idx : work.changes) {
+    if (!VisibleInSnapshot(stored.snapshot, ParsedNumber<uint64_t>(batch.changes[idx].txid))) return false;
+  }
+  return true;
+}
+
 Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, Batch& batch) {
   ++progress_;
   const Primer& primer = *work.primer;
   auto it = batch.stored.find(key);
   const bool stored = it != batch.stored.end();
   if (!stored && !work.force) co_return Status::Ok();  // not stored: primed lazily on read
+  if (stored && AlreadyFresh(work, it->second, batch)) {
+    batch.outcomes[key] = Outcome::kFresh;
+    co_return Status::Ok();
+  }
   auto t0 = Clock::now();
   Computed c;
   bool augmented = false;

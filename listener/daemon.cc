@@ -51,10 +51,11 @@ void Daemon::OnTick() {
   // A notification can be missed only across a reconnect, which drains
   // anyway; the periodic look is a cheap second line of defence.
   if (ticks_ % 5 == 0 && !fault::NoPoll()) pending_ = true;
-  if (ticks_ % 10 == 0 && (window_.changes || window_.keys || window_.errors || window_.removed || window_.unchanged)) {
+  if (ticks_ % 10 == 0 && (window_.changes || window_.keys || window_.errors || window_.removed || window_.unchanged ||
+                           window_.fresh)) {
     spdlog::info("last 10s: {} changes applied, {} products written ({} augmented, {} augments fell back), {} "
-                 "unchanged, {} removed (computed nothing), {} compute errors",
-                 window_.changes, window_.keys, window_.augmented, window_.augment_fallbacks, window_.unchanged,
+                 "unchanged, {} already fresh, {} removed (computed nothing), {} compute errors",
+                 window_.changes, window_.keys, window_.augmented, window_.augment_fallbacks, window_.unchanged, window_.fresh,
                  window_.removed, window_.errors);
     window_ = {};
   }
@@ -322,9 +323,11 @@ void Daemon::Count(const BatchStats& stats, std::chrono::steady_clock::duration 
   window_.errors += stats.errors;
   window_.augment_fallbacks += stats.augment_fallbacks;
   window_.unchanged += stats.unchanged;
+  window_.fresh += stats.fresh;
   if (stats.changes == 0) return;
-  spdlog::debug("batch: {} changes, {} products written ({} augmented), {} unchanged, {} errors in {:.2f} ms",
-                stats.changes, stats.keys, stats.augmented, stats.unchanged, stats.errors,
+  spdlog::debug("batch: {} changes, {} products written ({} augmented), {} unchanged, {} already fresh, {} errors "
+                "in {:.2f} ms",
+                stats.changes, stats.keys, stats.augmented, stats.unchanged, stats.fresh, stats.errors,
                 std::chrono::duration<double, std::milli>(took).count());
 }
 

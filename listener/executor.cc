@@ -245,6 +245,7 @@ void Executor::Tally(Batch& batch) {
     if (o == Outcome::kAugmented) ++batch.stats.augmented;
     if (o == Outcome::kRemoved) ++batch.stats.removed;
     if (o == Outcome::kError) ++batch.stats.errors;
+    if (o == Outcome::kFresh) ++batch.stats.fresh;
   }
 }
 

@@ -48,6 +48,7 @@ struct BatchStats {
   size_t removed = 0;            // computes that found nothing: product deleted
   size_t errors = 0;             // computes that failed (value kept, error set)
   size_t augment_fallbacks = 0;  // augments that failed and were recomputed
+  size_t fresh = 0;              // stored products that already showed every change: not computed
   bool registry_moved = false;   // rolled back: the primers changed since they were loaded
 };
 
@@ -87,7 +88,7 @@ class Executor {
     std::string xmin;   // the row version: any write moves it
   };
   // What the batch did with one key; the stats are counted from these.
-  enum class Outcome { kWritten, kAugmented, kRemoved, kError };
+  enum class Outcome { kWritten, kAugmented, kRemoved, kError, kFresh };
   // Everything one batch carries from claim to commit.
   struct Batch {
     std::vector<Change> changes;
@@ -117,6 +118,9 @@ class Executor {
   Task<Status> CheckAugmentOrder(Batch& batch);
   Task<void> PrecomputeMany(Batch& batch);
   Task<Status> ProduceKey(const std::string& key, const KeyWork& work, Batch& batch);
+  // Whether the stored product already shows every change the batch has
+  // for its key, so that it needs no compute.
+  static bool AlreadyFresh(const KeyWork& work, const Stored& stored, const Batch& batch);
   Task<StatusOr<std::optional<std::string>>> Augment(const std::string& key, const KeyWork& work,
                                                      const Stored& stored, Batch& batch);
   // The engine of the primer's kind (primers/engine.h).

@@ -235,6 +235,33 @@ TEST_F(BookstoreTest, UntilIdleAppliesEveryPendingChangeThenExits) {
   EXPECT_EQ(OutboxDepth(conn_), 1);
 }
 
+// A backlog drained in several batches: the first batch's compute already
+// sees every queued change, so the later batches find the product fresh
+// and neither compute nor write it again.
+TEST_F(DaemonTest, ABacklogDrainedInSeveralBatchesComputesEachProductOnce) {
+  Prime(conn_, {"title_list/1", "title_list/2"});
+  MustExec(conn_, "CREATE TABLE cache_writes (key text, n int DEFAULT 1)");
+  MustExec(conn_, "CREATE FUNCTION count_cache_write() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$ BEGIN INSERT INTO cache_writes (key) VALUES (NEW.key); RETURN NULL; END $$");
+  MustExec(conn_, "CREATE TRIGGER count_cache_write AFTER UPDATE ON kck.cache FOR EACH ROW "
+                  "EXECUTE FUNCTION count_cache_write()");
+  // Ten single-row updates for author 1 (store_book 20, 40, ...), one per
+  // transaction, then one 150-row statement that reaches both authors.
+  for (int i = 1; i <= 10; ++i) {
+    MustExec(conn_, "UPDATE store_book SET title = 'queued " + std::to_string(i) + "' WHERE id = " +
+                        std::to_string(20 * i));
+  }
+  MustExec(conn_, "UPDATE store_book SET price = 1 WHERE id <= 150");
+  DaemonProcess drain(conninfo_, {"--until-idle", "--batch", "2"});
+  EXPECT_EQ(drain.ExitCode(), 0);
+  EXPECT_EQ(OutboxDepth(conn_), 0);
+  auto writes = conn_.Exec("SELECT count(*) FROM cache_writes WHERE key = 'title_list/1'");
+  ASSERT_TRUE(writes.ok());
+  EXPECT_EQ(writes->get(0, 0), "1") << "title_list/1 computed again for changes its stored value already showed";
+  EXPECT_NE(Stored(conn_, "title_list/1").find("queued 10"), std::string::npos);
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 TEST(UntilIdleTest, ExitsOneWhenTheDatabaseCannotBeReached) {
   DaemonProcess drain("host=/nonexistent-kck-socket-dir dbname=none connect_timeout=2", {"--until-idle"});
   EXPECT_EQ(drain.ExitCode(std::chrono::seconds(10)), 1);

@@ -59,12 +59,8 @@ bool Executor::GivesUp(const std::string& key, const Status& failure) {
 Task<void> Executor::PrecomputeMany(Batch& batch) {
   std::map<const Primer*, std::vector<std::string>> recompute;
   for (const auto& [key, work] : batch.plan.keys) {
-    auto it = batch.stored.find(key);
-    if ((it == batch.stored.end() && !work.force) || work.primer->compute_many.empty()) continue;
-    if (it != batch.stored.end() && AlreadyFresh(work, it->second, batch)) continue;
-    bool may_augment = work.augmentable && batch.MayAugment(key, work.primer) && it != batch.stored.end() &&
-                       !it->second.value.empty();
-    if (!may_augment) recompute[work.primer].push_back(key);
+    if (work.primer->compute_many.empty() || RouteFor(key, work, batch) != Route::kRecompute) continue;
+    recompute[work.primer].push_back(key);
   }
   for (const auto& [primer, keys] : recompute) {
     if (keys.size() > 1) co_await sql_.ComputeMany(*primer, keys, &batch.precomputed);
@@ -124,20 +120,29 @@ bool Executor::AlreadyFresh(const KeyWork& work, const Stored& stored, const Bat
   return true;
 }
 
+Executor::Route Executor::RouteFor(const std::string& key, const KeyWork& work, const Batch& batch) {
+  auto it = batch.stored.find(key);
+  if (it == batch.stored.end()) return work.force ? Route::kRecompute : Route::kNone;
+  if (AlreadyFresh(work, it->second, batch)) return Route::kFresh;
+  if (work.augmentable && batch.MayAugment(key, work.primer) && !it->second.value.empty()) return Route::kAugment;
+  return Route::kRecompute;
+}
+
 Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, Batch& batch) {
   ++progress_;
   const Primer& primer = *work.primer;
   auto it = batch.stored.find(key);
   const bool stored = it != batch.stored.end();
-  if (!stored && !work.force) co_return Status::Ok();  // not stored: primed lazily on read
-  if (stored && AlreadyFresh(work, it->second, batch)) {
+  const Route route = RouteFor(key, work, batch);
+  if (route == Route::kNone) co_return Status::Ok();  // not stored: primed lazily on read
+  if (route == Route::kFresh) {
     batch.outcomes[key] = Outcome::kFresh;
     co_return Status::Ok();
   }
   auto t0 = Clock::now();
   Computed c;
   bool augmented = false;
-  if (work.augmentable && batch.MayAugment(key, work.primer) && stored && !it->second.value.empty()) {
+  if (route == Route::kAugment) {
     auto a = co_await Augment(key, work, it->second, batch);
     if (!a.ok()) co_return a.status();
     augmented = a->has_value();

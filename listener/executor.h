@@ -121,6 +121,11 @@ class Executor {
   // Whether the stored product already shows every change the batch has
   // for its key, so that it needs no compute.
   static bool AlreadyFresh(const KeyWork& work, const Stored& stored, const Batch& batch);
+  // What a key of the batch needs: nothing (not stored, primed lazily on
+  // read), nothing (already fresh), an augment (falls back to a recompute),
+  // or a recompute. PrecomputeMany and ProduceKey decide it alike.
+  enum class Route { kNone, kFresh, kAugment, kRecompute };
+  static Route RouteFor(const std::string& key, const KeyWork& work, const Batch& batch);
   Task<StatusOr<std::optional<std::string>>> Augment(const std::string& key, const KeyWork& work,
                                                      const Stored& stored, Batch& batch);
   // The engine of the primer's kind (primers/engine.h).

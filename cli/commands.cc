@@ -157,14 +157,14 @@ StatusOr<nlohmann::json> OutboxState(pg::Connection& conn) {
                         {"bytes", r->is_null(0, 2) ? 0LL : std::stoll(std::string(r->get(0, 2)))}};
 }
 
-// Daemons connected now, and how many of them wait for work.
+// Daemons connected now, and whether writers wake them (one may be
+// waiting: sql/006_wake_flag.sql).
 StatusOr<nlohmann::json> DaemonsState(pg::Connection& conn) {
   auto r = conn.Exec(
-      "SELECT count(*), count(*) FILTER (WHERE l.waiting) FROM kck.listeners l "
-      "JOIN pg_stat_activity a ON a.pid = l.id");
+      "SELECT count(*), kck.must_notify() FROM kck.listeners l JOIN pg_stat_activity a ON a.pid = l.id");
   if (!r.ok()) return r.status();
   return nlohmann::json{{"connected", std::stoll(std::string(r->get(0, 0)))},
-                        {"waiting", std::stoll(std::string(r->get(0, 1)))}};
+                        {"writers_notify", r->get(0, 1) == "t"}};
 }
 
 int StatusCmd(const Global& g, bool json) {
@@ -208,8 +208,9 @@ int StatusCmd(const Global& g, bool json) {
   std::printf("outbox: %lld changes waiting, oldest %.1f s, %.1f MB\n",
               j["outbox"]["depth"].get<long long>(), j["outbox"]["oldest_age_s"].get<double>(),
               j["outbox"]["bytes"].get<long long>() / 1e6);
-  std::printf("daemons: %lld connected, %lld waiting for changes\n", j["daemons"]["connected"].get<long long>(),
-              j["daemons"]["waiting"].get<long long>());
+  std::printf("daemons: %lld connected, %s\n", j["daemons"]["connected"].get<long long>(),
+              j["daemons"]["writers_notify"].get<bool>() ? "one may be waiting (writers notify)"
+                                                         : "busy (writers do not notify)");
   std::printf("%-24s %-7s %9s %7s %9s  %s\n", "primer", "engine", "products", "errors", "fallbacks", "last refresh");
   for (const auto& p : j["primers"]) {
     std::printf("%-24s %-7s %9lld %7lld %9lld  %s\n", p["name"].get<std::string>().c_str(),

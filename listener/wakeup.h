@@ -1,8 +1,10 @@
-// Wake-ups that cost writers nothing under load (sql/004_wakeup.sql).
+// Wake-ups that cost writers nothing under load (sql/004_wakeup.sql,
+// sql/006_wake_flag.sql).
 //
-// Writers notify only while a daemon waits, so the daemon tells the
-// database when it goes to sleep: GoIdle marks it waiting and looks at the
-// outbox once more. Transactions still open at that look may have read
+// Writers notify only while a daemon may wait, so the daemon tells the
+// database when it goes to sleep: GoIdle sets the flag (a sequence, so
+// that flipping it leaves no row versions behind) and looks at the outbox
+// once more. Transactions still open at that look may have read
 // "busy" and will commit without a notification; while any of them runs,
 // the daemon rechecks the outbox on a short timer (1 ms, doubling to 50 ms,
 // for at most 10 s; after that the daemon's periodic look, every 5 s, is

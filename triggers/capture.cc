@@ -198,10 +198,9 @@ std::string Body(const Gen& g) {
     body += Indented(Inserts(in_part));
   }
   body += "  END CASE;\n";
-  body += "  -- At most one wake-up per statement, and only for an idle daemon: kck.must_notify(),\n";
-  body += "  -- inlined so that its plan is kept (sql/004_wakeup.sql).\n";
-  body += "  IF FOUND AND (current_setting('transaction_isolation') <> 'read committed'\n";
-  body += "               OR EXISTS (SELECT 1 FROM kck.listeners WHERE waiting)) THEN\n";
+  body += "  -- At most one wake-up per statement, and only while a daemon may wait:\n";
+  body += "  -- kck.must_notify() inlined (sql/006_wake_flag.sql).\n";
+  body += "  IF FOUND AND (SELECT last_value = 1 FROM kck.daemon_waiting) THEN\n";
   body += "    PERFORM pg_notify('kck', '');\n";
   body += "  END IF;\n";
   body += "  RETURN NULL;\n";

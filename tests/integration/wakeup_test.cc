@@ -1,7 +1,9 @@
-// Wake-ups (sql/004_wakeup.sql, listener/wakeup.h): a writer notifies only
+// Wake-ups (sql/004_wakeup.sql, sql/006_wake_flag.sql, listener/wakeup.h): a writer notifies only
 // while a daemon waits, and no change is left waiting when a writer that
 // saw the daemon busy commits just as the daemon goes to sleep.
 #include <poll.h>
+
+#include <nlohmann/json.hpp>
 
 #include "daemon_helpers.h"
 
@@ -45,20 +47,28 @@ TEST_F(WakeupTest, WritersNotifyOnlyWhileADaemonWaits) {
   EXPECT_EQ(Notifications(), 0);
   EXPECT_EQ(OutboxDepth(conn_), 2);
   // A busy daemon: still silent.
-  MustExec(conn_, "INSERT INTO kck.listeners (id, waiting) VALUES (1, false)");
+  MustExec(conn_, "INSERT INTO kck.listeners (id) VALUES (1)");
+  MustExec(conn_, "SELECT setval('kck.daemon_waiting', 0)");
   MustExec(conn_, "DELETE FROM store_book WHERE id = 2");
   EXPECT_EQ(Notifications(), 0);
   // A waiting daemon: one notification per statement, bulk or not.
-  MustExec(conn_, "UPDATE kck.listeners SET waiting = true");
+  MustExec(conn_, "SELECT setval('kck.daemon_waiting', 1)");
   MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'one')");
   EXPECT_EQ(Notifications(), 1);
   MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT 2, 'bulk' FROM generate_series(1, 150)");
   EXPECT_EQ(Notifications(), 1);
-  // A REPEATABLE READ writer reads the flag with an older snapshot: it
-  // always notifies.
-  MustExec(conn_, "UPDATE kck.listeners SET waiting = false");
-  MustExec(conn_, "BEGIN ISOLATION LEVEL REPEATABLE READ; UPDATE store_book SET price = 1 WHERE id = 3; COMMIT");
+  // The flag is a sequence, read as it is now whatever the writer's
+  // snapshot: a REPEATABLE READ writer follows it too.
+  MustExec(conn_, "SELECT setval('kck.daemon_waiting', 0)");
+  MustExec(conn_, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1");
+  MustExec(conn_, "UPDATE store_book SET price = 1 WHERE id = 3; COMMIT");
+  EXPECT_EQ(Notifications(), 0);
+  MustExec(conn_, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1");
+  MustExec(conn_, "SELECT setval('kck.daemon_waiting', 1)");  // autocommit: seen by the open transaction
+  EXPECT_EQ(Notifications(), 0);
+  MustExec(conn_, "UPDATE store_book SET price = 2 WHERE id = 3; COMMIT");
   EXPECT_EQ(Notifications(), 1);
+  MustExec(conn_, "SELECT setval('kck.daemon_waiting', 0)");
   // Refresh requests follow the same rule.
   MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['title_list/1'])");
   EXPECT_EQ(Notifications(), 0);
@@ -67,13 +77,15 @@ TEST_F(WakeupTest, WritersNotifyOnlyWhileADaemonWaits) {
 TEST_F(WakeupTest, AnIdleDaemonIsWokenAndMarksItselfWaitingAgain) {
   Prime(conn_, {"title_list/1"});
   DaemonProcess daemon(conninfo_);
-  ASSERT_TRUE(WaitFor([&] { return Scalar("SELECT count(*) FILTER (WHERE waiting) FROM kck.listeners") == "1"; }));
+  ASSERT_TRUE(WaitFor([&] { return Scalar("SELECT kck.must_notify()::text") == "true"; }));
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.listeners"), "1");
   MustExec(conn_, "UPDATE store_book SET title = 'woken' WHERE id = 20");  // author 1
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("woken") != std::string::npos; }));
-  EXPECT_TRUE(WaitFor([&] { return Scalar("SELECT bool_and(waiting)::text FROM kck.listeners") == "true"; }));
-  // A clean stop removes the daemon's row.
+  EXPECT_TRUE(WaitFor([&] { return Scalar("SELECT kck.must_notify()::text") == "true"; }));
+  // A clean stop removes the daemon's row, and writers stop notifying nobody.
   daemon.Kill(SIGTERM);
   EXPECT_EQ(Scalar("SELECT count(*) FROM kck.listeners"), "0");
+  EXPECT_EQ(Scalar("SELECT kck.must_notify()::text"), "false");
 }
 
 // The race the recheck closes: a writer reads "busy", the daemon goes idle
@@ -87,11 +99,11 @@ TEST_F(WakeupTest, AWriterThatSawTheDaemonBusyAndCommitsAfterItWentIdleIsNotLost
   MustExec(conn_, "UPDATE store_book SET title = 'first' WHERE id = 20");  // author 1
   ASSERT_TRUE(daemon.WaitPaused());
   // Mid-batch under load the daemon is marked busy.
-  MustExec(conn_, "UPDATE kck.listeners SET waiting = false");
+  MustExec(conn_, "SELECT setval('kck.daemon_waiting', 0)");
   pg::Connection writer = Connect(conninfo_);
   MustExec(writer, "BEGIN; UPDATE store_book SET title = 'late' WHERE id = 1");  // author 2
   daemon.Release();
-  ASSERT_TRUE(WaitFor([&] { return Scalar("SELECT bool_and(waiting)::text FROM kck.listeners") == "true"; }));
+  ASSERT_TRUE(WaitFor([&] { return Scalar("SELECT kck.must_notify()::text") == "true"; }));
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("first") != std::string::npos; }));
   MustExec(writer, "COMMIT");
   EXPECT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/2").find("late") != std::string::npos; },
@@ -113,6 +125,36 @@ TEST_F(WakeupTest, TheListeningConnectionNeverSitsInABatchTransaction) {
             "1");
   daemon.Release();
   EXPECT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("paused") != std::string::npos; }));
+}
+
+// Under load a daemon goes idle and busy hundreds of times a second. While
+// another transaction holds back the xmin horizon nothing can remove what
+// those flips leave behind, and every writer's look at the flag read it
+// all: with the flag in kck.listeners, writers at 1000 tps fell up to 38 s
+// behind (bench/write_path.py, section 5). The look must stay one page.
+TEST_F(WakeupTest, FlipsWhileTheHorizonIsHeldLeaveWritersNothingToReadThrough) {
+  pg::Connection holder = Connect(conninfo_);
+  MustExec(holder, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1");
+  MustExec(conn_, "INSERT INTO kck.listeners (id) VALUES (1)");
+  MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['title_list/1'])");
+  // Each call finds the change pending: idle, then busy again.
+  MustExec(conn_, R"sql(
+    DO $$
+    DECLARE pending boolean; open_xids xid8[];
+    BEGIN
+      FOR i IN 1..3000 LOOP
+        pending := NULL; open_xids := NULL;
+        CALL kck.listener_idle(1, pending, open_xids);
+      END LOOP;
+    END $$)sql");
+  auto plan = conn_.Exec("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT kck.must_notify()");
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  auto json = nlohmann::json::parse(std::string(plan->get(0, 0)));
+  const auto& top = json[0]["Plan"];
+  const long long pages = top["Shared Hit Blocks"].get<long long>() + top["Shared Read Blocks"].get<long long>();
+  EXPECT_LE(pages, 3) << plan->get(0, 0);
+  EXPECT_EQ(Scalar("SELECT kck.must_notify()::text"), "false");  // busy: a change is pending
+  MustExec(holder, "ROLLBACK");
 }
 
 TEST_F(WakeupTest, RowsOfDaemonsThatAreGoneAreRemovedWhenADaemonConnects) {

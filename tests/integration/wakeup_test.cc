@@ -82,6 +82,11 @@ TEST_F(WakeupTest, AnIdleDaemonIsWokenAndMarksItselfWaitingAgain) {
   MustExec(conn_, "UPDATE store_book SET title = 'woken' WHERE id = 20");  // author 1
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("woken") != std::string::npos; }));
   EXPECT_TRUE(WaitFor([&] { return Scalar("SELECT kck.must_notify()::text") == "true"; }));
+  auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' status --json", "2>/dev/null");
+  ASSERT_EQ(rc, 0) << out;
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  EXPECT_EQ(j["daemons"]["connected"], 1) << out;
+  EXPECT_EQ(j["daemons"]["writers_notify"], true) << out;
   // A clean stop removes the daemon's row, and writers stop notifying nobody.
   daemon.Kill(SIGTERM);
   EXPECT_EQ(Scalar("SELECT count(*) FROM kck.listeners"), "0");

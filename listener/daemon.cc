@@ -145,9 +145,13 @@ Task<Status> Daemon::Connect() {
                        "; SET idle_in_transaction_session_timeout = " + timeout + "; LISTEN kck; LISTEN kck_config";
   // A batch commit lost in a crash takes the deletion of its changes with
   // it, so they are applied again: the batch session need not wait for its
-  // WAL flush.
-  std::string batch = read_committed + "SET synchronous_commit = off; SET lock_timeout = " + timeout;
-  std::string compute = "SET statement_timeout = " + timeout + "; SET lock_timeout = " + timeout;
+  // WAL flush. Its write transaction waits while the settle computes again
+  // the keys that moved: twice the compute timeout.
+  const std::string idle_batch = std::to_string(2 * options_.compute_timeout.count());
+  std::string batch = read_committed + "SET synchronous_commit = off; SET lock_timeout = " + timeout +
+                      "; SET idle_in_transaction_session_timeout = " + idle_batch;
+  std::string compute = "SET statement_timeout = " + timeout + "; SET lock_timeout = " + timeout +
+                        "; SET idle_in_transaction_session_timeout = " + timeout;
   const std::array<std::string, 3> setup = {listen, batch, compute};
   for (size_t i = 0; i < conns.size(); ++i) {
     auto r = co_await conns[i]->Script(setup[i]);
@@ -224,6 +228,7 @@ Task<void> Daemon::Main() {
       ready_sent_ = true;
     }
     pending_ = true;
+    upkeep_due_ = true;  // first: claims a crashed run of this daemon left are released
     reload_ = idle_ = recheck_due_ = false;
     co_await Serve();
     if (!stopping_) spdlog::warn("reconnecting");
@@ -241,7 +246,8 @@ Task<void> Daemon::Serve() {
     } else if (upkeep_due_) {
       // Between batches, even under load: the claim scans what the parts hold.
       upkeep_due_ = false;
-      co_await janitor_->TruncateOutbox();
+      const long long released = co_await janitor_->Upkeep();
+      if (released > 0) pending_ = true;
     } else if (pending_) {
       idle_ = false;
       busy_ = true;
@@ -307,12 +313,24 @@ Task<bool> Daemon::RunBatch() {
   // The batch's cache writes may have queued changes of products that
   // depend on products: look again until a batch claims nothing.
   if (stats->changes == 0 && !pending_) {
-    spdlog::info("--until-idle: the outbox is empty, exiting");
-    stopping_ = true;
-    co_return false;
+    const bool empty = co_await OutboxEmpty();
+    if (empty) {
+      spdlog::info("--until-idle: the outbox is empty, exiting");
+      stopping_ = true;
+      co_return false;
+    }
+    // Claimed by another daemon, or by this one before a lost connection
+    // (released by the upkeep once that backend is gone).
+    co_await Sleep(&loop_, 100);
+    upkeep_due_ = true;
   }
   pending_ = true;
   co_return true;
+}
+
+Task<bool> Daemon::OutboxEmpty() {
+  auto depth = co_await main_->Query(kOutboxDepthSql);
+  co_return depth.ok() && depth->rows() == 1 && depth->get(0, 0) == "0";
 }
 
 void Daemon::Count(const BatchStats& stats, std::chrono::steady_clock::duration took) {

@@ -56,6 +56,8 @@ class Daemon {
   // These return false when the daemon must stop serving.
   Task<bool> Reload();
   Task<bool> RunBatch();
+  // Whether no change is in the outbox, claimed or not.
+  Task<bool> OutboxEmpty();
   Task<void> RunScheduled();
   Task<void> GoIdle();
   Task<void> Recheck();

@@ -65,9 +65,11 @@ Engine& Executor::EngineFor(const Primer& primer) {
   return sql_;
 }
 
-Task<Status> Executor::Rollback() {
-  if (main_.connected()) (void)co_await main_.Script("ROLLBACK");
-  co_return Status::Ok();
+Task<void> Executor::Abandon(int64_t claim) {
+  if (!main_.connected()) co_return;
+  // Outside a transaction ROLLBACK only warns.
+  (void)co_await main_.Script("ROLLBACK");
+  co_await Release(main_, claim);
 }
 
 Task<Status> Executor::LoadRegistry() {
@@ -88,14 +90,16 @@ Task<Status> Executor::LoadRegistry() {
 Task<StatusOr<BatchStats>> Executor::RunBatch() {
   ++progress_;
   auto claimed = co_await Claim(main_, batch_size_);
-  if (!claimed.ok() || claimed->generation != generation_) co_await Rollback();
   if (!claimed.ok()) co_return claimed.status();
   if (claimed->generation != generation_) {
+    co_await Release(main_, claimed->claim);
     BatchStats stats;
     stats.registry_moved = true;
     co_return stats;
   }
+  if (claimed->changes.empty()) co_return BatchStats{};
   Batch batch;
+  batch.claim = claimed->claim;
   batch.changes = std::move(claimed->changes);
   batch.plan = PlanChanges(batch.changes, *registry_);
   LogProblems(batch.plan.problems);
@@ -106,24 +110,19 @@ Task<StatusOr<BatchStats>> Executor::RunBatch() {
   }
   Status resolved = co_await Resolve(batch.plan, main_, compute_, worker_);
   if (!resolved.ok()) {
-    co_await Rollback();
+    co_await Abandon(batch.claim);
     co_return resolved;
   }
   co_return co_await Apply(batch);
 }
 
 Task<StatusOr<BatchStats>> Executor::RunScheduled() {
-  auto begun = co_await main_.Script("BEGIN");
-  if (!begun.ok()) co_return begun.status();
   Batch batch;
   for (const auto& p : registry_->primers()) {
     if (!p->spec.refresh_every) continue;
     pg::Params params = {p->spec.name, std::to_string(p->spec.refresh_every->count()), std::to_string(batch_size_)};
     auto due = co_await main_.Query(sql::File("daemon_due.sql"), std::move(params));
-    if (!due.ok()) {
-      co_await Rollback();
-      co_return due.status().WithContext("finding products due for refresh");
-    }
+    if (!due.ok()) co_return due.status().WithContext("finding products due for refresh");
     for (int i = 0; i < due->rows(); ++i) batch.plan.AddKey(std::string(due->get(i, 0)), p.get(), 0, false, true);
   }
   co_return co_await Apply(batch);
@@ -249,20 +248,27 @@ void Executor::Tally(Batch& batch) {
   }
 }
 
+// Computes with no transaction open; then one short transaction locks the
+// keys, computes again what moved meanwhile, writes, consumes the claim and
+// commits.
 Task<StatusOr<BatchStats>> Executor::Apply(Batch& batch) {
   batch.stats.changes = batch.changes.size();
   Status s = Status::Ok();
   if (!batch.plan.keys.empty()) s = co_await ComputeAll(batch);
+  if (s.ok()) {
+    auto begun = co_await main_.Script("BEGIN");
+    if (!begun.ok()) s = begun.status();
+  }
   if (s.ok() && (!batch.plan.keys.empty() || !batch.plan.partial.empty())) s = co_await Settle(batch);
   if (!s.ok()) {
-    co_await Rollback();
+    co_await Abandon(batch.claim);
     co_return s.WithContext("computing products");
   }
   Tally(batch);
   WriteCounts counts;
-  Status written = co_await WriteAndCommit(main_, batch.writes, &counts);
+  Status written = co_await WriteAndCommit(main_, batch.claim, batch.writes, &counts);
   if (!written.ok()) {
-    co_await Rollback();
+    co_await Abandon(batch.claim);
     co_return written.WithContext("writing products");
   }
   batch.stats.keys -= counts.rejected + counts.unchanged;

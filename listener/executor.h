@@ -1,25 +1,29 @@
 // Executor: runs one batch end to end on the daemon's connections.
 //
-//   BEGIN; read the registry generation; claim changes (listener/intake.h:
-//     DELETE ... RETURNING, FOR UPDATE SKIP LOCKED)  [claim]
+//   BEGIN; read the registry generation; claim changes; COMMIT
+//     (listener/intake.h, sql/007_claims.sql)   [claim]
 //   plan (listener/planner.h), resolve (listener/resolver.h)   [plan]
-//   read the stored rows, without locks; augment or recompute each stored
-//     (or forced) key on the compute connection   [compute]
-//   settle: lock the primers listed for partial matches and list them
-//     again, lock the keys, read the stored rows again; a key that was
-//     stored, changed or removed meanwhile (a reader stored a miss,
+//   read the stored rows; augment or recompute each stored (or forced) key
+//     on the compute connection; no transaction is open   [compute]
+//   BEGIN; settle: lock the primers listed for partial matches and list
+//     them again, lock the keys, read the stored rows again; a key that
+//     was stored, changed or removed meanwhile (a reader stored a miss,
 //     another writer wrote it) is computed again now, under the locks [lock]
-//   write values, errors and counters; COMMIT (listener/writer.h) [write, commit]
+//   consume the claim (delete its changes), write values, errors and
+//     counters; COMMIT (listener/writer.h)   [write, commit]
 //
-// Key and primer locks are held only from settle to COMMIT, so a reader
-// that misses a product waits for a batch's writes, not for its computes.
+// So the transaction that holds key locks and a transaction id lasts from
+// settle to COMMIT: a reader that misses a product waits for a batch's
+// writes, not for its computes, and no compute holds back the xmin horizon.
 //
-// The claimed changes and the cache writes commit together: a crash at any
-// point rolls both back, and the changes are claimed again. A transient
-// failure (lost connection, deadlock, timeout, dead Python worker) rolls
-// the batch back, so it is never recorded as the primer's fault and never
-// consumes a change; only a failure that repeats on the same key is (see
-// kMaxTransientTries). The [names] are the steps of listener/fault.h.
+// The changes are consumed by the transaction that writes the products
+// they change: a crash at any point leaves both undone, and the changes
+// are claimed again (a dead daemon's claim is released by the others). A
+// transient failure (lost connection, deadlock, timeout, dead Python
+// worker) rolls the batch back and gives its claim up, so it is never
+// recorded as the primer's fault and never consumes a change; only a
+// failure that repeats on the same key is (see kMaxTransientTries). The
+// [names] are the steps of listener/fault.h.
 #pragma once
 
 #include <cstdint>
@@ -91,6 +95,7 @@ class Executor {
   enum class Outcome { kWritten, kAugmented, kRemoved, kError, kFresh };
   // Everything one batch carries from claim to commit.
   struct Batch {
+    int64_t claim = 0;  // kck.claims id, 0 for none
     std::vector<Change> changes;
     Plan plan;
     std::map<std::string, Stored> stored;
@@ -134,7 +139,8 @@ class Executor {
   // many tries, a failure of the key.
   bool GivesUp(const std::string& key, const Status& failure);
   void RecordError(const std::string& key, const Primer& primer, const Status& failure, bool stored, Batch& batch);
-  Task<Status> Rollback();
+  // Rolls the write transaction back, if one is open, and gives the claim up.
+  Task<void> Abandon(int64_t claim);
 
   AsyncConnection& main_;
   AsyncConnection& compute_;

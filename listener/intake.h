@@ -1,8 +1,10 @@
 // Intake: a batch's changes from the outbox (kck.changes and its parts,
 // sql/005_outbox_parts.sql), decoded into Change values for the planner.
 //
-// The claim deletes the changes in the batch transaction, so they are
-// consumed only if the batch's cache writes commit (sql/daemon_claim.sql).
+// The claim is noted in kck.claims and committed at once (sql/007_claims.sql):
+// no transaction stays open while the batch computes. The changes are
+// consumed by the batch's write transaction (listener/writer.h), or given
+// back with Release when the batch rolls back.
 #pragma once
 
 #include <cstdint>
@@ -18,12 +20,17 @@ namespace kck {
 struct Claimed {
   std::vector<Change> changes;  // in id order
   int64_t generation = 0;       // the registry generation read in the same round trip
+  int64_t claim = 0;            // kck.claims id; 0 when nothing was claimed
 };
 
-// BEGIN, the registry generation and the claim of up to `batch_size`
-// changes, in one round trip. The transaction stays open on `conn`; on
-// failure the caller rolls it back.
+// The registry generation and the claim of up to `batch_size` changes, in
+// one committed transaction and one round trip. On failure nothing is
+// claimed (or the claim's connection is gone, and the claim with it).
 Task<StatusOr<Claimed>> Claim(AsyncConnection& conn, int batch_size);
+
+// Gives a claim up (autocommit); 0 is no claim. A failure is logged: a
+// claim that stays is released once its connection is gone.
+Task<void> Release(AsyncConnection& conn, int64_t claim);
 
 // Up to `limit` changes older than `before` that are still in the outbox
 // (another daemon holds them, or they committed after this batch's claim).

@@ -2,32 +2,38 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cstdlib>
 #include <string>
+
+#include "listener/json_text.h"
 
 namespace kck {
 namespace {
 
-constexpr std::string_view kTruncateSql = "SELECT kck.outbox_truncate()";
+constexpr std::string_view kUpkeepSql = "SELECT kck.outbox_truncate(), kck.release_orphan_claims()";
 constexpr auto kWarnEvery = std::chrono::minutes(1);
 
 }  // namespace
 
-Task<void> Janitor::TruncateOutbox() {
+Task<long long> Janitor::Upkeep() {
   pg::Params none;
-  auto r = co_await conn_.Query(kTruncateSql, std::move(none));
-  if (r.ok()) {
-    long long n = r->rows() == 1 ? std::strtoll(std::string(r->get(0, 0)).c_str(), nullptr, 10) : 0;
+  auto r = co_await conn_.Query(kUpkeepSql, std::move(none));
+  if (r.ok() && r->rows() == 1) {
+    long long n = ParsedNumber<long long>(r->get(0, 0));
+    long long released = ParsedNumber<long long>(r->get(0, 1));
     truncated_ += n;
     if (n > 0) spdlog::debug("outbox: truncated {} consumed part(s)", n);
-    co_return;
+    if (released > 0) {
+      spdlog::warn("released {} claim(s) of daemons whose connection is gone; their changes are claimed again",
+                   released);
+    }
+    co_return released;
   }
   const auto now = std::chrono::steady_clock::now();
-  if (now - warned_at_ < kWarnEvery) co_return;
+  if (now - warned_at_ < kWarnEvery) co_return 0;
   warned_at_ = now;
-  spdlog::warn("outbox: could not truncate its consumed parts (retrying every second; the outbox grows until "
-               "this works): {}",
+  spdlog::warn("outbox upkeep failed (retrying every second; the outbox grows until this works): {}",
                pg::Excerpt(r.status().message(), 300));
+  co_return 0;
 }
 
 }  // namespace kck

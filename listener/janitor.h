@@ -1,7 +1,9 @@
-// Upkeep of the outbox (sql/005_outbox_parts.sql): the parts that are no
-// longer written to and hold no pending change are truncated, every second,
-// so the outbox stays a few seconds of changes long even while another
-// transaction holds back the xmin horizon and vacuum can remove nothing.
+// Upkeep of the outbox (sql/005_outbox_parts.sql, sql/007_claims.sql),
+// every second: the parts that are no longer written to and hold no
+// pending change are truncated (and kck.claims when no claim is open), so
+// the outbox stays a few seconds of changes long even while another
+// transaction holds back the xmin horizon and vacuum can remove nothing;
+// and the claims of daemons whose connection is gone are released.
 #pragma once
 
 #include <chrono>
@@ -17,7 +19,8 @@ class Janitor {
 
   // On a connection outside any transaction. Never waits for a lock; a
   // failure is logged (at most once a minute) and retried next time.
-  Task<void> TruncateOutbox();
+  // Returns how many claims it released (their changes wait to be claimed).
+  Task<long long> Upkeep();
   long long truncated() const { return truncated_; }
 
  private:

@@ -106,9 +106,12 @@ Task<Status> WriteOneByOne(AsyncConnection& main, Writes& writes, WriteCounts* c
 
 }  // namespace
 
-Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, WriteCounts* counts) {
+Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, Writes& writes, WriteCounts* counts) {
   co_await fault::At("write", main);
   Statements all;
+  // Before the savepoint: a claim that cannot be consumed fails the batch.
+  if (claim != 0) all.emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(claim)});
+  const size_t products_at = all.size() + 1;  // after the savepoint
   const bool any =
       !writes.products.empty() || !writes.deletes.empty() || !writes.errors.empty() || !writes.fallbacks.empty();
   if (any) all.emplace_back("SAVEPOINT kck_write", pg::Params{});
@@ -118,8 +121,7 @@ Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, WriteCounts* 
   co_await fault::At("commit", main);
   auto done = co_await main.Pipeline(std::move(all));
   if (done.ok()) {
-    // [0] is the savepoint, [1] the products' write.
-    if (!writes.products.empty()) counts->unchanged = Count((*done)[1]);
+    if (!writes.products.empty()) counts->unchanged = Count((*done)[products_at]);
     co_return Status::Ok();
   }
   if (done.status().transient() || !any) co_return done.status();

@@ -1,6 +1,6 @@
-// Writer: the end of a batch. Writes every product, error and per-primer
-// counter, deletes the products whose compute found nothing, and commits, in
-// one round trip. A value PostgreSQL rejects (a
+// Writer: the end of a batch. Consumes its claimed changes, writes every
+// product, error and per-primer counter, deletes the products whose compute
+// found nothing, and commits, in one round trip. A value PostgreSQL rejects (a
 // jsonb it refuses, a key over the index row limit) must not stop every
 // other product: the writes run behind a savepoint, and when they fail for
 // a reason that is not transient they are retried one product at a time,
@@ -45,9 +45,11 @@ struct WriteCounts {
   size_t unchanged = 0;  // products whose value was already stored: no new version
 };
 
-// Writes `writes` and COMMITs on `main` (inside the batch transaction).
+// Consumes `claim` (unless 0: its changes are deleted, or the transaction
+// fails with a transient error when another daemon consumed some), writes
+// `writes` and COMMITs on `main`, inside the batch's write transaction.
 // Fails only on a transient error or when COMMIT fails: the caller rolls
 // back.
-Task<Status> WriteAndCommit(AsyncConnection& main, Writes& writes, WriteCounts* counts);
+Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, Writes& writes, WriteCounts* counts);
 
 }  // namespace kck

@@ -1,5 +1,6 @@
--- The daemon claims a batch: up to $1 (its --batch) changes no other daemon
--- holds, oldest part first (kck.claim_changes, sql/005_outbox_parts.sql).
--- They are deleted in the batch transaction, so they are consumed only if
--- the batch's cache writes commit. Sent right after BEGIN, in one round trip.
-SELECT id, tbl, op, old, new, txid FROM kck.claim_changes($1::int)
+-- The daemon claims a batch: up to $1 (its --batch) changes that no other
+-- daemon's claim holds, oldest part first (kck.claim_batch,
+-- sql/007_claims.sql). Sent with BEGIN and COMMIT in one round trip: the
+-- claim is committed before anything is computed, and the changes stay in
+-- the outbox until the batch's write transaction consumes them.
+SELECT claim, id, tbl, op, old, new, txid FROM kck.claim_batch($1::int)

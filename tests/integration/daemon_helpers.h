@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +24,7 @@
 #include "harness.h"
 #include "primers/config.h"
 #include "primers/products.h"
+#include "sql/embedded.h"
 #include "triggers/installer.h"
 
 extern char** environ;
@@ -129,6 +132,17 @@ inline void Prime(pg::Connection& conn, const std::vector<std::string>& keys) {
     auto v = products.Get(k);
     ASSERT_TRUE(v.ok()) << k << ": " << v.status().message();
   }
+}
+
+// The schema version `kck install` migrates to: the last numbered sql/ file.
+inline std::string LatestSchemaVersion() {
+  int latest = 0;
+  for (const auto& f : sql::EmbeddedFiles()) {
+    if (f.name.size() > 4 && f.name[3] == '_' && std::isdigit(static_cast<unsigned char>(f.name[0]))) {
+      latest = std::max(latest, std::stoi(std::string(f.name.substr(0, 3))));
+    }
+  }
+  return std::to_string(latest);
 }
 
 inline long long OutboxDepth(pg::Connection& conn) {

@@ -1,0 +1,206 @@
+-- Schema version 7: a batch's claim commits at once, so no transaction is
+-- open while its products are computed.
+--
+-- Until 6 a daemon claimed its changes by deleting them in the batch
+-- transaction, and kept that transaction open while the computes ran (each
+-- up to --compute-timeout): a transaction id that held back the xmin
+-- horizon of the whole database, and locks that kept the outbox parts it
+-- read from being truncated. Now:
+--
+--   claim    kck.claim_batch: notes the batch in kck.claims and commits,
+--            in milliseconds. The changes stay in the outbox, unlocked.
+--   compute  outside any transaction.
+--   write    one short transaction locks the keys, writes the products and
+--            calls kck.consume_claim, which deletes the batch's changes and
+--            its claim, and fails (SQLSTATE 40001) unless every change was
+--            still there: the batch then rolls back and its changes are
+--            claimed again.
+--
+-- So a change is consumed exactly once, by the transaction that writes
+-- what it changed, whatever happens to claims. Claims only keep daemons
+-- from computing the same changes twice: one daemon claims at a time, and
+-- skips the changes of every claim noted before it. A daemon that dies
+-- between claim and write leaves its claim; every daemon releases, once a
+-- second, the claims whose backend is gone (kck.release_orphan_claims),
+-- and truncates the table whenever it is empty (kck.outbox_truncate), so
+-- that a held xmin horizon cannot make claims read through dead rows.
+CREATE TABLE kck.claims (
+  id          bigserial PRIMARY KEY,
+  owner_pid   int NOT NULL,             -- the claiming connection's backend
+  owner_start timestamptz,              -- ... and its start: pids are reused
+  ids         bigint[] NOT NULL DEFAULT '{}',
+  parts       smallint[] NOT NULL DEFAULT '{}',  -- the outbox part of each change
+  tids        tid[] NOT NULL DEFAULT '{}',       -- ... and its place in it
+  at          timestamptz NOT NULL DEFAULT now()
+);
+
+-- Claims up to n changes that no other claim holds, the oldest part first
+-- and each part in its physical order (no sort of the outbox: after an
+-- outage of a million changes a claim still reads about a batch of rows).
+-- Every row carries the claim's id. Call it in its own transaction and
+-- commit (sql/daemon_claim.sql). SECURITY DEFINER: the claim's id comes from
+-- a sequence, which "ON ALL TABLES" grants do not cover.
+CREATE FUNCTION kck.claim_batch(n int)
+  RETURNS TABLE (claim bigint, id bigint, tbl text, op char(1), old text, new text, txid text)
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  writing int := kck.outbox_part();
+  held bigint[];
+  me bigint;
+  part int;
+  wanted int := n;
+  got int;
+BEGIN
+  -- One claim at a time: after this lock, the next statement's snapshot
+  -- shows every claim committed before.
+  PERFORM pg_advisory_xact_lock(7037805, 0);
+  held := ARRAY(SELECT unnest(c.ids) FROM kck.claims c);
+  INSERT INTO kck.claims (owner_pid, owner_start)
+    VALUES (pg_backend_pid(), (SELECT a.backend_start FROM pg_stat_get_activity(pg_backend_pid()) a))
+    RETURNING kck.claims.id INTO me;
+  FOR turn IN 1..3 LOOP
+    EXIT WHEN wanted <= 0;
+    part := (writing + turn) % 3;  -- written two turns ago, then one, then now
+    -- pg_relation_size takes no lock it keeps: an empty part stays unlocked.
+    CONTINUE WHEN pg_relation_size(format('kck.changes_%s', part)::regclass) = 0;
+    RETURN QUERY EXECUTE format($q$
+      WITH picked AS (
+        SELECT x.id, x.tbl, x.op, x.old, x.new, x.txid, x.ctid AS tid
+          FROM kck.changes_%1$s x WHERE x.id NOT IN (SELECT unnest($1::bigint[])) LIMIT $2),
+      noted AS (
+        UPDATE kck.claims c
+           SET ids = c.ids || ARRAY(SELECT p.id FROM picked p),
+               parts = c.parts || ARRAY(SELECT %1$s::smallint FROM picked p),
+               tids = c.tids || ARRAY(SELECT p.tid FROM picked p)
+         WHERE c.id = $3)
+      SELECT $3, p.id, p.tbl, p.op, p.old::text, p.new::text, p.txid::text FROM picked p $q$, part)
+      USING held, wanted, me;
+    GET DIAGNOSTICS got = ROW_COUNT;
+    wanted := wanted - got;
+  END LOOP;
+  IF wanted = n THEN
+    DELETE FROM kck.claims c WHERE c.id = me;  -- nothing claimed
+  END IF;
+END $$;
+
+-- In the batch's write transaction: deletes the claim and its changes.
+-- Raises serialization_failure unless the claim and every one of its
+-- changes were still there (the claim was released as an orphan and
+-- another daemon consumed some of them): the batch must roll back.
+CREATE FUNCTION kck.consume_claim(p_claim bigint) RETURNS void
+  LANGUAGE plpgsql AS $$
+DECLARE
+  c kck.claims;
+  tids tid[];
+  deleted int := 0;
+  got int;
+BEGIN
+  DELETE FROM kck.claims x WHERE x.id = p_claim RETURNING x.* INTO c;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'claim % was released before its batch was written (its daemon looked gone)', p_claim
+      USING ERRCODE = 'serialization_failure';
+  END IF;
+  FOR p IN 0..2 LOOP
+    tids := ARRAY(SELECT u.t FROM unnest(c.tids, c.parts) AS u(t, q) WHERE u.q = p);
+    CONTINUE WHEN cardinality(tids) = 0;
+    EXECUTE format('DELETE FROM kck.changes_%s x WHERE x.ctid = ANY ($1) AND x.id = ANY ($2)', p) USING tids, c.ids;
+    GET DIAGNOSTICS got = ROW_COUNT;
+    deleted := deleted + got;
+  END LOOP;
+  IF deleted <> cardinality(c.ids) THEN
+    RAISE EXCEPTION 'claim %: % of its % changes were consumed by another daemon', p_claim,
+      cardinality(c.ids) - deleted, cardinality(c.ids)
+      USING ERRCODE = 'serialization_failure';
+  END IF;
+END $$;
+
+-- Releases the claims of daemons whose backend is gone, so their changes
+-- are claimed again; returns how many. (A backend of another role shows no
+-- start time: it counts as alive while its pid runs.)
+CREATE FUNCTION kck.release_orphan_claims() RETURNS int
+  LANGUAGE sql AS $$
+  WITH gone AS (
+    DELETE FROM kck.claims c
+     WHERE NOT EXISTS (SELECT 1 FROM pg_stat_get_activity(c.owner_pid) a
+                        WHERE a.backend_start IS NULL OR a.backend_start = c.owner_start)
+    RETURNING 1)
+  SELECT count(*)::int FROM gone
+$$;
+
+-- The outbox's upkeep, once a second: also truncates kck.claims when no
+-- claim is open (every second for a single daemon, which runs its upkeep
+-- between batches), so that its dead rows cannot pile up while the xmin
+-- horizon is held.
+CREATE OR REPLACE FUNCTION kck.outbox_truncate() RETURNS int
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  writing int := kck.outbox_part();
+  part regclass;
+  pending boolean;
+  emptied int := 0;
+BEGIN
+  -- The look under the lock needs a new snapshot: in REPEATABLE READ it
+  -- would be the transaction's first, taken before the lock.
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RETURN 0;
+  END IF;
+  FOR p IN 0..3 LOOP
+    CONTINUE WHEN p = writing;
+    part := CASE WHEN p = 3 THEN 'kck.claims'::regclass ELSE format('kck.changes_%s', p)::regclass END;
+    CONTINUE WHEN pg_relation_size(part) = 0;
+    BEGIN
+      EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', part);
+      -- A new snapshot, taken under the lock: every writer of the part has ended.
+      EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO pending;
+      IF NOT pending THEN
+        EXECUTE format('TRUNCATE %s', part);
+        emptied := emptied + 1;
+      END IF;
+    EXCEPTION WHEN lock_not_available THEN
+      NULL;
+    END;
+  END LOOP;
+  RETURN emptied;
+END $$;
+
+-- Whether a change is pending that no claim holds. A daemon that goes idle
+-- looks with it (a change another daemon has claimed is that daemon's to
+-- write; looking at all of them would keep an idle daemon claiming nothing
+-- in a loop while another computes).
+CREATE FUNCTION kck.unclaimed_pending() RETURNS boolean
+  LANGUAGE sql STABLE AS $$
+  SELECT EXISTS (SELECT 1 FROM kck.changes c
+                  WHERE c.id NOT IN (SELECT unnest(k.ids) FROM kck.claims k))
+$$;
+
+-- As in sql/006_wake_flag.sql, looking only at unclaimed changes.
+CREATE OR REPLACE PROCEDURE kck.listener_idle(p_id bigint, INOUT pending boolean DEFAULT NULL,
+                                              INOUT open_xids xid8[] DEFAULT NULL)
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  snap pg_snapshot;
+  next_xid xid8;
+BEGIN
+  IF (SELECT last_value FROM kck.daemon_waiting) <> 1 THEN
+    PERFORM setval('kck.daemon_waiting', 1);
+  END IF;
+  snap := pg_current_snapshot();
+  pending := kck.unclaimed_pending();
+  IF pending THEN
+    PERFORM setval('kck.daemon_waiting', 0);
+    open_xids := '{}';
+  ELSE
+    next_xid := pg_current_xact_id();
+    open_xids := ARRAY(SELECT pg_snapshot_xip(snap)
+                       UNION
+                       SELECT x::text::xid8
+                         FROM generate_series(pg_snapshot_xmax(snap)::text::bigint, next_xid::text::bigint - 1) AS x);
+  END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION kck.listener_recheck(p_xids xid8[], OUT pending boolean, OUT open_xids xid8[])
+  LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  open_xids := ARRAY(SELECT x FROM unnest(p_xids) AS x WHERE pg_xact_status(x) = 'in progress');
+  pending := kck.unclaimed_pending();
+END $$;

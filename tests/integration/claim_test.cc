@@ -1,0 +1,136 @@
+// Claims (sql/007_claims.sql, listener/intake.h): a batch's claim commits at
+// once and its products are computed with no transaction open; the changes
+// are consumed by the transaction that writes the products, exactly once,
+// whatever happens to the claim (a daemon killed mid-batch, a claim
+// released while its daemon still runs).
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "daemon_helpers.h"
+
+namespace kck::testing {
+namespace {
+
+// book_count augments inserts: a change applied twice shows as a count one
+// too high.
+constexpr const char* kConfig = R"json({"primers": [
+  {"name": "book_count", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
+   "augment": {"store_book": {"insert": "SELECT to_jsonb((:value)::int + 1)"}}}
+]})json";
+
+class ClaimTest : public BookstoreTest {
+ protected:
+  void SetUp() override {
+    BookstoreTest::SetUp();
+    InstallConfig(conn_, kConfig);
+    Prime(conn_, {"book_count/1", "book_count/2"});
+  }
+  std::string Count(const std::string& sql) {
+    auto r = conn_.Exec(sql);
+    return r.ok() && r->rows() == 1 ? std::string(r->get(0, 0)) : "<error>";
+  }
+  int Books(int author) {
+    return std::stoi(Count("SELECT count(*) FROM store_book WHERE author_id = " + std::to_string(author)));
+  }
+  // One single-row and one 150-row insert for `author`.
+  void InsertBooks(int author) {
+    const std::string a = std::to_string(author);
+    MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (" + a + ", 'one')");
+    MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT " + a + ", 'bulk' FROM generate_series(1, 150)");
+  }
+  // Daemons of this database in a transaction, or holding a transaction id
+  // or an xmin (this test's own connection is not one).
+  std::string OpenDaemonTransactions() {
+    return Count(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND (state LIKE 'idle in transaction%' OR backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)");
+  }
+};
+
+TEST_F(ClaimTest, NoTransactionIsOpenWhileABatchComputes) {
+  PausedDaemon daemon(conninfo_, "compute");
+  InsertBooks(1);
+  ASSERT_TRUE(daemon.WaitPaused());
+  // The claim is committed: no transaction id, no snapshot, no lock on the
+  // outbox held while the batch computes.
+  EXPECT_EQ(OpenDaemonTransactions(), "0");
+  EXPECT_EQ(Count("SELECT count(*) FROM kck.claims"), "1");
+  EXPECT_EQ(Count("SELECT cardinality(ids) FROM kck.claims"), "2");
+  EXPECT_EQ(OutboxDepth(conn_), 2);  // consumed only by the write
+  daemon.Release();
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "book_count/1") == std::to_string(Books(1)); }));
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_TRUE(WaitFor([&] { return Count("SELECT count(*) FROM kck.claims") == "0"; }));
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(ClaimTest, ADaemonKilledMidBatchHasItsChangesAppliedOnceByAnother) {
+  {
+    PausedDaemon killed(conninfo_, "compute");
+    InsertBooks(1);
+    ASSERT_TRUE(killed.WaitPaused());
+    ASSERT_EQ(Count("SELECT count(*) FROM kck.claims"), "1");
+    killed.process().Kill(SIGKILL);
+  }
+  InsertBooks(2);
+  ScopedEnv no_pause({{"KCK_FAULT_PAUSE", ""}});
+  DaemonProcess daemon(conninfo_);
+  // The dead daemon's claim is released once its backend is gone; its
+  // changes, and the newer ones, apply once.
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "book_count/1") == std::to_string(Books(1)); },
+                      std::chrono::seconds(15)));
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "book_count/2") == std::to_string(Books(2)); }));
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Count("SELECT count(*) FROM kck.claims"), "0");
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+// A claim released while its daemon still computes (it looked gone): the
+// other daemon applies the changes, and the first one's write must roll
+// back instead of applying them a second time.
+TEST_F(ClaimTest, ABatchWhoseClaimWasTakenOverRollsBackInsteadOfApplyingTwice) {
+  const int before = Books(1);
+  PausedDaemon slow(conninfo_, "compute");
+  InsertBooks(1);
+  ASSERT_TRUE(slow.WaitPaused());
+  MustExec(conn_, "DELETE FROM kck.claims");
+  {
+    ScopedEnv no_pause({{"KCK_FAULT_PAUSE", ""}});
+    DaemonProcess other(conninfo_);
+    ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "book_count/1") == std::to_string(before + 151); }));
+    ASSERT_TRUE(WaitDrained(conn_));
+  }
+  slow.Release();
+  // The slow daemon finds its claim gone, rolls back and finds nothing left.
+  ASSERT_TRUE(WaitFor([&] { return Count("SELECT count(*) FROM kck.claims") == "0"; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(Stored(conn_, "book_count/1"), std::to_string(before + 151));
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+// More than 100 products written by one batch, with four daemons: every
+// change reaches every product once.
+TEST_F(ClaimTest, FourDaemonsWriteManyProductsFromBulkAndSingleRowChanges) {
+  std::vector<std::string> keys;
+  for (int a = 1; a <= 120; ++a) keys.push_back("book_count/" + std::to_string(a));
+  MustExec(conn_, "INSERT INTO store_author (id, name) SELECT a, 'author ' || a FROM generate_series(3, 120) a "
+                  "ON CONFLICT DO NOTHING");
+  Prime(conn_, keys);
+  std::vector<std::unique_ptr<DaemonProcess>> daemons;
+  for (int i = 0; i < 4; ++i) daemons.push_back(std::make_unique<DaemonProcess>(conninfo_));
+  for (int round = 0; round < 5; ++round) {
+    MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT a, 'bulk' FROM generate_series(1, 120) a");
+    for (int a = 1; a <= 120; a += 7) {
+      MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (" + std::to_string(a) + ", 'one')");
+    }
+  }
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Count("SELECT count(*) FROM kck.claims") == "0"; }));
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+}  // namespace
+}  // namespace kck::testing

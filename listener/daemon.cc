@@ -6,12 +6,11 @@
 #include <csignal>
 
 #include "listener/fault.h"
+#include "sql/embedded.h"
 
 namespace kck {
 namespace {
 
-constexpr std::string_view kOutboxDepthSql =
-    "SELECT count(*), coalesce(round(extract(epoch FROM now() - min(at)))::bigint, 0) FROM kck.changes";
 
 }  // namespace
 
@@ -45,20 +44,11 @@ Daemon::~Daemon() {
 
 void Daemon::OnTick() {
   watchdog_.Tick(busy_, executor_->progress());
-  ++ticks_;
-  if (has_schedule_) schedule_due_ = true;
-  upkeep_due_ = true;
-  // A notification can be missed only across a reconnect, which drains
-  // anyway; the periodic look is a cheap second line of defence.
-  if (ticks_ % 5 == 0 && !fault::NoPoll()) pending_ = true;
-  if (ticks_ % 10 == 0 && (window_.changes || window_.keys || window_.errors || window_.removed || window_.unchanged ||
-                           window_.fresh)) {
-    spdlog::info("last 10s: {} changes applied, {} products written ({} augmented, {} augments fell back), {} "
-                 "unchanged, {} already fresh, {} removed (computed nothing), {} compute errors",
-                 window_.changes, window_.keys, window_.augmented, window_.augment_fallbacks, window_.unchanged, window_.fresh,
-                 window_.removed, window_.errors);
-    window_ = {};
-  }
+  const Due due = scheduler_.Tick();
+  schedule_due_ |= due.refresh;
+  upkeep_due_ |= due.upkeep;
+  if (due.look && !fault::NoPoll()) pending_ = true;
+  if (due.summary) summary_.Log();
   Wake();
 }
 
@@ -177,8 +167,9 @@ Task<Status> Daemon::LoadRegistry() {
   const int64_t before = executor_->generation();
   Status s = co_await executor_->LoadRegistry();
   if (!s.ok()) co_return s;
-  has_schedule_ = false;
-  for (const auto& p : executor_->registry().primers()) has_schedule_ |= p->spec.refresh_every.has_value();
+  bool has_refresh = false;
+  for (const auto& p : executor_->registry().primers()) has_refresh |= p->spec.refresh_every.has_value();
+  scheduler_.set_has_refresh(has_refresh);
   spdlog::info("loaded {} primers (registry generation {})", executor_->registry().primers().size(),
                executor_->generation());
   // New primers may come with new code: the worker must not run the old.
@@ -218,7 +209,7 @@ Task<void> Daemon::Main() {
   while (!stopping_) {
     const bool connected = co_await ConnectOnce(&backoff);
     if (!connected) continue;
-    auto depth = co_await main_->Query(kOutboxDepthSql);
+    auto depth = co_await main_->Query(sql::File("daemon_outbox_depth.sql"));
     if (depth.ok() && depth->rows() == 1) {
       spdlog::info("connected, listening on channel kck; {} changes waiting (oldest {} s)", depth->get(0, 0),
                    depth->get(0, 1));
@@ -307,7 +298,7 @@ Task<bool> Daemon::RunBatch() {
     reload_ = pending_ = true;
     co_return true;
   }
-  Count(*stats, std::chrono::steady_clock::now() - t0);
+  summary_.AddBatch(*stats, std::chrono::steady_clock::now() - t0);
   if (stats->changes >= static_cast<size_t>(options_.batch)) pending_ = true;  // more waiting
   if (!options_.until_idle) co_return true;
   // The batch's cache writes may have queued changes of products that
@@ -329,24 +320,8 @@ Task<bool> Daemon::RunBatch() {
 }
 
 Task<bool> Daemon::OutboxEmpty() {
-  auto depth = co_await main_->Query(kOutboxDepthSql);
+  auto depth = co_await main_->Query(sql::File("daemon_outbox_depth.sql"));
   co_return depth.ok() && depth->rows() == 1 && depth->get(0, 0) == "0";
-}
-
-void Daemon::Count(const BatchStats& stats, std::chrono::steady_clock::duration took) {
-  window_.changes += stats.changes;
-  window_.keys += stats.keys;
-  window_.augmented += stats.augmented;
-  window_.removed += stats.removed;
-  window_.errors += stats.errors;
-  window_.augment_fallbacks += stats.augment_fallbacks;
-  window_.unchanged += stats.unchanged;
-  window_.fresh += stats.fresh;
-  if (stats.changes == 0) return;
-  spdlog::debug("batch: {} changes, {} products written ({} augmented), {} unchanged, {} already fresh, {} errors "
-                "in {:.2f} ms",
-                stats.changes, stats.keys, stats.augmented, stats.unchanged, stats.fresh, stats.errors,
-                std::chrono::duration<double, std::milli>(took).count());
 }
 
 Task<void> Daemon::RunScheduled() {
@@ -356,8 +331,7 @@ Task<void> Daemon::RunScheduled() {
     spdlog::error("scheduled refresh rolled back: {}", pg::Excerpt(stats.status().message(), 500));
     co_return;
   }
-  window_.keys += stats->keys;
-  window_.errors += stats->errors;
+  summary_.AddScheduled(*stats);
 }
 
 Task<void> Daemon::GoIdle() {

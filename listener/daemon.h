@@ -17,6 +17,8 @@
 #include "pg/async_connection.h"
 #include "listener/executor.h"
 #include "listener/janitor.h"
+#include "listener/scheduler.h"
+#include "listener/summary.h"
 #include "listener/wakeup.h"
 #include "listener/watchdog.h"
 #include "listener/worker_pool.h"
@@ -62,7 +64,6 @@ class Daemon {
   Task<void> GoIdle();
   Task<void> Recheck();
   void StartRecheckTimer();
-  void Count(const BatchStats& stats, std::chrono::steady_clock::duration took);
   Task<Status> Connect();
   // listen_, main_, compute_: the order Connect sets them up in.
   std::array<AsyncConnection*, 3> Connections() const;
@@ -92,10 +93,9 @@ class Daemon {
   bool pending_ = true, reload_ = true, schedule_due_ = false, ready_sent_ = false;
   bool idle_ = false;         // marked waiting in kck.listeners since the last work
   bool recheck_due_ = false;  // the wakeup's recheck timer fired
-  bool upkeep_due_ = false;   // the outbox's parts are due a look (every tick)
-  int ticks_ = 0;
-  bool has_schedule_ = false;
-  BatchStats window_;  // work since the last summary line
+  bool upkeep_due_ = false;   // the outbox's upkeep is due (listener/janitor.h)
+  Scheduler scheduler_;
+  Summary summary_;
   Watchdog watchdog_;
   bool busy_ = false;  // a batch is in flight
 };

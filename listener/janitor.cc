@@ -5,18 +5,18 @@
 #include <string>
 
 #include "listener/json_text.h"
+#include "sql/embedded.h"
 
 namespace kck {
 namespace {
 
-constexpr std::string_view kUpkeepSql = "SELECT kck.outbox_truncate(), kck.release_orphan_claims()";
 constexpr auto kWarnEvery = std::chrono::minutes(1);
 
 }  // namespace
 
 Task<long long> Janitor::Upkeep() {
   pg::Params none;
-  auto r = co_await conn_.Query(kUpkeepSql, std::move(none));
+  auto r = co_await conn_.Query(sql::File("daemon_upkeep.sql"), std::move(none));
   if (r.ok() && r->rows() == 1) {
     long long n = ParsedNumber<long long>(r->get(0, 0));
     long long released = ParsedNumber<long long>(r->get(0, 1));

@@ -7,12 +7,10 @@
 #include "listener/fault.h"
 #include "listener/json_text.h"
 #include "pg/connection.h"
+#include "sql/embedded.h"
 
 namespace kck {
 namespace {
-
-constexpr std::string_view kLockPrimersSql = "SELECT kck.lock_primers($1::text[])";
-constexpr std::string_view kPrimerKeysSql = "SELECT key FROM kck.cache WHERE primer = $1";
 
 // Every stored product of the primer: what a change maps to when its rule
 // cannot say which.
@@ -96,12 +94,12 @@ Task<Status> ListPartialMatches(Plan& plan, AsyncConnection& main, bool lock) {
     std::vector<std::string> names;
     for (const auto& [primer, matches] : by_primer) names.push_back(primer->spec.name);
     pg::Params primers{pg::ArrayLiteral(names)};
-    auto locked = co_await main.Query(kLockPrimersSql, std::move(primers));
+    auto locked = co_await main.Query(sql::File("daemon_lock_primers.sql"), std::move(primers));
     if (!locked.ok()) co_return locked.status().WithContext("locking primers");
   }
   for (const auto& [primer, matches] : by_primer) {
     pg::Params name{primer->spec.name};
-    auto res = co_await main.Query(kPrimerKeysSql, std::move(name));
+    auto res = co_await main.Query(sql::File("daemon_primer_keys.sql"), std::move(name));
     if (!res.ok()) co_return res.status().WithContext("listing products of primer \"" + primer->spec.name + "\"");
     for (int i = 0; i < res->rows(); ++i) {
       std::string key(res->get(i, 0));

@@ -4,12 +4,11 @@
 
 #include <algorithm>
 
+#include "sql/embedded.h"
+
 namespace kck {
 namespace {
 
-constexpr std::string_view kRegisterSql = "SELECT kck.listener_register($1::bigint)";
-constexpr std::string_view kUnregisterSql = "SELECT kck.listener_unregister($1::bigint)";
-constexpr std::string_view kRecheckSql = "SELECT pending, open_xids::text FROM kck.listener_recheck($1::xid8[])";
 constexpr auto kMaxWatch = std::chrono::seconds(10);
 constexpr int kMaxDelayMs = 50;
 
@@ -21,7 +20,7 @@ Task<Status> Wakeup::Register() {
   open_.clear();
   id_ = std::to_string(PQbackendPID(conn_.raw()));
   pg::Params params = {id_};
-  auto r = co_await conn_.Query(kRegisterSql, std::move(params));
+  auto r = co_await conn_.Query(sql::File("daemon_listener_register.sql"), std::move(params));
   if (!r.ok()) co_return r.status().WithContext("registering in kck.listeners (did kck install run?)");
   co_return Status::Ok();
 }
@@ -29,16 +28,14 @@ Task<Status> Wakeup::Register() {
 Task<Status> Wakeup::Unregister() {
   if (id_.empty() || !conn_.connected()) co_return Status::Ok();
   pg::Params params = {id_};
-  auto r = co_await conn_.Query(kUnregisterSql, std::move(params));
+  auto r = co_await conn_.Query(sql::File("daemon_listener_unregister.sql"), std::move(params));
   co_return r.ok() ? Status::Ok() : r.status();
 }
 
 Task<StatusOr<bool>> Wakeup::GoIdle() {
   open_.clear();
-  // A procedure that commits: CALL with the simple protocol, outside any
-  // transaction block. id_ is a number we formatted.
-  std::string call = "CALL kck.listener_idle(" + id_ + ")";
-  auto r = co_await conn_.Script(call);
+  pg::Params params = {id_};
+  auto r = co_await conn_.Query(sql::File("daemon_listener_idle.sql"), std::move(params));
   if (!r.ok()) co_return r.status().WithContext("marking the daemon idle");
   if (r->rows() != 1) co_return Status::Runtime("kck.listener_idle returned no row");
   if (r->get(0, 0) == "t") co_return true;
@@ -60,7 +57,7 @@ std::chrono::milliseconds Wakeup::delay() const {
 Task<StatusOr<bool>> Wakeup::Recheck() {
   if (open_.empty()) co_return false;
   pg::Params params = {open_};
-  auto r = co_await conn_.Query(kRecheckSql, std::move(params));
+  auto r = co_await conn_.Query(sql::File("daemon_listener_recheck.sql"), std::move(params));
   if (!r.ok()) co_return r.status().WithContext("rechecking the outbox");
   ++rechecks_;
   const bool pending = r->get(0, 0) == "t";

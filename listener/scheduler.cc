@@ -1,0 +1,15 @@
+#include "listener/scheduler.h"
+
+namespace kck {
+
+Due Scheduler::Tick() {
+  ++ticks_;
+  Due due;
+  due.upkeep = true;
+  due.refresh = has_refresh_;
+  due.look = ticks_ % kLookEvery == 0;
+  due.summary = ticks_ % kSummaryEvery == 0;
+  return due;
+}
+
+}  // namespace kck

@@ -1,0 +1,38 @@
+// The daemon's periods (listener/scheduler.h).
+#include "listener/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace kck {
+namespace {
+
+TEST(Scheduler, EveryPeriodComesDueOnItsTick) {
+  Scheduler s;
+  int upkeeps = 0, refreshes = 0;
+  std::vector<int> looks, summaries;
+  for (int tick = 1; tick <= 20; ++tick) {
+    const Due due = s.Tick();
+    upkeeps += due.upkeep;
+    refreshes += due.refresh;
+    if (due.look) looks.push_back(tick);
+    if (due.summary) summaries.push_back(tick);
+  }
+  EXPECT_EQ(upkeeps, 20);
+  EXPECT_EQ(refreshes, 0);  // no primer has refresh_every
+  EXPECT_EQ(looks, (std::vector<int>{5, 10, 15, 20}));
+  EXPECT_EQ(summaries, (std::vector<int>{10, 20}));
+}
+
+TEST(Scheduler, RefreshIsDueEveryTickOnlyWhileAPrimerHasRefreshEvery) {
+  Scheduler s;
+  s.set_has_refresh(true);
+  EXPECT_TRUE(s.Tick().refresh);
+  EXPECT_TRUE(s.Tick().refresh);
+  s.set_has_refresh(false);
+  EXPECT_FALSE(s.Tick().refresh);
+}
+
+}  // namespace
+}  // namespace kck

@@ -11,7 +11,9 @@ inserts (count + 1); its 100 products stored before every run. Per run: the bina
 start (--log-level debug), pgbench inserts --inserts books at random authors (4 clients, one
 insert per transaction), and when the outbox is empty the daemons stop. The share is the sum of
 'augmented' over the sum of 'products written' in every daemon's batch lines. After every run
-the products are compared with a recompute. Both binaries must speak the database's schema.
+the products are compared with a recompute. Also reported: seconds from the first insert to an
+empty outbox (the inserts themselves take most of it). Both binaries must speak the database's
+schema.
 """
 import argparse
 import os
@@ -80,13 +82,15 @@ class Bench:
         procs = [Daemon(kck, self.cluster.conninfo, log, level="debug") for _ in range(daemons)]
         time.sleep(0.5)
         clients = 4
+        t0 = time.monotonic()
         run([self.cluster.bin / "pgbench", "-n", "-c", clients, "-t", self.a.inserts // clients, "-f", self.script,
              self.cluster.conninfo])
         deadline = time.monotonic() + 120
         while self.q1("SELECT EXISTS (SELECT 1 FROM kck.changes)"):
             if time.monotonic() > deadline:
                 raise BenchError("the outbox did not drain in 120 s")
-            time.sleep(0.05)
+            time.sleep(0.01)
+        took = time.monotonic() - t0
         time.sleep(0.3)
         for d in procs:
             d.stop()
@@ -100,13 +104,14 @@ class Bench:
                         "(SELECT count(*) FROM store_book b WHERE 'book_count/' || b.author_id = c.key)::text")
         if stale:
             raise BenchError("%d products differ from a recompute" % stale)
-        return augmented / written if written else float("nan")
+        return (augmented / written if written else float("nan")), took
 
     def main(self):
         self.setup()
         counts = [int(x) for x in self.a.daemons.split(",")]
         binaries = [("baseline", self.a.baseline), ("kck", self.a.kck)]
         shares = {(name, n): [] for name, _ in binaries for n in counts}
+        times = {(name, n): [] for name, _ in binaries for n in counts}
         print("augments with several daemons: %d single-row inserts (pgbench -c 4) over %d stored products,"
               " %d rounds" % (self.a.inserts, AUTHORS, self.a.rounds))
         print("  baseline %s\n  kck      %s" % (self.a.baseline, self.a.kck))
@@ -114,15 +119,23 @@ class Bench:
             line = "  round %d:" % (r + 1)
             for n in rotated(counts, r):
                 for name, kck in rotated(binaries, r):
-                    share = self.one_run(kck, n)
+                    share, took = self.one_run(kck, n)
                     shares[(name, n)].append(share)
-                    line += "  %s x%d %.2f" % (name, n, share)
+                    times[(name, n)].append(took)
+                    line += "  %s x%d %.2f (%.1f s)" % (name, n, share, took)
             print(line, flush=True)
         print("share of products written that were augments, median (min-max) of the rounds:")
         for n in counts:
             cells = []
             for name, _ in binaries:
                 v = shares[(name, n)]
+                cells.append("%s %.2f (%.2f-%.2f)" % (name, median(v), min(v), max(v)))
+            print("  %d daemon%s: %s" % (n, "s" if n > 1 else " ", "   ".join(cells)))
+        print("seconds from the first insert to an empty outbox, median (min-max):")
+        for n in counts:
+            cells = []
+            for name, _ in binaries:
+                v = times[(name, n)]
                 cells.append("%s %.2f (%.2f-%.2f)" % (name, median(v), min(v), max(v)))
             print("  %d daemon%s: %s" % (n, "s" if n > 1 else " ", "   ".join(cells)))
 

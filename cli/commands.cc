@@ -13,6 +13,7 @@
 #include "pg/connection.h"
 #include "primers/period.h"
 #include "primers/products.h"
+#include "sql/embedded.h"
 #include "triggers/installer.h"
 
 namespace kck::cli {
@@ -141,20 +142,16 @@ int Refresh(const Global& g, const std::vector<std::string>& keys) {
   return rc;
 }
 
-// The outbox's depth, the age of its oldest change and the space its parts
-// take. Counted exactly: without an index the count is one scan, and the
-// parts hold only pending changes and the few seconds of consumed ones that
-// have not been truncated yet (sql/005_outbox_parts.sql).
+// The outbox (sql/status_outbox.sql).
 StatusOr<nlohmann::json> OutboxState(pg::Connection& conn) {
-  auto r = conn.Exec(
-      "SELECT count(*), coalesce(extract(epoch FROM now() - min(at)), 0)::float8, "
-      "(SELECT sum(pg_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'kck.changes'::regclass)::bigint "
-      "FROM kck.changes");
+  auto r = conn.Exec(std::string(sql::File("status_outbox.sql")));
   if (!r.ok()) return r.status().WithContext("reading kck.changes (did kck install run?)");
   return nlohmann::json{{"depth", std::stoll(std::string(r->get(0, 0)))},
                         {"depth_exact", true},
                         {"oldest_age_s", std::stod(std::string(r->get(0, 1)))},
-                        {"bytes", r->is_null(0, 2) ? 0LL : std::stoll(std::string(r->get(0, 2)))}};
+                        {"bytes", r->is_null(0, 2) ? 0LL : std::stoll(std::string(r->get(0, 2)))},
+                        {"claimed", std::stoll(std::string(r->get(0, 3)))},
+                        {"batches_in_flight", std::stoll(std::string(r->get(0, 4)))}};
 }
 
 // Daemons connected now, and whether writers wake them (one may be
@@ -205,9 +202,9 @@ int StatusCmd(const Global& g, bool json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("outbox: %lld changes waiting, oldest %.1f s, %.1f MB\n",
-              j["outbox"]["depth"].get<long long>(), j["outbox"]["oldest_age_s"].get<double>(),
-              j["outbox"]["bytes"].get<long long>() / 1e6);
+  std::printf("outbox: %lld changes waiting (%lld claimed by daemons), oldest %.1f s, %.1f MB\n",
+              j["outbox"]["depth"].get<long long>(), j["outbox"]["claimed"].get<long long>(),
+              j["outbox"]["oldest_age_s"].get<double>(), j["outbox"]["bytes"].get<long long>() / 1e6);
   std::printf("daemons: %lld connected, %s\n", j["daemons"]["connected"].get<long long>(),
               j["daemons"]["writers_notify"].get<bool>() ? "one may be waiting (writers notify)"
                                                          : "busy (writers do not notify)");

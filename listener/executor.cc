@@ -37,16 +37,6 @@ namespace {
 
 using Statements = std::vector<AsyncConnection::Statement>;
 
-constexpr std::string_view kLockSql = "SELECT kck.lock_buckets($1::text[])";
-// Values travel only for keys that may be augmented ($2): a recompute does
-// not need the old one.
-constexpr std::string_view kReadSql =
-    "SELECT key, CASE WHEN key = ANY ($2::text[]) THEN value::text END, snapshot::text, xmin::text FROM kck.cache "
-    "WHERE key = ANY ($1::text[])";
-// Older changes still in the outbox planned for a batch's augments; with
-// more than this, no key of the batch is augmented.
-constexpr size_t kOlderPlanned = 1000;
-
 void LogProblems(const std::vector<std::string>& problems) {
   constexpr size_t kShown = 20;
   for (size_t i = 0; i < std::min(problems.size(), kShown); ++i) {
@@ -138,8 +128,8 @@ Task<Status> Executor::ReadStored(const Batch& batch, bool lock, std::map<std::s
   // pipelined statements in order), so it sees every product stored before.
   const std::string key_array = pg::ArrayLiteral(keys);
   Statements read;
-  if (lock) read.emplace_back(kLockSql, pg::Params{key_array});
-  read.emplace_back(kReadSql, pg::Params{key_array, pg::ArrayLiteral(augmentable)});
+  if (lock) read.emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{key_array});
+  read.emplace_back(sql::File("daemon_read_products.sql"), pg::Params{key_array, pg::ArrayLiteral(augmentable)});
   auto done = co_await main_.Pipeline(std::move(read));
   if (!done.ok()) co_return done.status().WithContext(lock ? "locking and reading products" : "reading products");
   const pg::Result& rows = done->back();
@@ -151,31 +141,6 @@ Task<Status> Executor::ReadStored(const Batch& batch, bool lock, std::map<std::s
   co_return Status::Ok();
 }
 
-// Augments apply each key's changes in id order. A change older than the
-// batch's first that is still in the outbox (another daemon holds it, or it
-// committed after the claim) will be applied after this batch's: the keys
-// it maps to are recomputed instead. Only those: with several daemons the
-// other keys augment as they would with one.
-Task<Status> Executor::CheckAugmentOrder(Batch& batch) {
-  batch.augment_held.clear();
-  batch.augment_held_primers.clear();
-  batch.augment_held_all = true;
-  bool any_augment = false;
-  for (const auto& [k, w] : batch.plan.keys) any_augment |= w.augmentable && batch.stored.count(k);
-  if (!any_augment || batch.changes.empty()) co_return Status::Ok();
-  auto held = co_await OlderChanges(main_, batch.changes.front().id, kOlderPlanned + 1);
-  if (!held.ok()) co_return held.status();
-  if (held->size() > kOlderPlanned) co_return Status::Ok();
-  Plan plan = PlanChanges(*held, *registry_);
-  if (!plan.degraded.empty()) co_return Status::Ok();  // any primer of the table
-  for (const auto& [key, work] : plan.keys) batch.augment_held.insert(key);
-  // Keys found by listing stored products or by queries: their primer's.
-  for (const auto& m : plan.partial) batch.augment_held_primers.insert(m.primer);
-  for (const auto& q : plan.keys_queries) batch.augment_held_primers.insert(q.primer);
-  batch.augment_held_all = false;
-  co_return Status::Ok();
-}
-
 Task<Status> Executor::ComputeAll(Batch& batch) {
   Status s = co_await ReadStored(batch, false, &batch.stored);
   if (s.ok()) s = co_await CheckAugmentOrder(batch);
@@ -183,8 +148,10 @@ Task<Status> Executor::ComputeAll(Batch& batch) {
   co_await fault::At("compute", compute_);
   co_await PrecomputeMany(batch);
   for (auto it = batch.plan.keys.begin(); s.ok() && it != batch.plan.keys.end(); ++it) {
+    if (batch.wait_keys.count(it->first)) continue;  // after the older claims (listener/augment_order.cc)
     s = co_await ProduceKey(it->first, it->second, batch);
   }
+  if (s.ok()) s = co_await ProduceAfterOlderClaims(batch);
   co_return s;
 }
 

@@ -26,6 +26,7 @@
 // [names] are the steps of listener/fault.h.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -67,6 +68,13 @@ bool VisibleInSnapshot(std::string_view snapshot, uint64_t txid);
 inline constexpr int kMaxTimeoutTries = 3;
 inline constexpr int kMaxTransientTries = 5;
 
+// Older changes still in the outbox planned for a batch's augments; with
+// more than this, no key of the batch is augmented.
+inline constexpr size_t kOlderPlanned = 1000;
+// How long a batch waits for an earlier claim that holds an older change of
+// a key it would augment; after that the key is recomputed.
+inline constexpr auto kMaxClaimWait = std::chrono::seconds(2);
+
 class Executor {
  public:
   // `main` runs the batch transaction, `compute` runs primer SQL outside it
@@ -99,11 +107,16 @@ class Executor {
     std::vector<Change> changes;
     Plan plan;
     std::map<std::string, Stored> stored;
-    // Keys with an older change that another daemon holds (or that
-    // committed after the claim): augmenting them would break id order.
+    // Keys with an older change still in the outbox that no earlier claim
+    // holds (it committed after the claim, or a later claim took it):
+    // augmenting them would break id order, so they are recomputed.
     std::set<std::string> augment_held;
     std::set<const Primer*> augment_held_primers;  // ... any key of these
     bool augment_held_all = true;                  // ... or every key
+    // Keys with an older change that an earlier claim holds: produced after
+    // that claim is written (or released), from the value it wrote.
+    std::set<std::string> wait_keys;
+    std::set<int64_t> wait_claims;
     bool MayAugment(const std::string& key, const Primer* primer) const {
       return !augment_held_all && !augment_held.count(key) && !augment_held_primers.count(primer);
     }
@@ -120,7 +133,13 @@ class Executor {
   Task<Status> Settle(Batch& batch);
   void Forget(const std::set<std::string>& keys, Batch& batch);
   void Tally(Batch& batch);
+  // listener/augment_order.cc: which keys an older change keeps from
+  // being augmented now, and producing the keys that wait for older claims.
   Task<Status> CheckAugmentOrder(Batch& batch);
+  Task<Status> ProduceAfterOlderClaims(Batch& batch);
+  // Whether every claim in `claims` was written or released within
+  // kMaxClaimWait.
+  Task<bool> WaitForClaims(const std::set<int64_t>& claims);
   Task<void> PrecomputeMany(Batch& batch);
   Task<Status> ProduceKey(const std::string& key, const KeyWork& work, Batch& batch);
   // Whether the stored product already shows every change the batch has

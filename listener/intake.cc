@@ -67,11 +67,16 @@ Task<void> Release(AsyncConnection& conn, int64_t claim) {
   }
 }
 
-Task<StatusOr<std::vector<Change>>> OlderChanges(AsyncConnection& conn, long long before, int limit) {
+Task<StatusOr<Older>> OlderChanges(AsyncConnection& conn, long long before, int limit) {
   pg::Params params = {std::to_string(before), std::to_string(limit)};
   auto rows = co_await conn.Query(sql::File("daemon_older.sql"), std::move(params));
   if (!rows.ok()) co_return rows.status().WithContext("reading older changes");
-  co_return ChangesFromRows(*rows, 0);
+  Older out;
+  for (int i = 0; i < rows->rows(); ++i) {
+    out.changes.push_back(ChangeFromRow(*rows, i, 0));
+    out.claims.push_back(rows->is_null(i, 6) ? 0 : ParsedNumber<int64_t>(rows->get(i, 6)));
+  }
+  co_return out;
 }
 
 }  // namespace kck

@@ -33,7 +33,12 @@ Task<StatusOr<Claimed>> Claim(AsyncConnection& conn, int batch_size);
 Task<void> Release(AsyncConnection& conn, int64_t claim);
 
 // Up to `limit` changes older than `before` that are still in the outbox
-// (another daemon holds them, or they committed after this batch's claim).
-Task<StatusOr<std::vector<Change>>> OlderChanges(AsyncConnection& conn, long long before, int limit);
+// (another daemon's claim holds them, or they committed after this
+// batch's claim), with the claim holding each (0: none).
+struct Older {
+  std::vector<Change> changes;
+  std::vector<int64_t> claims;
+};
+Task<StatusOr<Older>> OlderChanges(AsyncConnection& conn, long long before, int limit);
 
 }  // namespace kck

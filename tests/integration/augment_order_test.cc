@@ -65,6 +65,33 @@ TEST_F(AugmentOrderTest, ASecondDaemonAugmentsKeysThatNoHeldChangeMapsTo) {
   ExpectCacheMatchesRecompute(conn_);
 }
 
+// The older change is being computed by a daemon that claimed it first: the
+// second daemon waits for that claim to be written and augments from the
+// value it wrote, instead of recomputing (listener/augment_order.cc).
+TEST_F(AugmentOrderTest, ALaterBatchWaitsForTheEarlierClaimAndAugmentsAfterIt) {
+  const std::string count1 = Stored(conn_, "book_count/1");
+  const std::string snap1 = Snapshot("book_count/1");
+  PausedDaemon a(conninfo_, "compute");
+  InsertBook(1);
+  ASSERT_TRUE(a.WaitPaused());
+  std::optional<DaemonProcess> b;
+  {
+    ScopedEnv no_pause({{"KCK_FAULT_PAUSE", ""}});
+    b.emplace(conninfo_);
+  }
+  InsertBook(1);
+  // b has claimed the newer insert and waits for a's claim.
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = conn_.Exec("SELECT count(*) FROM kck.claims");
+    return r.ok() && r->get(0, 0) == "2";
+  }));
+  a.Release();
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "book_count/1") == std::to_string(std::stoi(count1) + 2); }));
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Snapshot("book_count/1"), snap1) << "recomputed instead of augmented after the earlier claim";
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 TEST_F(AugmentOrderTest, ManyKeysAugmentWithFourDaemons) {
   // 150 single-row inserts over 20 authors, and one bulk insert, applied by
   // four daemons: every count exact.

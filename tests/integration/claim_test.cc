@@ -60,6 +60,9 @@ TEST_F(ClaimTest, NoTransactionIsOpenWhileABatchComputes) {
   EXPECT_EQ(Count("SELECT count(*) FROM kck.claims"), "1");
   EXPECT_EQ(Count("SELECT cardinality(ids) FROM kck.claims"), "2");
   EXPECT_EQ(OutboxDepth(conn_), 2);  // consumed only by the write
+  auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' status", "2>/dev/null");
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(out.find("outbox: 2 changes waiting (2 claimed by daemons)"), std::string::npos) << out;
   daemon.Release();
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "book_count/1") == std::to_string(Books(1)); }));
   ASSERT_TRUE(WaitDrained(conn_));

@@ -48,39 +48,60 @@ DECLARE
   held bigint[];
   me bigint;
   part int;
-  wanted int := n;
-  got int;
+  -- The batch, gathered part by part, so that the claim is one row written
+  -- once: every version of it is a dead row while the horizon is held.
+  a_id bigint[] := '{}';
+  a_part smallint[] := '{}';
+  a_tid tid[] := '{}';
+  a_tbl text[] := '{}';
+  a_op text[] := '{}';
+  a_old text[] := '{}';
+  a_new text[] := '{}';
+  a_txid text[] := '{}';
+  p_id bigint[];
+  p_tid tid[];
+  p_tbl text[];
+  p_op text[];
+  p_old text[];
+  p_new text[];
+  p_txid text[];
 BEGIN
   -- One claim at a time: after this lock, the next statement's snapshot
   -- shows every claim committed before.
   PERFORM pg_advisory_xact_lock(7037805, 0);
   held := ARRAY(SELECT unnest(c.ids) FROM kck.claims c);
-  INSERT INTO kck.claims (owner_pid, owner_start)
-    VALUES (pg_backend_pid(), (SELECT a.backend_start FROM pg_stat_get_activity(pg_backend_pid()) a))
-    RETURNING kck.claims.id INTO me;
   FOR turn IN 1..3 LOOP
-    EXIT WHEN wanted <= 0;
+    EXIT WHEN cardinality(a_id) >= n;
     part := (writing + turn) % 3;  -- written two turns ago, then one, then now
     -- pg_relation_size takes no lock it keeps: an empty part stays unlocked.
     CONTINUE WHEN pg_relation_size(format('kck.changes_%s', part)::regclass) = 0;
-    RETURN QUERY EXECUTE format($q$
-      WITH picked AS (
-        SELECT x.id, x.tbl, x.op, x.old, x.new, x.txid, x.ctid AS tid
-          FROM kck.changes_%1$s x WHERE x.id NOT IN (SELECT unnest($1::bigint[])) LIMIT $2),
-      noted AS (
-        UPDATE kck.claims c
-           SET ids = c.ids || ARRAY(SELECT p.id FROM picked p),
-               parts = c.parts || ARRAY(SELECT %1$s::smallint FROM picked p),
-               tids = c.tids || ARRAY(SELECT p.tid FROM picked p)
-         WHERE c.id = $3)
-      SELECT $3, p.id, p.tbl, p.op, p.old::text, p.new::text, p.txid::text FROM picked p $q$, part)
-      USING held, wanted, me;
-    GET DIAGNOSTICS got = ROW_COUNT;
-    wanted := wanted - got;
+    EXECUTE format($q$
+      SELECT array_agg(x.id), array_agg(x.tid), array_agg(x.tbl), array_agg(x.op::text), array_agg(x.old::text),
+             array_agg(x.new::text), array_agg(x.txid::text)
+        FROM (SELECT y.id, y.ctid AS tid, y.tbl, y.op, y.old, y.new, y.txid FROM kck.changes_%s y
+               WHERE y.id NOT IN (SELECT unnest($1::bigint[])) LIMIT $2) x
+      $q$, part)
+      USING held, n - cardinality(a_id)
+      INTO p_id, p_tid, p_tbl, p_op, p_old, p_new, p_txid;
+    CONTINUE WHEN p_id IS NULL;
+    a_id := a_id || p_id;
+    a_part := a_part || array_fill(part::smallint, ARRAY[cardinality(p_id)]);
+    a_tid := a_tid || p_tid;
+    a_tbl := a_tbl || p_tbl;
+    a_op := a_op || p_op;
+    a_old := a_old || p_old;
+    a_new := a_new || p_new;
+    a_txid := a_txid || p_txid;
   END LOOP;
-  IF wanted = n THEN
-    DELETE FROM kck.claims c WHERE c.id = me;  -- nothing claimed
+  IF cardinality(a_id) = 0 THEN
+    RETURN;  -- nothing claimed, no claim written
   END IF;
+  INSERT INTO kck.claims (owner_pid, owner_start, ids, parts, tids)
+    VALUES (pg_backend_pid(), (SELECT a.backend_start FROM pg_stat_get_activity(pg_backend_pid()) a),
+            a_id, a_part, a_tid)
+    RETURNING kck.claims.id INTO me;
+  RETURN QUERY SELECT me, u.i, u.t, u.o::char(1), u.ol, u.nw, u.x
+                 FROM unnest(a_id, a_tbl, a_op, a_old, a_new, a_txid) AS u(i, t, o, ol, nw, x);
 END $$;
 
 -- In the batch's write transaction: deletes the claim and its changes.

@@ -70,6 +70,23 @@ TEST_F(ClaimTest, NoTransactionIsOpenWhileABatchComputes) {
   ExpectCacheMatchesRecompute(conn_);
 }
 
+// While another transaction holds back the xmin horizon every version of a
+// claim row stays, and the next claim reads through it: a claim is written
+// once (no update), and removed once.
+TEST_F(ClaimTest, AClaimIsOneRowVersion) {
+  MustExec(conn_, "CREATE EXTENSION IF NOT EXISTS pgstattuple");
+  pg::Connection holder = Connect(conninfo_);
+  MustExec(holder, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1");
+  PausedDaemon daemon(conninfo_, "compute");
+  InsertBooks(1);
+  ASSERT_TRUE(daemon.WaitPaused());
+  EXPECT_EQ(Count("SELECT tuple_count || ' live, ' || dead_tuple_count || ' dead' FROM pgstattuple('kck.claims')"),
+            "1 live, 0 dead");
+  daemon.Release();
+  ASSERT_TRUE(WaitDrained(conn_));
+  MustExec(holder, "ROLLBACK");
+}
+
 TEST_F(ClaimTest, ADaemonKilledMidBatchHasItsChangesAppliedOnceByAnother) {
   {
     PausedDaemon killed(conninfo_, "compute");

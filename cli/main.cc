@@ -6,12 +6,13 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "common/log_format.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kck keeps derived data fresh inside PostgreSQL"};
   app.set_version_flag("--version", std::string(KCK_VERSION));
   app.require_subcommand(1);
-  // Global options (--db, --log-level) are accepted after the subcommand too.
+  // Global options (--db, --log-level, --log-format) are accepted after the subcommand too.
   app.fallthrough();
   kck::cli::Global g;
   if (const char* url = std::getenv("KCK_DATABASE_URL")) g.db = url;
@@ -19,6 +20,9 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text (for people) or json (one object per line, for log shippers)")
+      ->check(CLI::IsMember({"text", "json"}));
 
   std::string config;
   bool dry_run = false, drop_data = false, json = false, django = false;
@@ -62,7 +66,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  kck::SetLogFormat(log_format);
 
   namespace cli = kck::cli;
   if (*install) return cli::Install(g, config, dry_run);

@@ -1,5 +1,9 @@
 // End-to-end: capture triggers -> kck listen -> fresh products, against a
 // real PostgreSQL and the real kck binary.
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
 #include "daemon_helpers.h"
 
 namespace kck::testing {
@@ -310,6 +314,32 @@ TEST_F(BookstoreTest, ManyKeysOfOnePrimerComputeTogetherAndFailAlone) {
   EXPECT_EQ(r->get(1, 2), "f");
   EXPECT_EQ(r->get(2, 1), "50");   // fragile/3: 11 books
   EXPECT_EQ(Stored(conn_, "fragile/3"), "50");
+}
+
+// --log-format json: every line the daemon logs is one JSON object, its
+// message escaped (a compute error quotes the primer and key).
+TEST_F(DaemonTest, JsonLogLinesParseOneByOne) {
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "fragile", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT to_jsonb(100 / (SELECT count(*) - 9 FROM store_book WHERE author_id = :author_id))",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]}]})json");
+  Prime(conn_, {"fragile/1"});
+  MustExec(conn_, "DELETE FROM store_book WHERE id = (SELECT min(id) FROM store_book WHERE author_id = 1)");
+  auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' --log-format json listen --until-idle", "2>&1");
+  EXPECT_EQ(rc, 0) << out;
+  std::istringstream lines(out);
+  std::string line, messages;
+  int parsed = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << "not JSON: " << line;
+    ASSERT_TRUE(j.contains("time") && j.contains("level") && j.contains("message")) << line;
+    messages += j["message"].get<std::string>() + "\n";
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 2) << out;
+  EXPECT_NE(messages.find("primer \"fragile\": key \"fragile/1\": compute failed"), std::string::npos) << out;
+  EXPECT_NE(messages.find("--until-idle: the outbox is empty, exiting"), std::string::npos) << out;
 }
 
 }  // namespace

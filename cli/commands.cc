@@ -23,12 +23,12 @@ int Fail(const Status& status) {
   return status.kind() == Status::Kind::kInvalid ? 2 : 1;
 }
 
-namespace {
-
 StatusOr<pg::Connection> Connect(const Global& g) {
   if (g.db.empty()) return Status::Invalid("no database: pass --db CONNINFO or set KCK_DATABASE_URL");
   return pg::Connection::Open(g.db);
 }
+
+namespace {
 
 StatusOr<std::string> ReadFile(const std::string& path) {
   if (path == "-") {

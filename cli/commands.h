@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "pg/connection.h"
 
 namespace kck::cli {
 
@@ -14,6 +15,8 @@ struct Global {
 };
 
 int Fail(const Status& status);  // prints "kck: <message>" and maps the kind to 1 or 2
+// The connection --db (or KCK_DATABASE_URL) names.
+StatusOr<pg::Connection> Connect(const Global& g);
 
 int Install(const Global& g, const std::string& config_path, bool dry_run);
 int Uninstall(const Global& g, bool drop_data, bool dry_run);
@@ -22,6 +25,8 @@ int Listen(const Global& g, const std::string& python_worker, int batch, const s
 int Get(const Global& g, const std::string& key);
 int Refresh(const Global& g, const std::vector<std::string>& keys);
 int StatusCmd(const Global& g, bool json);
+// Why a product is what it is: rules, stored row, pending changes, dependents (cli/explain.cc).
+int ExplainCmd(const Global& g, const std::string& key, bool json);
 int Demo(const Global& g, bool django, const std::string& self_path);
 
 }  // namespace kck::cli

@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "outbox depth and age, products per primer, errors");
   status->add_flag("--json", json, "machine-readable output");
 
+  auto* explain = app.add_subcommand("explain", "why a product is what it is: rules, version, pending changes, dependents");
+  explain->add_option("key", key, "e.g. title_list/5")->required();
+  explain->add_flag("--json", json, "machine-readable output");
+
   auto* demo = app.add_subcommand("demo", "the bookstore example on a throwaway PostgreSQL cluster");
   demo->add_flag("--django", django, "run the Django example project instead");
 
@@ -73,6 +77,7 @@ int main(int argc, char** argv) {
   if (*uninstall) return cli::Uninstall(g, drop_data, dry_run);
   if (*listen) return cli::Listen(g, python_worker, batch, worker_timeout, compute_timeout, until_idle);
   if (*get) return cli::Get(g, key);
+  if (*explain) return cli::ExplainCmd(g, key, json);
   if (*refresh) return cli::Refresh(g, keys);
   if (*status) return cli::StatusCmd(g, json);
   if (*demo) {

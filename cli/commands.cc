@@ -55,18 +55,6 @@ void PrintReport(const InstallReport& report, bool dry_run) {
 
 // The rows of kck.registry_problems(): registered primers that no longer
 // match the catalog. Empty on a schema that predates the function.
-StatusOr<nlohmann::json> RegistryProblems(pg::Connection& conn) {
-  auto exists = conn.Exec("SELECT to_regprocedure('kck.registry_problems()') IS NOT NULL");
-  if (!exists.ok()) return exists.status();
-  nlohmann::json out = nlohmann::json::array();
-  if (exists->get(0, 0) != "t") return out;
-  auto rows = conn.Exec("SELECT primer, problem, hint FROM kck.registry_problems()");
-  if (!rows.ok()) return rows.status().WithContext("kck.registry_problems()");
-  for (int i = 0; i < rows->rows(); ++i) {
-    out.push_back({{"primer", rows->get(i, 0)}, {"problem", rows->get(i, 1)}, {"hint", rows->get(i, 2)}});
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -142,92 +130,7 @@ int Refresh(const Global& g, const std::vector<std::string>& keys) {
   return rc;
 }
 
-// The outbox (sql/status_outbox.sql).
-StatusOr<nlohmann::json> OutboxState(pg::Connection& conn) {
-  auto r = conn.Exec(std::string(sql::File("status_outbox.sql")));
-  if (!r.ok()) return r.status().WithContext("reading kck.changes (did kck install run?)");
-  return nlohmann::json{{"depth", std::stoll(std::string(r->get(0, 0)))},
-                        {"depth_exact", true},
-                        {"oldest_age_s", std::stod(std::string(r->get(0, 1)))},
-                        {"bytes", r->is_null(0, 2) ? 0LL : std::stoll(std::string(r->get(0, 2)))},
-                        {"claimed", std::stoll(std::string(r->get(0, 3)))},
-                        {"batches_in_flight", std::stoll(std::string(r->get(0, 4)))}};
-}
 
-// Daemons connected now, and whether writers wake them (one may be
-// waiting: sql/006_wake_flag.sql).
-StatusOr<nlohmann::json> DaemonsState(pg::Connection& conn) {
-  auto r = conn.Exec(
-      "SELECT count(*), kck.must_notify() FROM kck.listeners l JOIN pg_stat_activity a ON a.pid = l.id");
-  if (!r.ok()) return r.status();
-  return nlohmann::json{{"connected", std::stoll(std::string(r->get(0, 0)))},
-                        {"writers_notify", r->get(0, 1) == "t"}};
-}
 
-int StatusCmd(const Global& g, bool json) {
-  auto conn = Connect(g);
-  if (!conn.ok()) return Fail(conn.status());
-  auto outbox = OutboxState(*conn);
-  if (!outbox.ok()) return Fail(outbox.status());
-  auto daemons = DaemonsState(*conn);
-  if (!daemons.ok()) return Fail(daemons.status());
-  auto primers = conn->Exec(
-      "SELECT p.name, p.engine, count(c.key), count(c.error), max(c.computed_at)::text, "
-      "coalesce(max(s.augment_fallbacks), 0), max(s.last_fallback) FROM kck.primers p "
-      "LEFT JOIN kck.cache c ON c.primer = p.name LEFT JOIN kck.primer_stats s ON s.primer = p.name "
-      "GROUP BY p.name, p.engine ORDER BY p.name");
-  if (!primers.ok()) return Fail(primers.status());
-  auto errors = conn->Exec("SELECT key, error FROM kck.cache WHERE error IS NOT NULL ORDER BY key LIMIT 50");
-  if (!errors.ok()) return Fail(errors.status());
-  auto problems = RegistryProblems(*conn);
-  if (!problems.ok()) return Fail(problems.status());
-  nlohmann::json j;
-  j["problems"] = *problems;
-  j["outbox"] = *outbox;
-  j["daemons"] = *daemons;
-  j["primers"] = nlohmann::json::array();
-  for (int i = 0; i < primers->rows(); ++i) {
-    nlohmann::json p = {{"name", primers->get(i, 0)},
-                        {"engine", primers->get(i, 1)},
-                        {"products", std::stoll(std::string(primers->get(i, 2)))},
-                        {"errors", std::stoll(std::string(primers->get(i, 3)))}};
-    p["last_refresh"] = primers->is_null(i, 4) ? nlohmann::json() : nlohmann::json(primers->get(i, 4));
-    p["augment_fallbacks"] = std::stoll(std::string(primers->get(i, 5)));
-    p["last_fallback"] = primers->is_null(i, 6) ? nlohmann::json() : nlohmann::json(primers->get(i, 6));
-    j["primers"].push_back(p);
-  }
-  j["errors"] = nlohmann::json::array();
-  for (int i = 0; i < errors->rows(); ++i) j["errors"].push_back({{"key", errors->get(i, 0)}, {"error", errors->get(i, 1)}});
-  if (json) {
-    std::printf("%s\n", j.dump(2).c_str());
-    return 0;
-  }
-  std::printf("outbox: %lld changes waiting (%lld claimed by daemons), oldest %.1f s, %.1f MB\n",
-              j["outbox"]["depth"].get<long long>(), j["outbox"]["claimed"].get<long long>(),
-              j["outbox"]["oldest_age_s"].get<double>(), j["outbox"]["bytes"].get<long long>() / 1e6);
-  std::printf("daemons: %lld connected, %s\n", j["daemons"]["connected"].get<long long>(),
-              j["daemons"]["writers_notify"].get<bool>() ? "one may be waiting (writers notify)"
-                                                         : "busy (writers do not notify)");
-  std::printf("%-24s %-7s %9s %7s %9s  %s\n", "primer", "engine", "products", "errors", "fallbacks", "last refresh");
-  for (const auto& p : j["primers"]) {
-    std::printf("%-24s %-7s %9lld %7lld %9lld  %s\n", p["name"].get<std::string>().c_str(),
-                p["engine"].get<std::string>().c_str(), p["products"].get<long long>(), p["errors"].get<long long>(),
-                p["augment_fallbacks"].get<long long>(),
-                p["last_refresh"].is_null() ? "-" : p["last_refresh"].get<std::string>().c_str());
-  }
-  for (const auto& p : j["primers"]) {
-    if (p["last_fallback"].is_null()) continue;
-    std::printf("augment fallback: primer \"%s\": %s\n", p["name"].get<std::string>().c_str(),
-                p["last_fallback"].get<std::string>().c_str());
-  }
-  for (const auto& e : j["errors"]) {
-    std::printf("error: %s: %s\n", e["key"].get<std::string>().c_str(), e["error"].get<std::string>().c_str());
-  }
-  for (const auto& p : j["problems"]) {
-    std::printf("problem: primer \"%s\": %s\n  hint: %s\n", p["primer"].get<std::string>().c_str(),
-                p["problem"].get<std::string>().c_str(), p["hint"].get<std::string>().c_str());
-  }
-  return 0;
-}
 
 }  // namespace kck::cli

@@ -24,7 +24,8 @@ int Listen(const Global& g, const std::string& python_worker, int batch, const s
            const std::string& compute_timeout, bool until_idle);
 int Get(const Global& g, const std::string& key);
 int Refresh(const Global& g, const std::vector<std::string>& keys);
-int StatusCmd(const Global& g, bool json);
+// cli/status.cc; with `watch`, again every `interval_s` until interrupted.
+int StatusCmd(const Global& g, bool json, bool watch, double interval_s);
 // Why a product is what it is: rules, stored row, pending changes, dependents (cli/explain.cc).
 int ExplainCmd(const Global& g, const std::string& key, bool json);
 int Demo(const Global& g, bool django, const std::string& self_path);

@@ -89,7 +89,7 @@ int DjangoDemo(const std::string& conninfo, const std::string& self_path) {
   std::printf("\nkck listen stopped (%s)\n", WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? "clean exit" : "FAILED");
   Global status_g{conninfo};
   std::printf("\nkck status:\n");
-  StatusCmd(status_g, false);
+  StatusCmd(status_g, false, false, 0);
   return rc == 0 && WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? 0 : 1;
 }
 
@@ -210,7 +210,7 @@ int Demo(const Global& g, bool django, const std::string& self_path) {
   if (!clean) rc = 1;
   std::printf("\nkck status:\n");
   Global status_g{conninfo};
-  StatusCmd(status_g, false);
+  StatusCmd(status_g, false, false, 0);
   if (cluster) std::printf("\nremoving the throwaway cluster\n");
   return rc;
 }

@@ -52,8 +52,13 @@ int main(int argc, char** argv) {
   auto* refresh = app.add_subcommand("refresh", "recompute products now");
   refresh->add_option("keys", keys, "keys")->required();
 
-  auto* status = app.add_subcommand("status", "outbox depth and age, products per primer, errors");
+  bool watch = false;
+  double interval = 2.0;
+  auto* status = app.add_subcommand("status", "outbox, daemons and their last minute, products per primer, errors");
   status->add_flag("--json", json, "machine-readable output");
+  status->add_flag("--watch", watch, "refresh in place until interrupted");
+  status->add_option("--interval", interval, "seconds between refreshes with --watch (default 2)")
+      ->check(CLI::Range(0.1, 3600.0));
 
   auto* explain = app.add_subcommand("explain", "why a product is what it is: rules, version, pending changes, dependents");
   explain->add_option("key", key, "e.g. title_list/5")->required();
@@ -79,7 +84,7 @@ int main(int argc, char** argv) {
   if (*get) return cli::Get(g, key);
   if (*explain) return cli::ExplainCmd(g, key, json);
   if (*refresh) return cli::Refresh(g, keys);
-  if (*status) return cli::StatusCmd(g, json);
+  if (*status) return cli::StatusCmd(g, json, watch, interval);
   if (*demo) {
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -49,6 +49,8 @@ void Daemon::OnTick() {
   upkeep_due_ |= due.upkeep;
   if (due.look && !fault::NoPoll()) pending_ = true;
   if (due.summary) summary_.Log();
+  summary_.Tick();
+  publish_due_ |= summary_.changed();
   Wake();
 }
 
@@ -239,6 +241,9 @@ Task<void> Daemon::Serve() {
       upkeep_due_ = false;
       const long long released = co_await janitor_->Upkeep();
       if (released > 0) pending_ = true;
+    } else if (publish_due_) {
+      publish_due_ = false;
+      co_await PublishStats();
     } else if (pending_) {
       idle_ = false;
       busy_ = true;
@@ -317,6 +322,13 @@ Task<bool> Daemon::RunBatch() {
   }
   pending_ = true;
   co_return true;
+}
+
+Task<void> Daemon::PublishStats() {
+  if (wakeup_->id().empty()) co_return;
+  pg::Params params = {wakeup_->id(), summary_.Published()};
+  auto r = co_await listen_->Query(sql::File("daemon_publish_stats.sql"), std::move(params));
+  if (!r.ok()) spdlog::debug("publishing the last minute's counts: {}", pg::Excerpt(r.status().message(), 300));
 }
 
 Task<bool> Daemon::OutboxEmpty() {

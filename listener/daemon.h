@@ -60,6 +60,8 @@ class Daemon {
   Task<bool> RunBatch();
   // Whether no change is in the outbox, claimed or not.
   Task<bool> OutboxEmpty();
+  // The last minute's counts in kck.listeners, for kck status.
+  Task<void> PublishStats();
   Task<void> RunScheduled();
   Task<void> GoIdle();
   Task<void> Recheck();
@@ -94,6 +96,7 @@ class Daemon {
   bool idle_ = false;         // marked waiting in kck.listeners since the last work
   bool recheck_due_ = false;  // the wakeup's recheck timer fired
   bool upkeep_due_ = false;   // the outbox's upkeep is due (listener/janitor.h)
+  bool publish_due_ = false;  // the last minute's counts moved (listener/summary.h)
   Scheduler scheduler_;
   Summary summary_;
   Watchdog watchdog_;

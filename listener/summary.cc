@@ -2,17 +2,33 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace kck {
 
+namespace {
+
+void AddTo(BatchStats& to, const BatchStats& stats) {
+  to.changes += stats.changes;
+  to.keys += stats.keys;
+  to.augmented += stats.augmented;
+  to.removed += stats.removed;
+  to.errors += stats.errors;
+  to.augment_fallbacks += stats.augment_fallbacks;
+  to.unchanged += stats.unchanged;
+  to.fresh += stats.fresh;
+}
+
+}  // namespace
+
+void Summary::Add(const BatchStats& stats) {
+  AddTo(window_, stats);
+  AddTo(seconds_[now_], stats);
+  changed_ |= stats.changes || stats.keys || stats.errors || stats.removed || stats.unchanged || stats.fresh;
+}
+
 void Summary::AddBatch(const BatchStats& stats, std::chrono::steady_clock::duration took) {
-  window_.changes += stats.changes;
-  window_.keys += stats.keys;
-  window_.augmented += stats.augmented;
-  window_.removed += stats.removed;
-  window_.errors += stats.errors;
-  window_.augment_fallbacks += stats.augment_fallbacks;
-  window_.unchanged += stats.unchanged;
-  window_.fresh += stats.fresh;
+  Add(stats);
   if (stats.changes == 0) return;
   spdlog::debug("batch: {} changes, {} products written ({} augmented), {} unchanged, {} already fresh, {} errors "
                 "in {:.2f} ms",
@@ -21,8 +37,34 @@ void Summary::AddBatch(const BatchStats& stats, std::chrono::steady_clock::durat
 }
 
 void Summary::AddScheduled(const BatchStats& stats) {
-  window_.keys += stats.keys;
-  window_.errors += stats.errors;
+  BatchStats scheduled;
+  scheduled.keys = stats.keys;
+  scheduled.errors = stats.errors;
+  Add(scheduled);
+}
+
+void Summary::Tick() {
+  if (ticks_ < static_cast<int>(seconds_.size())) ++ticks_;
+  now_ = (now_ + 1) % seconds_.size();
+  seconds_[now_] = {};
+  // While the minute holds any work its rates move every second (the
+  // window grows, old work leaves it): publish again. An idle minute is
+  // published once, as zeros, and then not written again.
+  bool any = false;
+  for (const auto& b : seconds_) any |= b.changes || b.keys || b.errors || b.removed || b.unchanged || b.fresh;
+  changed_ |= any || had_work_;
+  had_work_ = any;
+}
+
+std::string Summary::Published() {
+  BatchStats minute;
+  for (const auto& s : seconds_) AddTo(minute, s);
+  changed_ = false;
+  return "{\"window_s\": " + std::to_string(std::max(ticks_, 1)) + ", \"changes\": " + std::to_string(minute.changes) +
+         ", \"products\": " + std::to_string(minute.keys) + ", \"augmented\": " + std::to_string(minute.augmented) +
+         ", \"augment_fallbacks\": " + std::to_string(minute.augment_fallbacks) +
+         ", \"unchanged\": " + std::to_string(minute.unchanged) + ", \"fresh\": " + std::to_string(minute.fresh) +
+         ", \"removed\": " + std::to_string(minute.removed) + ", \"errors\": " + std::to_string(minute.errors) + "}";
 }
 
 void Summary::Log() {

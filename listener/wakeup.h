@@ -40,6 +40,8 @@ class Wakeup {
   Task<StatusOr<bool>> Recheck();
   // Forget the watch (the daemon claims anyway, or reconnects).
   void Reset() { open_.clear(); }
+  // This daemon's id in kck.listeners (its listening backend's pid), once registered.
+  const std::string& id() const { return id_; }
 
  private:
   void Watch(std::string open_xids);

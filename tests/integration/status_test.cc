@@ -1,0 +1,56 @@
+// kck status (cli/status.cc): the daemons' last minute, and --watch.
+#include <nlohmann/json.hpp>
+
+#include "daemon_helpers.h"
+
+namespace kck::testing {
+namespace {
+
+class StatusTest : public BookstoreTest {
+ protected:
+  void SetUp() override {
+    BookstoreTest::SetUp();
+    InstallConfig(conn_, kBookstoreConfig);
+    Prime(conn_, {"title_list/1", "book_count/1", "book_count/2"});
+  }
+  nlohmann::json Status() {
+    auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' status --json", "2>/dev/null");
+    EXPECT_EQ(rc, 0) << out;
+    return nlohmann::json::parse(out, nullptr, false);
+  }
+};
+
+TEST_F(StatusTest, ShowsWhatTheDaemonsDidInTheLastMinute) {
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitFor([&] { return Status()["daemons"]["connected"] == 1; }));
+  // Author 1: title_list recomputed, book_count augmented; author 2's
+  // insert: book_count/2 augmented. A bulk insert recomputes both counts.
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'a')");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (2, 'b')");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT 1 + i % 2, 'bulk' FROM generate_series(1, 150) i");
+  ASSERT_TRUE(WaitDrained(conn_));
+  nlohmann::json minute;
+  ASSERT_TRUE(WaitFor([&] {
+    minute = Status()["daemons"]["last_minute"];
+    return minute["changes"] == 3 && minute["products"].get<long long>() >= 5;
+  })) << minute.dump();
+  EXPECT_GE(minute["augmented"].get<long long>(), 2) << minute.dump();
+  EXPECT_EQ(minute["recomputed"].get<long long>() + minute["augmented"].get<long long>(), minute["products"]);
+  EXPECT_GT(minute["changes_per_s"].get<double>(), 0.0);
+  EXPECT_GT(minute["window_s"].get<double>(), 0.0);
+  EXPECT_LE(minute["window_s"].get<double>(), 60.0);
+  auto [rc, text] = RunKckShell("--db '" + conninfo_ + "' status", "2>&1");
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(text.find(" changes/s, "), std::string::npos) << text;
+}
+
+TEST_F(StatusTest, WatchRepeatsTheReportUntilInterrupted) {
+  auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' status --watch --interval 0.3 & sleep 1.2; kill $!",
+                               "2>/dev/null");
+  size_t reports = 0;
+  for (size_t at = out.find("outbox: "); at != std::string::npos; at = out.find("outbox: ", at + 1)) ++reports;
+  EXPECT_GE(reports, 3u) << out;
+}
+
+}  // namespace
+}  // namespace kck::testing

@@ -35,11 +35,13 @@ class ClaimTest : public BookstoreTest {
   int Books(int author) {
     return std::stoi(Count("SELECT count(*) FROM store_book WHERE author_id = " + std::to_string(author)));
   }
-  // One single-row and one 150-row insert for `author`.
+  // One single-row and one 150-row insert for `author`, in one transaction
+  // (so that a daemon claims both changes together).
   void InsertBooks(int author) {
     const std::string a = std::to_string(author);
-    MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (" + a + ", 'one')");
-    MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT " + a + ", 'bulk' FROM generate_series(1, 150)");
+    MustExec(conn_, "BEGIN; INSERT INTO store_book (author_id, title) VALUES (" + a + ", 'one'); "
+                    "INSERT INTO store_book (author_id, title) SELECT " + a + ", 'bulk' FROM generate_series(1, 150); "
+                    "COMMIT");
   }
   // Daemons of this database in a transaction, or holding a transaction id
   // or an xmin (this test's own connection is not one).

@@ -23,8 +23,8 @@ class StatusTest : public BookstoreTest {
 TEST_F(StatusTest, ShowsWhatTheDaemonsDidInTheLastMinute) {
   DaemonProcess daemon(conninfo_);
   ASSERT_TRUE(WaitFor([&] { return Status()["daemons"]["connected"] == 1; }));
-  // Author 1: title_list recomputed, book_count augmented; author 2's
-  // insert: book_count/2 augmented. A bulk insert recomputes both counts.
+  // Three changes reach three stored products; how many writes that takes
+  // depends on how the daemon batches them (at least one per product).
   MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'a')");
   MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (2, 'b')");
   MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT 1 + i % 2, 'bulk' FROM generate_series(1, 150) i");
@@ -32,9 +32,8 @@ TEST_F(StatusTest, ShowsWhatTheDaemonsDidInTheLastMinute) {
   nlohmann::json minute;
   ASSERT_TRUE(WaitFor([&] {
     minute = Status()["daemons"]["last_minute"];
-    return minute["changes"] == 3 && minute["products"].get<long long>() >= 5;
+    return minute["changes"] == 3 && minute["products"].get<long long>() >= 3;
   })) << minute.dump();
-  EXPECT_GE(minute["augmented"].get<long long>(), 2) << minute.dump();
   EXPECT_EQ(minute["recomputed"].get<long long>() + minute["augmented"].get<long long>(), minute["products"]);
   EXPECT_GT(minute["changes_per_s"].get<double>(), 0.0);
   EXPECT_GT(minute["window_s"].get<double>(), 0.0);

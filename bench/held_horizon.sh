@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Writers and the daemon's own tables while another transaction holds back
+# the xmin horizon: pgbench -R 1000 -c 2 (single-row UPDATEs of a 200k-row
+# table, synchronous_commit=off) for SECONDS with DAEMONS `kck listen`
+# draining and 100 grp_sum products stored; a REPEATABLE READ snapshot is
+# held from SECONDS/4 to 3*SECONDS/4. Every 10 s: the outbox's pending
+# changes, kck.claims' size and dead rows, and the one-row kck.listeners'
+# size (what writers once read for the wake-up flag). At the end: pgbench's
+# schedule lag, which grows when writers wait.
+#
+# Usage (root or a user that can run initdb):
+#   bash bench/held_horizon.sh [KCK] [DAEMONS (1)] [SECONDS (240)]
+set -euo pipefail
+
+kck=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/kck}
+daemons=${2:-1}
+seconds=${3:-240}
+bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
+dir=$(mktemp -d /tmp/kck-held-horizon-XXXXXX)
+as_pg=()
+if [[ $EUID -eq 0 ]]; then
+  chown postgres "$dir"
+  as_pg=(runuser -u postgres --)
+fi
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"${as_pg[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+  -o "-k $dir -c listen_addresses='' -p 5432" start >/dev/null
+db="host=$dir port=5432 user=postgres dbname=postgres"
+
+psql "$db" -qX <<'SQL'
+CREATE TABLE t (id bigserial PRIMARY KEY, grp int NOT NULL, v int NOT NULL DEFAULT 0, note text);
+INSERT INTO t (grp, note) SELECT 1 + i % 1000, 'row ' || i FROM generate_series(1, 200000) i;
+CREATE INDEX ON t (grp);
+VACUUM ANALYZE t;
+SQL
+cat >"$dir/kck.json" <<'JSON'
+{"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
+  "compute": "SELECT jsonb_build_object('n', count(*), 'sum', sum(v)) FROM t WHERE grp = :grp",
+  "depends_on": [{"table": "t", "params": {"grp": "grp"}}]}]}
+JSON
+"$kck" --db "$db" install --config "$dir/kck.json" >/dev/null
+"$kck" --db "$db" refresh $(for i in $(seq 1 100); do echo -n "grp_sum/$i "; done) >/dev/null
+for _ in $(seq 1 "$daemons"); do
+  "$kck" --db "$db" --log-level warn listen >>"$dir/daemons.log" 2>&1 &
+  pids+=($!)
+done
+printf '\\set id random(1, 200000)\nUPDATE t SET v = v + 1 WHERE id = :id;\n' >"$dir/update.sql"
+
+echo "held_horizon: $daemons daemon(s), pgbench -R 1000 -c 2 -T $seconds, snapshot held $((seconds / 4))-$((3 * seconds / 4)) s"
+echo "kck: $kck"
+(sleep $((seconds / 4))
+ psql "$db" -qXc "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1; SELECT pg_sleep($((seconds / 2))); COMMIT" >/dev/null) &
+pids+=($!)
+(printf '%6s %8s %12s %12s %14s\n' "t (s)" "pending" "claims (kB)" "claims dead" "listeners (kB)"
+ for i in $(seq 1 $((seconds / 10))); do
+   sleep 10
+   # kck.claims is schema 7's: '-' with an older kck.
+   psql "$db" -AtqX -F' ' -c "SELECT $((i * 10)), (SELECT count(*) FROM kck.changes),
+       coalesce((pg_total_relation_size(to_regclass('kck.claims')) / 1024)::text, '-'),
+       coalesce((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = to_regclass('kck.claims'))::text, '-'),
+       pg_total_relation_size('kck.listeners') / 1024" |
+     awk '{printf "%6s %8s %12s %12s %14s\n", $1, $2, $3, $4, $5}'
+ done) &
+pids+=($!)
+PGOPTIONS="-c synchronous_commit=off" "$bin/pgbench" -n -R 1000 -c 2 -j 2 -T "$seconds" -f "$dir/update.sql" "$db" \
+  >"$dir/pgbench.log" 2>&1
+sleep 1
+grep -E "schedule lag|^tps" "$dir/pgbench.log"

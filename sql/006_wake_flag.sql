@@ -48,6 +48,19 @@ CREATE OR REPLACE FUNCTION kck.listener_register(p_id bigint) RETURNS void
   INSERT INTO kck.listeners (id) VALUES (p_id) ON CONFLICT (id) DO UPDATE SET since = now();
 $$;
 
+-- Whether a change waits for a daemon to claim it: the look of an idle
+-- daemon (below) and of its rechecks. sql/007_claims.sql leaves out the
+-- changes a daemon has already claimed.
+CREATE FUNCTION kck.outbox_pending() RETURNS boolean
+  LANGUAGE sql STABLE AS $$ SELECT EXISTS (SELECT 1 FROM kck.changes) $$;
+
+CREATE OR REPLACE FUNCTION kck.listener_recheck(p_xids xid8[], OUT pending boolean, OUT open_xids xid8[])
+  LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  open_xids := ARRAY(SELECT x FROM unnest(p_xids) AS x WHERE pg_xact_status(x) = 'in progress');
+  pending := kck.outbox_pending();
+END $$;
+
 -- A daemon with nothing left to do: sets the flag, then looks at the
 -- outbox. With changes pending it stays busy (and clears the flag);
 -- otherwise it returns the transactions still open at the look, whose
@@ -67,7 +80,7 @@ BEGIN
   -- The snapshot comes after the flag: a writer that read the flag before
   -- it was set is either committed in it or still open.
   snap := pg_current_snapshot();
-  pending := EXISTS (SELECT 1 FROM kck.changes);
+  pending := kck.outbox_pending();
   IF pending THEN
     PERFORM setval('kck.daemon_waiting', 0);
     open_xids := '{}';

@@ -148,80 +148,59 @@ CREATE FUNCTION kck.release_orphan_claims() RETURNS int
   SELECT count(*)::int FROM gone
 $$;
 
--- The outbox's upkeep, once a second: also truncates kck.claims when no
--- claim is open (every second for a single daemon, which runs its upkeep
--- between batches), so that its dead rows cannot pile up while the xmin
--- horizon is held.
+-- Truncates `rel` if, under its ACCESS EXCLUSIVE lock taken without
+-- waiting, a look with a new snapshot finds no row in it; returns whether
+-- it did. Holding the lock, no writer is in flight on it, so every row it
+-- got is committed and seen, or gone. Call it in READ COMMITTED (in
+-- REPEATABLE READ the look would use a snapshot from before the lock).
+-- Not SECURITY DEFINER: it runs with its caller's privileges (the owner's,
+-- when kck.outbox_truncate calls it), so it truncates nothing its caller
+-- could not.
+CREATE FUNCTION kck.truncate_if_empty(rel regclass) RETURNS boolean
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pending boolean;
+BEGIN
+  IF pg_relation_size(rel) = 0 THEN
+    RETURN false;
+  END IF;
+  EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', rel);
+  EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', rel) INTO pending;
+  IF pending THEN
+    RETURN false;
+  END IF;
+  EXECUTE format('TRUNCATE %s', rel);
+  RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+  RETURN false;
+END $$;
+
+-- The outbox's upkeep, once a second (sql/005_outbox_parts.sql), with
+-- kck.claims too when no claim is open (every second for a single daemon,
+-- which runs its upkeep between batches), so that its dead rows cannot pile
+-- up while the xmin horizon is held.
 CREATE OR REPLACE FUNCTION kck.outbox_truncate() RETURNS int
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   writing int := kck.outbox_part();
-  part regclass;
-  pending boolean;
   emptied int := 0;
 BEGIN
-  -- The look under the lock needs a new snapshot: in REPEATABLE READ it
-  -- would be the transaction's first, taken before the lock.
   IF current_setting('transaction_isolation') <> 'read committed' THEN
     RETURN 0;
   END IF;
-  FOR p IN 0..3 LOOP
+  FOR p IN 0..2 LOOP
     CONTINUE WHEN p = writing;
-    part := CASE WHEN p = 3 THEN 'kck.claims'::regclass ELSE format('kck.changes_%s', p)::regclass END;
-    CONTINUE WHEN pg_relation_size(part) = 0;
-    BEGIN
-      EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', part);
-      -- A new snapshot, taken under the lock: every writer of the part has ended.
-      EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO pending;
-      IF NOT pending THEN
-        EXECUTE format('TRUNCATE %s', part);
-        emptied := emptied + 1;
-      END IF;
-    EXCEPTION WHEN lock_not_available THEN
-      NULL;
-    END;
+    emptied := emptied + kck.truncate_if_empty(format('kck.changes_%s', p)::regclass)::int;
   END LOOP;
-  RETURN emptied;
+  RETURN emptied + kck.truncate_if_empty('kck.claims')::int;
 END $$;
 
--- Whether a change is pending that no claim holds. A daemon that goes idle
--- looks with it (a change another daemon has claimed is that daemon's to
--- write; looking at all of them would keep an idle daemon claiming nothing
--- in a loop while another computes).
-CREATE FUNCTION kck.unclaimed_pending() RETURNS boolean
+-- Whether a change is pending that no claim holds: the look of an idle
+-- daemon and its rechecks (sql/006_wake_flag.sql). A change another daemon
+-- has claimed is that daemon's to write; counting it would keep an idle
+-- daemon claiming nothing in a loop while another computes.
+CREATE OR REPLACE FUNCTION kck.outbox_pending() RETURNS boolean
   LANGUAGE sql STABLE AS $$
   SELECT EXISTS (SELECT 1 FROM kck.changes c
                   WHERE c.id NOT IN (SELECT unnest(k.ids) FROM kck.claims k))
 $$;
-
--- As in sql/006_wake_flag.sql, looking only at unclaimed changes.
-CREATE OR REPLACE PROCEDURE kck.listener_idle(p_id bigint, INOUT pending boolean DEFAULT NULL,
-                                              INOUT open_xids xid8[] DEFAULT NULL)
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  snap pg_snapshot;
-  next_xid xid8;
-BEGIN
-  IF (SELECT last_value FROM kck.daemon_waiting) <> 1 THEN
-    PERFORM setval('kck.daemon_waiting', 1);
-  END IF;
-  snap := pg_current_snapshot();
-  pending := kck.unclaimed_pending();
-  IF pending THEN
-    PERFORM setval('kck.daemon_waiting', 0);
-    open_xids := '{}';
-  ELSE
-    next_xid := pg_current_xact_id();
-    open_xids := ARRAY(SELECT pg_snapshot_xip(snap)
-                       UNION
-                       SELECT x::text::xid8
-                         FROM generate_series(pg_snapshot_xmax(snap)::text::bigint, next_xid::text::bigint - 1) AS x);
-  END IF;
-END $$;
-
-CREATE OR REPLACE FUNCTION kck.listener_recheck(p_xids xid8[], OUT pending boolean, OUT open_xids xid8[])
-  LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-  open_xids := ARRAY(SELECT x FROM unnest(p_xids) AS x WHERE pg_xact_status(x) = 'in progress');
-  pending := kck.unclaimed_pending();
-END $$;

@@ -12,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "common/quote.h"
+#include "listener/intake.h"
 #include "listener/planner.h"
 #include "pg/connection.h"
 #include "primers/config.h"
@@ -55,15 +56,8 @@ StatusOr<Outbox> ReadOutbox(pg::Connection& conn) {
   if (!rows.ok()) return rows.status().WithContext("reading kck.changes");
   Outbox out;
   for (int i = 0; i < rows->rows() && i < kPlannedChanges; ++i) {
-    Change c;
-    c.id = std::stoll(std::string(rows->get(i, 0)));
-    c.tbl = rows->get(i, 1);
-    c.op = rows->get(i, 2).empty() ? 'U' : rows->get(i, 2)[0];
-    c.old_json = rows->get(i, 3);
-    c.new_json = rows->get(i, 4);
-    c.txid = rows->get(i, 5);
-    if (rows->get(i, 6) == "t") out.claimed.insert(c.id);
-    out.changes.push_back(std::move(c));
+    out.changes.push_back(ChangeFromRow(*rows, i, 0));
+    if (rows->get(i, 6) == "t") out.claimed.insert(out.changes.back().id);
   }
   out.cut = rows->rows() > kPlannedChanges;
   return out;

@@ -11,10 +11,7 @@
 #include "sql/embedded.h"
 
 namespace kck {
-namespace {
 
-// Columns id, tbl, op, old, new, txid, from column `at` on, as every
-// intake query returns them.
 Change ChangeFromRow(const pg::Result& rows, int i, int at) {
   Change c;
   c.id = ParsedNumber<long long>(rows.get(i, at));
@@ -25,6 +22,8 @@ Change ChangeFromRow(const pg::Result& rows, int i, int at) {
   c.txid = rows.get(i, at + 5);
   return c;
 }
+
+namespace {
 
 std::vector<Change> ChangesFromRows(const pg::Result& rows, int at) {
   std::vector<Change> changes;

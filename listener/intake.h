@@ -28,6 +28,10 @@ struct Claimed {
 // claimed (or the claim's connection is gone, and the claim with it).
 Task<StatusOr<Claimed>> Claim(AsyncConnection& conn, int batch_size);
 
+// Row `i` of an outbox query: columns id, tbl, op, old, new, txid (as
+// text) from column `at` on, as every query of the outbox returns them.
+Change ChangeFromRow(const pg::Result& rows, int i, int at);
+
 // Gives a claim up (autocommit); 0 is no claim. A failure is logged: a
 // claim that stays is released once its connection is gone.
 Task<void> Release(AsyncConnection& conn, int64_t claim);

@@ -124,20 +124,19 @@ class Bench:
                     times[(name, n)].append(took)
                     line += "  %s x%d %.2f (%.1f s)" % (name, n, share, took)
             print(line, flush=True)
-        print("share of products written that were augments, median (min-max) of the rounds:")
-        for n in counts:
-            cells = []
-            for name, _ in binaries:
-                v = shares[(name, n)]
-                cells.append("%s %.2f (%.2f-%.2f)" % (name, median(v), min(v), max(v)))
-            print("  %d daemon%s: %s" % (n, "s" if n > 1 else " ", "   ".join(cells)))
-        print("seconds from the first insert to an empty outbox, median (min-max):")
-        for n in counts:
-            cells = []
-            for name, _ in binaries:
-                v = times[(name, n)]
-                cells.append("%s %.2f (%.2f-%.2f)" % (name, median(v), min(v), max(v)))
-            print("  %d daemon%s: %s" % (n, "s" if n > 1 else " ", "   ".join(cells)))
+        names = [name for name, _ in binaries]
+        print_rounds("share of products written that were augments, median (min-max) of the rounds:",
+                     shares, counts, names)
+        print_rounds("seconds from the first insert to an empty outbox, median (min-max):", times, counts, names)
+
+
+def print_rounds(title, values, counts, names):
+    """One line per daemon count: each binary's median (min-max) of `values[(name, n)]`."""
+    print(title)
+    for n in counts:
+        cells = ["%s %.2f (%.2f-%.2f)" % (name, median(v), min(v), max(v))
+                 for name, v in ((name, values[(name, n)]) for name in names)]
+        print("  %d daemon%s: %s" % (n, "s" if n > 1 else " ", "   ".join(cells)))
 
 
 def main():

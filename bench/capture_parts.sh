@@ -21,30 +21,9 @@ set -euo pipefail
 kck=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/kck}
 rounds=${2:-3}
 seconds=${3:-6}
-bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
-dir=$(mktemp -d /tmp/kck-capture-parts-XXXXXX)
-as_pg=()
-if [[ $EUID -eq 0 ]]; then
-  chown postgres "$dir"
-  as_pg=(runuser -u postgres --)
-fi
-cleanup() {
-  "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-"${as_pg[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
-"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-  -o "-k $dir -c listen_addresses='' -p 5432" start >/dev/null
-db="host=$dir port=5432 user=postgres dbname=postgres"
-
-psql "$db" -qX <<'SQL'
-CREATE TABLE t (id bigserial PRIMARY KEY, grp int NOT NULL, v int NOT NULL DEFAULT 0, note text);
-INSERT INTO t (grp, note) SELECT 1 + i % 1000, 'row ' || i FROM generate_series(1, 200000) i;
-CREATE INDEX ON t (grp);
-VACUUM ANALYZE t;
-SQL
+source "$(dirname "$0")/cluster.sh"
+start_cluster capture-parts
+create_t
 cat >"$dir/kck.json" <<'JSON'
 {"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
   "compute": "SELECT coalesce(sum(v), 0) FROM t WHERE grp = :grp",

@@ -15,33 +15,14 @@ set -euo pipefail
 kck=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/kck}
 daemons=${2:-1}
 seconds=${3:-240}
-bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
-dir=$(mktemp -d /tmp/kck-held-horizon-XXXXXX)
-as_pg=()
-if [[ $EUID -eq 0 ]]; then
-  chown postgres "$dir"
-  as_pg=(runuser -u postgres --)
-fi
 pids=()
-cleanup() {
+bench_cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$dir"
 }
-trap cleanup EXIT
-
-"${as_pg[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
-"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-  -o "-k $dir -c listen_addresses='' -p 5432" start >/dev/null
-db="host=$dir port=5432 user=postgres dbname=postgres"
-
-psql "$db" -qX <<'SQL'
-CREATE TABLE t (id bigserial PRIMARY KEY, grp int NOT NULL, v int NOT NULL DEFAULT 0, note text);
-INSERT INTO t (grp, note) SELECT 1 + i % 1000, 'row ' || i FROM generate_series(1, 200000) i;
-CREATE INDEX ON t (grp);
-VACUUM ANALYZE t;
-SQL
+source "$(dirname "$0")/cluster.sh"
+start_cluster held-horizon
+create_t
 cat >"$dir/kck.json" <<'JSON'
 {"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
   "compute": "SELECT jsonb_build_object('n', count(*), 'sum', sum(v)) FROM t WHERE grp = :grp",

@@ -1,0 +1,39 @@
+# Sourced by the bench shell scripts: a throwaway PostgreSQL cluster in a
+# temporary directory (unix socket only, run as postgres when we are root),
+# stopped and removed on exit, and the 200k-row table `t` the write-path
+# benches update.
+#
+#   start_cluster NAME   sets $bin, $dir, $db and $as_pg; stops the cluster
+#                        and removes $dir on exit (after bench_cleanup, if
+#                        the script defines it)
+#   create_t             t (id, grp 1..1000, v, note), 200k rows, index on grp
+
+start_cluster() {
+  bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
+  dir=$(mktemp -d "/tmp/kck-$1-XXXXXX")
+  as_pg=()
+  if [[ $EUID -eq 0 ]]; then
+    chown postgres "$dir"
+    as_pg=(runuser -u postgres --)
+  fi
+  trap stop_cluster EXIT
+  "${as_pg[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+  "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+    -o "-k $dir -c listen_addresses='' -p 5432" start >/dev/null
+  db="host=$dir port=5432 user=postgres dbname=postgres"
+}
+
+stop_cluster() {
+  if declare -F bench_cleanup >/dev/null; then bench_cleanup; fi
+  "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+
+create_t() {
+  psql "$db" -qX <<'SQL'
+CREATE TABLE t (id bigserial PRIMARY KEY, grp int NOT NULL, v int NOT NULL DEFAULT 0, note text);
+INSERT INTO t (grp, note) SELECT 1 + i % 1000, 'row ' || i FROM generate_series(1, 200000) i;
+CREATE INDEX ON t (grp);
+VACUUM ANALYZE t;
+SQL
+}

@@ -98,7 +98,6 @@ TEST_F(ClaimTest, ADaemonKilledMidBatchHasItsChangesAppliedOnceByAnother) {
     killed.process().Kill(SIGKILL);
   }
   InsertBooks(2);
-  ScopedEnv no_pause({{"KCK_FAULT_PAUSE", ""}});
   DaemonProcess daemon(conninfo_);
   // The dead daemon's claim is released once its backend is gone; its
   // changes, and the newer ones, apply once.
@@ -120,7 +119,6 @@ TEST_F(ClaimTest, ABatchWhoseClaimWasTakenOverRollsBackInsteadOfApplyingTwice) {
   ASSERT_TRUE(slow.WaitPaused());
   MustExec(conn_, "DELETE FROM kck.claims");
   {
-    ScopedEnv no_pause({{"KCK_FAULT_PAUSE", ""}});
     DaemonProcess other(conninfo_);
     ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "book_count/1") == std::to_string(before + 151); }));
     ASSERT_TRUE(WaitDrained(conn_));

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -217,14 +218,16 @@ class ScopedEnv {
 };
 
 // A daemon that pauses the first time it reaches `step` (listener/fault.h)
-// until Release().
+// until Release(). Only this daemon: the environment that asks for the
+// pause is set while it is spawned, so daemons started later do not pause.
 class PausedDaemon {
  public:
   PausedDaemon(const std::string& conninfo, const std::string& step, std::vector<std::string> args = {})
       : file_(std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/kck_pause_" +
-              std::to_string(getpid()) + "_" + std::to_string(++counter_)),
-        env_({{"KCK_FAULT_PAUSE", step}, {"KCK_FAULT_PAUSE_FILE", file_}}),
-        daemon_(conninfo, std::move(args)) {}
+              std::to_string(getpid()) + "_" + std::to_string(++counter_)) {
+    ScopedEnv pause({{"KCK_FAULT_PAUSE", step}, {"KCK_FAULT_PAUSE_FILE", file_}});
+    daemon_.emplace(conninfo, std::move(args));
+  }
   ~PausedDaemon() {
     std::remove(file_.c_str());
     std::remove((file_ + ".paused").c_str());
@@ -233,13 +236,12 @@ class PausedDaemon {
     return WaitFor([&] { return std::ifstream(file_ + ".paused").good(); }, std::chrono::seconds(20));
   }
   void Release() { std::ofstream(file_) << "go\n"; }
-  DaemonProcess& process() { return daemon_; }
+  DaemonProcess& process() { return *daemon_; }
 
  private:
   static inline int counter_ = 0;
   std::string file_;
-  ScopedEnv env_;
-  DaemonProcess daemon_;
+  std::optional<DaemonProcess> daemon_;
 };
 
 // A fresh database with the bookstore tables; subclasses install primers.

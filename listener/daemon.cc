@@ -9,10 +9,6 @@
 #include "sql/embedded.h"
 
 namespace kck {
-namespace {
-
-
-}  // namespace
 
 // A batch may take as long as its slowest compute, and then some.
 Daemon::Daemon(DaemonOptions options)

@@ -38,7 +38,7 @@ void Plan::AddKey(const std::string& key, const Primer* primer, size_t change, b
   w.primer = primer;
   if (w.changes.empty() || w.changes.back() != change) w.changes.push_back(change);
   // Under load one recompute costs less than many augments of one key.
-  w.augmentable = w.augmentable && row_change && !force && w.changes.size() <= kAugmentMaxChanges;
+  w.augmentable = w.augmentable && row_change && !force && w.changes.size() <= primer->spec.augment_max_changes;
   w.force = w.force || force;
 }
 

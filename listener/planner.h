@@ -27,10 +27,6 @@ struct RowPair {
   std::optional<std::string> old_row, new_row;
 };
 
-// More changes than this for one key in one batch: recompute it once
-// instead of applying them one augment at a time.
-inline constexpr size_t kAugmentMaxChanges = 100;
-
 struct KeyWork {
   const Primer* primer = nullptr;
   std::vector<size_t> changes;  // indexes into the batch, ascending

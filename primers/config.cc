@@ -172,6 +172,17 @@ Status ParseAugmentField(const json& j, PrimerSpec& spec) {
   return Status::Ok();
 }
 
+// "augment_max_changes": a positive integer.
+Status ParseAugmentMaxChanges(const json& j, PrimerSpec& spec) {
+  auto it = j.find("augment_max_changes");
+  if (it == j.end()) return Status::Ok();
+  if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > 1000000) {
+    return Status::Invalid("field \"augment_max_changes\" must be an integer from 1 to 1000000");
+  }
+  spec.augment_max_changes = it->get<size_t>();
+  return Status::Ok();
+}
+
 // refresh_every, soft_expire, hard_expire.
 Status ParsePeriods(const json& j, PrimerSpec& spec) {
   for (auto [field, target] : {std::pair{"refresh_every", &spec.refresh_every},
@@ -193,7 +204,7 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
   spec.name = *name;
   KCK_RETURN_IF_ERROR(ValidatePrimerName(spec.name));
   KCK_RETURN_IF_ERROR(CheckFields(j, "primer", {"name", "parameters", "engine", "compute", "depends_on",
-                                                  "augment", "refresh_every", "soft_expire",
+                                                  "augment", "augment_max_changes", "refresh_every", "soft_expire",
                                                   "hard_expire", "source"}));
   auto engine = GetString(j, "engine", false);
   if (!engine.ok()) return engine.status();
@@ -213,6 +224,7 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
   }
   KCK_RETURN_IF_ERROR(ParseDependsOn(j, spec));
   KCK_RETURN_IF_ERROR(ParseAugmentField(j, spec));
+  KCK_RETURN_IF_ERROR(ParseAugmentMaxChanges(j, spec));
   KCK_RETURN_IF_ERROR(ParsePeriods(j, spec));
   return spec;
 }
@@ -370,6 +382,9 @@ json PrimerToJson(const PrimerSpec& spec) {
       if (!a.delete_sql.empty()) aj["delete"] = a.delete_sql;
       j["augment"][table] = aj;
     }
+  }
+  if (spec.augment_max_changes != PrimerSpec{}.augment_max_changes) {
+    j["augment_max_changes"] = spec.augment_max_changes;
   }
   if (spec.refresh_every) j["refresh_every"] = FormatPeriod(*spec.refresh_every);
   if (spec.soft_expire) j["soft_expire"] = FormatPeriod(*spec.soft_expire);

@@ -56,6 +56,9 @@ struct PrimerSpec {
   std::vector<DependsRule> depends_on;
   std::map<std::string, AugmentSql> augment;  // by table (sql engine)
   bool python_augment = false;                // python engine: class defines augment()
+  // More changes than this for one key in one batch: the key is recomputed
+  // once instead of augmented change by change.
+  size_t augment_max_changes = 100;
   std::optional<std::chrono::seconds> refresh_every, soft_expire, hard_expire;
   std::string source = "config";  // who registered it: "config" or "django"
 

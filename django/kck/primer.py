@@ -198,6 +198,7 @@ class Primer:
     hard_expire_seconds = None
     refresh_every_seconds = None
     prime_on_cache_miss = True
+    augment_max_changes = None  # more changes for one key in one batch: recompute (default 100)
     database = None           # alias; default: its models' router, then KCK["DATABASE"] (kck.routing)
 
     def __init_subclass__(cls, **kwargs):
@@ -232,6 +233,10 @@ class Primer:
         for attr in ("soft_expire", "hard_expire", "refresh_every", "soft_expire_seconds",
                      "hard_expire_seconds", "refresh_every_seconds"):
             conf.period_seconds(getattr(cls, attr), "primer %r: %s" % (name, attr))
+        limit = cls.augment_max_changes
+        if limit is not None and (type(limit) is not int or not 1 <= limit <= 1000000):
+            raise PrimerDefinitionError("primer %r: augment_max_changes %r is not an integer from 1 to 1000000"
+                                        % (name, limit))
         registry().register(cls)
 
     # -- identity and keys ------------------------------------------------
@@ -311,6 +316,8 @@ class Primer:
             "depends_on": [rule.to_spec(i) for i, rule in enumerate(self._kck_rules)],
             "augment": self.has_augment(),
         }
+        if self.augment_max_changes is not None:
+            spec["augment_max_changes"] = self.augment_max_changes
         for field, seconds in (("refresh_every", self.refresh_every_period()),
                                ("soft_expire", self.soft_expire_period()),
                                ("hard_expire", self.hard_expire_period())):

@@ -112,6 +112,8 @@ def test_primer_and_depends_rules():
     ({"key": "p", "soft_expire": "10 minutes"}, "is not valid"),
     ({"key": "p", "hard_expire": 0}, "not a whole, positive number"),
     ({"key": "p", "refresh_every": 1.5}, "not a whole, positive number"),
+    ({"key": "p", "augment_max_changes": 0}, "augment_max_changes 0 is not an integer from 1 to 1000000"),
+    ({"key": "p", "augment_max_changes": True}, "augment_max_changes True"),
 ])
 def test_definition_errors(body, message):
     with isolated_registry():
@@ -128,6 +130,19 @@ def test_definition_errors(body, message):
 def test_depends_errors(make, message):
     with pytest.raises(PrimerDefinitionError, match=message):
         make()
+
+
+def test_augment_max_changes_reaches_the_spec():
+    with isolated_registry():
+        class P(Primer):
+            key = "p"
+            augment_max_changes = 5
+
+        class Q(Primer):
+            key = "q"
+
+        assert P().to_spec()["augment_max_changes"] == 5
+        assert "augment_max_changes" not in Q().to_spec()
 
 
 def test_soft_longer_than_hard_is_an_error():

@@ -65,6 +65,21 @@ TEST(Planner, CoalescesOneUnitOfWorkPerKey) {
   EXPECT_FALSE(plan.keys["title_list/3"].augmentable);
 }
 
+TEST(Planner, AugmentMaxChangesIsThePrimers) {
+  auto config = ParseConfig(R"json({"primers": [
+    {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}], "augment_max_changes": 2,
+     "compute": "SELECT 1", "depends_on": [{"table": "public.store_book", "params": {"author_id": "author_id"}}],
+     "augment": {"public.store_book": {"insert": "SELECT :value"}}}]})json", "test");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  auto reg = Registry::Build(config->primers);
+  ASSERT_TRUE(reg.ok());
+  std::vector<Change> changes;
+  for (int i = 0; i < 2; ++i) changes.push_back(Row(i + 1, 'I', "", R"({"id": 1, "author_id": 3})"));
+  EXPECT_TRUE(PlanChanges(changes, **reg).keys["title_list/3"].augmentable);
+  changes.push_back(Row(3, 'I', "", R"({"id": 1, "author_id": 3})"));
+  EXPECT_FALSE(PlanChanges(changes, **reg).keys["title_list/3"].augmentable);
+}
+
 TEST(Planner, BulkChangesAreNotAugmentable) {
   auto reg = Bookstore();
   Plan plan = PlanChanges({Row(1, 'I', "", R"([{"author_id": 1, "title": "x"}, {"author_id": 2, "title": "y"}])")}, *reg);

@@ -80,22 +80,26 @@ int Uninstall(const Global& g, bool drop_data, bool dry_run) {
   return 0;
 }
 
-int Listen(const Global& g, const std::string& python_worker, int batch, const std::string& worker_timeout,
-           const std::string& compute_timeout, bool until_idle) {
+int Listen(const Global& g, const ListenArgs& args) {
   if (g.db.empty()) return Fail(Status::Invalid("no database: pass --db CONNINFO or set KCK_DATABASE_URL"));
   DaemonOptions opts;
   opts.conninfo = g.db;
-  opts.batch = batch;
-  opts.python_worker = python_worker;
-  opts.until_idle = until_idle;
-  auto wt = ParsePeriod(worker_timeout);
+  opts.batch = args.batch;
+  opts.python_worker = args.python_worker;
+  opts.until_idle = args.until_idle;
+  opts.metrics_address = args.metrics;
+  auto wt = ParsePeriod(args.worker_timeout);
   if (!wt.ok()) return Fail(wt.status().WithContext("--worker-timeout"));
-  auto ct = ParsePeriod(compute_timeout);
+  auto ct = ParsePeriod(args.compute_timeout);
   if (!ct.ok()) return Fail(ct.status().WithContext("--compute-timeout"));
+  if (!args.metrics.empty()) {
+    auto addr = ParseListenAddress(args.metrics);
+    if (!addr.ok()) return Fail(addr.status());
+  }
   opts.worker_timeout = *wt;
   opts.compute_timeout = *ct;
-  spdlog::info("kck {} {} (batch {}{})", KCK_VERSION, until_idle ? "applying pending changes" : "listening", batch,
-               python_worker.empty() ? "" : ", python worker \"" + python_worker + "\"");
+  spdlog::info("kck {} {} (batch {}{})", KCK_VERSION, args.until_idle ? "applying pending changes" : "listening",
+               args.batch, args.python_worker.empty() ? "" : ", python worker \"" + args.python_worker + "\"");
   Daemon daemon(opts);
   return daemon.Run();
 }

@@ -20,8 +20,13 @@ StatusOr<pg::Connection> Connect(const Global& g);
 
 int Install(const Global& g, const std::string& config_path, bool dry_run);
 int Uninstall(const Global& g, bool drop_data, bool dry_run);
-int Listen(const Global& g, const std::string& python_worker, int batch, const std::string& worker_timeout,
-           const std::string& compute_timeout, bool until_idle);
+// The options of `kck listen`, as typed.
+struct ListenArgs {
+  std::string python_worker, worker_timeout = "30s", compute_timeout = "30s", metrics;
+  int batch = 5000;
+  bool until_idle = false;
+};
+int Listen(const Global& g, const ListenArgs& args);
 int Get(const Global& g, const std::string& key);
 int Refresh(const Global& g, const std::vector<std::string>& keys);
 // cli/status.cc; with `watch`, again every `interval_s` until interrupted.

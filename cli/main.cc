@@ -16,10 +16,10 @@ namespace cli = kck::cli;
 struct Args {
   cli::Global g;
   std::string log_level = "info", log_format = "text";
-  std::string config, key, python_worker, worker_timeout = "30s", compute_timeout = "30s";
+  std::string config, key;
+  cli::ListenArgs listen_args;
   std::vector<std::string> keys;
-  bool dry_run = false, drop_data = false, json = false, django = false, until_idle = false, watch = false;
-  int batch = 5000;
+  bool dry_run = false, drop_data = false, json = false, django = false, watch = false;
   double interval = 2.0;
   CLI::App *install, *uninstall, *listen, *get, *refresh, *status, *explain, *demo;
 };
@@ -48,11 +48,13 @@ void DefineSchemaCommands(CLI::App& app, Args& a) {
 
 void DefineListen(CLI::App& app, Args& a) {
   a.listen = app.add_subcommand("listen", "run the daemon");
-  a.listen->add_option("--python-worker", a.python_worker, "command that starts manage.py kck_worker");
-  a.listen->add_option("--batch", a.batch, "changes claimed per transaction")->check(CLI::Range(1, 100000));
-  a.listen->add_option("--worker-timeout", a.worker_timeout, "longest a python compute may take (e.g. 30s)");
-  a.listen->add_option("--compute-timeout", a.compute_timeout, "statement_timeout of SQL computes (e.g. 30s)");
-  a.listen->add_flag("--until-idle", a.until_idle, "apply every pending change, then exit 0 (1 on a failure)");
+  cli::ListenArgs& l = a.listen_args;
+  a.listen->add_option("--python-worker", l.python_worker, "command that starts manage.py kck_worker");
+  a.listen->add_option("--batch", l.batch, "changes claimed per transaction")->check(CLI::Range(1, 100000));
+  a.listen->add_option("--worker-timeout", l.worker_timeout, "longest a python compute may take (e.g. 30s)");
+  a.listen->add_option("--compute-timeout", l.compute_timeout, "statement_timeout of SQL computes (e.g. 30s)");
+  a.listen->add_flag("--until-idle", l.until_idle, "apply every pending change, then exit 0 (1 on a failure)");
+  a.listen->add_option("--metrics", l.metrics, "serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9187");
 }
 
 void DefineProductCommands(CLI::App& app, Args& a) {
@@ -84,9 +86,7 @@ std::string SelfPath(const char* argv0) {
 int Dispatch(const Args& a, const char* argv0) {
   if (*a.install) return cli::Install(a.g, a.config, a.dry_run);
   if (*a.uninstall) return cli::Uninstall(a.g, a.drop_data, a.dry_run);
-  if (*a.listen) {
-    return cli::Listen(a.g, a.python_worker, a.batch, a.worker_timeout, a.compute_timeout, a.until_idle);
-  }
+  if (*a.listen) return cli::Listen(a.g, a.listen_args);
   if (*a.get) return cli::Get(a.g, a.key);
   if (*a.explain) return cli::ExplainCmd(a.g, a.key, a.json);
   if (*a.refresh) return cli::Refresh(a.g, a.keys);

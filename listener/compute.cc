@@ -11,6 +11,7 @@
 
 #include "listener/executor.h"
 #include "listener/json_text.h"
+#include "listener/metrics.h"
 #include "pg/connection.h"
 
 namespace kck {
@@ -101,6 +102,7 @@ void Executor::RecordError(const std::string& key, const Primer& primer, const S
   std::string error = failure.transient() ? "gave up after repeated transient failures: " + failure.message()
                                           : failure.message();
   batch.outcomes[key] = Outcome::kError;
+  if (metrics_) metrics_->AddError(primer.spec.name);
   spdlog::error("primer \"{}\": key \"{}\": compute failed, keeping the stored value: {}", primer.spec.name,
                 pg::Excerpt(key, 120), pg::Excerpt(error, 500));
   if (stored) batch.writes.errors.push_back({key, error});
@@ -163,6 +165,7 @@ Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, B
     c.ms = MsSince(t0);
   }
   transient_tries_.erase(key);
+  if (metrics_) metrics_->AddCompute(primer.spec.name, augmented, c.ms / 1000);
   if (c.gone) {
     if (stored) batch.writes.deletes.push_back(key);
     batch.outcomes[key] = Outcome::kRemoved;

@@ -6,6 +6,7 @@
 #include <csignal>
 
 #include "listener/fault.h"
+#include "listener/json_text.h"
 #include "sql/embedded.h"
 
 namespace kck {
@@ -22,6 +23,7 @@ Daemon::Daemon(DaemonOptions options)
     worker_ = std::make_unique<WorkerPool>(&loop_, options_.python_worker, options_.worker_timeout);
   }
   executor_ = std::make_unique<Executor>(*main_, *compute_, worker_.get(), options_.batch);
+  executor_->set_metrics(&metrics_);
   wakeup_ = std::make_unique<Wakeup>(*listen_);
   janitor_ = std::make_unique<Janitor>(*listen_);
 }
@@ -45,12 +47,33 @@ void Daemon::OnTick() {
   upkeep_due_ |= due.upkeep;
   if (due.look && !fault::NoPoll()) pending_ = true;
   if (due.summary) summary_.Log();
+  gauges_due_ |= due.gauges;
   summary_.Tick();
   publish_due_ |= summary_.changed();
   Wake();
 }
 
+bool Daemon::StartMetrics() {
+  if (options_.metrics_address.empty()) return true;
+  metrics_server_ = std::make_unique<MetricsServer>(&loop_, [this] { return RenderMetrics(); });
+  Status s = metrics_server_->Listen(options_.metrics_address);
+  if (!s.ok()) {
+    spdlog::error("{}", s.message());
+    return false;
+  }
+  scheduler_.set_has_metrics(true);
+  spdlog::info("serving Prometheus metrics on http://{}/metrics", metrics_server_->bound());
+  return true;
+}
+
+std::string Daemon::RenderMetrics() {
+  metrics_.SetConnected(Connected());
+  if (worker_) metrics_.SetWorkerRestarts(worker_->restarts());
+  return metrics_.Render(Metrics::Clock::now());
+}
+
 int Daemon::Run() {
+  if (!StartMetrics()) return 2;
   // A worker that dies while a request is being written to it must fail
   // that write (EPIPE, handled as the worker's death), not kill the daemon.
   signal(SIGPIPE, SIG_IGN);
@@ -107,6 +130,7 @@ int Daemon::Run() {
       uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
     }
     for (auto* h : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+    if (metrics_server_) metrics_server_->Close();
   });
   uv_run(&loop_, UV_RUN_DEFAULT);
   return finished ? exit_code_ : 1;
@@ -207,6 +231,7 @@ Task<void> Daemon::Main() {
   while (!stopping_) {
     const bool connected = co_await ConnectOnce(&backoff);
     if (!connected) continue;
+    if (std::exchange(connected_once_, true)) metrics_.AddReconnect();
     auto depth = co_await main_->Query(sql::File("daemon_outbox_depth.sql"));
     if (depth.ok() && depth->rows() == 1) {
       spdlog::info("connected, listening on channel kck; {} changes waiting (oldest {} s)", depth->get(0, 0),
@@ -218,6 +243,7 @@ Task<void> Daemon::Main() {
     }
     pending_ = true;
     upkeep_due_ = true;  // first: claims a crashed run of this daemon left are released
+    gauges_due_ = metrics_server_ != nullptr;
     reload_ = idle_ = recheck_due_ = false;
     co_await Serve();
     if (!stopping_) spdlog::warn("reconnecting");
@@ -240,6 +266,9 @@ Task<void> Daemon::Serve() {
     } else if (publish_due_) {
       publish_due_ = false;
       co_await PublishStats();
+    } else if (gauges_due_) {
+      gauges_due_ = false;
+      co_await ReadGauges();
     } else if (pending_) {
       idle_ = false;
       busy_ = true;
@@ -281,8 +310,12 @@ Task<bool> Daemon::Reload() {
 Task<bool> Daemon::RunBatch() {
   pending_ = false;
   auto t0 = std::chrono::steady_clock::now();
+  metrics_.SetBatchRunning(true, t0);
   auto stats = co_await executor_->RunBatch();
+  const auto t1 = std::chrono::steady_clock::now();
+  metrics_.SetBatchRunning(false, t1);
   failed_batches_ = stats.ok() ? 0 : failed_batches_ + 1;
+  if (!stats.ok()) metrics_.AddRollback();
   // A failure can be transient (a deadlock, the worker restarting): even
   // --until-idle tries again before it gives up.
   if (failed_batches_ >= 3 && GiveUp(stats.status().WithContext("batch rolled back 3 times"))) co_return false;
@@ -299,7 +332,8 @@ Task<bool> Daemon::RunBatch() {
     reload_ = pending_ = true;
     co_return true;
   }
-  summary_.AddBatch(*stats, std::chrono::steady_clock::now() - t0);
+  summary_.AddBatch(*stats, t1 - t0);
+  if (stats->changes > 0) metrics_.AddBatch(*stats, std::chrono::duration<double>(t1 - t0).count());
   if (stats->changes >= static_cast<size_t>(options_.batch)) pending_ = true;  // more waiting
   if (!options_.until_idle) co_return true;
   // The batch's cache writes may have queued changes of products that
@@ -325,6 +359,20 @@ Task<void> Daemon::PublishStats() {
   pg::Params params = {wakeup_->id(), summary_.Published()};
   auto r = co_await listen_->Query(sql::File("daemon_publish_stats.sql"), std::move(params));
   if (!r.ok()) spdlog::debug("publishing the last minute's counts: {}", pg::Excerpt(r.status().message(), 300));
+}
+
+Task<void> Daemon::ReadGauges() {
+  auto r = co_await listen_->Query(sql::File("status_outbox.sql"));
+  if (!r.ok() || r->rows() != 1) {
+    if (!r.ok()) spdlog::debug("reading the outbox for metrics: {}", pg::Excerpt(r.status().message(), 300));
+    co_return;
+  }
+  OutboxGauges g;
+  g.changes = ParsedNumber<long long>(r->get(0, 0));
+  g.lag_s = ParsedNumber<double>(r->get(0, 1));
+  g.bytes = ParsedNumber<long long>(r->get(0, 2));  // "" when NULL: 0
+  g.claimed = ParsedNumber<long long>(r->get(0, 3));
+  metrics_.SetOutbox(g, std::chrono::steady_clock::now());
 }
 
 Task<bool> Daemon::OutboxEmpty() {

@@ -17,6 +17,8 @@
 #include "pg/async_connection.h"
 #include "listener/executor.h"
 #include "listener/janitor.h"
+#include "listener/metrics.h"
+#include "listener/metrics_server.h"
 #include "listener/scheduler.h"
 #include "listener/summary.h"
 #include "listener/wakeup.h"
@@ -36,6 +38,8 @@ struct DaemonOptions {
   // claims nothing, 1 when the database cannot be reached or a batch fails.
   // Changes another daemon holds are not waited for.
   bool until_idle = false;
+  // HOST:PORT to serve Prometheus metrics on (listener/metrics_server.h); empty: none.
+  std::string metrics_address;
 };
 
 class Daemon {
@@ -62,6 +66,11 @@ class Daemon {
   Task<bool> OutboxEmpty();
   // The last minute's counts in kck.listeners, for kck status.
   Task<void> PublishStats();
+  // The outbox's depth, claims and lag, for the metrics.
+  Task<void> ReadGauges();
+  // Starts the metrics endpoint, if asked for; false (logged) if it cannot.
+  bool StartMetrics();
+  std::string RenderMetrics();
   Task<void> RunScheduled();
   Task<void> GoIdle();
   Task<void> Recheck();
@@ -99,6 +108,10 @@ class Daemon {
   bool publish_due_ = false;  // the last minute's counts moved (listener/summary.h)
   Scheduler scheduler_;
   Summary summary_;
+  Metrics metrics_;
+  std::unique_ptr<MetricsServer> metrics_server_;
+  bool gauges_due_ = false;     // the outbox gauges are to be read (with --metrics)
+  bool connected_once_ = false;  // later connects are reconnects
   Watchdog watchdog_;
   bool busy_ = false;  // a batch is in flight
 };

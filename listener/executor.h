@@ -45,6 +45,8 @@
 
 namespace kck {
 
+class Metrics;
+
 struct BatchStats {
   size_t changes = 0;            // claimed and consumed
   size_t keys = 0;               // products written with a new value
@@ -92,6 +94,8 @@ class Executor {
   Task<StatusOr<BatchStats>> RunBatch();
   // Recomputes up to batch_size products whose refresh_every has passed.
   Task<StatusOr<BatchStats>> RunScheduled();
+  // Where each compute's duration and each primer error is counted (may be null).
+  void set_metrics(Metrics* metrics) { metrics_ = metrics; }
 
  private:
   struct Stored {
@@ -170,6 +174,7 @@ class Executor {
   std::shared_ptr<const Registry> registry_;
   int64_t generation_ = -1;
   uint64_t progress_ = 0;
+  Metrics* metrics_ = nullptr;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
   WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute
 };

@@ -104,6 +104,7 @@ void WorkerPool::Spawn() {
     OnExit(127, 0);
     return;
   }
+  ++spawns_;
   spdlog::info("python worker: started \"{}\" (pid {})", command_, process_->pid);
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(out_),

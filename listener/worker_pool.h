@@ -37,6 +37,8 @@ class WorkerPool {
   // Sends one request ({"op": ...}; the id is added) and awaits its reply.
   // Fails if the worker is down, dies, or does not answer in time.
   Task<StatusOr<nlohmann::json>> Call(nlohmann::json request);
+  // Processes started after the first (exits, kills, restarts), for metrics.
+  long long restarts() const { return spawns_ > 0 ? spawns_ - 1 : 0; }
 
  private:
   struct Pending;
@@ -58,6 +60,7 @@ class WorkerPool {
   bool ready_ = false, stopping_ = false, restarting_ = false;
   int failures_ = 0;
   long long next_id_ = 1;
+  long long spawns_ = 0;  // processes started
   std::map<long long, std::shared_ptr<Pending>> pending_;
   std::set<std::string> primers_;
 };

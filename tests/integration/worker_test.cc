@@ -2,6 +2,8 @@
 // stand-in process (fake_worker.py): routing, errors as data, a hang, a
 // crash, restarts. The Django worker itself is tested by tests/django.
 #include "daemon_helpers.h"
+#include "listener/executor.h"
+#include "scrape.h"
 
 namespace kck::testing {
 namespace {
@@ -41,7 +43,10 @@ TEST_F(WorkerTest, ExceptionsHangsAndCrashesBecomeErrorsAndTheDaemonGoesOn) {
   Seed("py/7");
   Seed("py/13");
   Seed("py/66");
-  DaemonProcess daemon(conninfo_, WorkerArgs());
+  const int port = FreePort();
+  auto args = WorkerArgs();
+  args.insert(args.end(), {"--metrics", "127.0.0.1:" + std::to_string(port)});
+  DaemonProcess daemon(conninfo_, args);
   MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['py/7'])");
   ASSERT_TRUE(WaitFor([&] { return Field("py/7", "error") != "<null>"; }));
   EXPECT_NE(Field("py/7", "error").find("seven is unlucky"), std::string::npos);
@@ -59,6 +64,11 @@ TEST_F(WorkerTest, ExceptionsHangsAndCrashesBecomeErrorsAndTheDaemonGoesOn) {
   MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['py/2'])");
   ASSERT_TRUE(WaitFor([&] { return Field("py/2", "value->>'n'") == "2"; }, std::chrono::seconds(15)));
   EXPECT_TRUE(daemon.running());
+  // A hang and a crash are transient until they repeat (kMaxTimeoutTries,
+  // kMaxTransientTries): the worker was killed 3 times and exited 5 times.
+  const std::string m = ScrapeMetrics(port);
+  EXPECT_EQ(Value(m, "kck_worker_restarts_total"), kMaxTimeoutTries + kMaxTransientTries) << m;
+  EXPECT_EQ(Value(m, "kck_compute_errors_total{primer=\"py\"}"), 3) << m;
 }
 
 TEST_F(WorkerTest, ConfigReloadPicksUpNewPrimers) {

@@ -14,6 +14,7 @@ TEST(Scheduler, EveryPeriodComesDueOnItsTick) {
   std::vector<int> looks, summaries;
   for (int tick = 1; tick <= 20; ++tick) {
     const Due due = s.Tick();
+    EXPECT_FALSE(due.gauges);  // no --metrics
     upkeeps += due.upkeep;
     refreshes += due.refresh;
     if (due.look) looks.push_back(tick);
@@ -32,6 +33,16 @@ TEST(Scheduler, RefreshIsDueEveryTickOnlyWhileAPrimerHasRefreshEvery) {
   EXPECT_TRUE(s.Tick().refresh);
   s.set_has_refresh(false);
   EXPECT_FALSE(s.Tick().refresh);
+}
+
+TEST(Scheduler, GaugesAreReadEveryFiveTicksOnlyWithMetrics) {
+  Scheduler s;
+  s.set_has_metrics(true);
+  std::vector<int> gauges;
+  for (int tick = 1; tick <= 10; ++tick) {
+    if (s.Tick().gauges) gauges.push_back(tick);
+  }
+  EXPECT_EQ(gauges, (std::vector<int>{5, 10}));
 }
 
 }  // namespace

@@ -73,28 +73,27 @@ Task<void> Executor::PrecomputeMany(Batch& batch) {
 Task<StatusOr<std::optional<std::string>>> Executor::Augment(const std::string& key, const KeyWork& work,
                                                              const Stored& stored, Batch& batch) {
   using Result = std::optional<std::string>;
-  std::string current = stored.value;
+  std::vector<ChangeImage> changes;
   for (size_t idx : work.changes) {
     const Change& c = batch.changes[idx];
     if (!stored.snapshot.empty() && VisibleInSnapshot(stored.snapshot, ParsedNumber<uint64_t>(c.txid))) continue;
     bool bulk = false;
     auto pairs = RowPairs(c, &bulk);
     if (!pairs.ok() || pairs->size() != 1) co_return Result();
-    ChangeImage change{c.tbl, c.op, pairs->front().old_row, pairs->front().new_row};
-    auto next = co_await EngineFor(*work.primer).Augment(*work.primer, key, change, current);
-    if (!next.ok() && next.status().transient()) co_return next.status();
-    if (!next.ok()) {
-      FallbackCount& f = batch.writes.fallbacks[work.primer->spec.name];
-      ++f.count;
-      f.last = next.status().message();
-      ++batch.stats.augment_fallbacks;
-      WarnFallback(work.primer->spec.name, key, f.last);
-      co_return Result();
-    }
-    if (!*next) co_return Result();
-    current = std::move(**next);
+    changes.push_back({c.tbl, c.op, pairs->front().old_row, pairs->front().new_row});
   }
-  co_return Result(current);
+  if (changes.empty()) co_return Result(stored.value);
+  auto next = co_await EngineFor(*work.primer).AugmentAll(*work.primer, key, std::move(changes), stored.value);
+  if (!next.ok() && next.status().transient()) co_return next.status();
+  if (!next.ok()) {
+    FallbackCount& f = batch.writes.fallbacks[work.primer->spec.name];
+    ++f.count;
+    f.last = next.status().message();
+    ++batch.stats.augment_fallbacks;
+    WarnFallback(work.primer->spec.name, key, f.last);
+    co_return Result();
+  }
+  co_return next;
 }
 
 void Executor::RecordError(const std::string& key, const Primer& primer, const Status& failure, bool stored,

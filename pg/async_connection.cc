@@ -252,6 +252,19 @@ Task<StatusOr<pg::Result>> AsyncConnection::QueryImpl(std::string sql, pg::Param
   co_return result;
 }
 
+Task<StatusOr<pg::Result>> AsyncConnection::QueryOnceImpl(std::string sql, pg::Params params) {
+  if (!connected()) co_return Status::Unavailable("not connected");
+  std::vector<const char*> values = Values(params);
+  if (!PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                         nullptr, 0)) {
+    std::string err = pg::ConnectionError(conn_.get());
+    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
+    co_return Status::Unavailable(err);
+  }
+  busy_ = true;
+  co_return co_await Collect();
+}
+
 Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<Statement> statements) {
   if (!connected()) co_return Status::Unavailable("not connected");
   std::vector<std::string> names;

@@ -35,6 +35,11 @@ class AsyncConnection {
   Task<StatusOr<pg::Result>> Query(std::string_view sql, pg::Params params = {}) {
     return QueryImpl(std::string(sql), std::move(params));
   }
+  // Like Query, for a statement too rarely repeated to keep prepared (the
+  // unnamed statement: parsed and planned every time).
+  Task<StatusOr<pg::Result>> QueryOnce(std::string_view sql, pg::Params params = {}) {
+    return QueryOnceImpl(std::string(sql), std::move(params));
+  }
   // Runs statements with the simple protocol (no parameters); returns the
   // last result, or the first error.
   Task<StatusOr<pg::Result>> Script(std::string_view sql) { return ScriptImpl(std::string(sql)); }
@@ -74,6 +79,7 @@ class AsyncConnection {
   Task<StatusOr<std::string>> PreparedName(const std::string& sql);
   void ForgetIfStale(const std::string& sql, const Status& error);
   Task<StatusOr<pg::Result>> QueryImpl(std::string sql, pg::Params params);
+  Task<StatusOr<pg::Result>> QueryOnceImpl(std::string sql, pg::Params params);
   Task<StatusOr<pg::Result>> ScriptImpl(std::string sql);
 
   uv_loop_t* loop_;

@@ -136,6 +136,9 @@ namespace kck::pg {
 
 std::string ArrayLiteral(const std::vector<std::optional<std::string>>& items) {
   std::string out = "{";
+  size_t size = 2;
+  for (const auto& item : items) size += item ? item->size() + 3 : 5;
+  out.reserve(size + size / 8);
   for (size_t i = 0; i < items.size(); ++i) {
     if (i) out += ',';
     if (!items[i]) {
@@ -143,10 +146,15 @@ std::string ArrayLiteral(const std::vector<std::optional<std::string>>& items) {
       continue;
     }
     out += '"';
-    for (char c : *items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
+    // Runs between characters to escape are appended whole: values can be megabytes.
+    const std::string& item = *items[i];
+    size_t from = 0;
+    for (size_t at; (at = item.find_first_of("\"\\", from)) != std::string::npos; from = at + 1) {
+      out.append(item, from, at - from);
+      out += '\\';
+      out += item[at];
     }
+    out.append(item, from, std::string::npos);
     out += '"';
   }
   out += '}';

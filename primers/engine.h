@@ -39,6 +39,18 @@ class Engine {
   virtual Task<StatusOr<std::optional<std::string>>> Augment(const Primer& primer, const std::string& key,
                                                              const ChangeImage& change,
                                                              const std::string& current) = 0;
+  // `current` with `changes` applied in order (nullopt: declined). By
+  // default one Augment after the other; an engine may do them at once.
+  virtual Task<StatusOr<std::optional<std::string>>> AugmentAll(const Primer& primer, const std::string& key,
+                                                                std::vector<ChangeImage> changes,
+                                                                std::string current) {
+    for (const ChangeImage& change : changes) {
+      auto next = co_await Augment(primer, key, change, current);
+      if (!next.ok() || !*next) co_return next;
+      current = std::move(**next);
+    }
+    co_return std::optional<std::string>(std::move(current));
+  }
 };
 
 }  // namespace kck

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <set>
 
+#include "primers/augment_chain.h"
 #include "primers/key_codec.h"
 
 namespace kck {
@@ -46,10 +47,32 @@ Task<StatusOr<std::optional<std::string>>> SqlEngine::Augment(const Primer& prim
   args[std::string("value")] = current;
   args[std::string("old")] = change.old_row;
   args[std::string("new")] = change.new_row;
-  auto res = co_await conn_.Query("SELECT to_jsonb((" + sql.sql + "))::text", BindValues(sql, args));
+  // On its own line: a trailing comment in the SQL must not swallow the parentheses.
+  auto res = co_await conn_.Query("SELECT to_jsonb((" + sql.sql + "\n))::text", BindValues(sql, args));
   if (!res.ok()) co_return res.status();
   if (res->rows() != 1 || res->is_null(0, 0)) co_return Status::Runtime("augment returned no value");
   co_return Result(std::string(res->get(0, 0)));
+}
+
+Task<StatusOr<std::optional<std::string>>> SqlEngine::AugmentAll(const Primer& primer, const std::string& key,
+                                                                 std::vector<ChangeImage> changes,
+                                                                 std::string current) {
+  using Result = std::optional<std::string>;
+  if (changes.size() == 1) co_return co_await Augment(primer, key, changes[0], current);
+  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+  if (!values.ok()) co_return values.status();
+  const NamedValues key_values = primer.KeyValues(*values);
+  for (size_t from = 0; from < changes.size(); from += kMaxChain) {
+    std::vector<ChangeImage> part(changes.begin() + from,
+                                  changes.begin() + std::min(changes.size(), from + kMaxChain));
+    auto statement = ChainAugments(primer, key_values, part, current);
+    if (!statement.ok()) co_return statement.status();
+    auto res = co_await conn_.QueryOnce(statement->sql, std::move(statement->params));
+    if (!res.ok()) co_return res.status();
+    if (res->rows() != 1 || res->is_null(0, 0)) co_return Status::Runtime("augment returned no value");
+    current = std::string(res->get(0, 0));
+  }
+  co_return Result(std::move(current));
 }
 
 Task<void> SqlEngine::ComputeMany(const Primer& primer, const std::vector<std::string>& keys,

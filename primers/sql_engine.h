@@ -18,6 +18,11 @@ class SqlEngine : public Engine {
   Task<StatusOr<Computed>> Compute(const Primer& primer, const std::string& key) override;
   Task<StatusOr<std::optional<std::string>>> Augment(const Primer& primer, const std::string& key,
                                                      const ChangeImage& change, const std::string& current) override;
+  // Up to kMaxChain changes in one statement (primers/augment_chain.h).
+  Task<StatusOr<std::optional<std::string>>> AugmentAll(const Primer& primer, const std::string& key,
+                                                        std::vector<ChangeImage> changes,
+                                                        std::string current) override;
+  static constexpr size_t kMaxChain = 100;
   // Many keys of one primer in one statement (primer.compute_many) into
   // *out. When the statement fails nothing is added: the keys are then
   // computed one by one, so each error lands on its own key.

@@ -173,6 +173,14 @@ inline bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds
   return cond();
 }
 
+// One value of a one-row query, or "<error: ...>".
+inline std::string Scalar(pg::Connection& conn, const std::string& sql, const pg::Params& params = {}) {
+  auto r = conn.Exec(sql, params);
+  if (!r.ok()) return "<error: " + r.status().message() + ">";
+  if (r->rows() != 1) return "<" + std::to_string(r->rows()) + " rows>";
+  return r->is_null(0, 0) ? "<null>" : std::string(r->get(0, 0));
+}
+
 inline std::string Stored(pg::Connection& conn, const std::string& key) {
   auto r = conn.Exec("SELECT value::text FROM kck.cache WHERE key = $1", {key});
   return (r.ok() && r->rows() == 1) ? std::string(r->get(0, 0)) : "<absent>";

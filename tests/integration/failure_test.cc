@@ -15,11 +15,6 @@ namespace {
 
 // Sets environment variables for the daemons started in its lifetime.
 
-std::string Scalar(pg::Connection& conn, const std::string& sql, const pg::Params& params = {}) {
-  auto r = conn.Exec(sql, params);
-  return r.ok() && r->rows() == 1 && !r->is_null(0, 0) ? std::string(r->get(0, 0)) : "<null>";
-}
-
 std::string FakeWorker() {
   return std::string("/usr/bin/python3 ") + KCK_SOURCE_DIR + "/tests/integration/fake_worker.py";
 }

@@ -37,6 +37,7 @@ using namespace std::chrono_literals;
 using kck::testing::Cluster;
 using kck::testing::MustExec;
 using kck::testing::Stored;
+using kck::testing::Scalar;
 
 // KCK_TORTURE_LONG=1 selects the long form.
 inline bool LongForm() {
@@ -213,14 +214,6 @@ inline pg::Connection ConnectRetrying(const std::string& conninfo, std::chrono::
     if (std::chrono::steady_clock::now() > end) throw std::runtime_error(conn.status().message());
     std::this_thread::sleep_for(100ms);
   }
-}
-
-// One value of a one-row query, or "<error: ...>".
-inline std::string Scalar(pg::Connection& conn, const std::string& sql, const pg::Params& params = {}) {
-  auto r = conn.Exec(sql, params);
-  if (!r.ok()) return "<error: " + r.status().message() + ">";
-  if (r->rows() != 1) return "<" + std::to_string(r->rows()) + " rows>";
-  return r->is_null(0, 0) ? "<null>" : std::string(r->get(0, 0));
 }
 
 // ---------------------------------------------------------------- schema

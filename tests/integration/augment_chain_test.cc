@@ -1,0 +1,99 @@
+// Several changes of one key in one batch are augmented by one statement
+// (primers/augment_chain.h): each augment reads the value the one before
+// produced, and a failure anywhere in the chain falls back to one recompute.
+#include "daemon_helpers.h"
+
+namespace kck::testing {
+namespace {
+
+// shelf/<author_id>: the count and titles of the author's books, augmented
+// on insert and delete; the augments read :value twice, :old or :new, and
+// the key's parameter. A title 'boom' makes the insert augment fail. The
+// insert augment ends with a comment.
+const char* kShelfConfig = R"json({"primers": [
+  {"name": "shelf", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT jsonb_build_object('n', count(*), 'titles', coalesce(jsonb_agg(title ORDER BY id), '[]'), 'author', :author_id) FROM store_book WHERE author_id = :author_id",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
+   "augment": {"store_book": {
+     "insert": "SELECT jsonb_build_object('n', (:value->>'n')::int + 1, 'titles', (:value->'titles') || to_jsonb(:new->>'title'), 'author', :author_id + 0 * (1 / (length(:new->>'title') - 4))) -- appends the title",
+     "delete": "SELECT jsonb_build_object('n', (:value->>'n')::int - 1, 'titles', (SELECT coalesce(jsonb_agg(t ORDER BY o), '[]') FROM jsonb_array_elements(:value->'titles') WITH ORDINALITY AS e (t, o) WHERE t <> to_jsonb(:old->>'title')), 'author', :author_id)"}}}
+]})json";
+
+class AugmentChainTest : public BookstoreTest {
+ protected:
+  void SetUp() override {
+    BookstoreTest::SetUp();
+    InstallConfig(conn_, kShelfConfig);
+    Prime(conn_, {"shelf/1", "shelf/2"});
+  }
+  std::string Field(const std::string& key, const std::string& column) {
+    auto r = conn_.Exec("SELECT " + column + "::text FROM kck.cache WHERE key = $1", {key});
+    return r.ok() && r->rows() == 1 && !r->is_null(0, 0) ? std::string(r->get(0, 0)) : "<null>";
+  }
+};
+
+TEST_F(AugmentChainTest, ManyChangesOfOneKeyInOneBatchAreAppliedInOrder) {
+  const std::string snapshot = Field("shelf/1", "snapshot");
+  // One transaction: the daemon claims its changes together.
+  MustExec(conn_, "BEGIN; "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'first'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'second'); "
+                  "DELETE FROM store_book WHERE title = 'first'; "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'third'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (2, 'other'); "
+                  "COMMIT");
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_NE(Stored(conn_, "shelf/1").find(R"("n": 12)"), std::string::npos) << Stored(conn_, "shelf/1");
+  // Augmented, not recomputed: it keeps the snapshot of its last compute.
+  EXPECT_EQ(Field("shelf/1", "snapshot"), snapshot);
+  EXPECT_EQ(Field("shelf/1", "version"), "2");
+  EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.primer_stats WHERE augment_fallbacks > 0"), "0");
+}
+
+TEST_F(AugmentChainTest, ASingleChangeIsAugmentedThoughItsSqlEndsWithAComment) {
+  const std::string snapshot = Field("shelf/1", "snapshot");
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'alone')");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_EQ(Field("shelf/1", "snapshot"), snapshot)
+      << Scalar(conn_, "SELECT last_fallback FROM kck.primer_stats WHERE primer = 'shelf'");
+}
+
+TEST_F(AugmentChainTest, AFailureInTheChainRecomputesTheKeyOnce) {
+  const std::string snapshot = Field("shelf/1", "snapshot");
+  MustExec(conn_, "BEGIN; "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'fine'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'boom'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'after'); "
+                  "COMMIT");
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_NE(Field("shelf/1", "snapshot"), snapshot);  // recomputed
+  EXPECT_EQ(Scalar(conn_, "SELECT augment_fallbacks FROM kck.primer_stats WHERE primer = 'shelf'"), "1");
+  EXPECT_NE(Scalar(conn_, "SELECT last_fallback FROM kck.primer_stats WHERE primer = 'shelf'").find("division by zero"),
+            std::string::npos);
+}
+
+TEST_F(AugmentChainTest, AChainLongerThanOneStatementTakesIsSplit) {
+  // 150 changes for one key, with augment_max_changes raised above them:
+  // applied by two statements (SqlEngine::kMaxChain is 100).
+  std::string config = kShelfConfig;
+  config.insert(config.find(R"("compute")"), R"("augment_max_changes": 1000, )");
+  InstallConfig(conn_, config);
+  const std::string snapshot = Field("shelf/1", "snapshot");
+  std::string tx = "BEGIN; ";
+  for (int i = 0; i < 150; ++i) tx += "INSERT INTO store_book (author_id, title) VALUES (1, 'chained " + std::to_string(i) + "'); ";
+  MustExec(conn_, tx + "COMMIT");
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_EQ(Field("shelf/1", "snapshot"), snapshot)
+      << Scalar(conn_, "SELECT last_fallback FROM kck.primer_stats WHERE primer = 'shelf'");
+}
+
+}  // namespace
+}  // namespace kck::testing

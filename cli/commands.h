@@ -31,6 +31,8 @@ int Get(const Global& g, const std::string& key);
 int Refresh(const Global& g, const std::vector<std::string>& keys);
 // cli/status.cc; with `watch`, again every `interval_s` until interrupted.
 int StatusCmd(const Global& g, bool json, bool watch, double interval_s);
+// Computes the missing products of primers' warm SQL (cli/warm.cc).
+int Warm(const Global& g, const std::vector<std::string>& primers, int jobs);
 // Why a product is what it is: rules, stored row, pending changes, dependents (cli/explain.cc).
 int ExplainCmd(const Global& g, const std::string& key, bool json);
 int Demo(const Global& g, bool django, const std::string& self_path);

@@ -21,7 +21,8 @@ struct Args {
   std::vector<std::string> keys;
   bool dry_run = false, drop_data = false, json = false, django = false, watch = false;
   double interval = 2.0;
-  CLI::App *install, *uninstall, *listen, *get, *refresh, *status, *explain, *demo;
+  int jobs = 2;
+  CLI::App *install, *uninstall, *listen, *get, *refresh, *warm, *status, *explain, *demo;
 };
 
 // Global options (--db, --log-level, --log-format) are accepted after the subcommand too.
@@ -62,6 +63,9 @@ void DefineProductCommands(CLI::App& app, Args& a) {
   a.get->add_option("key", a.key, "e.g. title_list/5")->required();
   a.refresh = app.add_subcommand("refresh", "recompute products now");
   a.refresh->add_option("keys", a.keys, "keys")->required();
+  a.warm = app.add_subcommand("warm", "compute the products primers' warm SQL lists that are not stored yet");
+  a.warm->add_option("primers", a.keys, "primers to warm (default: every primer with warm SQL)");
+  a.warm->add_option("--jobs", a.jobs, "products computed at a time (default 2)")->check(CLI::Range(1, 64));
   a.explain = app.add_subcommand("explain", "why a product is what it is: rules, version, pending changes, dependents");
   a.explain->add_option("key", a.key, "e.g. title_list/5")->required();
   a.explain->add_flag("--json", a.json, "machine-readable output");
@@ -90,6 +94,7 @@ int Dispatch(const Args& a, const char* argv0) {
   if (*a.get) return cli::Get(a.g, a.key);
   if (*a.explain) return cli::ExplainCmd(a.g, a.key, a.json);
   if (*a.refresh) return cli::Refresh(a.g, a.keys);
+  if (*a.warm) return cli::Warm(a.g, a.keys, a.jobs);
   if (*a.status) return cli::StatusCmd(a.g, a.json, a.watch, a.interval);
   if (*a.demo) return cli::Demo(a.g, a.django, SelfPath(argv0));
   return 2;

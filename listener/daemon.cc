@@ -26,9 +26,11 @@ Daemon::Daemon(DaemonOptions options)
   executor_->set_metrics(&metrics_);
   wakeup_ = std::make_unique<Wakeup>(*listen_);
   janitor_ = std::make_unique<Janitor>(*listen_);
+  warmer_ = std::make_unique<Warmer>(*compute_, *main_);
 }
 
 Daemon::~Daemon() {
+  warmer_.reset();
   janitor_.reset();
   wakeup_.reset();
   executor_.reset();
@@ -48,6 +50,8 @@ void Daemon::OnTick() {
   if (due.look && !fault::NoPoll()) pending_ = true;
   if (due.summary) summary_.Log();
   gauges_due_ |= due.gauges;
+  warmer_->Tick(std::chrono::steady_clock::now());
+  warm_due_ = warmer_->has_work();
   summary_.Tick();
   publish_due_ |= summary_.changed();
   Wake();
@@ -192,6 +196,8 @@ Task<Status> Daemon::LoadRegistry() {
   bool has_refresh = false;
   for (const auto& p : executor_->registry().primers()) has_refresh |= p->spec.refresh_every.has_value();
   scheduler_.set_has_refresh(has_refresh);
+  if (!options_.until_idle) warmer_->Loaded(executor_->registry(), std::chrono::steady_clock::now());
+  warm_due_ = warmer_->has_work();
   spdlog::info("loaded {} primers (registry generation {})", executor_->registry().primers().size(),
                executor_->generation());
   // New primers may come with new code: the worker must not run the old.
@@ -279,6 +285,8 @@ Task<void> Daemon::Serve() {
       busy_ = true;
       co_await RunScheduled();
       busy_ = false;
+    } else if (warm_due_) {
+      co_await Warm();
     } else if (!idle_ && !options_.until_idle) {
       co_await GoIdle();
     } else if (recheck_due_) {
@@ -388,6 +396,23 @@ Task<void> Daemon::RunScheduled() {
     co_return;
   }
   summary_.AddScheduled(*stats);
+}
+
+Task<void> Daemon::Warm() {
+  warm_due_ = false;
+  const bool empty = co_await OutboxEmpty();
+  if (!empty) co_return;  // the last slice, or other work, first: again next tick
+  auto queued = co_await warmer_->Step(executor_->registry());
+  if (!queued.ok()) {
+    spdlog::warn("warm-up: {}; trying again", pg::Excerpt(queued.status().message(), 500));
+    co_return;
+  }
+  if (*queued > 0) {
+    idle_ = false;
+    pending_ = true;
+  }
+  // Again once the slice is computed (batches come first) and the outbox is empty.
+  warm_due_ = warmer_->has_work();
 }
 
 Task<void> Daemon::GoIdle() {

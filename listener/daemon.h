@@ -22,6 +22,7 @@
 #include "listener/scheduler.h"
 #include "listener/summary.h"
 #include "listener/wakeup.h"
+#include "listener/warmer.h"
 #include "listener/watchdog.h"
 #include "listener/worker_pool.h"
 
@@ -72,6 +73,8 @@ class Daemon {
   bool StartMetrics();
   std::string RenderMetrics();
   Task<void> RunScheduled();
+  // Queues the next slice of a warm-up (listener/warmer.h) if the outbox is empty.
+  Task<void> Warm();
   Task<void> GoIdle();
   Task<void> Recheck();
   void StartRecheckTimer();
@@ -97,6 +100,7 @@ class Daemon {
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<Wakeup> wakeup_;
   std::unique_ptr<Janitor> janitor_;
+  std::unique_ptr<Warmer> warmer_;
   Event wake_;
   bool stopping_ = false;
   int exit_code_ = 0;
@@ -110,7 +114,8 @@ class Daemon {
   Summary summary_;
   Metrics metrics_;
   std::unique_ptr<MetricsServer> metrics_server_;
-  bool gauges_due_ = false;     // the outbox gauges are to be read (with --metrics)
+  bool gauges_due_ = false;
+  bool warm_due_ = false;       // a warm-up step may run (set every tick and after each step that queued work)     // the outbox gauges are to be read (with --metrics)
   bool connected_once_ = false;  // later connects are reconnects
   Watchdog watchdog_;
   bool busy_ = false;  // a batch is in flight

@@ -186,7 +186,8 @@ Status ParseAugmentMaxChanges(const json& j, PrimerSpec& spec) {
 // refresh_every, soft_expire, hard_expire.
 Status ParsePeriods(const json& j, PrimerSpec& spec) {
   for (auto [field, target] : {std::pair{"refresh_every", &spec.refresh_every},
-                               {"soft_expire", &spec.soft_expire}, {"hard_expire", &spec.hard_expire}}) {
+                               {"soft_expire", &spec.soft_expire}, {"hard_expire", &spec.hard_expire},
+                               {"warm_every", &spec.warm_every}}) {
     auto p = GetPeriod(j, field);
     if (!p.ok()) return p.status();
     *target = *p;
@@ -197,6 +198,18 @@ Status ParsePeriods(const json& j, PrimerSpec& spec) {
   return Status::Ok();
 }
 
+// "warm": SQL (sql primers only, for now), and "warm_every" needs it.
+Status ParseWarm(const json& j, PrimerSpec& spec) {
+  auto warm = GetString(j, "warm", false);
+  if (!warm.ok()) return warm.status();
+  spec.warm = *warm;
+  if (!spec.warm.empty() && spec.engine != "sql") {
+    return Status::Invalid("warm: a python primer cannot declare warm SQL yet; list its keys with kck refresh");
+  }
+  if (spec.warm_every && spec.warm.empty()) return Status::Invalid("warm_every needs \"warm\"");
+  return Status::Ok();
+}
+
 StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
   PrimerSpec spec;
   auto name = GetString(j, "name", true);
@@ -204,7 +217,7 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
   spec.name = *name;
   KCK_RETURN_IF_ERROR(ValidatePrimerName(spec.name));
   KCK_RETURN_IF_ERROR(CheckFields(j, "primer", {"name", "parameters", "engine", "compute", "depends_on",
-                                                  "augment", "augment_max_changes", "refresh_every", "soft_expire",
+                                                  "augment", "augment_max_changes", "warm", "warm_every", "refresh_every", "soft_expire",
                                                   "hard_expire", "source"}));
   auto engine = GetString(j, "engine", false);
   if (!engine.ok()) return engine.status();
@@ -226,6 +239,7 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
   KCK_RETURN_IF_ERROR(ParseAugmentField(j, spec));
   KCK_RETURN_IF_ERROR(ParseAugmentMaxChanges(j, spec));
   KCK_RETURN_IF_ERROR(ParsePeriods(j, spec));
+  KCK_RETURN_IF_ERROR(ParseWarm(j, spec));
   return spec;
 }
 
@@ -386,6 +400,8 @@ json PrimerToJson(const PrimerSpec& spec) {
   if (spec.augment_max_changes != PrimerSpec{}.augment_max_changes) {
     j["augment_max_changes"] = spec.augment_max_changes;
   }
+  if (!spec.warm.empty()) j["warm"] = spec.warm;
+  if (spec.warm_every) j["warm_every"] = FormatPeriod(*spec.warm_every);
   if (spec.refresh_every) j["refresh_every"] = FormatPeriod(*spec.refresh_every);
   if (spec.soft_expire) j["soft_expire"] = FormatPeriod(*spec.soft_expire);
   if (spec.hard_expire) j["hard_expire"] = FormatPeriod(*spec.hard_expire);

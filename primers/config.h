@@ -60,6 +60,10 @@ struct PrimerSpec {
   // once instead of augmented change by change.
   size_t augment_max_changes = 100;
   std::optional<std::chrono::seconds> refresh_every, soft_expire, hard_expire;
+  // SQL returning the keys worth computing before anyone asks: one row per
+  // key, one column per parameter named as the parameter (primers/warm.h).
+  std::string warm;
+  std::optional<std::chrono::seconds> warm_every;  // the daemon warms again this often
   std::string source = "config";  // who registered it: "config" or "django"
 
   const ParamSpec* FindParam(std::string_view param) const;

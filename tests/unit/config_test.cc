@@ -24,7 +24,7 @@ void ExpectError(const std::string& json, const std::string& fragment) {
 TEST(Config, ParsesTheDesignExample) {
   auto c = ParseConfig(One(R"("compute": "SELECT 1 WHERE :author_id > 0",
     "depends_on": [{"table": "books", "params": {"author_id": "author_id"}}],
-    "augment": {"books": {"insert": "SELECT :value"}}, "augment_max_changes": 20, "refresh_every": "10m", "soft_expire": "1m", "hard_expire": "1h")"),
+    "augment": {"books": {"insert": "SELECT :value"}}, "augment_max_changes": 20, "warm": "SELECT 1 AS author_id", "warm_every": "1h", "refresh_every": "10m", "soft_expire": "1m", "hard_expire": "1h")"),
                        "primers.json");
   ASSERT_TRUE(c.ok()) << c.status().message();
   ASSERT_EQ(c->primers.size(), 1u);
@@ -32,6 +32,8 @@ TEST(Config, ParsesTheDesignExample) {
   EXPECT_EQ(p.refresh_every->count(), 600);
   EXPECT_EQ(p.augment.at("books").insert_sql, "SELECT :value");
   EXPECT_EQ(p.augment_max_changes, 20u);
+  EXPECT_EQ(p.warm, "SELECT 1 AS author_id");
+  EXPECT_EQ(p.warm_every->count(), 3600);
   // Round trip through the registry form.
   auto back = ParsePrimer(PrimerToJson(p));
   ASSERT_TRUE(back.ok());
@@ -49,6 +51,8 @@ TEST(Config, RejectsWithTheNameOfThePrimerAndField) {
   ExpectError(One(R"("compute": "SELECT 1", "augment_max_changes": 0)"),
               "primer \"title_list\": field \"augment_max_changes\" must be an integer from 1 to 1000000");
   ExpectError(One(R"("compute": "SELECT 1", "augment_max_changes": "5")"), "augment_max_changes");
+  ExpectError(One(R"("compute": "SELECT 1", "warm_every": "1h")"), "primer \"title_list\": warm_every needs \"warm\"");
+  ExpectError(One(R"("compute": "SELECT 1", "warm": 5)"), "field \"warm\" must be a string");
   ExpectError(One(R"("compute": "SELECT 1", "colour": "red")"), "unknown field \"colour\"");
   ExpectError(R"({"primers": [{"name": "Bad-Name", "compute": "SELECT 1"}]})", "Bad-Name");
   ExpectError(R"({"primers": [{"name": "a", "parameters": [{"name": "x", "type": "float"}], "compute": "SELECT 1"}]})",

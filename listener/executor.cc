@@ -48,10 +48,11 @@ void LogProblems(const std::vector<std::string>& problems) {
 }  // namespace
 
 Executor::Executor(AsyncConnection& main, AsyncConnection& compute, WorkerPool* worker, int batch_size)
-    : main_(main), compute_(compute), worker_(worker), sql_(compute), python_(worker), batch_size_(batch_size) {}
+    : main_(main), compute_(compute), worker_(worker), sql_(compute), python_(worker), import_(main.loop()), batch_size_(batch_size) {}
 
 Engine& Executor::EngineFor(const Primer& primer) {
   if (primer.python()) return python_;
+  if (IsImportKind(primer.spec.engine)) return import_;
   return sql_;
 }
 

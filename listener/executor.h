@@ -37,6 +37,7 @@
 
 #include "pg/async_connection.h"
 #include "listener/planner.h"
+#include "listener/import_engine.h"
 #include "listener/python_engine.h"
 #include "listener/worker_pool.h"
 #include "listener/writer.h"
@@ -170,6 +171,7 @@ class Executor {
   WorkerPool* worker_;
   SqlEngine sql_;
   PythonEngine python_;
+  ImportEngine import_;
   int batch_size_;
   std::shared_ptr<const Registry> registry_;
   int64_t generation_ = -1;

@@ -198,12 +198,28 @@ Status ParsePeriods(const json& j, PrimerSpec& spec) {
   return Status::Ok();
 }
 
-// "warm": SQL (sql primers only, for now), and "warm_every" needs it.
+// "engine" or its synonym "kind": sql (default), python, http or command.
+Status ParseKind(const json& j, PrimerSpec& spec) {
+  auto engine = GetString(j, "engine", false);
+  if (!engine.ok()) return engine.status();
+  auto kind = GetString(j, "kind", false);
+  if (!kind.ok()) return kind.status();
+  if (!engine->empty() && !kind->empty() && *engine != *kind) {
+    return Status::Invalid("\"engine\" and \"kind\" name the same thing: give one");
+  }
+  if (!engine->empty() || !kind->empty()) spec.engine = engine->empty() ? *kind : *engine;
+  if (spec.engine != "sql" && spec.engine != "python" && !IsImportKind(spec.engine)) {
+    return Status::Invalid("kind " + QuoteForError(spec.engine) + " is not \"sql\", \"python\", \"http\" or \"command\"");
+  }
+  return Status::Ok();
+}
+
+// "warm": SQL (not for python primers yet), and "warm_every" needs it.
 Status ParseWarm(const json& j, PrimerSpec& spec) {
   auto warm = GetString(j, "warm", false);
   if (!warm.ok()) return warm.status();
   spec.warm = *warm;
-  if (!spec.warm.empty() && spec.engine != "sql") {
+  if (!spec.warm.empty() && spec.engine == "python") {
     return Status::Invalid("warm: a python primer cannot declare warm SQL yet; list its keys with kck refresh");
   }
   if (spec.warm_every && spec.warm.empty()) return Status::Invalid("warm_every needs \"warm\"");
@@ -216,15 +232,11 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
   if (!name.ok()) return name.status();
   spec.name = *name;
   KCK_RETURN_IF_ERROR(ValidatePrimerName(spec.name));
-  KCK_RETURN_IF_ERROR(CheckFields(j, "primer", {"name", "parameters", "engine", "compute", "depends_on",
-                                                  "augment", "augment_max_changes", "warm", "warm_every", "refresh_every", "soft_expire",
-                                                  "hard_expire", "source"}));
-  auto engine = GetString(j, "engine", false);
-  if (!engine.ok()) return engine.status();
-  if (!engine->empty()) spec.engine = *engine;
-  if (spec.engine != "sql" && spec.engine != "python") {
-    return Status::Invalid("engine " + QuoteForError(spec.engine) + " is not \"sql\" or \"python\"");
-  }
+  KCK_RETURN_IF_ERROR(CheckFields(j, "primer", {"name", "parameters", "engine", "kind", "compute", "depends_on",
+                                                  "augment", "augment_max_changes", "warm", "warm_every",
+                                                  "refresh_every", "soft_expire", "hard_expire", "source", "url",
+                                                  "argv", "headers", "timeout", "retries", "max_bytes"}));
+  KCK_RETURN_IF_ERROR(ParseKind(j, spec));
   auto source = GetString(j, "source", false);
   if (!source.ok()) return source.status();
   if (!source->empty()) spec.source = *source;
@@ -232,8 +244,12 @@ StatusOr<PrimerSpec> ParsePrimerFields(const json& j) {
   auto compute = GetString(j, "compute", spec.engine == "sql");
   if (!compute.ok()) return compute.status();
   spec.compute = *compute;
-  if (spec.engine == "python" && !spec.compute.empty()) {
-    return Status::Invalid("a python primer has no \"compute\" SQL");
+  if (spec.engine != "sql" && !spec.compute.empty()) {
+    return Status::Invalid("a " + spec.engine + " primer has no \"compute\" SQL");
+  }
+  KCK_RETURN_IF_ERROR(ParseImportFields(j, spec.engine, spec.params, &spec.import));
+  if (IsImportKind(spec.engine) && j.contains("augment")) {
+    return Status::Invalid("a " + spec.engine + " primer has no \"augment\": it is fetched whole");
   }
   KCK_RETURN_IF_ERROR(ParseDependsOn(j, spec));
   KCK_RETURN_IF_ERROR(ParseAugmentField(j, spec));
@@ -400,6 +416,7 @@ json PrimerToJson(const PrimerSpec& spec) {
   if (spec.augment_max_changes != PrimerSpec{}.augment_max_changes) {
     j["augment_max_changes"] = spec.augment_max_changes;
   }
+  ImportToJson(spec.import, spec.engine, j);
   if (!spec.warm.empty()) j["warm"] = spec.warm;
   if (spec.warm_every) j["warm_every"] = FormatPeriod(*spec.warm_every);
   if (spec.refresh_every) j["refresh_every"] = FormatPeriod(*spec.refresh_every);

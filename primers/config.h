@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "primers/import_spec.h"
 #include "primers/key_codec.h"
 
 namespace kck {
@@ -51,7 +52,7 @@ struct AugmentSql {
 struct PrimerSpec {
   std::string name;
   std::vector<ParamSpec> params;
-  std::string engine = "sql";  // "sql" or "python"
+  std::string engine = "sql";  // "sql", "python", "http" or "command" (config: "engine" or "kind")
   std::string compute;         // sql engine: SQL with :param placeholders
   std::vector<DependsRule> depends_on;
   std::map<std::string, AugmentSql> augment;  // by table (sql engine)
@@ -64,6 +65,7 @@ struct PrimerSpec {
   // key, one column per parameter named as the parameter (primers/warm.h).
   std::string warm;
   std::optional<std::chrono::seconds> warm_every;  // the daemon warms again this often
+  ImportSpec import;  // kinds http and command
   std::string source = "config";  // who registered it: "config" or "django"
 
   const ParamSpec* FindParam(std::string_view param) const;

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "primers/import_fetch.h"
+
 namespace kck {
 
 StatusOr<std::shared_ptr<const Registry>> LoadRegistry(pg::Connection& conn) {
@@ -42,6 +44,30 @@ Status Products::Gone(const std::string& key, const Primer& primer) {
                          "\" computed no row)");
 }
 
+StatusOr<Computed> Products::Compute(const Primer& primer, const std::vector<std::string>& values,
+                                     const std::string& where) {
+  Computed c;
+  if (IsImportKind(primer.spec.engine)) {
+    std::map<std::string, std::string> named;
+    for (size_t i = 0; i < values.size(); ++i) named[primer.spec.params[i].name] = values[i];
+    auto fetched = FetchImport(primer.spec, named, {});
+    if (!fetched.ok()) return fetched.status().WithContext(where + ": import failed");
+    c.value = fetched->json;
+    return c;
+  }
+  auto computed = conn_.Exec(primer.compute.sql, BindValues(primer.compute, primer.KeyValues(values)));
+  if (!computed.ok()) return computed.status().WithContext(where + ": compute failed");
+  if (computed->rows() > 1) {
+    return Status::Runtime(where + ": compute returned " + std::to_string(computed->rows()) + " rows");
+  }
+  c.gone = computed->rows() == 0;
+  if (!c.gone) {
+    c.value = computed->get_opt(0, 0);
+    c.snapshot = computed->get_opt(0, 1);
+  }
+  return c;
+}
+
 StatusOr<std::pair<std::string, long long>> Products::ComputeAndStore(std::string_view key, const Primer& primer,
                                                                       const std::vector<std::string>& values,
                                                                       bool force) {
@@ -71,19 +97,15 @@ StatusOr<std::pair<std::string, long long>> Products::ComputeAndStore(std::strin
       return out;
     }
   }
-  pg::Params params = BindValues(primer.compute, primer.KeyValues(values));
   auto t0 = std::chrono::steady_clock::now();
-  auto computed = conn_.Exec(primer.compute.sql, params);
-  if (!computed.ok()) return rollback(computed.status().WithContext(where + ": compute failed"));
-  if (computed->rows() == 0) return Gone(k, primer);
-  if (computed->rows() > 1) {
-    return rollback(Status::Runtime(where + ": compute returned " + std::to_string(computed->rows()) + " rows"));
-  }
+  auto computed = Compute(primer, values, where);
+  if (!computed.ok()) return rollback(computed.status());
+  if (computed->gone) return Gone(k, primer);
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   auto stored = conn_.Exec(
       "SELECT value::text, version FROM kck.store($1, $2, $3::jsonb, $4::pg_snapshot, $5::float8, $6::interval, "
       "$7::interval, $8::bigint)",
-      {k, primer.spec.name, computed->get_opt(0, 0).value_or("null"), computed->get_opt(0, 1), std::to_string(ms),
+      {k, primer.spec.name, computed->value.value_or("null"), computed->snapshot, std::to_string(ms),
        Interval(primer.spec.soft_expire), Interval(primer.spec.hard_expire), expected});
   if (!stored.ok()) return rollback(stored.status().WithContext(where + ": storing"));
   std::pair<std::string, long long> out{stored->get_opt(0, 0).value_or("null"), std::stoll(std::string(stored->get(0, 1)))};

@@ -11,6 +11,7 @@
 
 #include "common/status.h"
 #include "pg/connection.h"
+#include "primers/engine.h"
 #include "primers/registry.h"
 
 namespace kck {
@@ -33,6 +34,8 @@ class Products {
  private:
   // Checks the key; returns its primer and parameter values.
   StatusOr<std::pair<const Primer*, std::vector<std::string>>> Resolve(std::string_view key);
+  // One compute (SQL, or an import's fetch) of the key's values.
+  StatusOr<Computed> Compute(const Primer& primer, const std::vector<std::string>& values, const std::string& where);
   // Computes under the key's lock and stores unless the version moved.
   StatusOr<std::pair<std::string, long long>> ComputeAndStore(std::string_view key, const Primer& primer,
                                                               const std::vector<std::string>& values, bool force);

@@ -38,7 +38,7 @@ step() { echo "==> $*"; }
 packages=(
   build-essential cmake ninja-build pkg-config
   libpq-dev libuv1-dev libsimdjson-dev nlohmann-json3-dev libspdlog-dev
-  libcli11-dev libsystemd-dev libgtest-dev
+  libcli11-dev libsystemd-dev libgtest-dev libcurl4-openssl-dev
   postgresql-15
   python3-django python3-psycopg2 python3-pytest python3-venv python3-setuptools
   systemd

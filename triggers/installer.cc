@@ -9,6 +9,7 @@
 
 #include "common/quote.h"
 #include "primers/registry.h"
+#include "primers/warm.h"
 #include "sql/embedded.h"
 #include "triggers/capture.h"
 
@@ -153,6 +154,10 @@ Status ValidatePrimer(pg::Connection& conn, PrimerSpec& spec, std::map<std::stri
   if (!compiled.ok()) return compiled.status();
   const Primer& primer = *(*compiled)->primers().front();
   if (!spec.compute.empty()) KCK_RETURN_IF_ERROR(PrepareCheck(conn, primer.compute.sql, "compute"));
+  if (!spec.warm.empty()) {
+    Status s = PrepareCheck(conn, WarmStatement(spec), "warm");
+    if (!s.ok()) return Status::Invalid(s.message() + " (warm returns one column per parameter, named as it)");
+  }
   for (const auto& [i, keys] : primer.keys) {
     KCK_RETURN_IF_ERROR(PrepareCheck(conn, keys.sql, "depends_on[" + std::to_string(i) + "].keys"));
   }

@@ -52,12 +52,16 @@ StatusOr<std::map<std::string, std::vector<std::string>>> WantedKeys(pg::Connect
   std::vector<std::string> chosen = names;
   if (chosen.empty()) {
     for (const auto& p : registry.primers()) {
+      if (p->spec.python_warm) std::printf("warm: python primer \"%s\" is warmed by manage.py kck_warm\n", p->spec.name.c_str());
       if (!p->spec.warm.empty()) chosen.push_back(p->spec.name);
     }
   }
   for (const auto& name : chosen) {
     const Primer* primer = registry.Find(name);
     if (primer == nullptr) return Status::Invalid("unknown primer \"" + name + "\"");
+    if (primer->spec.python_warm) {
+      return Status::Invalid("primer \"" + name + "\" is a python primer: its warm() runs in Django (manage.py kck_warm)");
+    }
     if (primer->spec.warm.empty()) return Status::Invalid("primer \"" + name + "\" has no warm SQL");
     auto rows = conn.Exec(WarmStatement(primer->spec));
     if (!rows.ok()) return rows.status().WithContext("primer \"" + name + "\": warm");

@@ -26,7 +26,7 @@ Daemon::Daemon(DaemonOptions options)
   executor_->set_metrics(&metrics_);
   wakeup_ = std::make_unique<Wakeup>(*listen_);
   janitor_ = std::make_unique<Janitor>(*listen_);
-  warmer_ = std::make_unique<Warmer>(*compute_, *main_);
+  warmer_ = std::make_unique<Warmer>(*compute_, *main_, worker_.get());
 }
 
 Daemon::~Daemon() {

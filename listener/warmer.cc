@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "listener/json_text.h"
+#include "primers/key_codec.h"
 #include "primers/warm.h"
 #include "sql/embedded.h"
 
@@ -14,7 +15,7 @@ void Warmer::Loaded(const Registry& registry, Clock::time_point now) {
   every_.clear();
   levels_.clear();
   for (const auto& p : registry.primers()) {
-    if (p->spec.warm.empty()) continue;
+    if (!p->spec.Warms()) continue;
     due_.push_back(p->spec.name);
     if (p->spec.warm_every) {
       every_[p->spec.name] = *p->spec.warm_every;
@@ -31,15 +32,38 @@ void Warmer::Tick(Clock::time_point now) {
   }
 }
 
+Task<StatusOr<std::vector<std::string>>> Warmer::ListKeys(const Primer& primer) {
+  if (!primer.python()) {
+    auto rows = co_await compute_.Query(WarmStatement(primer.spec));
+    if (!rows.ok()) co_return rows.status();
+    co_return WarmKeys(primer.spec, *rows);
+  }
+  if (worker_ == nullptr) co_return Status::Runtime("warm() needs the python worker (kck listen --python-worker)");
+  nlohmann::json req;  // built field by field: GCC 12 mishandles literals in a coroutine's braced lists
+  req["op"] = std::string("warm");
+  req["primer"] = primer.spec.name;
+  auto reply = co_await worker_->Call(std::move(req));
+  if (!reply.ok()) co_return reply.status();
+  std::vector<std::string> keys;
+  const nlohmann::json& list = (*reply)["keys"];
+  if (!list.is_array()) co_return Status::Runtime("the worker's answer has no \"keys\" list");
+  for (const auto& k : list) {
+    if (!k.is_string()) co_return Status::Runtime("warm() listed a key that is not a string");
+    auto values = DecodeKey(k.get<std::string>(), primer.spec.name, primer.spec.params);
+    if (!values.ok()) co_return values.status().WithContext("warm() listed a bad key");
+    keys.push_back(k.get<std::string>());
+  }
+  co_return keys;
+}
+
 Task<Status> Warmer::Plan(const Registry& registry) {
   std::map<std::string, std::vector<std::string>> wanted;
   const std::vector<std::string> due = std::exchange(due_, {});
   for (const std::string& name : due) {
     const Primer* primer = registry.Find(name);
     if (primer == nullptr) continue;
-    auto rows = co_await compute_.Query(WarmStatement(primer->spec));
-    if (!rows.ok() && rows.status().transient()) co_return rows.status();
-    auto keys = rows.ok() ? WarmKeys(primer->spec, *rows) : StatusOr<std::vector<std::string>>(rows.status());
+    auto keys = co_await ListKeys(*primer);
+    if (!keys.ok() && keys.status().transient()) co_return keys.status();
     if (!keys.ok()) {
       spdlog::error("primer \"{}\": warm: {}", name, pg::Excerpt(keys.status().message(), 500));
       continue;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/task.h"
+#include "listener/worker_pool.h"
 #include "pg/async_connection.h"
 #include "primers/registry.h"
 
@@ -28,8 +29,10 @@ class Warmer {
   static constexpr auto kSliceTime = std::chrono::milliseconds(100);
   static constexpr size_t kMinSlice = 1, kMaxSlice = 500;
 
-  // Warm SQL runs on `compute` (statement_timeout); queues go through `queue`.
-  Warmer(AsyncConnection& compute, AsyncConnection& queue) : compute_(compute), queue_(queue) {}
+  // Warm SQL runs on `compute` (statement_timeout), a Python primer's warm()
+  // in `worker` (may be null); queues go through `queue`.
+  Warmer(AsyncConnection& compute, AsyncConnection& queue, WorkerPool* worker)
+      : compute_(compute), queue_(queue), worker_(worker) {}
 
   // The primers (re)loaded: every primer with warm SQL is due now.
   void Loaded(const Registry& registry, Clock::time_point now);
@@ -43,6 +46,8 @@ class Warmer {
 
  private:
   Task<Status> Plan(const Registry& registry);
+  // The keys one primer's warm SQL or warm() lists.
+  Task<StatusOr<std::vector<std::string>>> ListKeys(const Primer& primer);
   // Sizes the next slice from how long the last one took.
   void Resize(Clock::time_point now);
   // The next slice of keys, none from a later level than the first.
@@ -50,6 +55,7 @@ class Warmer {
 
   AsyncConnection& compute_;
   AsyncConnection& queue_;
+  WorkerPool* worker_;
   std::vector<std::string> due_;                            // primers to plan
   std::map<std::string, Clock::time_point> next_;          // next warm-up by primer
   std::map<std::string, std::chrono::seconds> every_;      // warm_every by primer

@@ -214,15 +214,19 @@ Status ParseKind(const json& j, PrimerSpec& spec) {
   return Status::Ok();
 }
 
-// "warm": SQL (not for python primers yet), and "warm_every" needs it.
+// "warm": SQL, or for a python primer true (its class defines warm());
+// "warm_every" needs it.
 Status ParseWarm(const json& j, PrimerSpec& spec) {
-  auto warm = GetString(j, "warm", false);
-  if (!warm.ok()) return warm.status();
-  spec.warm = *warm;
-  if (!spec.warm.empty() && spec.engine == "python") {
-    return Status::Invalid("warm: a python primer cannot declare warm SQL yet; list its keys with kck refresh");
+  if (spec.engine == "python") {
+    auto it = j.find("warm");
+    if (it != j.end() && !it->is_boolean()) return Status::Invalid("warm: a python primer says true or false");
+    spec.python_warm = it != j.end() && it->get<bool>();
+  } else {
+    auto warm = GetString(j, "warm", false);
+    if (!warm.ok()) return warm.status();
+    spec.warm = *warm;
   }
-  if (spec.warm_every && spec.warm.empty()) return Status::Invalid("warm_every needs \"warm\"");
+  if (spec.warm_every && !spec.Warms()) return Status::Invalid("warm_every needs \"warm\"");
   return Status::Ok();
 }
 
@@ -418,6 +422,7 @@ json PrimerToJson(const PrimerSpec& spec) {
   }
   ImportToJson(spec.import, spec.engine, j);
   if (!spec.warm.empty()) j["warm"] = spec.warm;
+  if (spec.python_warm) j["warm"] = true;
   if (spec.warm_every) j["warm_every"] = FormatPeriod(*spec.warm_every);
   if (spec.refresh_every) j["refresh_every"] = FormatPeriod(*spec.refresh_every);
   if (spec.soft_expire) j["soft_expire"] = FormatPeriod(*spec.soft_expire);

@@ -64,11 +64,14 @@ struct PrimerSpec {
   // SQL returning the keys worth computing before anyone asks: one row per
   // key, one column per parameter named as the parameter (primers/warm.h).
   std::string warm;
+  bool python_warm = false;  // python engine: the class defines warm(), the worker runs it
   std::optional<std::chrono::seconds> warm_every;  // the daemon warms again this often
   ImportSpec import;  // kinds http and command
   std::string source = "config";  // who registered it: "config" or "django"
 
   const ParamSpec* FindParam(std::string_view param) const;
+  // Whether the primer lists keys to prepare ahead (warm SQL or a Python warm()).
+  bool Warms() const { return !warm.empty() || python_warm; }
 };
 
 struct Config {

@@ -194,6 +194,7 @@ class Primer:
     soft_expire = None        # "10m", seconds or timedelta; default KCK["SOFT_EXPIRE"]
     hard_expire = None        # default KCK["HARD_EXPIRE"]
     refresh_every = None      # default KCK["REFRESH_EVERY"]
+    warm_every = None         # with warm(): the daemon warms again this often
     soft_expire_seconds = None  # the original library's spellings
     hard_expire_seconds = None
     refresh_every_seconds = None
@@ -231,7 +232,7 @@ class Primer:
                                                 % (name, i, param))
         cls._kck_rules = rules
         for attr in ("soft_expire", "hard_expire", "refresh_every", "soft_expire_seconds",
-                     "hard_expire_seconds", "refresh_every_seconds"):
+                     "hard_expire_seconds", "refresh_every_seconds", "warm_every"):
             conf.period_seconds(getattr(cls, attr), "primer %r: %s" % (name, attr))
         limit = cls.augment_max_changes
         if limit is not None and (type(limit) is not int or not 1 <= limit <= 1000000):
@@ -248,6 +249,24 @@ class Primer:
     @classmethod
     def has_augment(cls) -> bool:
         return callable(getattr(cls, "augment", None))
+
+    @classmethod
+    def has_warm(cls) -> bool:
+        return callable(getattr(cls, "warm", None))
+
+    def warm_keys(self) -> List[str]:
+        """The canonical keys warm() lists (parameter dicts or keys), each once, in its order."""
+        keys = []
+        for item in self.warm() or ():
+            if isinstance(item, Mapping):
+                keys.append(self.param_dict_to_key(item))
+            elif isinstance(item, str):
+                self.key_to_values(item)  # canonical and of this primer, or an error
+                keys.append(item)
+            else:
+                raise KeyParameterMismatch("primer %s: warm() listed %r, not a dict of parameters or a key"
+                                           % (codec.quote_for_error(self._kck_name), item))
+        return list(dict.fromkeys(keys))
 
     def key_to_values(self, key: str) -> List[str]:
         """The canonical text values of a key of this primer, in declared order."""
@@ -304,6 +323,9 @@ class Primer:
 
     # augment(self, key, value, change) is optional: define it in a subclass to
     # apply a change in place (return the new value) or raise CannotAugment.
+    # warm(self) is optional: the keys worth computing before anyone asks, as
+    # parameter dicts ({"author_id": 5}) or keys; the daemon (and manage.py
+    # kck_warm) computes those not stored yet.
 
     # -- registration -------------------------------------------------------
 
@@ -318,6 +340,13 @@ class Primer:
         }
         if self.augment_max_changes is not None:
             spec["augment_max_changes"] = self.augment_max_changes
+        if self.has_warm():
+            spec["warm"] = True
+        warm_every = conf.period_seconds(self.warm_every, "primer %r: warm_every" % self._kck_name)
+        if warm_every is not None:
+            if not self.has_warm():
+                raise PrimerDefinitionError("primer %r: warm_every needs a warm() method" % self._kck_name)
+            spec["warm_every"] = conf.format_period(warm_every)
         for field, seconds in (("refresh_every", self.refresh_every_period()),
                                ("soft_expire", self.soft_expire_period()),
                                ("hard_expire", self.hard_expire_period())):

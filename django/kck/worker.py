@@ -14,6 +14,7 @@ request line (each with an integer "id"), one response line:
   {"id": 3, "op": "keys", "primer": P, "rule": i, "old": {...}|null, "new": {...}|null}
       -> {"id": 3, "ok": true, "keys": [...]}
   {"id": 4, "op": "ping"} -> {"id": 4, "ok": true}
+  {"id": 5, "op": "warm", "primer": P} -> {"id": 5, "ok": true, "keys": [...]}  (the keys P.warm() lists)
 
 Any failure is {"id": N, "ok": false, "error": "<type>: <message>"} (id null for a line
 that is not a JSON object). The worker exits cleanly on EOF.
@@ -169,7 +170,17 @@ class Worker:
             return self._augment(req)
         if op == "keys":
             return self._keys(req)
-        raise BadRequest("unknown op %r (expected compute, augment, keys or ping)" % (op,))
+        if op == "warm":
+            return self._warm(req)
+        raise BadRequest("unknown op %r (expected compute, augment, keys, warm or ping)" % (op,))
+
+    def _warm(self, req):
+        name = _field(req, "primer", str, "a string")
+        primer = self._served(registry().get(name))
+        if not primer.has_warm():
+            raise BadRequest("primer %r has no warm()" % name)
+        with self.cache.without_storing():
+            return {"ok": True, "keys": primer.warm_keys()}
 
     def _compute(self, req):
         key = _field(req, "key", str, "a string")

@@ -202,3 +202,15 @@ def test_missing_binary_is_a_command_error(db):
         with pytest.raises(CommandError) as e:
             call_command(name, *args, binary="/nonexistent/kck", stdout=io.StringIO())
         assert "/nonexistent/kck" in str(e.value), name
+
+
+def test_kck_warm_computes_what_warm_lists_once(db):
+    out = io.StringIO()
+    call_command("kck_warm", "warm_echo", stdout=out)
+    assert out.getvalue().strip() == "kck_warm: warm_echo: 2 keys listed, 2 computed"
+    assert query("SELECT key FROM kck.cache ORDER BY key") == [("warm_echo/a",), ("warm_echo/b%2Fc",)]
+    out = io.StringIO()
+    call_command("kck_warm", stdout=out)  # every primer with warm(): nothing left to compute
+    assert out.getvalue().strip() == "kck_warm: warm_echo: 2 keys listed, 0 computed"
+    with pytest.raises(CommandError, match="primer 'echo' has no warm"):
+        call_command("kck_warm", "echo", stdout=io.StringIO())

@@ -145,6 +145,25 @@ def test_augment_max_changes_reaches_the_spec():
         assert "augment_max_changes" not in Q().to_spec()
 
 
+def test_warm_reaches_the_spec():
+    with isolated_registry():
+        class P(Primer):
+            key = "p"
+            warm_every = "1h"
+
+            def warm(self):
+                return [{}]
+
+        class Q(Primer):
+            key = "q"
+            warm_every = "1h"
+
+        assert P().to_spec()["warm"] is True and P().to_spec()["warm_every"] == "1h"
+        assert P().warm_keys() == ["p"]
+        with pytest.raises(PrimerDefinitionError, match="warm_every needs a warm"):
+            Q().to_spec()
+
+
 def test_soft_longer_than_hard_is_an_error():
     with isolated_registry():
         class P(Primer):

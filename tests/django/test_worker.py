@@ -240,7 +240,7 @@ def test_keys_errors(worker, db, req, error):
 def test_bad_requests(worker):
     assert worker.call({"id": 7, "op": "explode"}) == {
         "id": 7, "ok": False,
-        "error": "BadRequest: unknown op 'explode' (expected compute, augment, keys or ping)"}
+        "error": "BadRequest: unknown op 'explode' (expected compute, augment, keys, warm or ping)"}
     r = worker.call({"id": 8, "op": "compute"})
     assert r["ok"] is False and "missing field 'key'" in r["error"]
     r = worker.call({"id": 9, "op": "compute", "key": 5})
@@ -298,3 +298,10 @@ def test_a_connection_lost_under_a_primer_is_transient(worker, db):
     resp = worker.call({"op": "compute", "key": "loses_connection/1"})
     assert resp["ok"] is False and resp.get("transient") is True, resp
     assert worker.call({"op": "ping"})["ok"]  # and the worker reconnects
+
+
+def test_warm_lists_the_keys_of_warm_once(worker):
+    resp = worker.call({"op": "warm", "primer": "warm_echo"})
+    assert resp["ok"] and resp["keys"] == ["warm_echo/a", "warm_echo/b%2Fc"]
+    resp = worker.call({"op": "warm", "primer": "echo"})
+    assert not resp["ok"] and "has no warm()" in resp["error"]

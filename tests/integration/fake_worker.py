@@ -1,7 +1,8 @@
 """A stand-in for `manage.py kck_worker` that speaks the worker protocol
 (JSON lines on stdin/stdout) without Django, so the daemon's supervision can
 be tested on its own: key n=13 hangs, n=66 exits, n=7 raises, n=0 returns a
-value jsonb refuses (a NUL character), n=404 is gone (its row does not exist)."""
+value jsonb refuses (a NUL character), n=404 is gone (its row does not exist).
+warm lists py/21 and py/22."""
 import json
 import os
 import sys
@@ -40,5 +41,7 @@ for line in sys.stdin:
             print(json.dumps({"id": rid, "ok": False, "error": "ValueError: augment of five failed"}), flush=True)
         else:
             print(json.dumps({"id": rid, "ok": False, "cannot_augment": True}), flush=True)
+    elif req.get("op") == "warm":  # py's warm(): three keys, one of them listed twice
+        print(json.dumps({"id": rid, "ok": True, "keys": ["py/21", "py/22", "py/21"]}), flush=True)
     else:
         print(json.dumps({"id": rid, "ok": True}), flush=True)

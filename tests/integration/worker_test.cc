@@ -71,6 +71,16 @@ TEST_F(WorkerTest, ExceptionsHangsAndCrashesBecomeErrorsAndTheDaemonGoesOn) {
   EXPECT_EQ(Value(m, "kck_compute_errors_total{primer=\"py\"}"), 3) << m;
 }
 
+TEST_F(WorkerTest, APythonPrimersWarmIsListedByTheWorkerAndComputed) {
+  InstallConfig(conn_, R"json({"source": "django", "primers": [
+    {"name": "py", "engine": "python", "parameters": [{"name": "n", "type": "int"}], "warm": true,
+     "depends_on": [{"table": "store_book", "params": {"n": "author_id"}}]}]})json");
+  DaemonProcess daemon(conninfo_, WorkerArgs());
+  ASSERT_TRUE(WaitFor([&] { return Field("py/21", "value->>'n'") == "21" && Field("py/22", "value->>'n'") == "22"; }));
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.cache"), "2");
+}
+
 TEST_F(WorkerTest, ConfigReloadPicksUpNewPrimers) {
   DaemonProcess daemon(conninfo_);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));

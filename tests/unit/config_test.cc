@@ -40,6 +40,17 @@ TEST(Config, ParsesTheDesignExample) {
   EXPECT_EQ(PrimerToJson(*back), PrimerToJson(p));
 }
 
+TEST(Config, APythonPrimersWarmIsAFlag) {
+  auto c = ParseConfig(One(R"("engine": "python", "warm": true, "warm_every": "1h")"), "primers.json");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_TRUE(c->primers[0].python_warm);
+  EXPECT_TRUE(c->primers[0].Warms());
+  auto back = ParsePrimer(PrimerToJson(c->primers[0]));
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->python_warm);
+  EXPECT_EQ(back->warm_every->count(), 3600);
+}
+
 TEST(Config, RejectsWithTheNameOfThePrimerAndField) {
   ExpectError("{", "primers.json: not valid JSON");
   ExpectError(R"({"primer": []})", "unknown field \"primer\"");
@@ -53,6 +64,7 @@ TEST(Config, RejectsWithTheNameOfThePrimerAndField) {
   ExpectError(One(R"("compute": "SELECT 1", "augment_max_changes": "5")"), "augment_max_changes");
   ExpectError(One(R"("compute": "SELECT 1", "warm_every": "1h")"), "primer \"title_list\": warm_every needs \"warm\"");
   ExpectError(One(R"("compute": "SELECT 1", "warm": 5)"), "field \"warm\" must be a string");
+  ExpectError(One(R"("engine": "python", "warm": "SELECT 1 AS author_id")"), "warm: a python primer says true or false");
   ExpectError(One(R"("compute": "SELECT 1", "colour": "red")"), "unknown field \"colour\"");
   ExpectError(R"({"primers": [{"name": "Bad-Name", "compute": "SELECT 1"}]})", "Bad-Name");
   ExpectError(R"({"primers": [{"name": "a", "parameters": [{"name": "x", "type": "float"}], "compute": "SELECT 1"}]})",

@@ -23,6 +23,20 @@ class EchoPrimer(Primer):
         return {"text": self.key_to_param_dict(key)["text"], "n": COMPUTES[key]}
 
 
+class WarmEchoPrimer(Primer):
+    """warm() lists two keys: one as parameters, one as a key (and the first again)."""
+
+    key = "warm_echo"
+    parameters = [{"name": "text"}]
+    warm_every = "1h"
+
+    def warm(self):
+        return [{"text": "a"}, "warm_echo/b%2Fc", {"text": "a"}]
+
+    def compute(self, key):
+        return {"text": self.key_to_param_dict(key)["text"]}
+
+
 class TimeoutPrimer(Primer):
     """Its compute always hits statement_timeout: a transient failure."""
 

@@ -58,6 +58,18 @@ struct BatchStats {
   size_t augment_fallbacks = 0;  // augments that failed and were recomputed
   size_t fresh = 0;              // stored products that already showed every change: not computed
   bool registry_moved = false;   // rolled back: the primers changed since they were loaded
+
+  // Adds another batch's counts to these.
+  void Add(const BatchStats& other) {
+    changes += other.changes;
+    keys += other.keys;
+    augmented += other.augmented;
+    removed += other.removed;
+    errors += other.errors;
+    augment_fallbacks += other.augment_fallbacks;
+    unchanged += other.unchanged;
+    fresh += other.fresh;
+  }
 };
 
 // Whether the transaction `txid` is visible in `snapshot` (pg_snapshot

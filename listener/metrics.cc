@@ -59,14 +59,7 @@ void Histogram::Render(std::string& out, const std::string& name, const std::str
 void Metrics::AddBatch(const BatchStats& stats, double seconds) {
   ++batches_;
   batch_seconds_.Observe(seconds);
-  totals_.changes += stats.changes;
-  totals_.keys += stats.keys;
-  totals_.augmented += stats.augmented;
-  totals_.unchanged += stats.unchanged;
-  totals_.fresh += stats.fresh;
-  totals_.removed += stats.removed;
-  totals_.errors += stats.errors;
-  totals_.augment_fallbacks += stats.augment_fallbacks;
+  totals_.Add(stats);
 }
 
 void Metrics::AddCompute(const std::string& primer, bool augment, double seconds) {

@@ -6,24 +6,9 @@
 
 namespace kck {
 
-namespace {
-
-void AddTo(BatchStats& to, const BatchStats& stats) {
-  to.changes += stats.changes;
-  to.keys += stats.keys;
-  to.augmented += stats.augmented;
-  to.removed += stats.removed;
-  to.errors += stats.errors;
-  to.augment_fallbacks += stats.augment_fallbacks;
-  to.unchanged += stats.unchanged;
-  to.fresh += stats.fresh;
-}
-
-}  // namespace
-
 void Summary::Add(const BatchStats& stats) {
-  AddTo(window_, stats);
-  AddTo(seconds_[now_], stats);
+  window_.Add(stats);
+  seconds_[now_].Add(stats);
   changed_ |= stats.changes || stats.keys || stats.errors || stats.removed || stats.unchanged || stats.fresh;
 }
 
@@ -58,7 +43,7 @@ void Summary::Tick() {
 
 std::string Summary::Published() {
   BatchStats minute;
-  for (const auto& s : seconds_) AddTo(minute, s);
+  for (const auto& s : seconds_) minute.Add(s);
   changed_ = false;
   return "{\"window_s\": " + std::to_string(std::max(ticks_, 1)) + ", \"changes\": " + std::to_string(minute.changes) +
          ", \"products\": " + std::to_string(minute.keys) + ", \"augmented\": " + std::to_string(minute.augmented) +

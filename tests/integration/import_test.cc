@@ -24,14 +24,19 @@ class HttpFixture {
     posix_spawn(&pid_, argv[0], &fa, nullptr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
-    char buf[32] = {0};
-    ssize_t n = read(fds[0], buf, sizeof buf - 1);
-    close(fds[0]);
-    port_ = n > 0 ? std::atoi(buf) : 0;
+    out_ = fds[0];  // open while the server runs: it never writes to a closed pipe
+    std::string line;
+    char c = 0;
+    for (ssize_t n; line.size() < 16 && (n = read(out_, &c, 1)) != 0 && c != '\n';) {
+      if (n > 0) line += c;
+      if (n < 0 && errno != EINTR) break;  // EINTR: a child of the test exited meanwhile
+    }
+    port_ = std::atoi(line.c_str());
   }
   ~HttpFixture() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
+    close(out_);
   }
   int port() const { return port_; }
   std::string Url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
@@ -44,6 +49,7 @@ class HttpFixture {
  private:
   pid_t pid_ = 0;
   int port_ = 0;
+  int out_ = -1;  // the server's stdout
 };
 
 class ImportTest : public BookstoreTest {

@@ -12,7 +12,7 @@ namespace {
 // on the loop when it is done.
 class FetchOnPool {
  public:
-  FetchOnPool(uv_loop_t* loop, const PrimerSpec& spec, std::map<std::string, std::string> values, Validators previous)
+  FetchOnPool(uv_loop_t* loop, const PrimerSpec& spec, NamedValues values, Validators previous)
       : loop_(loop), spec_(spec), values_(std::move(values)), previous_(std::move(previous)) {}
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) {
@@ -33,7 +33,7 @@ class FetchOnPool {
 
   uv_loop_t* loop_;
   const PrimerSpec spec_;  // a copy: the registry may be reloaded while the fetch runs
-  std::map<std::string, std::string> values_;
+  NamedValues values_;
   Validators previous_;
   uv_work_t work_{};
   std::coroutine_handle<> waiter_;
@@ -45,12 +45,10 @@ class FetchOnPool {
 Task<StatusOr<Computed>> ImportEngine::Compute(const Primer& primer, const std::string& key) {
   auto decoded = DecodeKey(key, primer.spec.name, primer.spec.params);
   if (!decoded.ok()) co_return decoded.status();
-  std::map<std::string, std::string> values;
-  for (size_t i = 0; i < decoded->size(); ++i) values[primer.spec.params[i].name] = (*decoded)[i];
   auto known = remembered_.find(key);
   Validators previous = known == remembered_.end() ? Validators{} : known->second.validators;
   auto t0 = std::chrono::steady_clock::now();
-  auto fetched = co_await FetchOnPool(loop_, primer.spec, std::move(values), std::move(previous));
+  auto fetched = co_await FetchOnPool(loop_, primer.spec, primer.KeyValues(*decoded), std::move(previous));
   if (!fetched.ok()) co_return fetched.status();  // Runtime: the primer's error, the value is kept
   Computed c;
   c.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -88,7 +88,7 @@ std::string Drain(Pipes& p, std::string& out, std::string& err, size_t max, Cloc
   return "";
 }
 
-Attempt RunCommandOnce(const PrimerSpec& spec, const std::map<std::string, std::string>& values) {
+Attempt RunCommandOnce(const PrimerSpec& spec, const NamedValues& values) {
   std::vector<std::string> args;
   for (const auto& a : spec.import.argv) args.push_back(Substitute(a, values, Identity));
   std::vector<char*> argv;
@@ -192,7 +192,7 @@ StatusOr<std::unique_ptr<curl_slist, CurlDeleter>> RequestHeaders(const PrimerSp
   return std::unique_ptr<curl_slist, CurlDeleter>(list);
 }
 
-Attempt HttpOnce(const PrimerSpec& spec, const std::map<std::string, std::string>& values, const Validators& previous) {
+Attempt HttpOnce(const PrimerSpec& spec, const NamedValues& values, const Validators& previous) {
   static std::once_flag init;
   std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   const std::string url = Substitute(spec.import.url, values, PercentEncode);
@@ -255,7 +255,7 @@ std::string PercentEncode(const std::string& text) {
   return out;
 }
 
-StatusOr<Fetched> FetchImport(const PrimerSpec& spec, const std::map<std::string, std::string>& values,
+StatusOr<Fetched> FetchImport(const PrimerSpec& spec, const NamedValues& values,
                               const Validators& previous) {
   for (int attempt = 0;; ++attempt) {
     Attempt a = spec.engine == "http" ? HttpOnce(spec, values, previous) : RunCommandOnce(spec, values);

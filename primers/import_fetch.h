@@ -16,6 +16,7 @@
 
 #include "common/status.h"
 #include "primers/config.h"
+#include "primers/registry.h"
 
 namespace kck {
 
@@ -30,8 +31,8 @@ struct Fetched {
   bool not_modified = false;  // HTTP 304: the previous value stands
 };
 
-// `values` are the key's parameter values by name (canonical, unescaped).
-StatusOr<Fetched> FetchImport(const PrimerSpec& spec, const std::map<std::string, std::string>& values,
+// `values` are the key's parameter values by name (Primer::KeyValues).
+StatusOr<Fetched> FetchImport(const PrimerSpec& spec, const NamedValues& values,
                               const Validators& previous);
 
 // RFC 3986 percent-encoding of everything but unreserved characters.

@@ -123,7 +123,7 @@ void ImportToJson(const ImportSpec& spec, const std::string& engine, json& j) {
   j["max_bytes"] = spec.max_bytes;
 }
 
-std::string Substitute(const std::string& text, const std::map<std::string, std::string>& values,
+std::string Substitute(const std::string& text, const std::map<std::string, std::optional<std::string>>& values,
                        std::string (*escape)(const std::string&)) {
   std::string out;
   size_t from = 0;
@@ -131,7 +131,7 @@ std::string Substitute(const std::string& text, const std::map<std::string, std:
     auto v = values.find(name);
     if (v == values.end()) return;
     out.append(text, from, at - from);
-    out += escape(v->second);
+    out += escape(v->second.value_or(""));
     from = at + length;
   });
   out.append(text, from, std::string::npos);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,8 +36,9 @@ Status ParseImportFields(const nlohmann::json& j, const std::string& engine, con
 // The import fields back into a primer's JSON.
 void ImportToJson(const ImportSpec& spec, const std::string& engine, nlohmann::json& j);
 
-// `text` with each ":name" of a parameter replaced by escape(value).
-std::string Substitute(const std::string& text, const std::map<std::string, std::string>& values,
+// `text` with each ":name" of a parameter replaced by escape(value); the
+// values are a key's, by name (Primer::KeyValues).
+std::string Substitute(const std::string& text, const std::map<std::string, std::optional<std::string>>& values,
                        std::string (*escape)(const std::string&));
 
 }  // namespace kck

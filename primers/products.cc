@@ -48,9 +48,7 @@ StatusOr<Computed> Products::Compute(const Primer& primer, const std::vector<std
                                      const std::string& where) {
   Computed c;
   if (IsImportKind(primer.spec.engine)) {
-    std::map<std::string, std::string> named;
-    for (size_t i = 0; i < values.size(); ++i) named[primer.spec.params[i].name] = values[i];
-    auto fetched = FetchImport(primer.spec, named, {});
+    auto fetched = FetchImport(primer.spec, primer.KeyValues(values), {});
     if (!fetched.ok()) return fetched.status().WithContext(where + ": import failed");
     c.value = fetched->json;
     return c;

@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from write_path import BenchError, Cluster, Daemon, median, pg_bindir, rotated, run  # noqa: E402
+from write_path import BenchError, Cluster, Daemon, median, pg_bindir, rotated, run, run_bench  # noqa: E402
 
 AUTHORS = 100
 CONFIG = """{"primers": [{"name": "book_count", "parameters": [{"name": "author_id", "type": "int"}],
@@ -139,18 +139,5 @@ def print_rounds(title, values, counts, names):
         print("  %d daemon%s: %s" % (n, "s" if n > 1 else " ", "   ".join(cells)))
 
 
-def main():
-    a = parse_args()
-    bench = Bench(a)
-    try:
-        bench.main()
-    except BenchError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
-    finally:
-        bench.cluster.stop()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(Bench(parse_args())))

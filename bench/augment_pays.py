@@ -34,7 +34,7 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from write_path import (BenchError, Cluster, Daemon, Listener, Stats, median, pg_bindir,  # noqa: E402
-                        rotated, run, FRESH_TRIGGER)
+                        rotated, run, run_bench, FRESH_TRIGGER)
 
 CURRENCIES = ["EUR", "USD", "GBP", "CHF", "JPY"]
 SCHEMA = """
@@ -226,18 +226,5 @@ def daemon_batch_lines(log):
     return out
 
 
-def main():
-    a = parse_args()
-    bench = Bench(a)
-    try:
-        bench.main()
-    except BenchError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
-    finally:
-        bench.cluster.stop()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(Bench(parse_args())))

@@ -190,6 +190,19 @@ def pg_bindir():
     return Path("/usr/lib/postgresql/15/bin")
 
 
+def run_bench(bench):
+    """Runs bench.main(); its cluster is stopped whatever happens. The exit code: 1 after a
+    BenchError (printed), else 0."""
+    try:
+        bench.main()
+    except BenchError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
+    finally:
+        bench.cluster.stop()
+    return 0
+
+
 class Stats:
     """Latency samples in ms; nearest-rank percentiles."""
 

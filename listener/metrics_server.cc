@@ -26,12 +26,12 @@ std::string AddressText(const sockaddr_storage& addr) {
   if (addr.ss_family == AF_INET6) {
     const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
     uv_ip6_name(a, host, sizeof host);
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+    return fmt::format("[{}]:{}", host, ntohs(a->sin6_port));
   }
   const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
   uv_ip4_name(a, host, sizeof host);
   port = ntohs(a->sin_port);
-  return std::string(host) + ":" + std::to_string(port);
+  return fmt::format("{}:{}", host, port);
 }
 
 }  // namespace

@@ -60,6 +60,8 @@ cmake --build "$build_dir" "${targets[@]}"
 
 step "ctest ./$build_dir"
 status=0
-ctest --test-dir "$build_dir" --output-on-failure "${skip[@]}" || status=$?
+# Two suites at a time (each starts its own PostgreSQL cluster): the suites
+# wait on the server and on child processes more than they compute.
+ctest --test-dir "$build_dir" --output-on-failure --parallel 2 "${skip[@]}" || status=$?
 step "ctest exit $status"
 exit "$status"

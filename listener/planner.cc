@@ -36,7 +36,10 @@ StatusOr<std::optional<std::string>> ValueText(simdjson::dom::element v, ParamTy
 void Plan::AddKey(const std::string& key, const Primer* primer, size_t change, bool row_change, bool force) {
   KeyWork& w = keys[key];
   w.primer = primer;
-  if (w.changes.empty() || w.changes.back() != change) w.changes.push_back(change);
+  // Keys rules resolve after the other rules: a change may come in after a
+  // later one, and augments apply them in this order.
+  auto at = std::lower_bound(w.changes.begin(), w.changes.end(), change);
+  if (at == w.changes.end() || *at != change) w.changes.insert(at, change);
   // Under load one recompute costs less than many augments of one key.
   w.augmentable = w.augmentable && row_change && !force && w.changes.size() <= primer->spec.augment_max_changes;
   w.force = w.force || force;

@@ -80,6 +80,19 @@ TEST(Planner, AugmentMaxChangesIsThePrimers) {
   EXPECT_FALSE(PlanChanges(changes, **reg).keys["title_list/3"].augmentable);
 }
 
+// A keys rule resolves after the batch's other rules: the change it adds
+// must still take its place in commit order, or augments apply out of order.
+TEST(Planner, KeyChangesStayInBatchOrderWhateverOrderTheyArriveIn) {
+  auto reg = Bookstore();
+  Plan plan;
+  const Primer* title_list = reg->Find("title_list");
+  plan.AddKey("title_list/5", title_list, 7, true);
+  plan.AddKey("title_list/5", title_list, 3, true);
+  plan.AddKey("title_list/5", title_list, 7, true);
+  plan.AddKey("title_list/5", title_list, 5, true);
+  EXPECT_EQ(plan.keys["title_list/5"].changes, (std::vector<size_t>{3, 5, 7}));
+}
+
 TEST(Planner, BulkChangesAreNotAugmentable) {
   auto reg = Bookstore();
   Plan plan = PlanChanges({Row(1, 'I', "", R"([{"author_id": 1, "title": "x"}, {"author_id": 2, "title": "y"}])")}, *reg);

@@ -55,33 +55,89 @@ Task<StatusOr<std::vector<std::string>>> SqlKeys(const KeysQuery& q, AsyncConnec
   co_return keys;
 }
 
-Task<Status> RunKeysQueries(Plan& plan, AsyncConnection& compute, WorkerPool* worker) {
-  for (const auto& q : plan.keys_queries) {
-    // Not a conditional expression: GCC 12 mishandles co_await inside ?:.
-    StatusOr<std::vector<std::string>> keys = Status::Runtime("no keys rule");
-    if (q.primer->spec.depends_on[q.rule].python_rule) {
-      keys = co_await PythonKeys(q, worker);
-    } else {
-      keys = co_await SqlKeys(q, compute);
-    }
-    if (!keys.ok() && keys.status().transient()) co_return keys.status().WithContext("keys rule");
-    if (!keys.ok()) {
-      spdlog::warn("primer \"{}\": depends_on[{}] failed, recomputing all its stored products: {}",
-                   q.primer->spec.name, q.rule, pg::Excerpt(keys.status().message(), 500));
-      AddWholePrimer(plan, q.primer, q.change);
+// The keys one query's rule returned become keys of the plan; a failed
+// rule stands for every stored product of its primer.
+void AddRuleKeys(Plan& plan, const KeysQuery& q, const StatusOr<std::vector<std::string>>& keys) {
+  if (!keys.ok()) {
+    spdlog::warn("primer \"{}\": depends_on[{}] failed, recomputing all its stored products: {}",
+                 q.primer->spec.name, q.rule, pg::Excerpt(keys.status().message(), 500));
+    AddWholePrimer(plan, q.primer, q.change);
+    return;
+  }
+  for (const auto& key : *keys) {
+    auto values = DecodeKey(key, q.primer->spec.name, q.primer->spec.params);
+    if (!values.ok()) {
+      spdlog::warn("primer \"{}\": depends_on[{}] returned a bad key: {}", q.primer->spec.name, q.rule,
+                   values.status().message());
       continue;
     }
-    for (const auto& key : *keys) {
-      auto values = DecodeKey(key, q.primer->spec.name, q.primer->spec.params);
-      if (!values.ok()) {
-        spdlog::warn("primer \"{}\": depends_on[{}] returned a bad key: {}", q.primer->spec.name, q.rule,
-                     values.status().message());
-        continue;
-      }
-      plan.AddKey(key, q.primer, q.change, q.row_change);
+    plan.AddKey(key, q.primer, q.change, q.row_change);
+  }
+}
+
+// Runs queries one at a time: Python rules, and SQL ones that failed together.
+Task<Status> RunEach(Plan& plan, const std::vector<const KeysQuery*>& queries, AsyncConnection& compute,
+                     WorkerPool* worker) {
+  for (const KeysQuery* q : queries) {
+    // Not a conditional expression: GCC 12 mishandles co_await inside ?:.
+    StatusOr<std::vector<std::string>> keys = Status::Runtime("no keys rule");
+    if (q->primer->spec.depends_on[q->rule].python_rule) {
+      keys = co_await PythonKeys(*q, worker);
+    } else {
+      keys = co_await SqlKeys(*q, compute);
     }
+    if (!keys.ok() && keys.status().transient()) co_return keys.status().WithContext("keys rule");
+    AddRuleKeys(plan, *q, keys);
   }
   co_return Status::Ok();
+}
+
+// One SQL keys rule for many row pairs in one statement (Primer::keys_many).
+// False when it failed for a reason of its own: the caller runs them one by
+// one, so that each row pair gets its own outcome.
+Task<StatusOr<bool>> RunTogether(Plan& plan, const std::vector<const KeysQuery*>& queries, AsyncConnection& compute) {
+  const KeysQuery& first = *queries.front();
+  std::vector<std::optional<std::string>> ordinals, olds, news;
+  for (size_t i = 0; i < queries.size(); ++i) {
+    ordinals.emplace_back(std::to_string(i));
+    olds.push_back(queries[i]->rows.old_row);
+    news.push_back(queries[i]->rows.new_row);
+  }
+  pg::Params params{pg::ArrayLiteral(ordinals), pg::ArrayLiteral(olds), pg::ArrayLiteral(news)};
+  auto res = co_await compute.Query(first.primer->keys_many.at(first.rule), std::move(params));
+  if (!res.ok() && res.status().transient()) co_return res.status().WithContext("keys rule");
+  if (!res.ok()) co_return false;
+  std::vector<std::vector<std::string>> keys(queries.size());
+  for (int r = 0; r < res->rows(); ++r) {
+    const size_t i = ParsedNumber<size_t>(res->get(r, 0));
+    if (i < keys.size()) keys[i].emplace_back(res->get(r, 1));
+  }
+  for (size_t i = 0; i < queries.size(); ++i) AddRuleKeys(plan, *queries[i], keys[i]);
+  co_return true;
+}
+
+// Keys rules: the row pairs of one SQL rule in one statement, Python rules
+// one call per pair.
+Task<Status> RunKeysQueries(Plan& plan, AsyncConnection& compute, WorkerPool* worker) {
+  std::map<std::pair<const Primer*, size_t>, std::vector<const KeysQuery*>> by_rule;
+  std::vector<const KeysQuery*> each;
+  for (const auto& q : plan.keys_queries) {
+    if (q.primer->spec.depends_on[q.rule].python_rule) {
+      each.push_back(&q);
+    } else {
+      by_rule[{q.primer, q.rule}].push_back(&q);
+    }
+  }
+  for (const auto& [rule, queries] : by_rule) {
+    if (queries.size() == 1) {
+      each.push_back(queries.front());
+      continue;
+    }
+    auto together = co_await RunTogether(plan, queries, compute);
+    if (!together.ok()) co_return together.status();
+    if (!*together) each.insert(each.end(), queries.begin(), queries.end());
+  }
+  co_return co_await RunEach(plan, each, compute, worker);
 }
 
 }  // namespace

@@ -65,6 +65,18 @@ std::vector<NamedParam> PrimerParams(const PrimerSpec& spec) {
   return out;
 }
 
+// A keys rule run for many row pairs at once: its :old and :new become the
+// columns of the pairs unnested beside their ordinals.
+StatusOr<std::string> KeysManyStatement(const std::string& keys_sql) {
+  auto inner = RewriteNamedParams(StripStatementEnd(keys_sql), [](const std::string& name) -> StatusOr<std::string> {
+    if (name != "old" && name != "new") return Status::Invalid("unknown parameter :" + name);
+    return "kck_c.\"" + name + "\"";
+  });
+  if (!inner.ok()) return inner.status();
+  return "SELECT kck_c.kck_i, kck_r.kck_key FROM unnest($1::int[], $2::jsonb[], $3::jsonb[]) AS kck_c (kck_i, \"old\", "
+         "\"new\") CROSS JOIN LATERAL (" + *inner + "\n) AS kck_r (kck_key) WHERE kck_r.kck_key IS NOT NULL";
+}
+
 StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
   auto primer = std::make_unique<Primer>();
   const std::string where = "primer \"" + spec.name + "\"";
@@ -109,6 +121,9 @@ StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
     auto bound = BindNamedParams(rule.keys_sql, {{"old", "jsonb"}, {"new", "jsonb"}});
     if (!bound.ok()) return bound.status().WithContext(where + ": depends_on[" + std::to_string(i) + "].keys");
     primer->keys[i] = std::move(*bound);
+    auto many = KeysManyStatement(rule.keys_sql);
+    if (!many.ok()) return many.status().WithContext(where + ": depends_on[" + std::to_string(i) + "].keys");
+    primer->keys_many[i] = std::move(*many);
   }
   primer->spec = std::move(spec);
   return primer;

@@ -51,6 +51,10 @@ struct Primer {
   std::map<std::string, std::map<char, BoundSql>> augment;
   // Keys SQL by rule index: parameters :old and :new.
   std::map<size_t, BoundSql> keys;
+  // The same for many row pairs in one statement, by rule index: $1 the
+  // pairs' ordinals, $2 their old rows, $3 their new rows (jsonb[]); it
+  // returns (ordinal, key) per key.
+  std::map<size_t, std::string> keys_many;
 
   bool python() const { return spec.engine == "python"; }
   // Whether a row change of `table` with `op` can be applied by augment.

@@ -106,7 +106,7 @@ Task<Status> Executor::ProduceAfterOlderClaims(Batch& batch) {
   batch.wait_keys.clear();
   // The values the earlier batches wrote.
   std::map<std::string, Stored> now;
-  s = co_await ReadStored(batch, false, &now);
+  s = co_await ReadStored(batch, false, false, &now);
   if (!s.ok()) co_return s;
   for (const auto& key : keys) {
     batch.stored.erase(key);

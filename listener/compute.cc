@@ -1,6 +1,6 @@
 // How the executor produces the value of one product: augment the stored
-// value change by change, or recompute it (many keys of a SQL primer in one
-// statement, else one by one), each through the engine of the primer's kind
+// value change by change, or recompute it (the batch's SQL recomputes in one
+// round trip, else one by one), each through the engine of the primer's kind
 // (primers/engine.h), and what a failure means: transient ones roll the batch back,
 // the primer's own become the product's error, and failed augments fall
 // back to a recompute and are counted per primer.
@@ -55,17 +55,15 @@ bool Executor::GivesUp(const std::string& key, const Status& failure) {
   return true;
 }
 
-// Keys of one SQL primer that will be recomputed are computed together:
-// one statement instead of one round trip each.
-Task<void> Executor::PrecomputeMany(Batch& batch) {
-  std::map<const Primer*, std::vector<std::string>> recompute;
+// The keys of SQL primers that will be recomputed, computed ahead in one
+// round trip (SqlEngine::ComputeAhead); ProduceKey takes their values.
+Task<void> Executor::ComputeAhead(Batch& batch) {
+  SqlEngine::KeysByPrimer recompute;
   for (const auto& [key, work] : batch.plan.keys) {
-    if (work.primer->compute_many.empty() || RouteFor(key, work, batch) != Route::kRecompute) continue;
+    if (&EngineFor(*work.primer) != &sql_ || RouteFor(key, work, batch) != Route::kRecompute) continue;
     recompute[work.primer].push_back(key);
   }
-  for (const auto& [primer, keys] : recompute) {
-    if (keys.size() > 1) co_await sql_.ComputeMany(*primer, keys, &batch.precomputed);
-  }
+  co_await sql_.ComputeAhead(recompute, &batch.precomputed);
 }
 
 // The stored value with the key's changes applied in id order; nullopt

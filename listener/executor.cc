@@ -119,7 +119,7 @@ Task<StatusOr<BatchStats>> Executor::RunScheduled() {
   co_return co_await Apply(batch);
 }
 
-Task<Status> Executor::ReadStored(const Batch& batch, bool lock, std::map<std::string, Stored>* out) {
+Task<Status> Executor::ReadStored(const Batch& batch, bool lock, bool begin, std::map<std::string, Stored>* out) {
   std::vector<std::string> keys, augmentable;
   for (const auto& [k, w] : batch.plan.keys) {
     keys.push_back(k);
@@ -129,6 +129,7 @@ Task<Status> Executor::ReadStored(const Batch& batch, bool lock, std::map<std::s
   // pipelined statements in order), so it sees every product stored before.
   const std::string key_array = pg::ArrayLiteral(keys);
   Statements read;
+  if (begin) read.emplace_back("BEGIN", pg::Params{});
   if (lock) read.emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{key_array});
   read.emplace_back(sql::File("daemon_read_products.sql"), pg::Params{key_array, pg::ArrayLiteral(augmentable)});
   auto done = co_await main_.Pipeline(std::move(read));
@@ -143,11 +144,11 @@ Task<Status> Executor::ReadStored(const Batch& batch, bool lock, std::map<std::s
 }
 
 Task<Status> Executor::ComputeAll(Batch& batch) {
-  Status s = co_await ReadStored(batch, false, &batch.stored);
+  Status s = co_await ReadStored(batch, false, false, &batch.stored);
   if (s.ok()) s = co_await CheckAugmentOrder(batch);
   if (!s.ok()) co_return s;
   co_await fault::At("compute", compute_);
-  co_await PrecomputeMany(batch);
+  co_await ComputeAhead(batch);
   for (auto it = batch.plan.keys.begin(); s.ok() && it != batch.plan.keys.end(); ++it) {
     if (batch.wait_keys.count(it->first)) continue;  // after the older claims (listener/augment_order.cc)
     s = co_await ProduceKey(it->first, it->second, batch);
@@ -168,16 +169,26 @@ void Executor::Forget(const std::set<std::string>& keys, Batch& batch) {
   }
 }
 
+Task<Status> Executor::Begin() {
+  auto begun = co_await main_.Script("BEGIN");
+  co_return begun.ok() ? Status::Ok() : begun.status();
+}
+
+// Opens the write transaction: its BEGIN goes with the first statement.
 Task<Status> Executor::Settle(Batch& batch) {
   ++progress_;
   co_await fault::At("lock", main_);
   std::set<std::string> before;
   for (const auto& [k, w] : batch.plan.keys) before.insert(k);
-  Status s = co_await ListPartialMatches(batch.plan, main_, true);
+  const bool partial = !batch.plan.partial.empty();
+  Status s = Status::Ok();
+  if (partial) s = co_await Begin();
+  if (s.ok()) s = co_await ListPartialMatches(batch.plan, main_, true);
   if (!s.ok()) co_return s;
+  if (batch.plan.keys.empty() && !partial) co_return co_await Begin();
   if (batch.plan.keys.empty()) co_return Status::Ok();
   std::map<std::string, Stored> now;
-  s = co_await ReadStored(batch, true, &now);
+  s = co_await ReadStored(batch, true, !partial, &now);
   if (!s.ok()) co_return s;
   // New in the plan, stored or removed since the first read, or written.
   auto moved_since = [&](const std::string& k) {
@@ -223,11 +234,11 @@ Task<StatusOr<BatchStats>> Executor::Apply(Batch& batch) {
   batch.stats.changes = batch.changes.size();
   Status s = Status::Ok();
   if (!batch.plan.keys.empty()) s = co_await ComputeAll(batch);
-  if (s.ok()) {
-    auto begun = co_await main_.Script("BEGIN");
-    if (!begun.ok()) s = begun.status();
+  if (s.ok() && (!batch.plan.keys.empty() || !batch.plan.partial.empty())) {
+    s = co_await Settle(batch);
+  } else if (s.ok()) {
+    s = co_await Begin();
   }
-  if (s.ok() && (!batch.plan.keys.empty() || !batch.plan.partial.empty())) s = co_await Settle(batch);
   if (!s.ok()) {
     co_await Abandon(batch.claim);
     co_return s.WithContext("computing products");

@@ -145,7 +145,8 @@ class Executor {
   Task<StatusOr<BatchStats>> Apply(Batch& batch);
   // Reads the stored rows of `keys` (values of the augmentable ones) into
   // *out, after taking their key locks when `lock`.
-  Task<Status> ReadStored(const Batch& batch, bool lock, std::map<std::string, Stored>* out);
+  Task<Status> ReadStored(const Batch& batch, bool lock, bool begin, std::map<std::string, Stored>* out);
+  Task<Status> Begin();
   Task<Status> ComputeAll(Batch& batch);
   Task<Status> Settle(Batch& batch);
   void Forget(const std::set<std::string>& keys, Batch& batch);
@@ -157,14 +158,14 @@ class Executor {
   // Whether every claim in `claims` was written or released within
   // kMaxClaimWait.
   Task<bool> WaitForClaims(const std::set<int64_t>& claims);
-  Task<void> PrecomputeMany(Batch& batch);
+  Task<void> ComputeAhead(Batch& batch);
   Task<Status> ProduceKey(const std::string& key, const KeyWork& work, Batch& batch);
   // Whether the stored product already shows every change the batch has
   // for its key, so that it needs no compute.
   static bool AlreadyFresh(const KeyWork& work, const Stored& stored, const Batch& batch);
   // What a key of the batch needs: nothing (not stored, primed lazily on
   // read), nothing (already fresh), an augment (falls back to a recompute),
-  // or a recompute. PrecomputeMany and ProduceKey decide it alike.
+  // or a recompute. ComputeAhead and ProduceKey decide it alike.
   enum class Route { kNone, kFresh, kAugment, kRecompute };
   static Route RouteFor(const std::string& key, const KeyWork& work, const Batch& batch);
   Task<StatusOr<std::optional<std::string>>> Augment(const std::string& key, const KeyWork& work,

@@ -325,6 +325,66 @@ Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<St
   co_return results;
 }
 
+Task<StatusOr<AsyncConnection::EachResult>> AsyncConnection::PipelineEach(std::vector<Statement> statements) {
+  if (!connected()) co_return Status::Unavailable("not connected");
+  EachResult results;  // pg::Result moves, it does not copy
+  results.reserve(statements.size());
+  for (size_t i = 0; i < statements.size(); ++i) results.emplace_back(Status::Runtime("not sent"));
+  std::vector<std::string> names(statements.size());
+  for (size_t i = 0; i < statements.size(); ++i) {
+    auto name = co_await PreparedName(statements[i].first);
+    if (!name.ok() && (name.status().transient() || !connected())) co_return name.status();
+    if (name.ok()) {
+      names[i] = *name;
+    } else {
+      results[i] = name.status();
+    }
+  }
+  auto lost = [this]() -> Status {
+    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(pg::ConnectionError(conn_.get()));
+    return Status::Unavailable(pg::ConnectionError(conn_.get()));
+  };
+  if (!PQenterPipelineMode(conn_.get())) co_return lost();
+  busy_ = true;
+  std::vector<size_t> sent;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    if (names[i].empty()) continue;
+    std::vector<const char*> values = Values(statements[i].second);
+    if (!PQsendQueryPrepared(conn_.get(), names[i].c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                             nullptr, 0) ||
+        !PQpipelineSync(conn_.get())) {
+      co_return lost();
+    }
+    sent.push_back(i);
+  }
+  Status flushed = co_await Flush();
+  // Each statement's results end with NULL, then its sync's result.
+  for (size_t at = 0; at < sent.size() && flushed.ok();) {
+    Status ready = co_await AwaitResult();
+    if (!ready.ok()) break;
+    PGresult* r = PQgetResult(conn_.get());
+    if (r == nullptr) continue;
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      ++at;
+    } else if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+      results[sent[at]] = pg::Result(r);
+    } else {
+      results[sent[at]] = pg::ResultStatus(r);
+      PQclear(r);
+    }
+  }
+  busy_ = false;
+  if (!conn_ || broken_) co_return Lost();
+  PQexitPipelineMode(conn_.get());
+  DrainNotifications();
+  for (size_t i = 0; i < statements.size(); ++i) {
+    if (!results[i].ok()) ForgetIfStale(statements[i].first, results[i].status());
+  }
+  co_return results;
+}
+
 Task<StatusOr<pg::Result>> AsyncConnection::ScriptImpl(std::string sql) {
   if (!connected()) co_return Status::Unavailable("not connected");
   if (!PQsendQuery(conn_.get(), sql.c_str())) {

@@ -48,6 +48,11 @@ class AsyncConnection {
   // (the server skips the statements after it).
   using Statement = std::pair<std::string, pg::Params>;
   Task<StatusOr<std::vector<pg::Result>>> Pipeline(std::vector<Statement> statements);
+  // Like Pipeline, with each statement on its own (a sync after each: one
+  // failing does not skip the others). Returns each statement's result or
+  // error; the call itself fails only when the connection does.
+  using EachResult = std::vector<StatusOr<pg::Result>>;
+  Task<StatusOr<EachResult>> PipelineEach(std::vector<Statement> statements);
   // Closes the connection; a query in flight fails.
   void Close();
 

@@ -75,33 +75,85 @@ Task<StatusOr<std::optional<std::string>>> SqlEngine::AugmentAll(const Primer& p
   co_return Result(std::move(current));
 }
 
-Task<void> SqlEngine::ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
-                                  std::map<std::string, Computed>* out) {
+namespace {
+
+// The compute_many statement of `keys` (those that decode), listed in *sent.
+AsyncConnection::Statement ManyStatement(const Primer& primer, const std::vector<std::string>& keys,
+                                         std::vector<std::string>* sent) {
   std::vector<std::vector<std::string>> columns(primer.spec.params.size());
-  std::vector<std::string> decoded_keys;
   for (const auto& key : keys) {
     auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
     if (!values.ok()) continue;
-    decoded_keys.push_back(key);
+    sent->push_back(key);
     for (size_t i = 0; i < values->size(); ++i) columns[i].push_back((*values)[i]);
   }
-  pg::Params params{pg::ArrayLiteral(decoded_keys)};
+  pg::Params params{pg::ArrayLiteral(*sent)};
   for (const auto& c : columns) params.push_back(pg::ArrayLiteral(c));
-  auto t0 = Clock::now();
-  auto res = co_await conn_.Query(primer.compute_many, std::move(params));
-  if (!res.ok()) {
-    spdlog::debug("primer \"{}\": computing {} keys one by one: {}", primer.spec.name, keys.size(),
-                  pg::Excerpt(res.status().message(), 300));
-    co_return;
-  }
-  double each = MsSince(t0) / std::max(1, res->rows());
-  std::set<std::string> repeated;  // computes of many rows: computed alone, they get their error
-  for (int i = 0; i < res->rows(); ++i) {
-    std::string key(res->get(i, 0));
-    Computed c{res->get_opt(i, 1), res->get_opt(i, 2), each, res->get(i, 3) != "t"};
+  return {primer.compute_many, std::move(params)};
+}
+
+// What compute_many returned. A key with several rows is left out: computed
+// alone, it gets its error.
+void TakeMany(const pg::Result& res, double each, std::map<std::string, Computed>* out) {
+  std::set<std::string> repeated;
+  for (int i = 0; i < res.rows(); ++i) {
+    std::string key(res.get(i, 0));
+    Computed c{res.get_opt(i, 1), res.get_opt(i, 2), each, res.get(i, 3) != "t"};
     if (!out->emplace(key, std::move(c)).second) repeated.insert(key);
   }
   for (const auto& key : repeated) out->erase(key);
+}
+
+// What one key's compute returned; nothing when it is an error (several rows).
+void TakeOne(const std::string& key, const pg::Result& res, double ms, std::map<std::string, Computed>* out) {
+  if (res.rows() > 1) return;
+  Computed c;
+  c.ms = ms;
+  c.gone = res.rows() == 0;
+  if (!c.gone) {
+    c.value = res.get_opt(0, 0);
+    if (!c.value) c.value = "null";
+    c.snapshot = res.get_opt(0, 1);
+  }
+  (*out)[key] = std::move(c);
+}
+
+}  // namespace
+
+Task<void> SqlEngine::ComputeAhead(const KeysByPrimer& keys, std::map<std::string, Computed>* out) {
+  std::vector<AsyncConnection::Statement> statements;
+  std::vector<std::vector<std::string>> sent;  // per statement: its keys
+  std::vector<bool> many;                      // per statement: compute_many
+  size_t count = 0;
+  for (const auto& [primer, primer_keys] : keys) {
+    std::vector<std::string> listed;
+    if (primer_keys.size() == 1) {
+      auto values = DecodeKey(primer_keys[0], primer->spec.name, primer->spec.params);
+      if (!values.ok()) continue;
+      listed.push_back(primer_keys[0]);
+      statements.emplace_back(primer->compute.sql, BindValues(primer->compute, primer->KeyValues(*values)));
+    } else {
+      statements.push_back(ManyStatement(*primer, primer_keys, &listed));
+    }
+    count += listed.size();
+    sent.push_back(std::move(listed));
+    many.push_back(primer_keys.size() > 1);
+  }
+  if (count == 0) co_return;
+  auto t0 = Clock::now();
+  auto results = co_await conn_.PipelineEach(std::move(statements));
+  if (!results.ok()) co_return;  // the connection: the computes one by one fail the batch
+  const double each = MsSince(t0) / static_cast<double>(count);
+  for (size_t i = 0; i < results->size(); ++i) {
+    const auto& r = (*results)[i];
+    if (!r.ok()) {
+      spdlog::debug("computing {} keys one by one: {}", sent[i].size(), pg::Excerpt(r.status().message(), 300));
+    } else if (many[i]) {
+      TakeMany(*r, each, out);
+    } else {
+      TakeOne(sent[i][0], *r, each, out);
+    }
+  }
 }
 
 }  // namespace kck

@@ -23,11 +23,13 @@ class SqlEngine : public Engine {
                                                         std::vector<ChangeImage> changes,
                                                         std::string current) override;
   static constexpr size_t kMaxChain = 100;
-  // Many keys of one primer in one statement (primer.compute_many) into
-  // *out. When the statement fails nothing is added: the keys are then
-  // computed one by one, so each error lands on its own key.
-  Task<void> ComputeMany(const Primer& primer, const std::vector<std::string>& keys,
-                         std::map<std::string, Computed>* out);
+  // The keys to recompute of SQL primers, all in one round trip: one
+  // statement per primer (primer.compute_many for several keys, its compute
+  // for one), into *out. A statement that fails adds nothing: its keys are
+  // then computed one by one, so each error lands on its own key. Each
+  // key's time is the round trip's share.
+  using KeysByPrimer = std::map<const Primer*, std::vector<std::string>>;
+  Task<void> ComputeAhead(const KeysByPrimer& keys, std::map<std::string, Computed>* out);
 
  private:
   AsyncConnection& conn_;

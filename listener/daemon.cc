@@ -423,8 +423,11 @@ Task<void> Daemon::GoIdle() {
     co_await Sleep(&loop_, 100);
     co_return;
   }
-  idle_ = !*pending;
-  pending_ = *pending;
+  // A notification that came with the look's reply has set pending_: a
+  // writer that started after the look's snapshot and committed before its
+  // reply is neither seen by it nor among the transactions to recheck.
+  pending_ = pending_ || *pending;
+  idle_ = !pending_;
   if (idle_ && wakeup_->watching()) StartRecheckTimer();
 }
 

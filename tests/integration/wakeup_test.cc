@@ -116,6 +116,41 @@ TEST_F(WakeupTest, AWriterThatSawTheDaemonBusyAndCommitsAfterItWentIdleIsNotLost
   ExpectCacheMatchesRecompute(conn_);
 }
 
+// A writer that starts after the idle daemon's look took its snapshot and
+// commits before the look returns: its change is neither seen by the look
+// nor among the open transactions to recheck, so its notification, which
+// reaches the daemon with the look's reply, is the only wake-up there is.
+// It must not be dropped because the look said "nothing pending". The look
+// is slowed at its end so that the writer fits in that window every time;
+// the periodic look is off.
+TEST_F(WakeupTest, ANotificationThatArrivesWithTheIdleLooksReplyIsNotLost) {
+  Prime(conn_, {"title_list/1"});
+  MustExec(conn_, R"sql(
+    ALTER PROCEDURE kck.listener_idle(bigint, boolean, xid8[]) RENAME TO listener_idle_real;
+    CREATE PROCEDURE kck.listener_idle(p_id bigint, INOUT pending boolean DEFAULT NULL,
+                                       INOUT open_xids xid8[] DEFAULT NULL)
+      LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+      CALL kck.listener_idle_real(p_id, pending, open_xids);
+      PERFORM pg_sleep(0.5);
+    END $$;)sql");
+  ScopedEnv no_poll({{"KCK_FAULT_NO_POLL", "1"}});
+  DaemonProcess daemon(conninfo_);
+  auto in_look = [&] {
+    return Scalar("SELECT count(*)::text FROM pg_stat_activity WHERE query LIKE '%CALL kck.listener_idle(%' "
+                  "AND wait_event = 'PgSleep'") == "1";
+  };
+  for (int round = 0; round < 3; ++round) {
+    const std::string title = "woken " + std::to_string(round);
+    ASSERT_TRUE(WaitFor(in_look)) << "round " << round;
+    MustExec(conn_, "UPDATE store_book SET title = '" + title + "' WHERE id = 20");  // author 1
+    EXPECT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find(title) != std::string::npos; },
+                        std::chrono::seconds(5)))
+        << "round " << round;
+  }
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 // The listening backend is not the batch's: a backend that listens from
 // inside a long transaction holds back the server's notification queue.
 TEST_F(WakeupTest, TheListeningConnectionNeverSitsInABatchTransaction) {

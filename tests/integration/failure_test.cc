@@ -73,6 +73,38 @@ TEST_F(FailureTest, ComputeThatAlwaysTimesOutBecomesAnErrorAndOthersMoveOn) {
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "slow/2") == "11"; }));
 }
 
+// Two primers on the same rows; "ratio" divides by zero when an author has
+// exactly 11 books (each has 10 to begin with).
+const char* kTwoPrimersConfig = R"json({"primers": [
+  {"name": "books", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
+  {"name": "ratio", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT 100 / (count(*) - 11) FROM store_book WHERE author_id = :author_id",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]}]})json";
+
+// A batch's recomputes go to the server together: one that fails must not
+// cost the others their values, with one key per primer and with several.
+TEST_F(FailureTest, AComputeThatFailsInABatchLeavesTheOtherComputesOfTheBatchWritten) {
+  InstallConfig(conn_, kTwoPrimersConfig);
+  Prime(conn_, {"books/1", "books/2", "ratio/1", "ratio/2"});
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'eleventh')");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Stored(conn_, "books/1"), "11");
+  EXPECT_NE(Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'ratio/1'").find("division by zero"),
+            std::string::npos);
+  // Several keys per primer: ratio/2 computes, ratio/1 still fails.
+  MustExec(conn_, "BEGIN; INSERT INTO store_book (author_id, title) VALUES (2, 'a'), (2, 'b'); "
+                  "UPDATE store_book SET title = title || '.' WHERE author_id = 1; COMMIT");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Stored(conn_, "books/2"), "12");
+  EXPECT_EQ(Stored(conn_, "ratio/2"), "100");
+  EXPECT_NE(Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'ratio/1'").find("division by zero"),
+            std::string::npos);
+  EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.cache WHERE error IS NOT NULL"), "1");
+}
+
 const char* kPythonConfig = R"json({"source": "django", "primers": [
   {"name": "py", "engine": "python", "parameters": [{"name": "n", "type": "int"}],
    "depends_on": [{"table": "store_book", "params": {"n": "author_id"}}]},

@@ -16,6 +16,7 @@
 #include "primers/key_codec.h"
 #include "primers/products.h"
 #include "primers/warm.h"
+#include "sql/embedded.h"
 
 namespace kck::cli {
 namespace {
@@ -74,9 +75,7 @@ StatusOr<std::map<std::string, std::vector<std::string>>> WantedKeys(pg::Connect
 
 // The keys of `keys` not stored yet, in their order.
 StatusOr<std::vector<std::string>> Missing(pg::Connection& conn, const std::vector<std::string>& keys) {
-  auto rows = conn.Exec("SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS u (k, o) "
-                        "WHERE NOT EXISTS (SELECT 1 FROM kck.cache c WHERE c.key = u.k) ORDER BY o",
-                        {pg::ArrayLiteral(keys)});
+  auto rows = conn.Exec(std::string(sql::File("warm_missing.sql")), {pg::ArrayLiteral(keys)});
   if (!rows.ok()) return rows.status();
   std::vector<std::string> out;
   for (int i = 0; i < rows->rows(); ++i) out.emplace_back(rows->get(i, 0));
@@ -94,7 +93,7 @@ StatusOr<size_t> QueuePython(pg::Connection& conn, const Registry& registry, std
     return true;
   });
   if (python.empty()) return size_t{0};
-  auto r = conn.Exec("SELECT kck.queue_refresh($1::text[])", {pg::ArrayLiteral(python)});
+  auto r = conn.Exec(std::string(sql::File("warm_queue_python.sql")), {pg::ArrayLiteral(python)});
   if (!r.ok()) return r.status();
   return python.size();
 }

@@ -265,6 +265,12 @@ Task<StatusOr<pg::Result>> AsyncConnection::QueryOnceImpl(std::string sql, pg::P
   co_return co_await Collect();
 }
 
+// libpq refused to queue a statement: the connection is gone, or was never usable.
+Status AsyncConnection::SendFailed() {
+  if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(pg::ConnectionError(conn_.get()));
+  return Status::Unavailable(pg::ConnectionError(conn_.get()));
+}
+
 Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<Statement> statements) {
   if (!connected()) co_return Status::Unavailable("not connected");
   std::vector<std::string> names;
@@ -273,20 +279,16 @@ Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<St
     if (!name.ok()) co_return name.status();
     names.push_back(*name);
   }
-  auto lost = [this]() -> Status {
-    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(pg::ConnectionError(conn_.get()));
-    return Status::Unavailable(pg::ConnectionError(conn_.get()));
-  };
-  if (!PQenterPipelineMode(conn_.get())) co_return lost();
+  if (!PQenterPipelineMode(conn_.get())) co_return SendFailed();
   busy_ = true;
   for (size_t i = 0; i < statements.size(); ++i) {
     std::vector<const char*> values = Values(statements[i].second);
     if (!PQsendQueryPrepared(conn_.get(), names[i].c_str(), static_cast<int>(values.size()), values.data(), nullptr,
                              nullptr, 0)) {
-      co_return lost();
+      co_return SendFailed();
     }
   }
-  if (!PQpipelineSync(conn_.get())) co_return lost();
+  if (!PQpipelineSync(conn_.get())) co_return SendFailed();
   Status flushed = co_await Flush();
   if (std::exchange(cut_after_send_, false)) CutSocket();
   std::vector<pg::Result> results(statements.size());
@@ -340,11 +342,7 @@ Task<StatusOr<AsyncConnection::EachResult>> AsyncConnection::PipelineEach(std::v
       results[i] = name.status();
     }
   }
-  auto lost = [this]() -> Status {
-    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(pg::ConnectionError(conn_.get()));
-    return Status::Unavailable(pg::ConnectionError(conn_.get()));
-  };
-  if (!PQenterPipelineMode(conn_.get())) co_return lost();
+  if (!PQenterPipelineMode(conn_.get())) co_return SendFailed();
   busy_ = true;
   std::vector<size_t> sent;
   for (size_t i = 0; i < statements.size(); ++i) {
@@ -353,7 +351,7 @@ Task<StatusOr<AsyncConnection::EachResult>> AsyncConnection::PipelineEach(std::v
     if (!PQsendQueryPrepared(conn_.get(), names[i].c_str(), static_cast<int>(values.size()), values.data(), nullptr,
                              nullptr, 0) ||
         !PQpipelineSync(conn_.get())) {
-      co_return lost();
+      co_return SendFailed();
     }
     sent.push_back(i);
   }

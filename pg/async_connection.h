@@ -78,6 +78,7 @@ class AsyncConnection {
   void DrainNotifications();
   void MarkBroken(const std::string& why);
   Status Lost() const;
+  Status SendFailed();
   Task<StatusOr<pg::Result>> Collect();
   Task<Status> Flush();
   Task<Status> AwaitResult();  // until PQgetResult will not block

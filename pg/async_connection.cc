@@ -213,9 +213,7 @@ Task<StatusOr<std::string>> AsyncConnection::PreparedName(const std::string& sql
   if (it != prepared_.end()) co_return it->second;
   std::string name = "kck_" + std::to_string(next_statement_++);
   if (!PQsendPrepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr)) {
-    std::string err = pg::ConnectionError(conn_.get());
-    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
-    co_return Status::Unavailable(err);
+    co_return SendFailed();
   }
   busy_ = true;
   auto prepared = co_await Collect();
@@ -235,17 +233,36 @@ std::vector<const char*> Values(const pg::Params& params) {
 
 }  // namespace
 
+// libpq refused to queue a statement: the connection is gone, or was never
+// usable. The message is read before MarkBroken wakes anyone.
+Status AsyncConnection::SendFailed() {
+  std::string err = pg::ConnectionError(conn_.get());
+  if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
+  return Status::Unavailable(err);
+}
+
+// Queues the prepared statement `name` with `params`; false when libpq refused.
+bool AsyncConnection::SendPrepared(const std::string& name, const pg::Params& params) {
+  std::vector<const char*> values = Values(params);
+  return PQsendQueryPrepared(conn_.get(), name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                             nullptr, 0) == 1;
+}
+
+// After a pipeline's results were read: leaves pipeline mode, or reports the
+// lost connection.
+Status AsyncConnection::EndPipeline() {
+  busy_ = false;
+  if (!conn_ || broken_) return Lost();
+  PQexitPipelineMode(conn_.get());
+  DrainNotifications();
+  return Status::Ok();
+}
+
 Task<StatusOr<pg::Result>> AsyncConnection::QueryImpl(std::string sql, pg::Params params) {
   if (!connected()) co_return Status::Unavailable("not connected");
   auto name = co_await PreparedName(sql);
   if (!name.ok()) co_return name.status();
-  std::vector<const char*> values = Values(params);
-  if (!PQsendQueryPrepared(conn_.get(), name->c_str(), static_cast<int>(values.size()), values.data(), nullptr,
-                           nullptr, 0)) {
-    std::string err = pg::ConnectionError(conn_.get());
-    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
-    co_return Status::Unavailable(err);
-  }
+  if (!SendPrepared(*name, params)) co_return SendFailed();
   busy_ = true;
   auto result = co_await Collect();
   if (!result.ok()) ForgetIfStale(sql, result.status());
@@ -257,18 +274,10 @@ Task<StatusOr<pg::Result>> AsyncConnection::QueryOnceImpl(std::string sql, pg::P
   std::vector<const char*> values = Values(params);
   if (!PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
                          nullptr, 0)) {
-    std::string err = pg::ConnectionError(conn_.get());
-    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
-    co_return Status::Unavailable(err);
+    co_return SendFailed();
   }
   busy_ = true;
   co_return co_await Collect();
-}
-
-// libpq refused to queue a statement: the connection is gone, or was never usable.
-Status AsyncConnection::SendFailed() {
-  if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(pg::ConnectionError(conn_.get()));
-  return Status::Unavailable(pg::ConnectionError(conn_.get()));
 }
 
 Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<Statement> statements) {
@@ -282,11 +291,7 @@ Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<St
   if (!PQenterPipelineMode(conn_.get())) co_return SendFailed();
   busy_ = true;
   for (size_t i = 0; i < statements.size(); ++i) {
-    std::vector<const char*> values = Values(statements[i].second);
-    if (!PQsendQueryPrepared(conn_.get(), names[i].c_str(), static_cast<int>(values.size()), values.data(), nullptr,
-                             nullptr, 0)) {
-      co_return SendFailed();
-    }
+    if (!SendPrepared(names[i], statements[i].second)) co_return SendFailed();
   }
   if (!PQpipelineSync(conn_.get())) co_return SendFailed();
   Status flushed = co_await Flush();
@@ -314,12 +319,8 @@ Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<St
       PQclear(r);
     }
   }
-  busy_ = false;
-  if (!conn_ || broken_) {
-    co_return Lost();
-  }
-  PQexitPipelineMode(conn_.get());
-  DrainNotifications();
+  Status ended = EndPipeline();
+  if (!ended.ok()) co_return ended;
   if (!error.ok()) {
     for (const auto& [sql, params] : statements) ForgetIfStale(sql, error);
     co_return error;
@@ -347,12 +348,7 @@ Task<StatusOr<AsyncConnection::EachResult>> AsyncConnection::PipelineEach(std::v
   std::vector<size_t> sent;
   for (size_t i = 0; i < statements.size(); ++i) {
     if (names[i].empty()) continue;
-    std::vector<const char*> values = Values(statements[i].second);
-    if (!PQsendQueryPrepared(conn_.get(), names[i].c_str(), static_cast<int>(values.size()), values.data(), nullptr,
-                             nullptr, 0) ||
-        !PQpipelineSync(conn_.get())) {
-      co_return SendFailed();
-    }
+    if (!SendPrepared(names[i], statements[i].second) || !PQpipelineSync(conn_.get())) co_return SendFailed();
     sent.push_back(i);
   }
   Status flushed = co_await Flush();
@@ -373,10 +369,8 @@ Task<StatusOr<AsyncConnection::EachResult>> AsyncConnection::PipelineEach(std::v
       PQclear(r);
     }
   }
-  busy_ = false;
-  if (!conn_ || broken_) co_return Lost();
-  PQexitPipelineMode(conn_.get());
-  DrainNotifications();
+  Status ended = EndPipeline();
+  if (!ended.ok()) co_return ended;
   for (size_t i = 0; i < statements.size(); ++i) {
     if (!results[i].ok()) ForgetIfStale(statements[i].first, results[i].status());
   }
@@ -386,9 +380,7 @@ Task<StatusOr<AsyncConnection::EachResult>> AsyncConnection::PipelineEach(std::v
 Task<StatusOr<pg::Result>> AsyncConnection::ScriptImpl(std::string sql) {
   if (!connected()) co_return Status::Unavailable("not connected");
   if (!PQsendQuery(conn_.get(), sql.c_str())) {
-    std::string err = pg::ConnectionError(conn_.get());
-    if (PQstatus(conn_.get()) == CONNECTION_BAD) MarkBroken(err);
-    co_return Status::Unavailable(err);
+    co_return SendFailed();
   }
   busy_ = true;
   co_return co_await Collect();

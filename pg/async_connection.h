@@ -79,6 +79,8 @@ class AsyncConnection {
   void MarkBroken(const std::string& why);
   Status Lost() const;
   Status SendFailed();
+  bool SendPrepared(const std::string& name, const pg::Params& params);
+  Status EndPipeline();
   Task<StatusOr<pg::Result>> Collect();
   Task<Status> Flush();
   Task<Status> AwaitResult();  // until PQgetResult will not block

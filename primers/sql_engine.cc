@@ -18,23 +18,36 @@ double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
+// One key's compute statement (the primer's compute with the key's values bound).
+StatusOr<AsyncConnection::Statement> OneStatement(const Primer& primer, const std::string& key) {
+  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+  if (!values.ok()) return values.status();
+  return AsyncConnection::Statement(primer.compute.sql, BindValues(primer.compute, primer.KeyValues(*values)));
+}
+
+// What one key's compute returned: no row, the product does not exist; more
+// than one, the primer's error.
+StatusOr<Computed> ComputedFrom(const pg::Result& res) {
+  Computed c;
+  if (res.rows() == 0) {
+    c.gone = true;
+    return c;
+  }
+  if (res.rows() != 1) return Status::Runtime("compute returned " + std::to_string(res.rows()) + " rows");
+  c.value = res.get_opt(0, 0);
+  if (!c.value) c.value = "null";
+  c.snapshot = res.get_opt(0, 1);
+  return c;
+}
+
 }  // namespace
 
 Task<StatusOr<Computed>> SqlEngine::Compute(const Primer& primer, const std::string& key) {
-  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
-  if (!values.ok()) co_return values.status();
-  auto res = co_await conn_.Query(primer.compute.sql, BindValues(primer.compute, primer.KeyValues(*values)));
+  auto statement = OneStatement(primer, key);
+  if (!statement.ok()) co_return statement.status();
+  auto res = co_await conn_.Query(statement->first, std::move(statement->second));
   if (!res.ok()) co_return res.status();
-  Computed c;
-  if (res->rows() == 0) {
-    c.gone = true;
-    co_return c;
-  }
-  if (res->rows() != 1) co_return Status::Runtime("compute returned " + std::to_string(res->rows()) + " rows");
-  c.value = res->get_opt(0, 0);
-  if (!c.value) c.value = "null";
-  c.snapshot = res->get_opt(0, 1);
-  co_return c;
+  co_return ComputedFrom(*res);
 }
 
 Task<StatusOr<std::optional<std::string>>> SqlEngine::Augment(const Primer& primer, const std::string& key,
@@ -104,18 +117,13 @@ void TakeMany(const pg::Result& res, double each, std::map<std::string, Computed
   for (const auto& key : repeated) out->erase(key);
 }
 
-// What one key's compute returned; nothing when it is an error (several rows).
+// What one key's compute returned; nothing when it is an error: computed
+// alone, it gets it.
 void TakeOne(const std::string& key, const pg::Result& res, double ms, std::map<std::string, Computed>* out) {
-  if (res.rows() > 1) return;
-  Computed c;
-  c.ms = ms;
-  c.gone = res.rows() == 0;
-  if (!c.gone) {
-    c.value = res.get_opt(0, 0);
-    if (!c.value) c.value = "null";
-    c.snapshot = res.get_opt(0, 1);
-  }
-  (*out)[key] = std::move(c);
+  auto c = ComputedFrom(res);
+  if (!c.ok()) return;
+  c->ms = ms;
+  (*out)[key] = std::move(*c);
 }
 
 }  // namespace
@@ -128,10 +136,10 @@ Task<void> SqlEngine::ComputeAhead(const KeysByPrimer& keys, std::map<std::strin
   for (const auto& [primer, primer_keys] : keys) {
     std::vector<std::string> listed;
     if (primer_keys.size() == 1) {
-      auto values = DecodeKey(primer_keys[0], primer->spec.name, primer->spec.params);
-      if (!values.ok()) continue;
+      auto statement = OneStatement(*primer, primer_keys[0]);
+      if (!statement.ok()) continue;
       listed.push_back(primer_keys[0]);
-      statements.emplace_back(primer->compute.sql, BindValues(primer->compute, primer->KeyValues(*values)));
+      statements.push_back(std::move(*statement));
     } else {
       statements.push_back(ManyStatement(*primer, primer_keys, &listed));
     }

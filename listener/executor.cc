@@ -175,6 +175,7 @@ Task<Status> Executor::Begin() {
 }
 
 // Opens the write transaction: its BEGIN goes with the first statement.
+// Apply calls it with keys or partial matches planned.
 Task<Status> Executor::Settle(Batch& batch) {
   ++progress_;
   co_await fault::At("lock", main_);
@@ -185,8 +186,7 @@ Task<Status> Executor::Settle(Batch& batch) {
   if (partial) s = co_await Begin();
   if (s.ok()) s = co_await ListPartialMatches(batch.plan, main_, true);
   if (!s.ok()) co_return s;
-  if (batch.plan.keys.empty() && !partial) co_return co_await Begin();
-  if (batch.plan.keys.empty()) co_return Status::Ok();
+  if (batch.plan.keys.empty()) co_return Status::Ok();  // begun: there were partial matches
   std::map<std::string, Stored> now;
   s = co_await ReadStored(batch, true, !partial, &now);
   if (!s.ok()) co_return s;

@@ -11,7 +11,9 @@
 //                                so a lost wake-up shows as a stale product
 //
 // Steps: claim, plan, lock, compute, write, commit (after the writes and
-// COMMIT were sent, before their reply). Unset variables cost one branch.
+// COMMIT were sent, before their reply); warm_plan (before a warm-up lists
+// its keys), warm_queue (before it queues a slice). Unset variables cost
+// one branch.
 #pragma once
 
 #include <string_view>

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "listener/fault.h"
 #include "listener/json_text.h"
 #include "primers/key_codec.h"
 #include "primers/warm.h"
@@ -25,11 +26,24 @@ void Warmer::Loaded(const Registry& registry, Clock::time_point now) {
 }
 
 void Warmer::Tick(Clock::time_point now) {
+  // A warm-up slower than warm_every ends before the next one is planned:
+  // the plan never piles up.
+  if (!levels_.empty()) return;
   for (auto& [name, at] : next_) {
     if (now < at) continue;
     at = now + every_[name];
-    if (std::find(due_.begin(), due_.end(), name) == due_.end()) due_.push_back(name);
+    MarkDue(name);
   }
+}
+
+void Warmer::MarkDue(const std::string& name) {
+  if (std::find(due_.begin(), due_.end(), name) == due_.end()) due_.push_back(name);
+}
+
+void Warmer::PutBack(std::vector<std::string> slice) {
+  if (levels_.empty()) levels_.emplace_back();
+  auto& level = levels_.front();
+  level.insert(level.begin(), std::make_move_iterator(slice.begin()), std::make_move_iterator(slice.end()));
 }
 
 Task<StatusOr<std::vector<std::string>>> Warmer::ListKeys(const Primer& primer) {
@@ -59,11 +73,15 @@ Task<StatusOr<std::vector<std::string>>> Warmer::ListKeys(const Primer& primer) 
 Task<Status> Warmer::Plan(const Registry& registry) {
   std::map<std::string, std::vector<std::string>> wanted;
   const std::vector<std::string> due = std::exchange(due_, {});
+  co_await fault::At("warm_plan", compute_);
   for (const std::string& name : due) {
     const Primer* primer = registry.Find(name);
     if (primer == nullptr) continue;
     auto keys = co_await ListKeys(*primer);
-    if (!keys.ok() && keys.status().transient()) co_return keys.status();
+    if (!keys.ok() && keys.status().transient()) {
+      for (const std::string& again : due) MarkDue(again);  // the whole plan, on the next try
+      co_return keys.status();
+    }
     if (!keys.ok()) {
       spdlog::error("primer \"{}\": warm: {}", name, pg::Excerpt(keys.status().message(), 500));
       continue;
@@ -116,8 +134,10 @@ Task<StatusOr<size_t>> Warmer::Step(const Registry& registry) {
         {"SELECT pg_advisory_xact_lock(7037805, 1)", {}},
         {std::string(sql::File("daemon_warm_queue.sql")), {pg::ArrayLiteral(slice)}},
         {"COMMIT", {}}};
+    co_await fault::At("warm_queue", queue_);
     auto done = co_await queue_.Pipeline(std::move(queue));
     if (!done.ok()) {
+      PutBack(std::move(slice));  // queued on the next try
       (void)co_await queue_.Script("ROLLBACK");
       co_return done.status();
     }

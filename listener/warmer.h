@@ -6,7 +6,12 @@
 // and only when the daemon is idle and the outbox empty, so a warm-up holds
 // up change-driven work by at most one slice, and a product that depends on
 // products is computed after them, once. Slices are sized to take about
-// kSliceTime: from the time the last slice took to be computed.
+// kSliceTime: from the time the last slice took to be computed. A slice
+// that fails to queue goes back to the front of the plan, a warm SQL that
+// fails transiently runs again, and a warm_every warm-up waits for the one
+// in progress. Several daemons each plan the warm-up; a transaction-level
+// advisory lock keeps them from queueing a key twice, and whichever daemon
+// computes a slice queues its own next one.
 #pragma once
 
 #include <chrono>
@@ -52,6 +57,9 @@ class Warmer {
   void Resize(Clock::time_point now);
   // The next slice of keys, none from a later level than the first.
   std::vector<std::string> NextSlice();
+  // A slice that could not be queued goes back to the front of its level.
+  void PutBack(std::vector<std::string> slice);
+  void MarkDue(const std::string& name);
 
   AsyncConnection& compute_;
   AsyncConnection& queue_;

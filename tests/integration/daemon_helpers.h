@@ -3,6 +3,7 @@
 // ends with: the cache equals a recompute from scratch.
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -35,13 +36,23 @@ namespace kck::testing {
 // A `kck listen` child process.
 class DaemonProcess {
  public:
-  explicit DaemonProcess(const std::string& conninfo, std::vector<std::string> extra = {}) {
+  // With a `log` path, the daemon's output (its log: spdlog writes to
+  // stdout) goes to that file instead of the test's.
+  explicit DaemonProcess(const std::string& conninfo, std::vector<std::string> extra = {},
+                         const std::string& log = "") {
     std::vector<std::string> args = {KCK_BINARY, "--db", conninfo, "--log-level", "warn", "listen"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    if (posix_spawn(&pid_, KCK_BINARY, nullptr, nullptr, argv.data(), environ) != 0) pid_ = 0;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (!log.empty()) {
+      posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    }
+    if (posix_spawn(&pid_, KCK_BINARY, &actions, nullptr, argv.data(), environ) != 0) pid_ = 0;
+    posix_spawn_file_actions_destroy(&actions);
   }
   ~DaemonProcess() {
     if (pid_ > 0) Kill(SIGKILL);

@@ -1,6 +1,9 @@
 // Preparing products ahead: a primer's warm SQL (primers/warm.h), computed
 // by `kck warm` (cli/warm.cc) and by the daemon (listener/warmer.h).
 #include <csignal>
+#include <fstream>
+#include <iterator>
+#include <memory>
 
 #include "daemon_helpers.h"
 
@@ -8,7 +11,9 @@ namespace kck::testing {
 namespace {
 
 // summary/<author> reads title_list/<author> from kck.cache: warming
-// summaries must store their title lists first. slow/<author> takes 20 ms.
+// summaries must store their title lists first. slow/<author> takes 20 ms
+// (the sleep depends on the key, so computing many keys in one statement
+// sleeps once per key).
 const char* kWarmConfig = R"json({"primers": [
   {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
    "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
@@ -18,7 +23,7 @@ const char* kWarmConfig = R"json({"primers": [
    "depends_on": [{"primer": "title_list", "params": {"author_id": "author_id"}}],
    "warm": "SELECT id AS author_id FROM store_author WHERE id <= 20", "warm_every": "1s"},
   {"name": "slow", "parameters": [{"name": "author_id", "type": "int"}],
-   "compute": "SELECT to_jsonb(:author_id) FROM pg_sleep(0.02)",
+   "compute": "SELECT to_jsonb(:author_id) FROM pg_sleep(0.02 + 0 * :author_id)",
    "depends_on": [{"table": "store_author", "params": {"author_id": "id"}}],
    "warm": "SELECT id AS author_id FROM store_author"}
 ]})json";
@@ -86,6 +91,90 @@ TEST_F(WarmTest, KckWarmComputesWhatIsMissingAndResumesAfterCtrlC) {
   std::tie(rc, out) = RunKckShell("--db '" + conninfo_ + "' warm title_list", "2>&1");
   EXPECT_EQ(rc, 2);
   EXPECT_NE(out.find("kck: primer \"title_list\" has no warm SQL"), std::string::npos) << out;
+}
+
+// Only slow warms, and only after the primers load (no warm_every): a
+// warm-up that loses part of its plan never gets it back by itself.
+const char* kSlowOnlyConfig = R"json({"primers": [
+  {"name": "slow", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT to_jsonb(:author_id) FROM pg_sleep(0.02 + 0 * :author_id)",
+   "depends_on": [{"table": "store_author", "params": {"author_id": "id"}}],
+   "warm": "SELECT id AS author_id FROM store_author"}
+]})json";
+
+std::string LogPath(const std::string& name) {
+  return ::testing::TempDir() + "kck_warm_" + std::to_string(getpid()) + "_" + name + ".log";
+}
+
+std::string FileText(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// One daemon warms these 170 products in about 3.5 s, and so do four now.
+// Four used to store 70 of them in 10 s: a daemon whose slice another
+// daemon computed waited for its next tick to queue the next one, and
+// warm_every re-plans piled up behind the warm-up in progress.
+TEST_F(WarmTest, FourDaemonsWarmingAtOnceComputeEachProductOnce) {
+  std::vector<std::unique_ptr<DaemonProcess>> daemons;
+  for (int i = 0; i < 4; ++i) daemons.push_back(std::make_unique<DaemonProcess>(conninfo_));
+  ASSERT_TRUE(WaitFor([&] { return Count("primer = 'summary'") == "20" && Count("primer = 'slow'") == "150"; },
+                      std::chrono::seconds(15)))
+      << Count("primer = 'summary'") << " of 20 summaries, " << Count("primer = 'slow'") << " of 150 slow products";
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_EQ(Count("version <> 1"), "0");  // no product computed twice
+  EXPECT_EQ(Count("primer = 'title_list'"), "20");
+}
+
+// The daemon's connection cut before a warm-up lists its keys, and before
+// its first and its third slice is queued: after reconnecting it plans the
+// warm-up again and stores every product.
+TEST_F(WarmTest, AWarmUpCutAtEachStepStillStoresEveryProduct) {
+  for (const std::string cut : {"warm_plan", "warm_queue:1", "warm_queue:3"}) {
+    MustExec(conn_, "DELETE FROM kck.cache");
+    const std::string log = LogPath("cut");
+    setenv("KCK_FAULT_CUT", cut.c_str(), 1);
+    DaemonProcess daemon(conninfo_, {}, log);
+    unsetenv("KCK_FAULT_CUT");
+    EXPECT_TRUE(WaitFor([&] { return Count("primer = 'slow'") == "150"; }, std::chrono::seconds(30))) << cut;
+    EXPECT_TRUE(WaitFor([&] { return Count("primer = 'summary'") == "20"; }, std::chrono::seconds(30))) << cut;
+    const std::string step = cut.substr(0, cut.find(':'));
+    EXPECT_NE(FileText(log).find("KCK_FAULT_CUT: cutting the connection at step " + step), std::string::npos)
+        << cut << ": the cut never happened:\n" << FileText(log);
+    daemon.Kill(SIGTERM);
+  }
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+// A warm-up whose queue transaction waits too long for its lock (another
+// warm-up holds it) queues that slice again on the next try.
+TEST_F(WarmTest, ASliceThatCouldNotBeQueuedIsQueuedOnTheNextTry) {
+  InstallConfig(conn_, kSlowOnlyConfig);
+  MustExec(conn_, "SELECT pg_advisory_lock(7037805, 1)");
+  const std::string log = LogPath("queue_lock");
+  DaemonProcess daemon(conninfo_, {"--compute-timeout", "1s"}, log);
+  ASSERT_TRUE(WaitFor([&] { return FileText(log).find("warm-up:") != std::string::npos; }, std::chrono::seconds(10)))
+      << FileText(log);
+  MustExec(conn_, "SELECT pg_advisory_unlock(7037805, 1)");
+  EXPECT_TRUE(WaitFor([&] { return Count("primer = 'slow'") == "150"; }, std::chrono::seconds(30)))
+      << Count("primer = 'slow'") << " of 150 stored\n" << FileText(log);
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+// A warm SQL that fails transiently (here: lock_timeout, its table locked)
+// is run again on the next try, not dropped.
+TEST_F(WarmTest, AWarmSqlThatFailsTransientlyIsRunAgain) {
+  InstallConfig(conn_, kSlowOnlyConfig);
+  pg::Connection locker = Connect(conninfo_);
+  MustExec(locker, "BEGIN; LOCK TABLE store_author IN ACCESS EXCLUSIVE MODE");
+  const std::string log = LogPath("list_lock");
+  DaemonProcess daemon(conninfo_, {"--compute-timeout", "1s"}, log);
+  ASSERT_TRUE(WaitFor([&] { return FileText(log).find("warm-up:") != std::string::npos; }, std::chrono::seconds(10)))
+      << FileText(log);
+  MustExec(locker, "COMMIT");
+  EXPECT_TRUE(WaitFor([&] { return Count("primer = 'slow'") == "150"; }, std::chrono::seconds(30)))
+      << Count("primer = 'slow'") << " of 150 stored\n" << FileText(log);
 }
 
 TEST_F(BookstoreTest, InstallRejectsWarmSqlWithoutAColumnPerParameter) {

@@ -39,24 +39,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { echo "==> $*"; }
 
-packages=(clang-14 libclang-rt-14-dev)
-missing=()
-for package in "${packages[@]}"; do
-  if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)" != installed ]]; then
-    missing+=("$package")
-  fi
-done
-if ((${#missing[@]} > 0)); then
-  if [[ $EUID -ne 0 ]]; then
-    echo "fuzz.sh: packages ${missing[*]} are missing: run as root to install them" >&2
-    exit 2
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  step "apt-get update"
-  apt-get update -q
-  step "apt-get install ${missing[*]}"
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=scripts/clang.sh
+source scripts/clang.sh
+need_clang fuzz.sh
 
 build_dir=build-fuzz
 targets=(key_codec config planner)

@@ -22,6 +22,13 @@ under its own source ("bench"), so both coexist. Then, in one run:
    received it. Once for a Python primer (title_list, computed by `manage.py kck_worker`
    under `kck listen --python-worker`) and once for a SQL primer (sql_titles), alternated.
 
+3. Keys rule over a bulk UPDATE (--only keys, or all): author_stats depends on Review through a
+   Python keys rule (authors_of_reviewed_books). With every author_stats stored, one UPDATE
+   moves all reviews of the first half of the books to a book of another author (and the next
+   round back): t0 = the UPDATE returned, t1 = the outbox is empty (polled every 2 ms). The
+   daemon maps each of the statement's row pairs through the rule in the worker. Reported:
+   ms per move and per 1000 row pairs; at the end every author_stats must equal a recompute.
+
 Server settings are PostgreSQL's defaults (fsync and synchronous_commit on), like
 bench/kck_bench.cc. Only the kck binary (default build/kck, or $KCK_BINARY) is needed.
 Exit status: 0 when every target is met, 3 when one is missed, 1 when a step fails.
@@ -587,6 +594,51 @@ class Bench:
                 worker[int(m.group(1))] = float(m.group(2))  # the line may appear twice
         return batch, list(worker.values())
 
+    # -- 3. keys rule over a bulk UPDATE -------------------------------------
+
+    def bench_keys(self):
+        from django.db import connection
+
+        from kck import Cache, registry
+        from store.models import Author, Book, Review
+
+        cache = Cache.get_instance()
+        primer = registry().get("author_stats")
+        keys = ["author_stats/%d" % a for a in Author.objects.values_list("id", flat=True)]
+        for k in keys:
+            cache.get(k)
+        books = list(Book.objects.order_by("id").values_list("id", "author_id"))
+        half = [b for b, _ in books[:len(books) // 2]]
+        target = next(b for b, a in books[len(books) // 2:] if a != books[0][1])
+        ids = list(Review.objects.filter(book_id__in=half).values_list("id", flat=True))
+        origin = dict(Review.objects.filter(id__in=ids).values_list("id", "book_id"))
+        times = []
+        for i in range(self.args.moves):
+            t0 = time.perf_counter()
+            if i % 2 == 0:
+                Review.objects.filter(id__in=ids).update(book_id=target)
+            else:
+                with connection.cursor() as cur:  # back where each came from, in one statement
+                    cur.execute("UPDATE store_review r SET book_id = o.b FROM unnest(%s::bigint[], %s::bigint[]) "
+                                "AS o (id, b) WHERE r.id = o.id", [list(origin), list(origin.values())])
+            with connection.cursor() as cur:
+                while True:
+                    cur.execute("SELECT NOT EXISTS (SELECT 1 FROM kck.changes)")
+                    if cur.fetchone()[0]:
+                        break
+                    time.sleep(0.002)
+            times.append((time.perf_counter() - t0) * 1000)
+        stale = [k for k in keys if cache.get(k) != primer.compute(k)]
+        st = Stats(times)
+        print("3. Keys rule over a bulk UPDATE: %d reviews moved per statement, %d moves" % (len(ids), len(times)))
+        print("   UPDATE returned -> outbox empty: p50 %.1f ms, min %.1f, max %.1f; %.1f ms per 1000 row pairs (p50)"
+              % (st.pct(50), min(times), st.max, st.pct(50) * 1000 / max(len(ids), 1)))
+        print(flush=True)
+        self.verdicts.append(("bulk move -> drained, ms per 1000 row pairs", "%.1f ms (p50 of %d)" % (
+            st.pct(50) * 1000 / max(len(ids), 1), len(times)), "(info)", None))
+        self.verdicts.append(("author_stats equal a recompute after the moves", "yes" if not stale else "NO: " +
+                              ", ".join(stale), "yes", not stale))
+
     # -- summary / cleanup ----------------------------------------------------
 
     def summary(self):
@@ -630,7 +682,13 @@ def main():
                     help="also time parts of Cache.get and narrower what-if hit paths (uses kck internals)")
     ap.add_argument("--log-level", default="info", help="kck listen --log-level (debug adds batch times)")
     ap.add_argument("--keep-log", metavar="FILE", help="copy the daemon's log here at the end")
+    ap.add_argument("--moves", type=int, help="bulk review moves in section 3 (default 20, --quick 6)")
+    ap.add_argument("--only", default="get,fresh,keys", help="sections to run: get, fresh, keys (default all)")
     args = ap.parse_args()
+    args.moves = args.moves or (6 if args.quick else 20)
+    sections = set(args.only.split(","))
+    if not sections <= {"get", "fresh", "keys"}:
+        ap.error("--only: sections are get, fresh and keys, got %r" % args.only)
     args.gets = args.gets or (1000 if args.quick else 5000)
     args.get_warmup = 200 if args.quick else 500
     args.saves = args.saves or (60 if args.quick else 300)
@@ -647,8 +705,12 @@ def main():
         bench.setup()
         bench.header()
         bench.start_daemon()
-        bench.bench_get()
-        bench.bench_fresh()
+        if "get" in sections:
+            bench.bench_get()
+        if "fresh" in sections:
+            bench.bench_fresh()
+        if "keys" in sections:
+            bench.bench_keys()
         bench.summary()
     finally:
         bench.cleanup()

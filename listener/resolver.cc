@@ -116,26 +116,90 @@ Task<StatusOr<bool>> RunTogether(Plan& plan, const std::vector<const KeysQuery*>
   co_return true;
 }
 
-// Keys rules: the row pairs of one SQL rule in one statement, Python rules
-// one call per pair.
+// The keys of each row pair from a worker's answer to a "pairs" request;
+// false when it is not one result per pair (a worker of protocol 1 would
+// answer with "keys").
+bool TakePairResults(Plan& plan, const std::vector<const KeysQuery*>& chunk, const nlohmann::json& reply) {
+  const auto results = reply.find("results");
+  if (results == reply.end() || !results->is_array() || results->size() != chunk.size()) return false;
+  for (const auto& r : *results) {
+    const bool keys = r.is_object() && r.contains("keys") && r["keys"].is_array();
+    if (!keys && !(r.is_object() && r.contains("error"))) return false;
+  }
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    const nlohmann::json& r = (*results)[i];
+    StatusOr<std::vector<std::string>> keys = std::vector<std::string>{};
+    if (r.contains("error")) {
+      keys = Status::Runtime(r["error"].is_string() ? r["error"].get<std::string>() : r["error"].dump());
+    } else {
+      for (const auto& k : r["keys"]) {
+        if (k.is_string()) keys->push_back(k.get<std::string>());
+      }
+    }
+    AddRuleKeys(plan, *chunk[i], keys);
+  }
+  return true;
+}
+
+// One Python keys rule for many row pairs: one worker call per
+// kPairsPerCall pairs (protocol 2's "pairs"). The pairs of a call the
+// worker could not answer that way go to `each`, to run one by one.
+Task<Status> PythonTogether(Plan& plan, const std::vector<const KeysQuery*>& queries, WorkerPool* worker,
+                            std::vector<const KeysQuery*>* each) {
+  constexpr size_t kPairsPerCall = 500;
+  if (worker == nullptr || worker->protocol() < 2) {
+    each->insert(each->end(), queries.begin(), queries.end());
+    co_return Status::Ok();
+  }
+  for (size_t start = 0; start < queries.size(); start += kPairsPerCall) {
+    const std::vector<const KeysQuery*> chunk(queries.begin() + start,
+                                              queries.begin() + std::min(queries.size(), start + kPairsPerCall));
+    nlohmann::json req;
+    req["op"] = std::string("keys");
+    req["primer"] = chunk.front()->primer->spec.name;
+    req["rule"] = *chunk.front()->primer->spec.depends_on[chunk.front()->rule].python_rule;
+    nlohmann::json pairs = nlohmann::json::array();
+    for (const KeysQuery* q : chunk) {
+      nlohmann::json pair = nlohmann::json::array();
+      pair.push_back(ParsedJson(q->rows.old_row));
+      pair.push_back(ParsedJson(q->rows.new_row));
+      pairs.push_back(std::move(pair));
+    }
+    req["pairs"] = std::move(pairs);
+    auto reply = co_await worker->Call(std::move(req));
+    if (!reply.ok() && reply.status().transient()) co_return reply.status().WithContext("keys rule");
+    if (!reply.ok() || !TakePairResults(plan, chunk, *reply)) each->insert(each->end(), chunk.begin(), chunk.end());
+  }
+  co_return Status::Ok();
+}
+
+// The row pairs of one rule, together: SQL in one statement, Python in one
+// worker call per 500 pairs; those that cannot go together go to `each`.
+Task<Status> RunRule(Plan& plan, const std::vector<const KeysQuery*>& queries, AsyncConnection& compute,
+                     WorkerPool* worker, std::vector<const KeysQuery*>* each) {
+  const KeysQuery& first = *queries.front();
+  if (first.primer->spec.depends_on[first.rule].python_rule) {
+    co_return co_await PythonTogether(plan, queries, worker, each);
+  }
+  auto together = co_await RunTogether(plan, queries, compute);
+  if (!together.ok()) co_return together.status();
+  if (!*together) each->insert(each->end(), queries.begin(), queries.end());
+  co_return Status::Ok();
+}
+
+// Keys rules: the row pairs of each rule together, a rule with one pair
+// (or pairs that could not go together) one by one.
 Task<Status> RunKeysQueries(Plan& plan, AsyncConnection& compute, WorkerPool* worker) {
   std::map<std::pair<const Primer*, size_t>, std::vector<const KeysQuery*>> by_rule;
+  for (const auto& q : plan.keys_queries) by_rule[{q.primer, q.rule}].push_back(&q);
   std::vector<const KeysQuery*> each;
-  for (const auto& q : plan.keys_queries) {
-    if (q.primer->spec.depends_on[q.rule].python_rule) {
-      each.push_back(&q);
-    } else {
-      by_rule[{q.primer, q.rule}].push_back(&q);
-    }
-  }
   for (const auto& [rule, queries] : by_rule) {
     if (queries.size() == 1) {
       each.push_back(queries.front());
       continue;
     }
-    auto together = co_await RunTogether(plan, queries, compute);
-    if (!together.ok()) co_return together.status();
-    if (!*together) each.insert(each.end(), queries.begin(), queries.end());
+    Status s = co_await RunRule(plan, queries, compute, worker, &each);
+    if (!s.ok()) co_return s;
   }
   co_return co_await RunEach(plan, each, compute, worker);
 }

@@ -138,6 +138,7 @@ void WorkerPool::OnLine(std::string_view line) {
   }
   if (j.contains("hello")) {
     primers_.clear();
+    protocol_ = j.contains("protocol") && j["protocol"].is_number_integer() ? j["protocol"].get<int>() : 1;
     if (j.contains("primers") && j["primers"].is_array()) {
       for (const auto& p : j["primers"]) {
         if (p.is_string()) primers_.insert(p.get<std::string>());

@@ -39,6 +39,9 @@ class WorkerPool {
   Task<StatusOr<nlohmann::json>> Call(nlohmann::json request);
   // Processes started after the first (exits, kills, restarts), for metrics.
   long long restarts() const { return spawns_ > 0 ? spawns_ - 1 : 0; }
+  // The protocol version the running worker announced (docs/DESIGN.md); 1
+  // before its hello.
+  int protocol() const { return protocol_; }
 
  private:
   struct Pending;
@@ -59,6 +62,7 @@ class WorkerPool {
   std::string buffer_;
   bool ready_ = false, stopping_ = false, restarting_ = false;
   int failures_ = 0;
+  int protocol_ = 1;
   long long next_id_ = 1;
   long long spawns_ = 0;  // processes started
   std::map<long long, std::shared_ptr<Pending>> pending_;

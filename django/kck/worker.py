@@ -1,6 +1,6 @@
 """kck_worker: computes Python primers for the daemon (JSON lines over stdin/stdout).
 
-On start it writes {"hello": "kck_worker", "protocol": 1, "primers": [...]}: with
+On start it writes {"hello": "kck_worker", "protocol": 2, "primers": [...]}: with
 `--database ALIAS` (as kck_listen and kck.testing.drain start it), the primers of that alias
 only (kck.routing), and a request for a key of another alias's primer is refused. Then, per
 request line (each with an integer "id"), one response line:
@@ -13,6 +13,10 @@ request line (each with an integer "id"), one response line:
       -> {"id": 2, "ok": true, "value": V2}  or  {"id": 2, "ok": false, "cannot_augment": true}
   {"id": 3, "op": "keys", "primer": P, "rule": i, "old": {...}|null, "new": {...}|null}
       -> {"id": 3, "ok": true, "keys": [...]}
+  {"id": 6, "op": "keys", "primer": P, "rule": i, "pairs": [[old, new], ...]}   (protocol 2)
+      -> {"id": 6, "ok": true, "results": [{"keys": [...]} or {"error": "..."}, ...]}
+         one result per pair, in order: a rule that raises for one pair fails that pair only
+         (a transient database failure fails the whole request, as always)
   {"id": 4, "op": "ping"} -> {"id": 4, "ok": true}
   {"id": 5, "op": "warm", "primer": P} -> {"id": 5, "ok": true, "keys": [...]}  (the keys P.warm() lists)
 
@@ -32,7 +36,7 @@ from .exceptions import CannotAugment, KckError, ProductDoesNotExist, UnknownPri
 from .primer import Change, registry
 from .routing import primer_alias
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: keys with "pairs"
 log = logging.getLogger("kck.worker")
 
 
@@ -41,6 +45,35 @@ log = logging.getLogger("kck.worker")
 # intervention (statement_timeout); and lock_not_available. The daemon rolls
 # its batch back and retries instead of recording them (docs/DESIGN.md).
 _TRANSIENT_CLASSES = ("08", "40", "53", "57")
+
+
+def _pairs(req):
+    """The "pairs" of a keys request: [[old, new], ...], each an object or null."""
+    pairs = req["pairs"]
+    if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(i is None or isinstance(i, dict) for i in p)
+            for p in pairs):
+        raise BadRequest("field 'pairs' must be a list of [old, new] pairs of objects or nulls")
+    return [(p[0], p[1]) for p in pairs]
+
+
+def _rule_keys(primer, rule, index, pairs):
+    """The distinct keys the keys= rule ``rule`` (depends_on[index] of ``primer``) returns for
+    the row pairs, in order; a key that is not one of ``primer``'s raises."""
+    keys, seen = [], set()
+    for o, n in pairs:
+        for k in rule.keys(o, n) or ():
+            if isinstance(k, dict):
+                k = primer.param_dict_to_key(k)
+            elif isinstance(k, str):
+                primer.key_to_values(k)  # canonical and of this primer, or an error
+            else:
+                raise BadRequest("primer %r: depends_on[%d] keys() returned %r, not a key"
+                                 % (primer.name, index, k))
+            if k not in seen:
+                seen.add(k)
+                keys.append(k)
+    return keys
 
 
 def _is_transient(error):
@@ -224,27 +257,31 @@ class Worker:
         rule = rules[index]
         if not rule.is_python_rule:
             raise BadRequest("primer %r: depends_on[%d] is not a keys= rule" % (name, index))
+        if "pairs" in req:
+            return {"ok": True, "results": self._keys_of_pairs(primer, rule, index, _pairs(req))}
         old, new = req.get("old"), req.get("new")
         if isinstance(old, list) or isinstance(new, list):
             # Bulk form: the distinct images of a large statement, one call per image.
             pairs = [(o, None) for o in (old or [])] + [(None, n) for n in (new or [])]
         else:
             pairs = [(old, new)]
-        keys, seen = [], set()
         with self.cache.without_storing():
-            for o, n in pairs:
-                for k in rule.keys(o, n) or ():
-                    if isinstance(k, dict):
-                        k = primer.param_dict_to_key(k)
-                    elif isinstance(k, str):
-                        primer.key_to_values(k)  # canonical and of this primer, or an error
-                    else:
-                        raise BadRequest("primer %r: depends_on[%d] keys() returned %r, not a key"
-                                         % (name, index, k))
-                    if k not in seen:
-                        seen.add(k)
-                        keys.append(k)
-        return {"ok": True, "keys": keys}
+            return {"ok": True, "keys": _rule_keys(primer, rule, index, pairs)}
+
+    def _keys_of_pairs(self, primer, rule, index, pairs):
+        """One result per row pair: its keys, or the error the rule raised for it."""
+        results = []
+        with self.cache.without_storing():
+            for pair in pairs:
+                try:
+                    results.append({"keys": _rule_keys(primer, rule, index, [pair])})
+                except (InterfaceError, OperationalError):
+                    raise  # the connection broke: the whole request is transient
+                except Exception as e:
+                    if _is_transient(e):
+                        raise
+                    results.append({"error": _one_line(e)})
+        return results
 
     # -- the loop -----------------------------------------------------------------
 

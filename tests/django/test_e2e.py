@@ -162,6 +162,27 @@ def test_bulk_statements(cache):
     wait_for(lambda: {t["title"] for t in cache.get(k)} == {"B"}, timeout=WAIT, what="all titles B")
 
 
+def test_keys_rule_over_many_row_pairs(cache):
+    """A Python keys rule for a batch of many row pairs (one worker call per 500 pairs):
+    150 single-row INSERTs in one transaction, a 120-row bulk INSERT and a 75-row UPDATE
+    that moves reviews from one author's book to another's."""
+    authors = [Author.objects.create(name="e2e pairs %d" % i) for i in range(3)]
+    books = [Book.objects.create(author=a, title="p") for a in authors]
+    primer = registry().get("author_stats")
+    keys = ["author_stats/%d" % a.id for a in authors]
+    for k in keys:
+        assert cache.get(k)["reviews"] == 0
+    with transaction.atomic():
+        for i in range(150):
+            Review.objects.create(book=books[i % 2], rating=1 + i % 5)
+    Review.objects.bulk_create(Review(book=books[2], rating=3) for _ in range(120))
+    assert Review.objects.filter(book=books[0]).update(book=books[2]) == 75
+    drained()
+    for k in keys:
+        wait_for(lambda: cache.get(k) == primer.compute(k), timeout=WAIT, what="%s == its recompute" % k)
+    assert [cache.get(k)["reviews"] for k in keys] == [0, 75, 195]
+
+
 def test_product_of_a_product(cache):
     a = Author.objects.create(name="e2e cascade")
     key = "title_count/%d" % a.id

@@ -72,7 +72,7 @@ def worker(pg_cluster):
 
 def test_hello(worker):
     assert worker.hello["hello"] == "kck_worker"
-    assert worker.hello["protocol"] == 1
+    assert worker.hello["protocol"] == 2
     assert {"title_list", "author_stats", "top_books", "echo", "review_count"} <= set(worker.hello["primers"])
     assert worker.hello["primers"] == sorted(worker.hello["primers"])
 
@@ -212,6 +212,30 @@ def test_keys(worker, db):
     assert r["keys"] == ["review_count/1", "review_count/2", "review_count/5"]
 
 
+def test_keys_of_many_row_pairs_in_one_request(worker, db):
+    r = worker.call({"op": "keys", "primer": "review_count", "rule": 0,
+                     "pairs": [[{"id": 1, "book_id": 3}, {"id": 1, "book_id": 8}], [None, {"id": 2, "book_id": 3}],
+                               [{"id": 3, "book_id": 4}, None]]})
+    assert r == {"id": r["id"], "ok": True, "results": [
+        {"keys": ["review_count/3", "review_count/8"]}, {"keys": ["review_count/3"]}, {"keys": ["review_count/4"]}]}
+    r = worker.call({"op": "keys", "primer": "review_count", "rule": 0, "pairs": []})
+    assert r["ok"] and r["results"] == []
+
+
+def test_keys_of_many_row_pairs_a_pair_that_raises_fails_alone(worker, db):
+    pairs = [[None, {"id": i, "name": "boom" if i == 2 else "ok"}] for i in range(1, 4)]
+    r = worker.call({"op": "keys", "primer": "bad_keys", "rule": 3, "pairs": pairs})
+    assert r["ok"] is True, r
+    assert r["results"][0] == {"keys": ["bad_keys/1"]} and r["results"][2] == {"keys": ["bad_keys/1"]}
+    assert r["results"][1]["error"].startswith("ZeroDivisionError"), r
+
+
+@pytest.mark.parametrize("pairs", [{"old": None}, [[None]], [[1, None]], ["x"], None])
+def test_keys_of_many_row_pairs_bad_pairs(worker, db, pairs):
+    r = worker.call({"op": "keys", "primer": "review_count", "rule": 0, "pairs": pairs})
+    assert r["ok"] is False and "field 'pairs' must be a list of [old, new] pairs" in r["error"], r
+
+
 def test_keys_of_example_rule_reads_the_database(worker, db):
     from store.models import Author, Book
 
@@ -226,7 +250,7 @@ def test_keys_of_example_rule_reads_the_database(worker, db):
     ({"primer": "bad_keys", "rule": 0}, 'KeyParameterMismatch: primer "bad_keys": key "title_list/1" belongs to primer "title_list"'),
     ({"primer": "bad_keys", "rule": 1}, "ZeroDivisionError: division by zero"),
     ({"primer": "bad_keys", "rule": 2}, "is not a keys= rule"),
-    ({"primer": "bad_keys", "rule": 3}, "has no depends_on[3]"),
+    ({"primer": "bad_keys", "rule": 4}, "has no depends_on[4]"),
     ({"primer": "bad_keys", "rule": "0"}, "field 'rule' must be an integer"),
     ({"primer": "bad_keys", "rule": True}, "field 'rule' must be an integer"),
     ({"primer": "nope", "rule": 0}, "UnknownPrimer"),

@@ -199,6 +199,8 @@ class BadKeysPrimer(Primer):
         Depends("store_author", keys=lambda old, new: ["title_list/1"], columns=["name"]),
         Depends("store_author", keys=lambda old, new: 1 / 0),
         Depends(Author, n="id"),
+        # Raises for one row only: an author named "boom".
+        Depends("store_author", keys=lambda old, new: ["bad_keys/%d" % (1 // ((new or old)["name"] != "boom"))]),
     ]
 
     def compute(self, key):

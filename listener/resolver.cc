@@ -147,7 +147,13 @@ bool TakePairResults(Plan& plan, const std::vector<const KeysQuery*>& chunk, con
 Task<Status> PythonTogether(Plan& plan, const std::vector<const KeysQuery*>& queries, WorkerPool* worker,
                             std::vector<const KeysQuery*>* each) {
   constexpr size_t kPairsPerCall = 500;
-  if (worker == nullptr || worker->protocol() < 2) {
+  if (worker == nullptr) {
+    each->insert(each->end(), queries.begin(), queries.end());
+    co_return Status::Ok();
+  }
+  const bool ready = co_await worker->Ready();  // its hello says which protocol it speaks
+  if (!ready) co_return Status::Unavailable("python worker is not running").WithContext("keys rule");
+  if (worker->protocol() < 2) {
     each->insert(each->end(), queries.begin(), queries.end());
     co_return Status::Ok();
   }

@@ -222,14 +222,19 @@ void WorkerPool::OnExit(int64_t status, int signal) {
       delay, 0);
 }
 
-Task<StatusOr<nlohmann::json>> WorkerPool::Call(nlohmann::json request) {
+Task<bool> WorkerPool::Ready() {
   // A worker being restarted is waited for (up to the timeout), so a
   // restart does not turn the requests of the moment into errors.
   for (auto waited = std::chrono::milliseconds(0); (!ready_ || in_ == nullptr) && !stopping_ && waited < timeout_;
        waited += std::chrono::milliseconds(50)) {
     co_await Sleep(loop_, 50);
   }
-  if (!ready_ || in_ == nullptr) co_return Status::Unavailable("python worker is not running");
+  co_return ready_ && in_ != nullptr;
+}
+
+Task<StatusOr<nlohmann::json>> WorkerPool::Call(nlohmann::json request) {
+  const bool ready = co_await Ready();
+  if (!ready) co_return Status::Unavailable("python worker is not running");
   long long id = next_id_++;
   request["id"] = id;
   auto p = std::make_shared<Pending>();

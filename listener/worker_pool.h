@@ -39,8 +39,11 @@ class WorkerPool {
   Task<StatusOr<nlohmann::json>> Call(nlohmann::json request);
   // Processes started after the first (exits, kills, restarts), for metrics.
   long long restarts() const { return spawns_ > 0 ? spawns_ - 1 : 0; }
-  // The protocol version the running worker announced (docs/DESIGN.md); 1
-  // before its hello.
+  // Waits for a worker that is starting or restarting (up to the timeout);
+  // whether one is running.
+  Task<bool> Ready();
+  // The protocol version the running worker announced (docs/DESIGN.md);
+  // valid once Ready().
   int protocol() const { return protocol_; }
 
  private:

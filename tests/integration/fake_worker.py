@@ -2,13 +2,33 @@
 (JSON lines on stdin/stdout) without Django, so the daemon's supervision can
 be tested on its own: key n=13 hangs, n=66 exits, n=7 raises, n=0 returns a
 value jsonb refuses (a NUL character), n=404 is gone (its row does not exist).
-warm lists py/21 and py/22."""
+warm lists py/21 and py/22. Keys rule 0 maps a store_book row to py/<id + 1000> and
+raises for a row titled "boom"; FAKE_WORKER_PROTOCOL (default 1) is the protocol it announces
+(2: it answers "pairs" requests), and FAKE_WORKER_LOG a file that gets one line per keys
+request: "keys <row pairs>"."""
 import json
 import os
 import sys
 import time
 
-print(json.dumps({"hello": "kck_worker", "protocol": 1, "primers": ["py"]}), flush=True)
+PROTOCOL = int(os.environ.get("FAKE_WORKER_PROTOCOL", "1"))
+print(json.dumps({"hello": "kck_worker", "protocol": PROTOCOL, "primers": ["py"]}), flush=True)
+
+
+def rule_keys(old, new):
+    """Keys rule 0: (keys, None) or (None, error)."""
+    row = new or old or {}
+    if row.get("title") == "boom" or (old or {}).get("title") == "boom":
+        return None, "ValueError: boom"
+    return ["py/%d" % (int(row["id"]) + 1000)], None
+
+
+def log_keys(pairs):
+    if os.environ.get("FAKE_WORKER_LOG"):
+        with open(os.environ["FAKE_WORKER_LOG"], "a") as f:
+            f.write("keys %d\n" % pairs)
+
+
 computes = 0
 for line in sys.stdin:
     try:
@@ -41,6 +61,18 @@ for line in sys.stdin:
             print(json.dumps({"id": rid, "ok": False, "error": "ValueError: augment of five failed"}), flush=True)
         else:
             print(json.dumps({"id": rid, "ok": False, "cannot_augment": True}), flush=True)
+    elif req.get("op") == "keys" and PROTOCOL >= 2 and "pairs" in req:
+        log_keys(len(req["pairs"]))
+        results = []
+        for old, new in req["pairs"]:
+            keys, error = rule_keys(old, new)
+            results.append({"keys": keys} if error is None else {"error": error})
+        print(json.dumps({"id": rid, "ok": True, "results": results}), flush=True)
+    elif req.get("op") == "keys":
+        log_keys(1)
+        keys, error = rule_keys(req.get("old"), req.get("new"))
+        print(json.dumps({"id": rid, "ok": True, "keys": keys} if error is None else
+                         {"id": rid, "ok": False, "error": error}), flush=True)
     elif req.get("op") == "warm":  # py's warm(): three keys, one of them listed twice
         print(json.dumps({"id": rid, "ok": True, "keys": ["py/21", "py/22", "py/21"]}), flush=True)
     else:

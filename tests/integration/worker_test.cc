@@ -1,6 +1,8 @@
 // The daemon's supervision of the Python worker, with a protocol-speaking
 // stand-in process (fake_worker.py): routing, errors as data, a hang, a
 // crash, restarts. The Django worker itself is tested by tests/django.
+#include <fstream>
+
 #include "daemon_helpers.h"
 #include "listener/executor.h"
 #include "scrape.h"
@@ -89,6 +91,81 @@ TEST_F(WorkerTest, ConfigReloadPicksUpNewPrimers) {
   MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (4, 'after reload')");
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/4").find("after reload") != std::string::npos; }));
 }
+
+// A Python keys rule over a 150-row UPDATE: with a worker of protocol 2 the
+// row pairs go in one request ("pairs"), with one of protocol 1 one request
+// each; either way exactly the 150 products of the changed rows recompute.
+const char* kKeysRuleConfig = R"json({"source": "django", "primers": [
+  {"name": "py", "engine": "python", "parameters": [{"name": "n", "type": "int"}],
+   "depends_on": [{"table": "store_book", "python_rule": 0}]}]})json";
+
+class KeysRuleWorkerTest : public WorkerTest, public ::testing::WithParamInterface<int> {
+ protected:
+  void SetUp() override {
+    WorkerTest::SetUp();
+    InstallConfig(conn_, kKeysRuleConfig);
+    MustExec(conn_, "INSERT INTO kck.cache (key, primer, value, version) "
+                    "SELECT 'py/' || (1000 + i), 'py', '0', 1 FROM generate_series(1, 200) i");
+    log_ = ::testing::TempDir() + "kck_fake_worker_keys_" + std::to_string(getpid()) + ".log";
+    std::remove(log_.c_str());
+  }
+  // Starts the daemon with a fake worker of `protocol`, runs `sql`, waits
+  // for the outbox to drain; returns the worker's keys requests.
+  std::vector<std::string> Run(int protocol, const std::string& sql) {
+    setenv("FAKE_WORKER_PROTOCOL", std::to_string(protocol).c_str(), 1);
+    setenv("FAKE_WORKER_LOG", log_.c_str(), 1);
+    DaemonProcess daemon(conninfo_, WorkerArgs());
+    unsetenv("FAKE_WORKER_PROTOCOL");
+    unsetenv("FAKE_WORKER_LOG");
+    MustExec(conn_, sql);
+    EXPECT_TRUE(WaitDrained(conn_));
+    std::ifstream in(log_);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+  std::string Recomputed() { return Scalar(conn_, "SELECT count(*) FROM kck.cache WHERE version = 2"); }
+  std::string log_;
+};
+
+// A bulk statement's images reach the rule unpaired, (old, null) and
+// (null, new): 300 row pairs for 150 rows.
+TEST_P(KeysRuleWorkerTest, TheRowPairsOfABulkUpdateMapToTheirKeys) {
+  auto requests = Run(GetParam(), "UPDATE store_book SET title = title || ' x' WHERE id <= 150");
+  EXPECT_EQ(Recomputed(), "150");
+  EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.cache WHERE version = 2 AND key::text > 'py/1150'"), "0");
+  if (GetParam() >= 2) {
+    EXPECT_EQ(requests, std::vector<std::string>{"keys 300"});
+  } else {
+    EXPECT_EQ(requests.size(), 300u);
+  }
+}
+
+// 150 single-row statements in one transaction: 150 row pairs, one request.
+TEST_P(KeysRuleWorkerTest, TheRowPairsOfManyStatementsInOneTransactionMapToTheirKeys) {
+  std::string sql = "BEGIN;";
+  for (int id = 1; id <= 150; ++id) sql += " UPDATE store_book SET title = title || ' x' WHERE id = " + std::to_string(id) + ";";
+  auto requests = Run(GetParam(), sql + " COMMIT");
+  EXPECT_EQ(Recomputed(), "150");
+  if (GetParam() >= 2) {
+    EXPECT_EQ(requests, std::vector<std::string>{"keys 150"});
+  } else {
+    EXPECT_EQ(requests.size(), 150u);
+  }
+}
+
+TEST_P(KeysRuleWorkerTest, APairWhoseRuleRaisesRecomputesItsWholePrimer) {
+  MustExec(conn_, "UPDATE store_book SET title = 'boom' WHERE id = 7");  // before the daemon: not planned
+  MustExec(conn_, "DELETE FROM kck.changes");
+  auto requests = Run(GetParam(), "UPDATE store_book SET title = title || ' x' WHERE id <= 150");
+  EXPECT_EQ(Recomputed(), "200");  // the rule failed for book 7: every product of py
+  if (GetParam() >= 2) {
+    EXPECT_EQ(requests, std::vector<std::string>{"keys 300"});
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Protocols, KeysRuleWorkerTest, ::testing::Values(1, 2),
+                         [](const auto& info) { return "Protocol" + std::to_string(info.param); });
 
 }  // namespace
 }  // namespace kck::testing

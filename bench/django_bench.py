@@ -26,8 +26,8 @@ under its own source ("bench"), so both coexist. Then, in one run:
    Python keys rule (authors_of_reviewed_books). With every author_stats stored, one UPDATE
    moves all reviews of the first half of the books to a book of another author (and the next
    round back): t0 = the UPDATE returned, t1 = the outbox is empty (polled every 2 ms). The
-   daemon maps each of the statement's row pairs through the rule in the worker. Reported:
-   ms per move and per 1000 row pairs; at the end every author_stats must equal a recompute.
+   daemon maps each of the statement's row images through the rule in the worker. Reported:
+   ms per move and per 1000 rows moved; at the end every author_stats must equal a recompute.
 
 Server settings are PostgreSQL's defaults (fsync and synchronous_commit on), like
 bench/kck_bench.cc. Only the kck binary (default build/kck, or $KCK_BINARY) is needed.
@@ -631,10 +631,10 @@ class Bench:
         stale = [k for k in keys if cache.get(k) != primer.compute(k)]
         st = Stats(times)
         print("3. Keys rule over a bulk UPDATE: %d reviews moved per statement, %d moves" % (len(ids), len(times)))
-        print("   UPDATE returned -> outbox empty: p50 %.1f ms, min %.1f, max %.1f; %.1f ms per 1000 row pairs (p50)"
+        print("   UPDATE returned -> outbox empty: p50 %.1f ms, min %.1f, max %.1f; %.1f ms per 1000 rows moved (p50)"
               % (st.pct(50), min(times), st.max, st.pct(50) * 1000 / max(len(ids), 1)))
         print(flush=True)
-        self.verdicts.append(("bulk move -> drained, ms per 1000 row pairs", "%.1f ms (p50 of %d)" % (
+        self.verdicts.append(("bulk move -> drained, ms per 1000 rows", "%.1f ms (p50 of %d)" % (
             st.pct(50) * 1000 / max(len(ids), 1), len(times)), "(info)", None))
         self.verdicts.append(("author_stats equal a recompute after the moves", "yes" if not stale else "NO: " +
                               ", ".join(stale), "yes", not stale))

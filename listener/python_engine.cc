@@ -31,6 +31,48 @@ Task<StatusOr<Computed>> PythonEngine::Compute(const Primer& primer, const std::
   co_return c;
 }
 
+namespace {
+
+nlohmann::json ChangeJson(const ChangeImage& change) {
+  nlohmann::json j;  // field by field: GCC 12 mishandles braced lists in coroutines
+  j["table"] = change.table;
+  j["op"] = std::string(1, change.op);
+  j["old"] = ParsedJson(change.old_row);
+  j["new"] = ParsedJson(change.new_row);
+  return j;
+}
+
+// The worker's answer to an augment: the new value, nullopt when it
+// declined (CannotAugment), or its failure.
+StatusOr<std::optional<std::string>> AugmentedValue(const StatusOr<nlohmann::json>& reply) {
+  using Result = std::optional<std::string>;
+  if (!reply.ok() && reply.status().message() == kDeclined) return Result();
+  if (!reply.ok()) return reply.status();
+  if (!reply->contains("value")) return Status::Runtime("augment reply has no value");
+  return Result((*reply)["value"].dump());
+}
+
+}  // namespace
+
+Task<StatusOr<std::optional<std::string>>> PythonEngine::AugmentAll(const Primer& primer, const std::string& key,
+                                                                    std::vector<ChangeImage> changes,
+                                                                    std::string current) {
+  if (worker_ == nullptr) co_return std::optional<std::string>();
+  const bool ready = co_await worker_->Ready();  // its hello says which protocol it speaks
+  if (!ready || worker_->protocol() < 2 || changes.size() == 1) {
+    co_return co_await Engine::AugmentAll(primer, key, std::move(changes), std::move(current));
+  }
+  nlohmann::json req;
+  req["op"] = std::string("augment");
+  req["key"] = key;
+  req["value"] = ParsedJson(current);
+  nlohmann::json list = nlohmann::json::array();
+  for (const ChangeImage& change : changes) list.push_back(ChangeJson(change));
+  req["changes"] = std::move(list);
+  auto reply = co_await worker_->Call(std::move(req));
+  co_return AugmentedValue(reply);
+}
+
 Task<StatusOr<std::optional<std::string>>> PythonEngine::Augment(const Primer& primer, const std::string& key,
                                                                  const ChangeImage& change,
                                                                  const std::string& current) {
@@ -41,13 +83,9 @@ Task<StatusOr<std::optional<std::string>>> PythonEngine::Augment(const Primer& p
   req["op"] = std::string("augment");
   req["key"] = key;
   req["value"] = ParsedJson(current);
-  req["change"] = {{"table", change.table}, {"op", std::string(1, change.op)}, {"old", ParsedJson(change.old_row)},
-                   {"new", ParsedJson(change.new_row)}};
+  req["change"] = ChangeJson(change);
   auto reply = co_await worker_->Call(std::move(req));
-  if (!reply.ok() && reply.status().message() == kDeclined) co_return Result();
-  if (!reply.ok()) co_return reply.status();
-  if (!reply->contains("value")) co_return Status::Runtime("augment reply has no value");
-  co_return Result((*reply)["value"].dump());
+  co_return AugmentedValue(reply);
 }
 
 }  // namespace kck

@@ -11,6 +11,9 @@ request line (each with an integer "id"), one response line:
          (the product does not exist: the daemon removes it)
   {"id": 2, "op": "augment", "key": K, "value": V, "change": {"table", "op", "old", "new"}}
       -> {"id": 2, "ok": true, "value": V2}  or  {"id": 2, "ok": false, "cannot_augment": true}
+  {"id": 7, "op": "augment", "key": K, "value": V, "changes": [{...}, ...]}   (protocol 2)
+      -> the value after applying each change in order, each augment given the one before's
+         value as JSON carries it; cannot_augment if any change cannot be augmented
   {"id": 3, "op": "keys", "primer": P, "rule": i, "old": {...}|null, "new": {...}|null}
       -> {"id": 3, "ok": true, "keys": [...]}
   {"id": 6, "op": "keys", "primer": P, "rule": i, "pairs": [[old, new], ...]}   (protocol 2)
@@ -36,7 +39,7 @@ from .exceptions import CannotAugment, KckError, ProductDoesNotExist, UnknownPri
 from .primer import Change, registry
 from .routing import primer_alias
 
-PROTOCOL = 2  # 2: keys with "pairs"
+PROTOCOL = 2  # 2: keys with "pairs", augment with "changes"
 log = logging.getLogger("kck.worker")
 
 
@@ -55,6 +58,18 @@ def _pairs(req):
             for p in pairs):
         raise BadRequest("field 'pairs' must be a list of [old, new] pairs of objects or nulls")
     return [(p[0], p[1]) for p in pairs]
+
+
+def _change_image(change):
+    """The Change of one augment request's change, or None for one that is never augmented
+    (a truncate, or a bulk statement's multi-row images: recomputed instead)."""
+    op = change.get("op")
+    old, new = change.get("old"), change.get("new")
+    if op not in ("I", "U", "D") or isinstance(old, list) or isinstance(new, list):
+        return None
+    if (old is not None and not isinstance(old, dict)) or (new is not None and not isinstance(new, dict)):
+        raise BadRequest("change.old and change.new must be objects or null")
+    return Change(change.get("table"), op, old, new)
 
 
 def _rule_keys(primer, rule, index, pairs):
@@ -228,24 +243,28 @@ class Worker:
         key = _field(req, "key", str, "a string")
         if "value" not in req:
             raise BadRequest("missing field 'value'")
-        change = _field(req, "change", dict, "an object")
+        if "changes" in req:  # protocol 2: the key's changes of a batch, applied in order
+            changes = _field(req, "changes", list, "a list")
+            if not all(isinstance(c, dict) for c in changes):
+                raise BadRequest("field 'changes' must be a list of objects")
+        else:
+            changes = [_field(req, "change", dict, "an object")]
         primer = self._served(registry().for_key(key))
         primer.key_to_values(key)  # the key must be canonical
         if not primer.has_augment():
             return {"ok": False, "cannot_augment": True}
-        op = change.get("op")
-        old, new = change.get("old"), change.get("new")
-        if op not in ("I", "U", "D") or isinstance(old, list) or isinstance(new, list):
-            # Truncates and bulk (multi-row) images are recomputed, never augmented.
+        images = [_change_image(c) for c in changes]
+        if None in images:
             return {"ok": False, "cannot_augment": True}
-        if (old is not None and not isinstance(old, dict)) or (new is not None and not isinstance(new, dict)):
-            raise BadRequest("change.old and change.new must be objects or null")
+        value = req["value"]
         try:
             with self.cache.without_storing():
-                value = primer.augment(key, req["value"], Change(change.get("table"), op, old, new))
+                for image in images:
+                    # Each augment gets the value as JSON would carry it, as if sent one by one.
+                    value = json.loads(jsonutil.dumps(primer.augment(key, value, image)))
         except CannotAugment:
             return {"ok": False, "cannot_augment": True}
-        return {"ok": True, "value": json.loads(jsonutil.dumps(value))}
+        return {"ok": True, "value": value}
 
     def _keys(self, req):
         name = _field(req, "primer", str, "a string")

@@ -170,6 +170,40 @@ def test_augment(worker, db):
     assert r["ok"] and r["value"] == 1
 
 
+def test_augment_a_keys_changes_in_one_request(worker, db):
+    changes = [_change("I", None, {"id": 9, "book_id": 4}), _change("I", None, {"id": 10, "book_id": 4}),
+               _change("U", {"id": 9, "book_id": 4}, {"id": 9, "book_id": 5}),
+               _change("I", None, {"id": 11, "book_id": 4})]
+    r = worker.call({"op": "augment", "key": "review_count/4", "value": 2, "changes": changes})
+    assert r == {"id": r["id"], "ok": True, "value": 4}
+    # The example's stats, whose average each augment recomputes from the value before.
+    stats = {"author_id": 1, "books": 2, "reviews": 1, "rating_total": 4, "average_rating": 4.0}
+    r = worker.call({"op": "augment", "key": "author_stats/1", "value": stats, "changes": [
+        _change("I", None, {"id": 5, "book_id": 2, "rating": 1}), _change("I", None, {"id": 6, "book_id": 2, "rating": 1})]})
+    assert r["ok"] and r["value"] == dict(stats, reviews=3, rating_total=6, average_rating=2.0)
+    r = worker.call({"op": "augment", "key": "review_count/4", "value": 2, "changes": []})
+    assert r["ok"] and r["value"] == 2
+
+
+@pytest.mark.parametrize("changes", [
+    [_change("I", None, {"id": 1, "book_id": 1}), _change("T", None, None)],                   # a truncate
+    [_change("U", [{"book_id": 1}], [{"book_id": 2}]), _change("I", None, {"id": 1, "book_id": 1})],  # bulk
+])
+def test_augment_a_keys_changes_one_that_cannot_be_augmented_declines_all(worker, db, changes):
+    r = worker.call({"op": "augment", "key": "review_count/1", "value": 1, "changes": changes})
+    assert r == {"id": r["id"], "ok": False, "cannot_augment": True}
+
+
+@pytest.mark.parametrize("changes, error", [
+    ({"op": "I"}, "field 'changes' must be a list"),
+    (["x"], "field 'changes' must be a list of objects"),
+    ([_change("I", None, "row")], "change.old and change.new must be objects or null"),
+])
+def test_augment_a_keys_changes_bad_requests(worker, db, changes, error):
+    r = worker.call({"op": "augment", "key": "review_count/1", "value": 1, "changes": changes})
+    assert r["ok"] is False and error in r["error"], r
+
+
 def test_augment_example_author_stats(worker, db):
     stats = {"author_id": 1, "books": 2, "reviews": 1, "rating_total": 4, "average_rating": 4.0}
     r = worker.call({"op": "augment", "key": "author_stats/1", "value": stats,

@@ -4,8 +4,9 @@ be tested on its own: key n=13 hangs, n=66 exits, n=7 raises, n=0 returns a
 value jsonb refuses (a NUL character), n=404 is gone (its row does not exist).
 warm lists py/21 and py/22. Keys rule 0 maps a store_book row to py/<id + 1000> and
 raises for a row titled "boom"; FAKE_WORKER_PROTOCOL (default 1) is the protocol it announces
-(2: it answers "pairs" requests), and FAKE_WORKER_LOG a file that gets one line per keys
-request: "keys <row pairs>"."""
+(2: it answers "pairs" and "changes" requests), and FAKE_WORKER_LOG a file that gets one
+line per keys request ("keys <row pairs>") and per augment of a value {"count": n} ("augment
+<changes>", adding the number of changes to count)."""
 import json
 import os
 import sys
@@ -23,10 +24,14 @@ def rule_keys(old, new):
     return ["py/%d" % (int(row["id"]) + 1000)], None
 
 
-def log_keys(pairs):
+def log_line(line):
     if os.environ.get("FAKE_WORKER_LOG"):
         with open(os.environ["FAKE_WORKER_LOG"], "a") as f:
-            f.write("keys %d\n" % pairs)
+            f.write(line + "\n")
+
+
+def log_keys(pairs):
+    log_line("keys %d" % pairs)
 
 
 computes = 0
@@ -57,8 +62,13 @@ for line in sys.stdin:
         print(json.dumps({"id": rid, "ok": True, "value": {"n": n, "pid": os.getpid(), "computes": computes},
                           "snapshot": None}), flush=True)
     elif req.get("op") == "augment":
+        changes = req["changes"] if PROTOCOL >= 2 and "changes" in req else [req.get("change")]
+        value = req.get("value")
         if req["key"] == "py/5":  # an augment that raises
             print(json.dumps({"id": rid, "ok": False, "error": "ValueError: augment of five failed"}), flush=True)
+        elif isinstance(value, dict) and "count" in value:  # counts the changes applied to it
+            log_line("augment %d" % len(changes))
+            print(json.dumps({"id": rid, "ok": True, "value": {"count": value["count"] + len(changes)}}), flush=True)
         else:
             print(json.dumps({"id": rid, "ok": False, "cannot_augment": True}), flush=True)
     elif req.get("op") == "keys" and PROTOCOL >= 2 and "pairs" in req:

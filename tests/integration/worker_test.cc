@@ -92,14 +92,15 @@ TEST_F(WorkerTest, ConfigReloadPicksUpNewPrimers) {
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/4").find("after reload") != std::string::npos; }));
 }
 
-// A Python keys rule over a 150-row UPDATE: with a worker of protocol 2 the
-// row pairs go in one request ("pairs"), with one of protocol 1 one request
-// each; either way exactly the 150 products of the changed rows recompute.
+// What a batch asks the worker, with a worker of protocol 1 and one of
+// protocol 2: a keys rule's row pairs in one request ("pairs"; one request
+// each with protocol 1), a key's augments in one request ("changes"), with
+// the same outcome either way.
 const char* kKeysRuleConfig = R"json({"source": "django", "primers": [
   {"name": "py", "engine": "python", "parameters": [{"name": "n", "type": "int"}],
    "depends_on": [{"table": "store_book", "python_rule": 0}]}]})json";
 
-class KeysRuleWorkerTest : public WorkerTest, public ::testing::WithParamInterface<int> {
+class WorkerBatchTest : public WorkerTest, public ::testing::WithParamInterface<int> {
  protected:
   void SetUp() override {
     WorkerTest::SetUp();
@@ -130,7 +131,7 @@ class KeysRuleWorkerTest : public WorkerTest, public ::testing::WithParamInterfa
 
 // A bulk statement's images reach the rule unpaired, (old, null) and
 // (null, new): 300 row pairs for 150 rows.
-TEST_P(KeysRuleWorkerTest, TheRowPairsOfABulkUpdateMapToTheirKeys) {
+TEST_P(WorkerBatchTest, TheRowPairsOfABulkUpdateMapToTheirKeys) {
   auto requests = Run(GetParam(), "UPDATE store_book SET title = title || ' x' WHERE id <= 150");
   EXPECT_EQ(Recomputed(), "150");
   EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.cache WHERE version = 2 AND key::text > 'py/1150'"), "0");
@@ -142,7 +143,7 @@ TEST_P(KeysRuleWorkerTest, TheRowPairsOfABulkUpdateMapToTheirKeys) {
 }
 
 // 150 single-row statements in one transaction: 150 row pairs, one request.
-TEST_P(KeysRuleWorkerTest, TheRowPairsOfManyStatementsInOneTransactionMapToTheirKeys) {
+TEST_P(WorkerBatchTest, TheRowPairsOfManyStatementsInOneTransactionMapToTheirKeys) {
   std::string sql = "BEGIN;";
   for (int id = 1; id <= 150; ++id) sql += " UPDATE store_book SET title = title || ' x' WHERE id = " + std::to_string(id) + ";";
   auto requests = Run(GetParam(), sql + " COMMIT");
@@ -154,7 +155,7 @@ TEST_P(KeysRuleWorkerTest, TheRowPairsOfManyStatementsInOneTransactionMapToTheir
   }
 }
 
-TEST_P(KeysRuleWorkerTest, APairWhoseRuleRaisesRecomputesItsWholePrimer) {
+TEST_P(WorkerBatchTest, APairWhoseRuleRaisesRecomputesItsWholePrimer) {
   MustExec(conn_, "UPDATE store_book SET title = 'boom' WHERE id = 7");  // before the daemon: not planned
   MustExec(conn_, "DELETE FROM kck.changes");
   auto requests = Run(GetParam(), "UPDATE store_book SET title = title || ' x' WHERE id <= 150");
@@ -164,7 +165,27 @@ TEST_P(KeysRuleWorkerTest, APairWhoseRuleRaisesRecomputesItsWholePrimer) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Protocols, KeysRuleWorkerTest, ::testing::Values(1, 2),
+// A key's 60 changes of one batch augment it in one request to a worker of
+// protocol 2 (one request per change with protocol 1), and its row is
+// written once.
+TEST_P(WorkerBatchTest, AKeysChangesOfABatchAugmentInOneRequest) {
+  InstallConfig(conn_, R"json({"source": "django", "primers": [
+    {"name": "py", "engine": "python", "augment": true, "parameters": [{"name": "n", "type": "int"}],
+     "depends_on": [{"table": "store_book", "params": {"n": "author_id"}}]}]})json");
+  MustExec(conn_, "INSERT INTO kck.cache (key, primer, value, version) VALUES ('py/1', 'py', '{\"count\": 0}', 1)");
+  std::string sql = "BEGIN;";
+  for (int i = 0; i < 60; ++i) sql += " UPDATE store_book SET title = title || ' x' WHERE id = (SELECT min(id) FROM store_book WHERE author_id = 1);";
+  auto requests = Run(GetParam(), sql + " COMMIT");
+  EXPECT_EQ(Stored(conn_, "py/1"), R"({"count": 60})");
+  EXPECT_EQ(Scalar(conn_, "SELECT version FROM kck.cache WHERE key = 'py/1'"), "2");
+  if (GetParam() >= 2) {
+    EXPECT_EQ(requests, std::vector<std::string>{"augment 60"});
+  } else {
+    EXPECT_EQ(requests, std::vector<std::string>(60, "augment 1"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Protocols, WorkerBatchTest, ::testing::Values(1, 2),
                          [](const auto& info) { return "Protocol" + std::to_string(info.param); });
 
 }  // namespace

@@ -29,6 +29,12 @@ under its own source ("bench"), so both coexist. Then, in one run:
    daemon maps each of the statement's row images through the rule in the worker. Reported:
    ms per move and per 1000 rows moved; at the end every author_stats must equal a recompute.
 
+4. Python augments of one key in one batch (--only augment, or all): author_stats/<a> stored,
+   then one transaction inserts 60 reviews of the author's books (60 single-row statements;
+   author_stats augments up to augment_max_changes = 100 changes a key and batch): t0 = COMMIT
+   returned, t1 = the outbox is empty (polled every 2 ms). Reported: ms per transaction; at the
+   end the product must equal a recompute.
+
 Server settings are PostgreSQL's defaults (fsync and synchronous_commit on), like
 bench/kck_bench.cc. Only the kck binary (default build/kck, or $KCK_BINARY) is needed.
 Exit status: 0 when every target is met, 3 when one is missed, 1 when a step fails.
@@ -639,6 +645,43 @@ class Bench:
         self.verdicts.append(("author_stats equal a recompute after the moves", "yes" if not stale else "NO: " +
                               ", ".join(stale), "yes", not stale))
 
+    # -- 4. Python augments of one key in one batch -------------------------
+
+    def bench_augment(self):
+        from django.db import connection, transaction
+
+        from kck import Cache, registry
+        from store.models import Book, Review
+
+        cache = Cache.get_instance()
+        primer = registry().get("author_stats")
+        author = Book.objects.order_by("id").values_list("author_id", flat=True).first()
+        books = list(Book.objects.filter(author_id=author).values_list("id", flat=True))
+        key = "author_stats/%d" % author
+        cache.get(key)
+        times = []
+        for i in range(self.args.moves):
+            with transaction.atomic():
+                for j in range(60):
+                    Review.objects.create(book_id=books[j % len(books)], rating=1 + (i + j) % 5)
+            t0 = time.perf_counter()
+            with connection.cursor() as cur:
+                while True:
+                    cur.execute("SELECT NOT EXISTS (SELECT 1 FROM kck.changes)")
+                    if cur.fetchone()[0]:
+                        break
+                    time.sleep(0.002)
+            times.append((time.perf_counter() - t0) * 1000)
+        fresh = cache.get(key) == primer.compute(key)
+        st = Stats(times)
+        print("4. Python augments: 60 changes of %s in one transaction, %d transactions" % (key, len(times)))
+        print("   COMMIT returned -> outbox empty: p50 %.1f ms, min %.1f, max %.1f" % (st.pct(50), min(times), st.max))
+        print(flush=True)
+        self.verdicts.append(("60 augments of one key -> drained", "%.1f ms (p50 of %d)" % (st.pct(50), len(times)),
+                              "(info)", None))
+        self.verdicts.append(("author_stats equal a recompute after the augments", "yes" if fresh else "NO",
+                              "yes", fresh))
+
     # -- summary / cleanup ----------------------------------------------------
 
     def summary(self):
@@ -682,13 +725,14 @@ def main():
                     help="also time parts of Cache.get and narrower what-if hit paths (uses kck internals)")
     ap.add_argument("--log-level", default="info", help="kck listen --log-level (debug adds batch times)")
     ap.add_argument("--keep-log", metavar="FILE", help="copy the daemon's log here at the end")
-    ap.add_argument("--moves", type=int, help="bulk review moves in section 3 (default 20, --quick 6)")
-    ap.add_argument("--only", default="get,fresh,keys", help="sections to run: get, fresh, keys (default all)")
+    ap.add_argument("--moves", type=int, help="rounds of sections 3 and 4 (default 20, --quick 6)")
+    ap.add_argument("--only", default="get,fresh,keys,augment",
+                    help="sections to run: get, fresh, keys, augment (default all)")
     args = ap.parse_args()
     args.moves = args.moves or (6 if args.quick else 20)
     sections = set(args.only.split(","))
-    if not sections <= {"get", "fresh", "keys"}:
-        ap.error("--only: sections are get, fresh and keys, got %r" % args.only)
+    if not sections <= {"get", "fresh", "keys", "augment"}:
+        ap.error("--only: sections are get, fresh, keys and augment, got %r" % args.only)
     args.gets = args.gets or (1000 if args.quick else 5000)
     args.get_warmup = 200 if args.quick else 500
     args.saves = args.saves or (60 if args.quick else 300)
@@ -711,6 +755,8 @@ def main():
             bench.bench_fresh()
         if "keys" in sections:
             bench.bench_keys()
+        if "augment" in sections:
+            bench.bench_augment()
         bench.summary()
     finally:
         bench.cleanup()

@@ -156,6 +156,7 @@ int Warm(const Global& g, const std::vector<std::string>& primers, int jobs) {
   Progress progress;
   for (const auto& level : *levels) progress.total += level.size();
   std::printf("warm: %zu products to compute\n", progress.total.load());
+  std::fflush(stdout);  // a pipe or the journal sees the plan now, not with the first progress line
   std::signal(SIGINT, [](int) { interrupted = true; });
   std::thread reporter([&] {
     const auto period = progress.tty ? std::chrono::milliseconds(200) : std::chrono::milliseconds(5000);

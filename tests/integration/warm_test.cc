@@ -72,9 +72,17 @@ TEST_F(WarmTest, WarmEveryBringsBackWhatWasRemoved) {
 }
 
 TEST_F(WarmTest, KckWarmComputesWhatIsMissingAndResumesAfterCtrlC) {
-  // 150 slow products at one at a time take 3 s: interrupted after 1 s.
-  auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' warm slow --jobs 1 & sleep 1; kill -INT $!; wait $!; echo rc=$?",
+  // 150 slow products at one at a time take 3 s: interrupted 0.5 s after
+  // the warm-up printed its plan to a file (waited for, so a slow start
+  // under load does not interrupt it before it computed anything; the line
+  // must not wait in stdout's buffer).
+  const std::string file = ::testing::TempDir() + "kck_warm_ctrl_c_" + std::to_string(getpid()) + ".out";
+  auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' warm slow --jobs 1 > '" + file + "' 2>&1 & pid=$!; " +
+                                   "for i in $(seq 100); do grep -q 'products to compute' '" + file +
+                                   "' && break; sleep 0.1; done; sleep 0.5; kill -INT $pid; wait $pid; echo rc=$?; cat '" +
+                                   file + "'",
                                "2>&1");
+  std::remove(file.c_str());
   EXPECT_NE(out.find("rc=130"), std::string::npos) << out;
   EXPECT_NE(out.find("interrupted: run kck warm again"), std::string::npos) << out;
   const int first = std::stoi(Count("primer = 'slow'"));

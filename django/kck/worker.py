@@ -91,6 +91,11 @@ def _rule_keys(primer, rule, index, pairs):
     return keys
 
 
+def _is_broken(conn):
+    """Whether Django connection ``conn`` is open but no longer usable."""
+    return conn.connection is not None and not conn.is_usable()
+
+
 def _is_transient(error):
     """Whether ``error`` (or what caused it) is a transient database failure."""
     seen = 0
@@ -200,7 +205,7 @@ class Worker:
         broken = False
         for conn in connections.all():
             try:
-                if only_if_broken and (conn.connection is None or conn.is_usable()):
+                if only_if_broken and not _is_broken(conn):
                     continue
                 conn.close()
             except Exception:
@@ -297,7 +302,9 @@ class Worker:
                 except (InterfaceError, OperationalError):
                     raise  # the connection broke: the whole request is transient
                 except Exception as e:
-                    if _is_transient(e):
+                    # Not the rule's fault either when its connection broke under it, whatever
+                    # the exception it surfaced as: handle() makes the request transient.
+                    if _is_transient(e) or any(_is_broken(c) for c in connections.all()):
                         raise
                     results.append({"error": _one_line(e)})
         return results

@@ -264,6 +264,15 @@ def test_keys_of_many_row_pairs_a_pair_that_raises_fails_alone(worker, db):
     assert r["results"][1]["error"].startswith("ZeroDivisionError"), r
 
 
+def test_keys_of_many_row_pairs_a_connection_lost_under_the_rule_is_transient(worker, db):
+    pairs = [[None, {"id": 1, "name": "ok"}], [None, {"id": 2, "name": "lose connection"}]]
+    r = worker.call({"op": "keys", "primer": "bad_keys", "rule": 4, "pairs": pairs})
+    assert r["ok"] is False and r.get("transient") is True, r
+    assert worker.call({"op": "ping"})["ok"]  # and the worker reconnects
+    r = worker.call({"op": "keys", "primer": "bad_keys", "rule": 4, "pairs": pairs[:1]})
+    assert r == {"id": r["id"], "ok": True, "results": [{"keys": []}]}
+
+
 @pytest.mark.parametrize("pairs", [{"old": None}, [[None]], [[1, None]], ["x"], None])
 def test_keys_of_many_row_pairs_bad_pairs(worker, db, pairs):
     r = worker.call({"op": "keys", "primer": "review_count", "rule": 0, "pairs": pairs})
@@ -284,7 +293,7 @@ def test_keys_of_example_rule_reads_the_database(worker, db):
     ({"primer": "bad_keys", "rule": 0}, 'KeyParameterMismatch: primer "bad_keys": key "title_list/1" belongs to primer "title_list"'),
     ({"primer": "bad_keys", "rule": 1}, "ZeroDivisionError: division by zero"),
     ({"primer": "bad_keys", "rule": 2}, "is not a keys= rule"),
-    ({"primer": "bad_keys", "rule": 4}, "has no depends_on[4]"),
+    ({"primer": "bad_keys", "rule": 5}, "has no depends_on[5]"),
     ({"primer": "bad_keys", "rule": "0"}, "field 'rule' must be an integer"),
     ({"primer": "bad_keys", "rule": True}, "field 'rule' must be an integer"),
     ({"primer": "nope", "rule": 0}, "UnknownPrimer"),

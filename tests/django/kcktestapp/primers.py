@@ -190,6 +190,20 @@ class ReviewCountPrimer(Primer):
         return value
 
 
+def _loses_connection_then_raises(old, new):
+    """For an author named "lose connection": terminates its own backend, then raises an error
+    that does not say so (no database error in its context)."""
+    if (new or old)["name"] != "lose connection":
+        return []
+    from django.db import connection
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    except Exception:
+        pass
+    raise ValueError("the rule failed after its connection was lost")
+
+
 class BadKeysPrimer(Primer):
     """Keys rules that misbehave, on a table the e2e tests only insert into."""
 
@@ -201,6 +215,7 @@ class BadKeysPrimer(Primer):
         Depends(Author, n="id"),
         # Raises for one row only: an author named "boom".
         Depends("store_author", keys=lambda old, new: ["bad_keys/%d" % (1 // ((new or old)["name"] != "boom"))]),
+        Depends("store_author", keys=lambda old, new: _loses_connection_then_raises(old, new)),
     ]
 
     def compute(self, key):

@@ -341,10 +341,12 @@ Task<bool> Daemon::RunBatch() {
     co_return true;
   }
   summary_.AddBatch(*stats, t1 - t0);
-  if (stats->changes > 0) metrics_.AddBatch(*stats, std::chrono::duration<double>(t1 - t0).count());
-  // The batch may have emptied the outbox (with several daemons, often one
-  // that another daemon's warm-up filled): a warm-up in progress goes on.
-  if (stats->changes > 0) warm_due_ = warmer_->has_work();
+  if (stats->changes > 0) {
+    metrics_.AddBatch(*stats, std::chrono::duration<double>(t1 - t0).count());
+    // The batch may have emptied the outbox (with several daemons, often one
+    // that another daemon's warm-up filled): a warm-up in progress goes on.
+    warm_due_ = warmer_->has_work();
+  }
   if (stats->changes >= static_cast<size_t>(options_.batch)) pending_ = true;  // more waiting
   if (!options_.until_idle) co_return true;
   // The batch's cache writes may have queued changes of products that

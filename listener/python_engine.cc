@@ -59,7 +59,10 @@ Task<StatusOr<std::optional<std::string>>> PythonEngine::AugmentAll(const Primer
                                                                     std::string current) {
   if (worker_ == nullptr) co_return std::optional<std::string>();
   const bool ready = co_await worker_->Ready();  // its hello says which protocol it speaks
-  if (!ready || worker_->protocol() < 2 || changes.size() == 1) {
+  // Not running after Ready's wait: failing now, as Call would, rather than
+  // through the one-by-one path, which would wait for it again.
+  if (!ready) co_return Status::Unavailable("python worker is not running");
+  if (worker_->protocol() < 2 || changes.size() == 1) {
     co_return co_await Engine::AugmentAll(primer, key, std::move(changes), std::move(current));
   }
   nlohmann::json req;

@@ -74,6 +74,7 @@ Task<Status> Executor::LoadRegistry() {
   auto registry = Registry::FromRows((*rows)[1]);
   if (!registry.ok()) co_return registry.status();
   registry_ = *registry;
+  check_in_sql_ = true;  // kck install may have migrated the schema meanwhile
   generation_ = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
   co_return Status::Ok();
 }
@@ -227,28 +228,75 @@ void Executor::Tally(Batch& batch) {
   }
 }
 
+// The opening of the checked write transaction: BEGIN, then the keys'
+// locks and the check that none moved since the batch read them.
+std::vector<AsyncConnection::Statement> Executor::CheckedOpening(const Batch& batch) const {
+  Statements opening;
+  opening.emplace_back("BEGIN", pg::Params{});
+  if (batch.plan.keys.empty()) return opening;
+  std::vector<std::string> keys, xmins;
+  for (const auto& [k, w] : batch.plan.keys) {
+    keys.push_back(k);
+    auto it = batch.stored.find(k);
+    xmins.push_back(it == batch.stored.end() ? "" : it->second.xmin);
+  }
+  const std::string key_array = pg::ArrayLiteral(keys);
+  opening.emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{key_array});
+  opening.emplace_back(sql::File("daemon_expect_products.sql"), pg::Params{key_array, pg::ArrayLiteral(xmins)});
+  return opening;
+}
+
+Task<Status> Executor::WriteChecked(Batch& batch, WriteCounts* counts, bool* written) {
+  ++progress_;
+  co_await fault::At("lock", main_);
+  const BatchStats before = batch.stats;
+  Tally(batch);
+  Status s = co_await WriteAndCommit(main_, batch.claim, batch.writes, counts, CheckedOpening(batch));
+  *written = s.ok();
+  const bool moved = s.sqlstate() == kProductsMoved;
+  const bool no_check = s.sqlstate() == kUndefinedFunction;
+  if (s.ok() || (!moved && !no_check)) co_return s.ok() ? s : s.WithContext("writing products");
+  batch.stats = before;
+  if (no_check) {
+    check_in_sql_ = false;
+    spdlog::warn("kck.expect_products is missing (schema older than version 10: run kck install); "
+                 "writing each batch in two round trips until the primers reload");
+  }
+  auto back = co_await main_.Script("ROLLBACK");
+  co_return back.ok() ? Status::Ok() : back.status();
+}
+
+Task<Status> Executor::SettleAndWrite(Batch& batch, WriteCounts* counts) {
+  Status s = Status::Ok();
+  if (!batch.plan.keys.empty() || !batch.plan.partial.empty()) {
+    s = co_await Settle(batch);
+  } else {
+    s = co_await Begin();
+  }
+  if (!s.ok()) co_return s.WithContext("computing products");
+  Tally(batch);
+  s = co_await WriteAndCommit(main_, batch.claim, batch.writes, counts);
+  co_return s.ok() ? s : s.WithContext("writing products");
+}
+
 // Computes with no transaction open; then one short transaction locks the
-// keys, computes again what moved meanwhile, writes, consumes the claim and
-// commits.
+// keys, checks them (or computes again what moved meanwhile), writes,
+// consumes the claim and commits.
 Task<StatusOr<BatchStats>> Executor::Apply(Batch& batch) {
   batch.stats.changes = batch.changes.size();
   Status s = Status::Ok();
   if (!batch.plan.keys.empty()) s = co_await ComputeAll(batch);
-  if (s.ok() && (!batch.plan.keys.empty() || !batch.plan.partial.empty())) {
-    s = co_await Settle(batch);
-  } else if (s.ok()) {
-    s = co_await Begin();
-  }
   if (!s.ok()) {
     co_await Abandon(batch.claim);
     co_return s.WithContext("computing products");
   }
-  Tally(batch);
   WriteCounts counts;
-  Status written = co_await WriteAndCommit(main_, batch.claim, batch.writes, &counts);
-  if (!written.ok()) {
+  bool written = false;
+  if (batch.plan.partial.empty() && check_in_sql_) s = co_await WriteChecked(batch, &counts, &written);
+  if (s.ok() && !written) s = co_await SettleAndWrite(batch, &counts);
+  if (!s.ok()) {
     co_await Abandon(batch.claim);
-    co_return written.WithContext("writing products");
+    co_return s;
   }
   batch.stats.keys -= counts.rejected + counts.unchanged;
   batch.stats.errors += counts.rejected;

@@ -5,12 +5,17 @@
 //   plan (listener/planner.h), resolve (listener/resolver.h)   [plan]
 //   read the stored rows; augment or recompute each stored (or forced) key
 //     on the compute connection; no transaction is open   [compute]
+//   BEGIN; lock the keys; check that each is stored as the first read
+//     found it (kck.expect_products); consume the claim (delete its
+//     changes), write values, errors and counters; COMMIT: one round trip
+//     (listener/writer.h)   [lock, write, commit]
+//   or, when a key was stored, changed or removed meanwhile (a reader
+//   stored a miss, another writer wrote it: the check fails and the
+//   transaction rolls back) and when the plan has partial matches:
 //   BEGIN; settle: lock the primers listed for partial matches and list
-//     them again, lock the keys, read the stored rows again; a key that
-//     was stored, changed or removed meanwhile (a reader stored a miss,
-//     another writer wrote it) is computed again now, under the locks [lock]
-//   consume the claim (delete its changes), write values, errors and
-//     counters; COMMIT (listener/writer.h)   [write, commit]
+//     them again, lock the keys, read the stored rows again; what moved is
+//     computed again now, under the locks [lock]; then the writes and
+//     COMMIT as above [write, commit]
 //
 // So the transaction that holds key locks and a transaction id lasts from
 // settle to COMMIT: a reader that misses a product waits for a batch's
@@ -149,6 +154,12 @@ class Executor {
   Task<Status> Begin();
   Task<Status> ComputeAll(Batch& batch);
   Task<Status> Settle(Batch& batch);
+  // The write transaction in one round trip, its keys checked under their
+  // locks; *written stays false (rolled back) when a key moved.
+  Task<Status> WriteChecked(Batch& batch, WriteCounts* counts, bool* written);
+  std::vector<AsyncConnection::Statement> CheckedOpening(const Batch& batch) const;
+  // Settle, then the writes and COMMIT.
+  Task<Status> SettleAndWrite(Batch& batch, WriteCounts* counts);
   void Forget(const std::set<std::string>& keys, Batch& batch);
   void Tally(Batch& batch);
   // listener/augment_order.cc: which keys an older change keeps from
@@ -189,6 +200,7 @@ class Executor {
   std::shared_ptr<const Registry> registry_;
   int64_t generation_ = -1;
   uint64_t progress_ = 0;
+  bool check_in_sql_ = true;  // kck.expect_products exists (schema 10)
   Metrics* metrics_ = nullptr;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
   WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute

@@ -104,11 +104,18 @@ Task<Status> WriteOneByOne(AsyncConnection& main, Writes& writes, WriteCounts* c
   co_return done.ok() ? Status::Ok() : done.status();
 }
 
+// A failure in WriteAndCommit's `opening` (before the savepoint) that the
+// caller handles: a key moved, or a schema older than 10.
+bool OpeningFailed(const Status& s) {
+  return s.sqlstate() == kProductsMoved || s.sqlstate() == kUndefinedFunction;
+}
+
 }  // namespace
 
-Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, Writes& writes, WriteCounts* counts) {
+Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, Writes& writes, WriteCounts* counts,
+                            Statements opening) {
   co_await fault::At("write", main);
-  Statements all;
+  Statements all = std::move(opening);
   // Before the savepoint: a claim that cannot be consumed fails the batch.
   if (claim != 0) all.emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(claim)});
   const size_t products_at = all.size() + 1;  // after the savepoint
@@ -124,7 +131,7 @@ Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, Writes& writes
     if (!writes.products.empty()) counts->unchanged = Count((*done)[products_at]);
     co_return Status::Ok();
   }
-  if (done.status().transient() || !any) co_return done.status();
+  if (done.status().transient() || !any || OpeningFailed(done.status())) co_return done.status();
   spdlog::warn("writing {} products failed ({}); writing them one by one", writes.products.size(),
                pg::Excerpt(done.status().message(), 300));
   co_return co_await WriteOneByOne(main, writes, counts);

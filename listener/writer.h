@@ -45,11 +45,20 @@ struct WriteCounts {
   size_t unchanged = 0;  // products whose value was already stored: no new version
 };
 
+// What kck.expect_products raises when a key moved since the batch read it
+// (sql/010_expect_products.sql): roll back and settle.
+inline constexpr std::string_view kProductsMoved = "KCK01";
+// kck.expect_products does not exist: the schema is older than version 10.
+inline constexpr std::string_view kUndefinedFunction = "42883";
+
 // Consumes `claim` (unless 0: its changes are deleted, or the transaction
 // fails with a transient error when another daemon consumed some), writes
 // `writes` and COMMITs on `main`, inside the batch's write transaction.
-// Fails only on a transient error or when COMMIT fails: the caller rolls
-// back.
-Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, Writes& writes, WriteCounts* counts);
+// `opening` goes first in the same round trip (BEGIN, the keys' locks and
+// their check, when the transaction is not open yet). Fails on a transient
+// error, when COMMIT fails or when a statement of `opening` fails: the
+// caller rolls back.
+Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, Writes& writes, WriteCounts* counts,
+                            std::vector<AsyncConnection::Statement> opening = {});
 
 }  // namespace kck

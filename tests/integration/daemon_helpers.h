@@ -157,6 +157,16 @@ inline std::string LatestSchemaVersion() {
   return std::to_string(latest);
 }
 
+// A daemon log file (DaemonProcess's `log`) for this test process.
+inline std::string LogPath(const std::string& name) {
+  return ::testing::TempDir() + "kck_" + std::to_string(getpid()) + "_" + name + ".log";
+}
+
+inline std::string FileText(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 inline long long OutboxDepth(pg::Connection& conn) {
   auto r = conn.Exec("SELECT count(*) FROM kck.changes");
   return r.ok() ? std::stoll(std::string(r->get(0, 0))) : -1;

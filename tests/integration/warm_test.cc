@@ -110,15 +110,6 @@ const char* kSlowOnlyConfig = R"json({"primers": [
    "warm": "SELECT id AS author_id FROM store_author"}
 ]})json";
 
-std::string LogPath(const std::string& name) {
-  return ::testing::TempDir() + "kck_warm_" + std::to_string(getpid()) + "_" + name + ".log";
-}
-
-std::string FileText(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 // One daemon warms these 170 products in about 3.5 s, and so do four now.
 // Four used to store 70 of them in 10 s: a daemon whose slice another
 // daemon computed waited for its next tick to queue the next one, and

@@ -46,7 +46,7 @@ struct WriteCounts {
 };
 
 // What kck.expect_products raises when a key moved since the batch read it
-// (sql/010_expect_products.sql): roll back and settle.
+// (sql/010_cheaper_batches.sql): roll back and settle.
 inline constexpr std::string_view kProductsMoved = "KCK01";
 // kck.expect_products does not exist: the schema is older than version 10.
 inline constexpr std::string_view kUndefinedFunction = "42883";

@@ -287,12 +287,6 @@ Task<void> Daemon::Serve() {
       busy_ = false;
     } else if (warm_due_) {
       co_await Warm();
-    } else if (claim_again_) {
-      // More changes usually came while the batch ran. Claiming them without
-      // going idle first keeps the wake-up flag at 0 under load, so writers
-      // do not notify; an empty claim then lets the daemon go idle.
-      claim_again_ = false;
-      pending_ = true;
     } else if (!idle_ && !options_.until_idle) {
       co_await GoIdle();
     } else if (recheck_due_) {
@@ -352,7 +346,6 @@ Task<bool> Daemon::RunBatch() {
     // The batch may have emptied the outbox (with several daemons, often one
     // that another daemon's warm-up filled): a warm-up in progress goes on.
     warm_due_ = warmer_->has_work();
-    claim_again_ = !options_.until_idle;
   }
   if (stats->changes >= static_cast<size_t>(options_.batch)) pending_ = true;  // more waiting
   if (!options_.until_idle) co_return true;

@@ -114,9 +114,8 @@ class Daemon {
   Summary summary_;
   Metrics metrics_;
   std::unique_ptr<MetricsServer> metrics_server_;
-  bool gauges_due_ = false;     // the outbox gauges are to be read (with --metrics)
-  bool warm_due_ = false;       // a warm-up step may run (set every tick and after each step that queued work)
-  bool claim_again_ = false;    // the last batch applied changes: claim once more before going idle
+  bool gauges_due_ = false;
+  bool warm_due_ = false;       // a warm-up step may run (set every tick and after each step that queued work)     // the outbox gauges are to be read (with --metrics)
   bool connected_once_ = false;  // later connects are reconnects
   Watchdog watchdog_;
   bool busy_ = false;  // a batch is in flight

@@ -45,7 +45,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.core.signals import setting_changed
 from django.db import DatabaseError, connections, transaction
 
-from . import conf, jsonutil
+from . import conf, configured, jsonutil
 from .codec import quote_for_error
 from .exceptions import KckError, KckNotInstalled, KeyNotSet, PrimerComputeError, ProductDoesNotExist
 from .primer import decode, registry
@@ -420,6 +420,8 @@ class Cache:
 
     def _produce(self, primer, key, row, force):
         """Computes ``key`` (a miss, a hard expiry, or a forced refresh) and stores it when safe."""
+        if isinstance(primer, configured.ConfiguredPrimer):
+            return self._produce_configured(primer, key, force)
         stack = _stack()
         if stack:
             frame = stack[-1]
@@ -434,6 +436,18 @@ class Cache:
                 return self._compute_unstored(primer, key, None)
             return self._in_thread(self._locked_compute, primer, key, force)
         return self._locked_compute(primer, key, force)
+
+    def _produce_configured(self, primer, key, force):
+        """A product of a primer of `kck install --config`: the kck binary computes and stores it on
+        its own connection (under the key's lock, as _locked_compute does), whatever transaction
+        this one is in; its entry is read back, or, when this transaction's snapshot cannot see
+        it yet, made from the value the binary printed."""
+        value = jsonutil.loads(configured.compute(key, self.alias, force))
+        row = self._read(key)
+        if row is not None and row.entry.value == value:
+            return row.entry
+        return CacheEntry(key=key, primer=primer.name, value=value, version=None, computed_at=None,
+                          soft_expire=None, hard_expire=None, compute_ms=None, error=None, stored=True)
 
     def _transaction_wrote(self):
         with self._cursor() as cur:

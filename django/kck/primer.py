@@ -390,10 +390,16 @@ class Registry:
             return inst
         with self._lock:
             cls = self._classes.get(name)
-            if cls is None:
-                raise UnknownPrimer("unknown primer %s (no Python primer with that name is registered; "
-                                    "registered: %s)" % (codec.quote_for_error(name),
-                                                         ", ".join(sorted(self._classes)) or "none"))
+            registered = ", ".join(sorted(self._classes)) or "none"
+        if cls is None:
+            from .configured import lookup  # a primer of `kck install --config`
+            configured = lookup(name)
+            if configured is not None:
+                return configured
+            raise UnknownPrimer("unknown primer %s (no Python primer with that name is registered, and "
+                                "kck.primers has none; registered in Python: %s)"
+                                % (codec.quote_for_error(name), registered))
+        with self._lock:
             inst = self._instances.get(name)
             if inst is None:
                 inst = self._instances[name] = cls()

@@ -148,7 +148,11 @@ def test_bad_keys_raise_clear_errors_and_touch_nothing(cache, key, exc, message)
             assert message in str(e.value)
         with pytest.raises(exc):
             cache.set(key, 1)
-    assert ctx.captured_queries == []  # rejected before any SQL
+    # Rejected before any SQL but the look for a primer of that name that `kck install --config`
+    # registered (kck.configured), which only a well-formed key of an unknown primer needs.
+    looks = [q["sql"] for q in ctx.captured_queries if "FROM kck.primers WHERE name" in q["sql"]]
+    assert len(looks) == (6 if exc is UnknownPrimer else 0), ctx.captured_queries
+    assert len(ctx.captured_queries) == len(looks), ctx.captured_queries
 
 
 def test_compute_exception_stores_nothing(cache):

@@ -1,0 +1,87 @@
+"""Products of primers that `kck install --config` registered (SQL primers, not Python ones), read
+through Django's Cache: hits come from kck.cache, misses are computed and stored by the kck binary."""
+
+import json
+import subprocess
+
+import pytest
+from django.db import transaction
+
+from conftest import BINARY_INSTALLS, CONNINFO, KCK_BINARY, NO_INSTALL_REASON, query
+from kck import Cache, InvalidKey, ProductDoesNotExist, UnknownPrimer, configured
+
+pytestmark = pytest.mark.skipif(not BINARY_INSTALLS, reason=NO_INSTALL_REASON)
+
+CONFIG = {"primers": [{
+    "name": "cfg_count", "parameters": [{"name": "a", "type": "int"}],
+    # No row (the product does not exist) for a value no row has.
+    "compute": "SELECT to_jsonb(count(*)) FROM kck_cfg_t WHERE a = :a HAVING count(*) > 0",
+    "depends_on": [{"table": "kck_cfg_t", "params": {"a": "a"}}],
+}]}
+
+
+def _install(tmp_path, config):
+    path = tmp_path / "primers.json"
+    path.write_text(json.dumps(config))
+    p = subprocess.run([KCK_BINARY, "--db", CONNINFO, "install", "--config", str(path)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    assert p.returncode == 0, p.stdout
+
+
+@pytest.fixture
+def sql_primer(db, tmp_path):
+    query("CREATE TABLE kck_cfg_t (id serial PRIMARY KEY, a int)")
+    query("INSERT INTO kck_cfg_t (a) VALUES (1), (1), (2)")
+    _install(tmp_path, CONFIG)
+    configured.forget()
+    yield Cache.get_instance()
+    _install(tmp_path, {"primers": []})  # unregisters the primer, removes its trigger
+    query("DROP TABLE kck_cfg_t")
+    configured.forget()
+
+
+def _stored(key):
+    return query("SELECT value::text, version FROM kck.cache WHERE key = %s", [key])
+
+
+def test_a_miss_is_computed_by_the_binary_and_stored(sql_primer):
+    assert sql_primer.get("cfg_count/1") == 2
+    assert _stored("cfg_count/1") == [("2", 1)]
+    entry = sql_primer.get_entry("cfg_count/1")
+    assert (entry.value, entry.version, entry.primer, entry.stored) == (2, 1, "cfg_count", True)
+    assert sql_primer.build_key("cfg_count", a=2) == "cfg_count/2"
+    assert sql_primer.is_set("cfg_count/1") and not sql_primer.is_set("cfg_count/2")
+
+
+def test_a_stored_product_is_served_as_stored(sql_primer):
+    # 41 is not what the compute gives (1): served from kck.cache, not computed.
+    query("INSERT INTO kck.cache (key, primer, value, version) VALUES ('cfg_count/2', 'cfg_count', '41', 3)")
+    assert sql_primer.get("cfg_count/2") == 41
+    assert sql_primer.get_entry("cfg_count/2").version == 3
+    assert sql_primer.get_many(["cfg_count/2", "cfg_count/1"]) == {"cfg_count/2": 41, "cfg_count/1": 2}
+
+
+def test_bad_keys_missing_products_and_unknown_primers_raise(sql_primer):
+    with pytest.raises(InvalidKey):
+        sql_primer.get("cfg_count/x")  # the parameter is an int
+    with pytest.raises(ProductDoesNotExist) as e:
+        sql_primer.get("cfg_count/7")
+    assert "computed no row" in str(e.value)
+    assert _stored("cfg_count/7") == []
+    with pytest.raises(UnknownPrimer) as e:
+        sql_primer.get("cfg_nothing/1")
+    assert "kck.primers has none" in str(e.value)
+
+
+def test_refresh_now_recomputes_and_stores_a_new_version(sql_primer):
+    assert sql_primer.get("cfg_count/1") == 2
+    query("INSERT INTO kck_cfg_t (a) VALUES (1)")  # no daemon runs: the stored product stays 2
+    assert sql_primer.get("cfg_count/1") == 2
+    assert sql_primer.refresh("cfg_count/1", queued=False) == 3
+    assert _stored("cfg_count/1") == [("3", 2)]
+
+
+def test_a_miss_inside_a_transaction_is_stored_by_the_binary(sql_primer):
+    with transaction.atomic():
+        assert sql_primer.get("cfg_count/1") == 2
+    assert _stored("cfg_count/1") == [("2", 1)]

@@ -61,7 +61,6 @@ Task<void> Executor::ComputeAhead(Batch& batch) {
   SqlEngine::KeysByPrimer recompute;
   for (const auto& [key, work] : batch.plan.keys) {
     if (&EngineFor(*work.primer) != &sql_ || RouteFor(key, work, batch) != Route::kRecompute) continue;
-    if (batch.precomputed.count(key)) continue;  // computed with the read (Executor::ReadWithCompute)
     recompute[work.primer].push_back(key);
   }
   co_await sql_.ComputeAhead(recompute, &batch.precomputed);

@@ -135,76 +135,20 @@ Task<Status> Executor::ReadStored(const Batch& batch, bool lock, bool begin, std
   read.emplace_back(sql::File("daemon_read_products.sql"), pg::Params{key_array, pg::ArrayLiteral(augmentable)});
   auto done = co_await main_.Pipeline(std::move(read));
   if (!done.ok()) co_return done.status().WithContext(lock ? "locking and reading products" : "reading products");
-  TakeStored(batch, done->back(), out);
-  co_return Status::Ok();
-}
-
-// The rows of daemon_read_products.sql into *out; the batch's keys it did
-// not find are no longer known to be stored.
-void Executor::TakeStored(const Batch& batch, const pg::Result& rows, std::map<std::string, Stored>* out) {
+  const pg::Result& rows = done->back();
   out->clear();
   for (int i = 0; i < rows.rows(); ++i) {
     (*out)[std::string(rows.get(i, 0))] = {std::string(rows.get(i, 1)), std::string(rows.get(i, 2)),
                                            std::string(rows.get(i, 3))};
   }
-  if (known_stored_.size() > 100000) known_stored_.clear();
-  for (const auto& [k, w] : batch.plan.keys) {
-    if (out->count(k)) {
-      known_stored_.insert(k);
-    } else {
-      known_stored_.erase(k);
-    }
-  }
-}
-
-// Whether the batch is one key of a SQL primer, not augmentable, that this
-// daemon last saw stored: the change to a product that is being read, the
-// case whose latency counts.
-bool Executor::ReadsWithCompute(const Batch& batch) {
-  if (batch.plan.keys.size() != 1 || !batch.plan.partial.empty()) return false;
-  const auto& [key, work] = *batch.plan.keys.begin();
-  return !work.augmentable && &EngineFor(*work.primer) == &sql_ && known_stored_.count(key) > 0;
-}
-
-// The first read and the recompute of such a batch in one round trip, in
-// one REPEATABLE READ transaction on the compute connection: reading in the
-// compute's snapshot, the batch sees every product stored before the data
-// it computes from, as a read before the compute would, and the write's
-// check (kck.expect_products) catches what moved after. *done stays false
-// when the compute failed with the connection still up (an error of the
-// primer, a timeout): the batch goes the usual way, which counts the tries
-// and records the key's error.
-Task<Status> Executor::ReadWithCompute(Batch& batch, bool* done) {
-  const auto& [key, work] = *batch.plan.keys.begin();
-  AsyncConnection::Statement read{std::string(sql::File("daemon_read_products.sql")),
-                                  pg::Params{pg::ArrayLiteral(std::vector<std::string>{key}), "{}"}};
-  auto rows = co_await sql_.ReadAndCompute(std::move(read), *work.primer, key, &batch.precomputed);
-  if (!rows.ok() && !compute_.connected()) co_return rows.status().WithContext("reading and computing a product");
-  *done = rows.ok();
-  if (rows.ok()) {
-    TakeStored(batch, *rows, &batch.stored);
-    spdlog::debug("key \"{}\": read with its compute", pg::Excerpt(key, 120));
-    co_return Status::Ok();
-  }
-  // A timeout or an error of the primer: the usual way counts the tries
-  // and records the key's error.
-  std::string why = pg::Excerpt(rows.status().message(), 300);
-  spdlog::debug("key \"{}\": read with its compute failed, computing it the usual way: {}", pg::Excerpt(key, 120), why);
   co_return Status::Ok();
 }
 
 Task<Status> Executor::ComputeAll(Batch& batch) {
-  Status s = Status::Ok();
-  bool read = false;
-  if (ReadsWithCompute(batch)) {
-    co_await fault::At("compute", compute_);
-    s = co_await ReadWithCompute(batch, &read);
-    if (!s.ok()) co_return s;
-  }
-  if (!read) s = co_await ReadStored(batch, false, false, &batch.stored);
+  Status s = co_await ReadStored(batch, false, false, &batch.stored);
   if (s.ok()) s = co_await CheckAugmentOrder(batch);
   if (!s.ok()) co_return s;
-  if (!read) co_await fault::At("compute", compute_);
+  co_await fault::At("compute", compute_);
   co_await ComputeAhead(batch);
   for (auto it = batch.plan.keys.begin(); s.ok() && it != batch.plan.keys.end(); ++it) {
     if (batch.wait_keys.count(it->first)) continue;  // after the older claims (listener/augment_order.cc)
@@ -354,8 +298,6 @@ Task<StatusOr<BatchStats>> Executor::Apply(Batch& batch) {
     co_await Abandon(batch.claim);
     co_return s;
   }
-  for (const auto& p : batch.writes.products) known_stored_.insert(p.key);
-  for (const auto& k : batch.writes.deletes) known_stored_.erase(k);
   batch.stats.keys -= counts.rejected + counts.unchanged;
   batch.stats.errors += counts.rejected;
   batch.stats.unchanged = counts.unchanged;

@@ -39,7 +39,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 
 #include "pg/async_connection.h"
 #include "listener/planner.h"
@@ -153,9 +152,6 @@ class Executor {
   // *out, after taking their key locks when `lock`.
   Task<Status> ReadStored(const Batch& batch, bool lock, bool begin, std::map<std::string, Stored>* out);
   Task<Status> Begin();
-  void TakeStored(const Batch& batch, const pg::Result& rows, std::map<std::string, Stored>* out);
-  bool ReadsWithCompute(const Batch& batch);
-  Task<Status> ReadWithCompute(Batch& batch, bool* done);
   Task<Status> ComputeAll(Batch& batch);
   Task<Status> Settle(Batch& batch);
   // The write transaction in one round trip, its keys checked under their
@@ -205,7 +201,6 @@ class Executor {
   int64_t generation_ = -1;
   uint64_t progress_ = 0;
   bool check_in_sql_ = true;  // kck.expect_products exists (schema 10)
-  std::unordered_set<std::string> known_stored_;  // keys last seen stored (a hint: ReadsWithCompute)
   Metrics* metrics_ = nullptr;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
   WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute

@@ -164,24 +164,4 @@ Task<void> SqlEngine::ComputeAhead(const KeysByPrimer& keys, std::map<std::strin
   }
 }
 
-Task<StatusOr<pg::Result>> SqlEngine::ReadAndCompute(AsyncConnection::Statement read, const Primer& primer,
-                                                     const std::string& key,
-                                                     std::map<std::string, Computed>* out) {
-  auto statement = OneStatement(primer, key);
-  if (!statement.ok()) co_return statement.status();
-  std::vector<AsyncConnection::Statement> all;
-  all.emplace_back("BEGIN ISOLATION LEVEL REPEATABLE READ", pg::Params{});
-  all.push_back(std::move(read));
-  all.push_back(std::move(*statement));
-  all.emplace_back("COMMIT", pg::Params{});
-  auto t0 = Clock::now();
-  auto done = co_await conn_.Pipeline(std::move(all));
-  if (!done.ok()) {
-    if (conn_.connected()) (void)co_await conn_.Script("ROLLBACK");
-    co_return done.status();
-  }
-  TakeOne(key, (*done)[2], MsSince(t0), out);
-  co_return std::move((*done)[1]);
-}
-
 }  // namespace kck

@@ -30,11 +30,6 @@ class SqlEngine : public Engine {
   // key's time is the round trip's share.
   using KeysByPrimer = std::map<const Primer*, std::vector<std::string>>;
   Task<void> ComputeAhead(const KeysByPrimer& keys, std::map<std::string, Computed>* out);
-  // `read`, then the compute of one key, in one REPEATABLE READ transaction
-  // and one round trip, so that both see one snapshot. The read's rows; the
-  // value into *out. A failure of either rolls back and takes nothing.
-  Task<StatusOr<pg::Result>> ReadAndCompute(AsyncConnection::Statement read, const Primer& primer,
-                                            const std::string& key, std::map<std::string, Computed>* out);
 
  private:
   AsyncConnection& conn_;

@@ -16,11 +16,7 @@ namespace {
 // Sets environment variables for the daemons started in its lifetime.
 
 std::string FakeWorker() {
-  // Appended piece by piece: GCC 12 warns (stringop-overread) on the chain.
-  std::string command = "/usr/bin/python3 ";
-  command += KCK_SOURCE_DIR;
-  command += "/tests/integration/fake_worker.py";
-  return command;
+  return std::string("/usr/bin/python3 ") + KCK_SOURCE_DIR + "/tests/integration/fake_worker.py";
 }
 
 // Runs the kck binary; returns exit code and stderr.
@@ -281,66 +277,6 @@ TEST_F(FailureTest, WithoutTheSchemasWriteCheckTheDaemonSettlesTheOldWay) {
   const std::string text = FileText(log);
   EXPECT_NE(text.find("kck.expect_products is missing"), std::string::npos) << text;
   EXPECT_EQ(text.find("rolled back"), std::string::npos) << text;
-}
-
-// One primer, so that a single-row change is a batch of one key: once the
-// daemon has seen the product stored, it reads it and recomputes it in one
-// REPEATABLE READ transaction on the compute connection
-// (Executor::ReadWithCompute). `boom` makes the compute fail.
-const char* kOneKeyConfig = R"json({"primers": [{"name": "titles", "parameters": [{"name": "author_id", "type": "int"}],
-  "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id AND CASE WHEN title = 'boom' THEN length(title) / 0 = 1 ELSE true END",
-  "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]}]})json";
-
-std::string Titles(pg::Connection& conn, int author) {
-  return Scalar(conn, "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]')::text FROM store_book WHERE author_id = " +
-                          std::to_string(author));
-}
-
-// The compute connection cut as the second batch reads and computes at once:
-// the batch rolls back and is applied after the reconnect.
-TEST_F(FailureTest, AReadWithComputeCutByALostConnectionIsAppliedAfterReconnecting) {
-  InstallConfig(conn_, kOneKeyConfig);
-  Prime(conn_, {"titles/1"});
-  const std::string log = LogPath("read_with_compute_cut");
-  setenv("KCK_FAULT_CUT", "compute:2", 1);
-  DaemonProcess daemon(conninfo_, {}, log, "debug");
-  unsetenv("KCK_FAULT_CUT");
-  for (int i = 0; i < 3; ++i) {
-    MustExec(conn_, "UPDATE store_book SET title = title || '+' WHERE id = 20");  // author 1
-    ASSERT_TRUE(WaitDrained(conn_));
-  }
-  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "titles/1") == Titles(conn_, 1); })) << Stored(conn_, "titles/1");
-  const std::string text = FileText(log);
-  EXPECT_NE(text.find("cutting the connection at step compute (occurrence 2)"), std::string::npos) << text;
-  EXPECT_NE(text.find("key \"titles/1\": read with its compute\n"), std::string::npos) << text;
-}
-
-// A compute that fails in the read-with-compute transaction is the key's
-// error, recorded as on the usual way, and leaves the compute connection
-// usable: the next change makes the product fresh again.
-TEST_F(FailureTest, AReadWithComputeThatFailsRecordsTheKeysErrorAndRecovers) {
-  InstallConfig(conn_, kOneKeyConfig);
-  Prime(conn_, {"titles/1"});
-  const std::string log = LogPath("read_with_compute_fails");
-  DaemonProcess daemon(conninfo_, {}, log, "debug");
-  MustExec(conn_, "UPDATE store_book SET title = title || '+' WHERE id = 20");
-  ASSERT_TRUE(WaitDrained(conn_));
-  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "titles/1") == Titles(conn_, 1); }));
-  const std::string good = Stored(conn_, "titles/1");
-  MustExec(conn_, "UPDATE store_book SET title = 'boom' WHERE id = 20");
-  ASSERT_TRUE(WaitDrained(conn_));
-  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'titles/1'") != "<null>"; }));
-  EXPECT_NE(Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'titles/1'").find("division by zero"),
-            std::string::npos);
-  EXPECT_EQ(Stored(conn_, "titles/1"), good);  // the last good value is kept
-  MustExec(conn_, "UPDATE store_book SET title = 'fine' WHERE id = 20");
-  ASSERT_TRUE(WaitDrained(conn_));
-  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "titles/1") == Titles(conn_, 1); })) << Stored(conn_, "titles/1");
-  EXPECT_EQ(Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'titles/1'"), "<null>");
-  const std::string text = FileText(log);
-  EXPECT_NE(text.find("read with its compute failed, computing it the usual way: division by zero"),
-            std::string::npos) << text;
-  EXPECT_NE(text.find("key \"titles/1\": read with its compute\n"), std::string::npos) << text;
 }
 
 TEST_F(FailureTest, RegistryChangeRestartsThePythonWorker) {

@@ -14,7 +14,9 @@ under its own source ("bench"), so both coexist. Then, in one run:
    Django's own django.core.cache.backends.db.DatabaseCache.get of a value of the same
    content, on the same database and Django connection, in the same process, alternated
    call by call (order rotated every round) so that drift hits both alike. --breakdown
-   adds rows that time parts of Cache.get and narrower what-if hit paths.
+   adds rows that time parts of Cache.get and narrower what-if hit paths. Then 20 misses
+   each (the row deleted before each) of the Python primer title_list, computed in process,
+   and of the SQL primer sql_titles, which Cache.get has `kck get` compute, alternated.
 2. save() -> fresh: a Django Book.save() (autocommit) changes a title; t0 = save() returned,
    t1 = a bench-only AFTER INSERT OR UPDATE trigger on kck.cache has sent
    pg_notify('bench_fresh', key) for the product that depends on the book and this script,
@@ -429,6 +431,34 @@ class Bench:
             r50, s_kck.pct(50), s_dbc.pct(50)), "<= %.1fx" % TARGET_GET_RATIO, r50 <= TARGET_GET_RATIO))
         self.verdicts.append(("Cache.get / DatabaseCache.get, mean", "%.3fx (%.1f vs %.1f us)" % (
             rmean, s_kck.mean, s_dbc.mean), "<= %.1fx" % TARGET_GET_RATIO, rmean <= TARGET_GET_RATIO))
+        self.bench_misses(author.id)
+
+    def bench_misses(self, author_id, rounds=20):
+        """Cache.get misses of the Python primer (computed in this process) and of the SQL primer
+        (computed by `kck get`, a child process), alternated; each miss after deleting the row."""
+        from django.db import connection
+
+        from kck import Cache
+
+        cache = Cache.get_instance()
+        keys = [("Python primer title_list, computed in process", "title_list/%d" % author_id),
+                ("SQL primer sql_titles, computed by `kck get`", "sql_titles/%d" % author_id)]
+        times = [[] for _ in keys]
+        for i in range(rounds + 2):
+            for j, (_, key) in enumerate(keys if i % 2 == 0 else keys[::-1]):
+                j = j if i % 2 == 0 else len(keys) - 1 - j
+                with connection.cursor() as cur:
+                    cur.execute("DELETE FROM kck.cache WHERE key = %s", [key])
+                t = time.perf_counter()
+                cache.get(key)
+                if i >= 2:
+                    times[j].append((time.perf_counter() - t) * 1000.0)
+        print("   Cache.get on a miss (the row deleted before each), %d each, alternated; ms:" % rounds)
+        print("  %-52s %8s %8s %8s" % ("", "p50", "p90", "max"))
+        for (name, _), t in zip(keys, times):
+            st = Stats(t)
+            print("  %-52s %8.2f %8.2f %8.2f" % (name, st.pct(50), st.pct(90), st.max))
+        print(flush=True)
 
     def breakdown_rows(self, key):
         """--breakdown: where Cache.get's time goes, and what a narrower hit path would cost.

@@ -390,12 +390,13 @@ class Registry:
             return inst
         with self._lock:
             cls = self._classes.get(name)
-            registered = ", ".join(sorted(self._classes)) or "none"
         if cls is None:
             from .configured import lookup  # a primer of `kck install --config`
             configured = lookup(name)
             if configured is not None:
                 return configured
+            with self._lock:
+                registered = ", ".join(sorted(self._classes)) or "none"
             raise UnknownPrimer("unknown primer %s (no Python primer with that name is registered, and "
                                 "kck.primers has none; registered in Python: %s)"
                                 % (codec.quote_for_error(name), registered))

@@ -253,9 +253,9 @@ Task<Status> Executor::WriteChecked(Batch& batch, WriteCounts* counts, bool* wri
   Tally(batch);
   Status s = co_await WriteAndCommit(main_, batch.claim, batch.writes, counts, CheckedOpening(batch));
   *written = s.ok();
-  const bool moved = s.sqlstate() == kProductsMoved;
+  if (s.ok()) co_return s;
   const bool no_check = s.sqlstate() == kUndefinedFunction;
-  if (s.ok() || (!moved && !no_check)) co_return s.ok() ? s : s.WithContext("writing products");
+  if (s.sqlstate() != kProductsMoved && !no_check) co_return s.WithContext("writing products");
   batch.stats = before;
   if (no_check) {
     check_in_sql_ = false;

@@ -7,6 +7,7 @@ so that test modules can import models; nothing connects before the cluster is u
 """
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -145,6 +146,15 @@ def db(pg_cluster):
     COMPUTES.clear()
     Cache.get_instance()._queued.clear()
     yield connection
+
+
+def install_config(tmp_path, config):
+    """`kck install --config` of ``config`` (a dict) on the test database; asserts it succeeded."""
+    path = tmp_path / "primers.json"
+    path.write_text(json.dumps(config))
+    p = subprocess.run([KCK_BINARY, "--db", CONNINFO, "install", "--config", str(path)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    assert p.returncode == 0, p.stdout
 
 
 def query(sql, params=None):

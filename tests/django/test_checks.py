@@ -3,26 +3,17 @@
 import io
 import json
 import logging
-import subprocess
 
 import pytest
 from django.core import checks
 
-from conftest import BINARY_INSTALLS, CONNINFO, KCK_BINARY, NO_INSTALL_REASON, query
+from conftest import BINARY_INSTALLS, KCK_BINARY, NO_INSTALL_REASON, install_config, query
 
 CONFIG = {"primers": [{
     "name": "check_by_a", "parameters": [{"name": "a", "type": "int"}],
     "compute": "SELECT to_jsonb(count(*)) FROM kck_check_t WHERE a = :a",
     "depends_on": [{"table": "kck_check_t", "params": {"a": "a"}}],
 }]}
-
-
-def _install(tmp_path, config):
-    path = tmp_path / "primers.json"
-    path.write_text(json.dumps(config))
-    p = subprocess.run([KCK_BINARY, "--db", CONNINFO, "install", "--config", str(path)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
-    assert p.returncode == 0, p.stdout
 
 
 def _kck_errors(databases):
@@ -33,7 +24,7 @@ def _kck_errors(databases):
 def test_renamed_column_is_reported_until_the_primer_is_fixed(db, tmp_path):
     query("CREATE TABLE kck_check_t (id serial PRIMARY KEY, a int)")
     try:
-        _install(tmp_path, CONFIG)
+        install_config(tmp_path, CONFIG)
         assert _kck_errors(["default"]) == []
         query("ALTER TABLE kck_check_t RENAME COLUMN a TO b")
         query("INSERT INTO kck_check_t (b) VALUES (1)")  # the application's write still works
@@ -47,10 +38,10 @@ def test_renamed_column_is_reported_until_the_primer_is_fixed(db, tmp_path):
         fixed = json.loads(json.dumps(CONFIG))
         fixed["primers"][0]["compute"] = "SELECT to_jsonb(count(*)) FROM kck_check_t WHERE b = :a"
         fixed["primers"][0]["depends_on"][0]["params"] = {"a": "b"}
-        _install(tmp_path, fixed)
+        install_config(tmp_path, fixed)
         assert _kck_errors(["default"]) == []
     finally:
-        _install(tmp_path, {"primers": []})  # unregisters the config primers, removes their trigger
+        install_config(tmp_path, {"primers": []})  # unregisters the config primers, removes their trigger
         query("DROP TABLE kck_check_t")
 
 

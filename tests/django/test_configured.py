@@ -1,13 +1,10 @@
 """Products of primers that `kck install --config` registered (SQL primers, not Python ones), read
 through Django's Cache: hits come from kck.cache, misses are computed and stored by the kck binary."""
 
-import json
-import subprocess
-
 import pytest
 from django.db import transaction
 
-from conftest import BINARY_INSTALLS, CONNINFO, KCK_BINARY, NO_INSTALL_REASON, query
+from conftest import BINARY_INSTALLS, NO_INSTALL_REASON, install_config, query
 from kck import Cache, InvalidKey, ProductDoesNotExist, UnknownPrimer, configured
 
 pytestmark = pytest.mark.skipif(not BINARY_INSTALLS, reason=NO_INSTALL_REASON)
@@ -20,22 +17,14 @@ CONFIG = {"primers": [{
 }]}
 
 
-def _install(tmp_path, config):
-    path = tmp_path / "primers.json"
-    path.write_text(json.dumps(config))
-    p = subprocess.run([KCK_BINARY, "--db", CONNINFO, "install", "--config", str(path)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
-    assert p.returncode == 0, p.stdout
-
-
 @pytest.fixture
 def sql_primer(db, tmp_path):
     query("CREATE TABLE kck_cfg_t (id serial PRIMARY KEY, a int)")
     query("INSERT INTO kck_cfg_t (a) VALUES (1), (1), (2)")
-    _install(tmp_path, CONFIG)
+    install_config(tmp_path, CONFIG)
     configured.forget()
     yield Cache.get_instance()
-    _install(tmp_path, {"primers": []})  # unregisters the primer, removes its trigger
+    install_config(tmp_path, {"primers": []})  # unregisters the primer, removes its trigger
     query("DROP TABLE kck_cfg_t")
     configured.forget()
 

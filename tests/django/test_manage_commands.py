@@ -14,7 +14,8 @@ from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from conftest import BINARY_LISTENS, CONNINFO, KCK_BINARY, MANAGE, NO_LISTEN_REASON, PYTHON, query, wait_for
+from conftest import (BINARY_LISTENS, CONNINFO, KCK_BINARY, MANAGE, NO_LISTEN_REASON, PYTHON, install_config, query,
+                      wait_for)
 from kck import Cache
 from kck.run import daemon_connections
 from kcktest_pw_settings import PASSWORD
@@ -172,16 +173,8 @@ SQL_PRIMER = {"primers": [{"name": "refresh_sql", "parameters": [{"name": "n", "
                            "depends_on": []}]}
 
 
-def _install(tmp_path, config):
-    path = tmp_path / "primers.json"
-    path.write_text(json.dumps(config))
-    p = subprocess.run([KCK_BINARY, "--db", CONNINFO, "install", "--config", str(path)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
-    assert p.returncode == 0, p.stdout
-
-
 def test_kck_refresh(db, tmp_path):
-    _install(tmp_path, SQL_PRIMER)
+    install_config(tmp_path, SQL_PRIMER)
     try:
         out = io.StringIO()
         call_command("kck_refresh", "refresh_sql/5", stdout=out)
@@ -194,7 +187,7 @@ def test_kck_refresh(db, tmp_path):
             call_command("kck_refresh", "refresh_sql/x", stdout=io.StringIO())
         assert "refresh_sql" in str(e.value) and e.value.returncode == 2
     finally:
-        _install(tmp_path, {"primers": []})
+        install_config(tmp_path, {"primers": []})
 
 
 def test_missing_binary_is_a_command_error(db):

@@ -20,12 +20,9 @@ import os
 import re
 import sys
 import time
-from pathlib import Path
-
-import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from write_path import BenchError, Cluster, Daemon, median, pg_bindir, rotated, run, run_bench  # noqa: E402
+from write_path import BenchError, ClusterBench, Daemon, median, rotated, run, run_bench  # noqa: E402
 
 AUTHORS = 100
 CONFIG = """{"primers": [{"name": "book_count", "parameters": [{"name": "author_id", "type": "int"}],
@@ -45,21 +42,9 @@ def parse_args():
     return p.parse_args()
 
 
-class Bench:
-    def __init__(self, a):
-        self.a = a
-        self.cluster = Cluster(pg_bindir())
-        self.db = None
-
-    def q1(self, sql):
-        with self.db.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchone()[0] if cur.description else None
-
+class Bench(ClusterBench):
     def setup(self):
-        self.cluster.start()
-        self.db = psycopg2.connect(self.cluster.conninfo)
-        self.db.autocommit = True
+        self.start()
         self.q1("CREATE TABLE store_author (id int PRIMARY KEY);"
                 "INSERT INTO store_author SELECT generate_series(1, %d);"
                 "CREATE TABLE store_book (id bigserial PRIMARY KEY, author_id int NOT NULL REFERENCES store_author)"
@@ -85,11 +70,7 @@ class Bench:
         t0 = time.monotonic()
         run([self.cluster.bin / "pgbench", "-n", "-c", clients, "-t", self.a.inserts // clients, "-f", self.script,
              self.cluster.conninfo])
-        deadline = time.monotonic() + 120
-        while self.q1("SELECT EXISTS (SELECT 1 FROM kck.changes)"):
-            if time.monotonic() > deadline:
-                raise BenchError("the outbox did not drain in 120 s")
-            time.sleep(0.01)
+        self.wait_drained()
         took = time.monotonic() - t0
         time.sleep(0.3)
         for d in procs:

@@ -27,10 +27,8 @@ import os
 import sys
 import time
 
-import psycopg2
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from write_path import BenchError, Cluster, Daemon, median, pg_bindir, rotated, run, run_bench  # noqa: E402
+from write_path import BenchError, ClusterBench, Daemon, median, rotated, run, run_bench  # noqa: E402
 
 GROUPS, ROWS, STORED = 1000, 200000, 100
 CONFIG = """{"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
@@ -45,7 +43,7 @@ def parse_args():
     p.add_argument("--baseline", required=True, help="the kck binary it is compared with")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--rate", type=int, default=1500, help="changes a second of the cpu runs")
-    p.add_argument("--seconds", type=float, default=6)
+    p.add_argument("--seconds", type=int, default=6, help="length of each pgbench run (whole seconds: pgbench -T)")
     p.add_argument("--clients", type=int, default=16, help="pgbench clients of the tps runs")
     return p.parse_args()
 
@@ -57,21 +55,9 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-class Bench:
-    def __init__(self, a):
-        self.a = a
-        self.cluster = Cluster(pg_bindir())
-        self.db = None
-
-    def q1(self, sql):
-        with self.db.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchone()[0] if cur.description else None
-
+class Bench(ClusterBench):
     def setup(self):
-        self.cluster.start()
-        self.db = psycopg2.connect(self.cluster.conninfo)
-        self.db.autocommit = True
+        self.start()
         self.q1("CREATE TABLE t (id bigserial PRIMARY KEY, grp int NOT NULL, v int NOT NULL);"
                 "INSERT INTO t (grp, v) SELECT g %% %d, 0 FROM generate_series(1, %d) g;"
                 "CREATE INDEX ON t (grp)" % (GROUPS, ROWS))
@@ -95,13 +81,6 @@ class Bench:
         with self.db.cursor() as cur:
             cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'kck' AND pid <> pg_backend_pid()")
             return [r[0] for r in cur.fetchall()]
-
-    def wait_drained(self):
-        deadline = time.monotonic() + 120
-        while self.q1("SELECT EXISTS (SELECT 1 FROM kck.changes)"):
-            if time.monotonic() > deadline:
-                raise BenchError("the outbox did not drain in 120 s")
-            time.sleep(0.01)
 
     def check(self):
         stale = self.q1("SELECT count(*) FROM kck.cache c WHERE c.value <> "
@@ -137,7 +116,7 @@ class Bench:
         self.setup()
         binaries = [("baseline", self.a.baseline), ("kck", self.a.kck)]
         values = {(name, kind): [] for name, _ in binaries for kind in ("cpu", "tps")}
-        print("daemon cost: t (%d rows, %d groups), primer grp_sum with %d products stored; %d rounds of %.0f s runs"
+        print("daemon cost: t (%d rows, %d groups), primer grp_sum with %d products stored; %d rounds of %d s runs"
               % (ROWS, GROUPS, STORED, self.a.rounds, self.a.seconds))
         print("  baseline %s\n  kck      %s" % (self.a.baseline, self.a.kck))
         for r in range(self.a.rounds):

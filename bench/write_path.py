@@ -259,6 +259,36 @@ class Cluster:
             shutil.rmtree(str(self.dir), ignore_errors=True)
 
 
+class ClusterBench:
+    """Base of the benches that compare kck binaries on a throwaway cluster (augment_daemons.py,
+    daemon_cost.py): the cluster, an autocommit connection and what they ask it."""
+
+    def __init__(self, a):
+        self.a = a
+        self.cluster = Cluster(pg_bindir())
+        self.db = None
+
+    def start(self):
+        """Starts the cluster and opens self.db (autocommit)."""
+        self.cluster.start()
+        self.db = psycopg2.connect(self.cluster.conninfo)
+        self.db.autocommit = True
+
+    def q1(self, sql):
+        """The first column of the first row, or None for a statement without rows."""
+        with self.db.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()[0] if cur.description else None
+
+    def wait_drained(self, timeout=120):
+        """Waits for an empty outbox; BenchError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.q1("SELECT EXISTS (SELECT 1 FROM kck.changes)"):
+            if time.monotonic() > deadline:
+                raise BenchError("the outbox did not drain in %d s" % timeout)
+            time.sleep(0.01)
+
+
 class Daemon:
     """`kck listen` as a child process, its output appended to a log file."""
 

@@ -16,7 +16,8 @@ under its own source ("bench"), so both coexist. Then, in one run:
    call by call (order rotated every round) so that drift hits both alike. --breakdown
    adds rows that time parts of Cache.get and narrower what-if hit paths. Then 20 misses
    each (the row deleted before each) of the Python primer title_list, computed in process,
-   and of the SQL primer sql_titles, which Cache.get has `kck get` compute, alternated.
+   of the SQL primer sql_titles, computed in process with its client_compute statement, and of
+   sql_titles_bin, the same SQL without one, which Cache.get has `kck get` compute; rotated.
 2. save() -> fresh: a Django Book.save() (autocommit) changes a title; t0 = save() returned,
    t1 = a bench-only AFTER INSERT OR UPDATE trigger on kck.cache has sent
    pg_notify('bench_fresh', key) for the product that depends on the book and this script,
@@ -81,6 +82,12 @@ SQL_CONFIG = {
         "parameters": [{"name": "author_id", "type": "int"}],
         "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
         "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
+    }, {
+        # The same compute with no client_compute (as registered before schema 11): Cache.get has
+        # `kck get` compute its misses. No depends_on, so that section 2's daemon does not see it.
+        "name": "sql_titles_bin",
+        "parameters": [{"name": "author_id", "type": "int"}],
+        "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
     }],
 }
 
@@ -287,6 +294,7 @@ class Bench:
         cfg.write_text(json.dumps(SQL_CONFIG))
         run([KCK, "--db", conninfo, "install", "--config", cfg])
         with connection.cursor() as cur:
+            cur.execute("UPDATE kck.primers SET client_compute = NULL WHERE name = 'sql_titles_bin'")
             cur.execute("SELECT name, engine FROM kck.primers ORDER BY name")
             self.primers = cur.fetchall()
             cur.execute(FRESH_TRIGGER)
@@ -434,26 +442,28 @@ class Bench:
         self.bench_misses(author.id)
 
     def bench_misses(self, author_id, rounds=20):
-        """Cache.get misses of the Python primer (computed in this process) and of the SQL primer
-        (computed by `kck get`, a child process), alternated; each miss after deleting the row."""
+        """Cache.get misses of the Python primer and the SQL primer (computed in this process) and of
+        the same SQL primer without its client compute (`kck get`, a child process), in an order
+        rotated every round; each miss after deleting the row."""
         from django.db import connection
 
         from kck import Cache
 
         cache = Cache.get_instance()
         keys = [("Python primer title_list, computed in process", "title_list/%d" % author_id),
-                ("SQL primer sql_titles, computed by `kck get`", "sql_titles/%d" % author_id)]
+                ("SQL primer sql_titles, computed in process", "sql_titles/%d" % author_id),
+                ("the same SQL, computed by `kck get`", "sql_titles_bin/%d" % author_id)]
         times = [[] for _ in keys]
         for i in range(rounds + 2):
-            for j, (_, key) in enumerate(keys if i % 2 == 0 else keys[::-1]):
-                j = j if i % 2 == 0 else len(keys) - 1 - j
+            for j in [(i + n) % len(keys) for n in range(len(keys))]:
+                key = keys[j][1]
                 with connection.cursor() as cur:
                     cur.execute("DELETE FROM kck.cache WHERE key = %s", [key])
                 t = time.perf_counter()
                 cache.get(key)
                 if i >= 2:
                     times[j].append((time.perf_counter() - t) * 1000.0)
-        print("   Cache.get on a miss (the row deleted before each), %d each, alternated; ms:" % rounds)
+        print("   Cache.get on a miss (the row deleted before each), %d each, order rotated; ms:" % rounds)
         print("  %-52s %8s %8s %8s" % ("", "p50", "p90", "max"))
         for (name, _), t in zip(keys, times):
             st = Stats(t)

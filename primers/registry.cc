@@ -77,6 +77,16 @@ StatusOr<std::string> KeysManyStatement(const std::string& keys_sql) {
          "\"new\") CROSS JOIN LATERAL (" + *inner + "\n) AS kck_r (kck_key) WHERE kck_r.kck_key IS NOT NULL";
 }
 
+std::string PercentsDoubled(std::string_view sql) {
+  std::string out;
+  out.reserve(sql.size());
+  for (char c : sql) {
+    out += c;
+    if (c == '%') out += '%';
+  }
+  return out;
+}
+
 StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
   auto primer = std::make_unique<Primer>();
   const std::string where = "primer \"" + spec.name + "\"";
@@ -130,6 +140,22 @@ StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
 }
 
 }  // namespace
+
+StatusOr<std::string> ClientComputeStatement(const PrimerSpec& spec) {
+  const auto params = PrimerParams(spec);
+  // A placeholder's name has no '%': doubling first leaves the placeholders
+  // for the scanner as they are.
+  const std::string doubled = PercentsDoubled(spec.compute);
+  auto inner = RewriteNamedParams(StripStatementEnd(doubled),
+                                  [&params](const std::string& name) -> StatusOr<std::string> {
+                                    for (const auto& p : params) {
+                                      if (p.name == name) return "(%(" + name + ")s::" + p.sql_type + ")";
+                                    }
+                                    return Status::Invalid("unknown parameter :" + name);
+                                  });
+  if (!inner.ok()) return inner.status().WithContext("primer \"" + spec.name + "\": compute");
+  return "SELECT to_jsonb(kck_r.kck_value)::text AS value FROM (" + *inner + "\n) AS kck_r (kck_value)";
+}
 
 StatusOr<std::shared_ptr<const Registry>> Registry::Build(std::vector<PrimerSpec> specs) {
   auto reg = std::make_shared<Registry>();

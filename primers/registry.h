@@ -30,6 +30,15 @@ StatusOr<std::vector<PrimerSpec>> ParseRegistryRows(const pg::Result& rows);
 // returns as many rows as the compute: none when the product does not exist.
 std::string ComputeStatement(std::string_view bound_compute);
 
+// The compute of a sql primer for a client that binds parameters itself,
+// as Python's DB-API does in "pyformat" style (Django's connection.cursor):
+// each `:name` becomes `%(name)s::type`, every other `%` is doubled, and the
+// statement returns the value as JSON text (a row per row of the compute,
+// none when the product does not exist). kck install stores it in
+// kck.primers.client_compute, so that Django computes a miss in process
+// with the placeholders found by the same scanner as the daemon's.
+StatusOr<std::string> ClientComputeStatement(const PrimerSpec& spec);
+
 // Named values for bound SQL: a name -> value (nullopt is NULL).
 using NamedValues = std::map<std::string, std::optional<std::string>>;
 

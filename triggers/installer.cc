@@ -385,21 +385,49 @@ Status ReadOtherTables(pg::Connection& conn, const std::vector<PrimerSpec>& merg
   return Status::Ok();
 }
 
-// Registers the config's primers and removes its source's others.
-Status WriteRegistry(Runner& run, const Config& config, const std::vector<PrimerSpec>& registered,
+// kck.primers.client_compute by primer name (NULL: none stored).
+using ClientComputes = std::map<std::string, std::optional<std::string>>;
+
+StatusOr<ClientComputes> ReadClientComputes(pg::Connection& conn) {
+  auto rows = conn.Exec("SELECT name, client_compute FROM kck.primers");
+  if (!rows.ok()) return rows.status();
+  ClientComputes out;
+  for (int i = 0; i < rows->rows(); ++i) out[std::string(rows->get(i, 0))] = rows->get_opt(i, 1);
+  return out;
+}
+
+// What kck.primers.client_compute holds for `p`: sql primers only.
+StatusOr<std::optional<std::string>> ClientComputeOf(const PrimerSpec& p) {
+  if (p.engine != "sql") return std::optional<std::string>();
+  auto sql = ClientComputeStatement(p);
+  if (!sql.ok()) return sql.status();
+  return std::optional<std::string>(*sql);
+}
+
+// Registers the config's primers and removes its source's others. A primer
+// registered before schema 11 gets its client compute (same spec: "unchanged").
+Status WriteRegistry(Runner& run, pg::Connection& conn, const Config& config, const std::vector<PrimerSpec>& registered,
                      InstallReport& report) {
   std::map<std::string, const PrimerSpec*> before;
   for (const auto& p : registered) before[p.name] = &p;
+  auto stored_clients = ReadClientComputes(conn);
+  if (!stored_clients.ok()) return stored_clients.status();
   std::set<std::string> wanted;
   for (const auto& p : config.primers) {
     wanted.insert(p.name);
     std::string spec = PrimerToJson(p).dump();
+    auto client = ClientComputeOf(p);
+    if (!client.ok()) return client.status();
     auto it = before.find(p.name);
     if (it != before.end() && PrimerToJson(*it->second).dump() == spec) {
+      if ((*stored_clients)[p.name] != *client) {
+        KCK_RETURN_IF_ERROR(run.Exec("UPDATE kck.primers SET client_compute = $2 WHERE name = $1", {p.name, *client}));
+      }
       report.lines.push_back("primer " + p.name + ": unchanged");
       continue;
     }
-    KCK_RETURN_IF_ERROR(run.Exec(std::string(sql::File("installer_register.sql")), {p.name, spec, p.engine}));
+    KCK_RETURN_IF_ERROR(
+        run.Exec(std::string(sql::File("installer_register.sql")), {p.name, spec, p.engine, *client}));
     report.lines.push_back("primer " + p.name + (it == before.end() ? ": registered" : ": updated"));
     report.changed = true;
   }
@@ -505,7 +533,7 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
   KCK_RETURN_IF_ERROR(ReadOtherTables(conn, *merged, tables));
 
   Runner run(conn, dry_run, report);
-  KCK_RETURN_IF_ERROR(WriteRegistry(run, config, *registered, report));
+  KCK_RETURN_IF_ERROR(WriteRegistry(run, conn, config, *registered, report));
   // A Django sync follows a deploy: the primers' code may have changed even
   // where their specs did not, so daemons must restart their Python worker.
   const bool new_code = config.source == "django";

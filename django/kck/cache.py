@@ -420,7 +420,7 @@ class Cache:
 
     def _produce(self, primer, key, row, force):
         """Computes ``key`` (a miss, a hard expiry, or a forced refresh) and stores it when safe."""
-        if isinstance(primer, configured.ConfiguredPrimer):
+        if isinstance(primer, configured.ConfiguredPrimer) and not primer.in_process:
             return self._produce_configured(primer, key, force)
         stack = _stack()
         if stack:
@@ -534,8 +534,7 @@ class Cache:
         stack.append(frame)
         t0 = time.perf_counter()
         try:
-            value = primer.compute(key)
-            text = jsonutil.dumps(value)
+            text = primer._kck_compute_json(key, frame.alias)
         except (PrimerComputeError, ProductDoesNotExist):
             raise
         except ObjectDoesNotExist as e:

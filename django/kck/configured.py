@@ -1,13 +1,18 @@
 """Primers that no Python code defines: those `kck install --config` registered (engine sql, http
-or command) in kck.primers. Cache reads their products like any other; a miss, a hard expiry or
-refresh(queued=False) runs the kck binary (`kck get KEY`, `kck refresh KEY`), the one
-implementation of their computes, which stores what it computed under the key's lock as a
-Python compute does.
+or command) in kck.primers. Cache reads their products like any other.
+
+A miss of a sql primer's product is computed in process, like a Python primer's (under the key's
+lock, in the same REPEATABLE READ transaction, stored with kck.store): its compute runs as the
+statement kck install stored in kck.primers.client_compute, where the daemon's scanner put a
+DB-API placeholder for each `:name` (sql/011_client_compute.sql). Without one (engine http or
+command, or a primer registered before schema 11) a miss runs the kck binary (`kck get KEY`,
+`kck refresh KEY`), which computes and stores under the key's lock on its own connection.
 
 Such a primer is looked up by name in kck.primers of KCK['DATABASE'] when the Python registry has
 no primer of that name, and kept for the life of the process (a primer removed since makes its
-misses fail with the binary's error). It is never part of the Python registry: kck_sync does not
-see it, and its class is made abstract so that it does not register itself.
+misses fail with the binary's error, or, computed in process, with its SQL's error). It is never
+part of the Python registry: kck_sync does not see it, and its class is made abstract so that it
+does not register itself.
 """
 
 import json
@@ -16,28 +21,57 @@ import threading
 from django.db import DatabaseError, connections
 
 from . import conf
-from .exceptions import InvalidKey, KckError, ProductDoesNotExist
+from .codec import quote_for_error
+from .exceptions import InvalidKey, KckError, PrimerComputeError, ProductDoesNotExist
+from .jsonutil import loads
 from .params import make_parameter
 from .primer import Primer
 
-_LOOKUP_SQL = "SELECT engine, spec::text FROM kck.primers WHERE name = %s AND engine <> 'python'"
+# to_jsonb(p): a schema older than 11 has no client_compute column (NULL then).
+_LOOKUP_SQL = ("SELECT engine, spec::text, to_jsonb(p) ->> 'client_compute' FROM kck.primers p "
+               "WHERE name = %s AND engine <> 'python'")
 
 _found = {}
 _lock = threading.Lock()
 
 
 class ConfiguredPrimer(Primer):
-    """A primer registered by `kck install --config`: its products are computed by the kck binary."""
+    """A primer registered by `kck install --config`: computed by its client_compute statement in
+    process, or else by the kck binary."""
 
     abstract = True
     engine = None
+    statement = None  # kck.primers.client_compute
+
+    @property
+    def in_process(self):
+        return self.statement is not None
 
     def compute(self, key):
-        raise KckError("primer %r (engine %s) is computed by the kck binary, not in Python" % (self.name, self.engine))
+        if not self.in_process:
+            raise KckError("primer %r (engine %s) is computed by the kck binary, not in Python"
+                           % (self.name, self.engine))
+        return loads(self._kck_compute_json(key, self.database))
+
+    def _kck_compute_json(self, key, alias):
+        """The JSON text the primer's SQL computes for ``key`` on database ``alias`` (where the
+        caller's transaction and snapshot are), exactly as the server wrote it."""
+        params = dict(zip((p.name for p in self._kck_params), self.key_to_values(key)))
+        with connections[alias].cursor() as cur:
+            cur.execute(self.statement, params)
+            rows = cur.fetchmany(2)
+        if not rows:
+            raise ProductDoesNotExist("product %s does not exist (primer %s computed no row)"
+                                      % (quote_for_error(key), quote_for_error(self.name)), key=key)
+        if len(rows) > 1:
+            raise PrimerComputeError("primer %s: compute of key %s returned more than one row"
+                                     % (quote_for_error(self.name), quote_for_error(key)), key=key)
+        return rows[0][0] if rows[0][0] is not None else "null"
 
 
-def _primer_class(name, engine, spec, alias):
-    attrs = {"abstract": True, "engine": engine, "database": alias, "prime_on_cache_miss": True,
+def _primer_class(name, engine, spec, alias, statement):
+    attrs = {"abstract": True, "engine": engine, "statement": statement, "database": alias,
+             "prime_on_cache_miss": True,
              "soft_expire": spec.get("soft_expire"), "hard_expire": spec.get("hard_expire"),
              "refresh_every": spec.get("refresh_every"), "__module__": __name__}
     cls = type("Configured_" + name, (ConfiguredPrimer,), attrs)
@@ -64,7 +98,7 @@ def lookup(name):
     if row is None:
         return None
     with _lock:
-        return _found.setdefault(name, _primer_class(name, row[0], json.loads(row[1]), alias)())
+        return _found.setdefault(name, _primer_class(name, row[0], json.loads(row[1]), alias, row[2])())
 
 
 def forget():

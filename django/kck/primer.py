@@ -22,7 +22,7 @@ import contextlib
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from . import codec, conf
+from . import codec, conf, jsonutil
 from .exceptions import (InvalidKey, KeyParameterMismatch, PrimerDefinitionError, UnknownPrimer)
 from .params import make_parameter
 
@@ -320,6 +320,11 @@ class Primer:
 
     def compute(self, key: str) -> Any:
         raise NotImplementedError("primer %r defines no compute(self, key)" % self._kck_name)
+
+    def _kck_compute_json(self, key: str, alias: str) -> str:
+        """The JSON text of compute(key), computed for a product of database ``alias``; a primer
+        whose compute is SQL runs it there and returns the server's text."""
+        return jsonutil.dumps(self.compute(key))
 
     # augment(self, key, value, change) is optional: define it in a subclass to
     # apply a change in place (return the new value) or raise CannotAugment.

@@ -150,7 +150,7 @@ def test_bad_keys_raise_clear_errors_and_touch_nothing(cache, key, exc, message)
             cache.set(key, 1)
     # Rejected before any SQL but the look for a primer of that name that `kck install --config`
     # registered (kck.configured), which only a well-formed key of an unknown primer needs.
-    looks = [q["sql"] for q in ctx.captured_queries if "FROM kck.primers WHERE name" in q["sql"]]
+    looks = [q["sql"] for q in ctx.captured_queries if "FROM kck.primers p WHERE name" in q["sql"]]
     assert len(looks) == (6 if exc is UnknownPrimer else 0), ctx.captured_queries
     assert len(ctx.captured_queries) == len(looks), ctx.captured_queries
 

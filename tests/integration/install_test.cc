@@ -37,6 +37,21 @@ TEST_F(InstallTest, SecondRunChangesNothing) {
   EXPECT_EQ(Scalar("SELECT max(version) FROM kck.schema_version"), LatestSchemaVersion());
 }
 
+TEST_F(InstallTest, SqlPrimersGetTheirComputeForDjangoAlsoWhenRegisteredBeforeIt) {
+  ASSERT_TRUE(Run(kBookstoreConfig).ok());
+  const std::string client = Scalar("SELECT client_compute FROM kck.primers WHERE name = 'title_list'");
+  EXPECT_EQ(client.rfind("SELECT to_jsonb(kck_r.kck_value)::text AS value FROM (", 0), 0u) << client;
+  EXPECT_NE(client.find("= (%(author_id)s::bigint)"), std::string::npos) << client;
+  // A registration of schema 10 has none; install fills it in without
+  // calling the primer changed.
+  MustExec(conn_, "UPDATE kck.primers SET client_compute = NULL");
+  auto again = Run(kBookstoreConfig);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_FALSE(again->changed);
+  EXPECT_EQ(Scalar("SELECT client_compute FROM kck.primers WHERE name = 'title_list'"), client);
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.primers WHERE client_compute IS NULL"), "0");
+}
+
 TEST_F(InstallTest, DryRunPrintsSqlAndChangesNothing) {
   auto report = Run(kBookstoreConfig, true);
   ASSERT_TRUE(report.ok()) << report.status().message();

@@ -125,6 +125,26 @@ TEST(SqlParams, BindsNamesAndSkipsLiteralsCastsAndComments) {
   EXPECT_NE(b->sql.find("/* :author_id */"), std::string::npos);
 }
 
+TEST(Registry, ClientComputeIsPyformatWithTheDaemonsPlaceholders) {
+  auto c = ParseConfig(One(R"("compute": "SELECT count(*) FROM t WHERE a = :author_id AND b LIKE 'x%' AND c = ':author_id' AND d = 7 % 2 AND e::text = :author_id::text;")"),
+                       "primers.json");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  auto sql = ClientComputeStatement(c->primers[0]);
+  ASSERT_TRUE(sql.ok()) << sql.status().message();
+  EXPECT_EQ(*sql,
+            "SELECT to_jsonb(kck_r.kck_value)::text AS value FROM (SELECT count(*) FROM t WHERE a = "
+            "(%(author_id)s::bigint) AND b LIKE 'x%%' AND c = ':author_id' AND d = 7 %% 2 AND e::text = "
+            "(%(author_id)s::bigint)::text\n) AS kck_r (kck_value)");
+}
+
+TEST(Registry, ClientComputeNamesAnUndeclaredPlaceholder) {
+  auto c = ParseConfig(One(R"("compute": "SELECT :writer")"), "primers.json");
+  ASSERT_TRUE(c.ok());
+  auto sql = ClientComputeStatement(c->primers[0]);
+  ASSERT_FALSE(sql.ok());
+  EXPECT_EQ(sql.status().message(), "primer \"title_list\": compute: unknown parameter :writer");
+}
+
 TEST(SqlParams, UnknownNameIsAnError) {
   auto b = BindNamedParams("SELECT :nope", {{"author_id", "bigint"}});
   ASSERT_FALSE(b.ok());

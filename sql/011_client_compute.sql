@@ -1,0 +1,13 @@
+-- Schema version 11: Django computes the products of sql primers in process.
+--
+-- A miss of a product of a primer that `kck install --config` registered
+-- ran the kck binary (`kck get KEY`): a process and a connection per miss,
+-- about 30 ms. kck install now stores beside each sql primer its compute as
+-- a statement for Python's DB-API in "pyformat" style (`%(name)s::type` for
+-- each `:name`, every other `%` doubled; primers/registry.cc,
+-- ClientComputeStatement), which the Django library runs on its own
+-- connection inside the transaction it computes Python primers in. The
+-- placeholders are found by the daemon's scanner, never by a second one.
+-- NULL for other engines, and for a primer registered before this version
+-- until kck install runs again (Django then runs the binary, as before).
+ALTER TABLE kck.primers ADD COLUMN client_compute text;

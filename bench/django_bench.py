@@ -44,6 +44,7 @@ Exit status: 0 when every target is met, 3 when one is missed, 1 when a step fai
 """
 
 import argparse
+import contextlib
 import datetime
 import io
 import json
@@ -124,6 +125,42 @@ def run(argv, timeout=120, env=None):
 
 def as_postgres(argv):
     return ["runuser", "-u", "postgres", "--"] + list(argv) if AS_ROOT else list(argv)
+
+
+def older_miss_path():
+    """--breakdown: a context that puts back kck's miss path of 31fd17b (its RR transaction opened
+    in three round trips, SET, snapshot, then the read under the lock; and the row read again
+    after kck.store), or None when kck.cache has no such internals."""
+    import kck.cache as kc
+
+    if not hasattr(kc.Cache, "_open_miss") or not hasattr(kc, "_interval"):
+        return None
+    store_sql = ("SELECT value::text, version, stored FROM kck.store(%s, %s, %s::jsonb, %s::pg_snapshot, "
+                 "%s::double precision, %s::interval, %s::interval, %s::bigint)")
+
+    def open_miss(self, key):
+        with self._cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("SELECT pg_current_snapshot()::text")
+            snapshot = cur.fetchone()[0]
+        return snapshot, self._read(key)
+
+    def store(self, primer, key, text, snapshot, ms, expected):
+        soft, hard = kc._interval(primer.soft_expire_period()), kc._interval(primer.hard_expire_period())
+        with self._cursor() as cur:
+            cur.execute(store_sql, [key, primer.name, text, snapshot, ms, soft, hard, expected])
+            cur.fetchone()
+        return self._read(key).entry
+
+    @contextlib.contextmanager
+    def patched():
+        saved = kc.Cache._open_miss, kc.Cache._store
+        kc.Cache._open_miss, kc.Cache._store = open_miss, store
+        try:
+            yield
+        finally:
+            kc.Cache._open_miss, kc.Cache._store = saved
+    return patched
 
 
 class Stats:
@@ -439,7 +476,7 @@ class Bench:
             r50, s_kck.pct(50), s_dbc.pct(50)), "<= %.1fx" % TARGET_GET_RATIO, r50 <= TARGET_GET_RATIO))
         self.verdicts.append(("Cache.get / DatabaseCache.get, mean", "%.3fx (%.1f vs %.1f us)" % (
             rmean, s_kck.mean, s_dbc.mean), "<= %.1fx" % TARGET_GET_RATIO, rmean <= TARGET_GET_RATIO))
-        self.bench_misses(author.id)
+        self.bench_misses(author.id, self.args.misses)
 
     def bench_misses(self, author_id, rounds=20):
         """Cache.get misses of the Python primer and the SQL primer (computed in this process) and of
@@ -450,22 +487,26 @@ class Bench:
         from kck import Cache
 
         cache = Cache.get_instance()
-        keys = [("Python primer title_list, computed in process", "title_list/%d" % author_id),
-                ("SQL primer sql_titles, computed in process", "sql_titles/%d" % author_id),
-                ("the same SQL, computed by `kck get`", "sql_titles_bin/%d" % author_id)]
+        keys = [("Python primer title_list, computed in process", "title_list/%d" % author_id, None),
+                ("SQL primer sql_titles, computed in process", "sql_titles/%d" % author_id, None),
+                ("the same SQL, computed by `kck get`", "sql_titles_bin/%d" % author_id, None)]
+        older = older_miss_path() if self.args.breakdown else None
+        if older:
+            keys.append(("(what-if) title_list, miss path of 31fd17b", "title_list/%d" % author_id, older))
         times = [[] for _ in keys]
         for i in range(rounds + 2):
             for j in [(i + n) % len(keys) for n in range(len(keys))]:
-                key = keys[j][1]
+                _, key, patch = keys[j]
                 with connection.cursor() as cur:
                     cur.execute("DELETE FROM kck.cache WHERE key = %s", [key])
-                t = time.perf_counter()
-                cache.get(key)
-                if i >= 2:
-                    times[j].append((time.perf_counter() - t) * 1000.0)
+                with patch() if patch else contextlib.nullcontext():
+                    t = time.perf_counter()
+                    cache.get(key)
+                    if i >= 2:
+                        times[j].append((time.perf_counter() - t) * 1000.0)
         print("   Cache.get on a miss (the row deleted before each), %d each, order rotated; ms:" % rounds)
         print("  %-52s %8s %8s %8s" % ("", "p50", "p90", "max"))
-        for (name, _), t in zip(keys, times):
+        for (name, _, _), t in zip(keys, times):
             st = Stats(t)
             print("  %-52s %8.2f %8.2f %8.2f" % (name, st.pct(50), st.pct(90), st.max))
         print(flush=True)
@@ -769,6 +810,7 @@ def main():
                     help="also time parts of Cache.get and narrower what-if hit paths (uses kck internals)")
     ap.add_argument("--log-level", default="info", help="kck listen --log-level (debug adds batch times)")
     ap.add_argument("--keep-log", metavar="FILE", help="copy the daemon's log here at the end")
+    ap.add_argument("--misses", type=int, default=20, help="timed misses per primer in section 1 (default 20)")
     ap.add_argument("--moves", type=int, help="rounds of sections 3 and 4 (default 20, --quick 6)")
     ap.add_argument("--only", default="get,fresh,keys,augment",
                     help="sections to run: get, fresh, keys, augment (default all)")

@@ -77,9 +77,23 @@ _GET_SQL = (
     "SELECT value::text, coalesce(soft_expire <= statement_timestamp(), false), "
     "coalesce(hard_expire <= statement_timestamp(), false) FROM kck.cache WHERE key = %s")
 
+# A miss's REPEATABLE READ transaction opens in one round trip: the isolation level, then
+# the snapshot (taken by this statement, so after the key's lock) and the key's row as _READ_SQL
+# reads it (all NULL when there is none).
+_OPEN_MISS_SQL = (
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; "
+    "SELECT pg_current_snapshot()::text, c.key IS NOT NULL, c.value::text, c.version, c.computed_at, "
+    "c.soft_expire, c.hard_expire, c.compute_ms, c.error, c.primer, "
+    "coalesce(c.soft_expire <= statement_timestamp(), false), "
+    "coalesce(c.hard_expire <= statement_timestamp(), false) "
+    "FROM (SELECT 1) AS kck_one LEFT JOIN kck.cache c ON c.key = %s")
+
+# kck.store, and what it wrote when it stored (computed_at is the transaction's now(), the
+# expiries now() plus the intervals given): the entry needs no second read.
 _STORE_SQL = (
-    "SELECT value::text, version, stored FROM kck.store(%s, %s, %s::jsonb, %s::pg_snapshot, "
-    "%s::double precision, %s::interval, %s::interval, %s::bigint)")
+    "SELECT value::text, version, stored, now(), now() + %s::interval, now() + %s::interval "
+    "FROM kck.store(%s, %s, %s::jsonb, %s::pg_snapshot, %s::double precision, %s::interval, %s::interval, "
+    "%s::bigint)")
 
 _SET_SQL = (
     "SELECT value::text, version, stored FROM kck.store(%s, %s, %s::jsonb, pg_current_snapshot(), "
@@ -390,8 +404,11 @@ class Cache:
 
     def _read(self, key):
         r = self._fetch(_READ_SQL, key)
-        if r is None:
-            return None
+        return None if r is None else self._row(key, r)
+
+    @staticmethod
+    def _row(key, r):
+        """The _Row of the columns _READ_SQL reads."""
         value = _MISSING if r[0] is None else jsonutil.loads(r[0])
         entry = CacheEntry(key=key, primer=r[7], value=value, version=r[1], computed_at=r[2],
                            soft_expire=r[3], hard_expire=r[4], compute_ms=r[5], error=r[6], stored=True)
@@ -411,11 +428,18 @@ class Cache:
         with self._cursor() as cur:
             cur.execute("SELECT kck.queue_refresh(ARRAY[%s]::text[])", [key])
 
+    def _open_miss(self, key):
+        """First statements of the transaction atomic() just opened for a miss of ``key``: RR
+        isolation, its snapshot and the key's row (or None), in one round trip."""
+        with self._cursor() as cur:
+            cur.execute(_OPEN_MISS_SQL, [key])
+            r = cur.fetchone()
+        return r[0], (self._row(key, r[2:]) if r[1] else None)
+
     def _begin_repeatable_read(self):
         """First statements of a transaction atomic() just opened: RR isolation, its snapshot."""
         with self._cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur.execute("SELECT pg_current_snapshot()::text")
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT pg_current_snapshot()::text")
             return cur.fetchone()[0]
 
     def _produce(self, primer, key, row, force):
@@ -460,8 +484,7 @@ class Cache:
             cur.execute("SELECT kck.lock_key_session(%s)", [key])
         try:
             with transaction.atomic(using=self.alias):
-                snapshot = self._begin_repeatable_read()
-                row = self._read(key)
+                snapshot, row = self._open_miss(key)
                 if not force and row is not None and row.usable:
                     return row.entry  # stored by someone else while we waited for the lock
                 expected = row.entry.version if row is not None else None
@@ -552,10 +575,13 @@ class Cache:
     def _store(self, primer, key, text, snapshot, ms, expected):
         soft, hard = _interval(primer.soft_expire_period()), _interval(primer.hard_expire_period())
         with self._cursor() as cur:
-            cur.execute(_STORE_SQL, [key, primer.name, text, snapshot, ms, soft, hard, expected])
+            cur.execute(_STORE_SQL, [soft, hard, key, primer.name, text, snapshot, ms, soft, hard, expected])
             stored = cur.fetchone()
-        if not stored[2]:
-            log.info("kck: key %s moved to version %s meanwhile; kept it", quote_for_error(key), stored[1])
+        if stored[2]:
+            return CacheEntry(key=key, primer=primer.name, value=jsonutil.loads(stored[0]), version=stored[1],
+                              computed_at=stored[3], soft_expire=stored[4], hard_expire=stored[5], compute_ms=ms,
+                              error=None, stored=True)
+        log.info("kck: key %s moved to version %s meanwhile; kept it", quote_for_error(key), stored[1])
         row = self._read(key)
         if row is None or row.entry.value is _MISSING:
             # Not stored and what is stored has no value (an error-only row): ours, unstored.

@@ -81,6 +81,18 @@ def test_get_entry_fields(cache):
     assert e.hard_expire - e.computed_at == datetime.timedelta(seconds=3600)
 
 
+def test_the_entry_a_miss_returns_is_the_stored_row(cache):
+    # A miss reads the row once (the hit path), then opens its transaction and reads it under the
+    # key's lock in one statement, and builds its entry from what kck.store wrote.
+    with CaptureQueriesContext(connection) as ctx:
+        miss = cache.get_entry("legacy/22")
+    reads = [q for q in ctx.captured_queries if q["sql"].startswith("SELECT value::text, version, computed_at")]
+    assert len(reads) == 1, ctx.captured_queries
+    assert miss.compute_ms is not None and miss.soft_expire is not None
+    assert cache.get_entry("legacy/22") == miss
+    assert row("legacy/22")[1] == miss.version == 1
+
+
 def test_set_unset_is_set(cache):
     assert not cache.is_set("echo/x")
     assert cache.set("echo/x", {"manual": [1, 2]}) == 1

@@ -74,7 +74,8 @@ Task<Status> Executor::LoadRegistry() {
   auto registry = Registry::FromRows((*rows)[1]);
   if (!registry.ok()) co_return registry.status();
   registry_ = *registry;
-  check_in_sql_ = true;  // kck install may have migrated the schema meanwhile
+  check_in_sql_ = fast_in_sql_ = true;  // kck install may have migrated the schema meanwhile
+  last_compute_ms_.clear();             // ... and changed the primers' SQL
   generation_ = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
   co_return Status::Ok();
 }
@@ -104,6 +105,14 @@ Task<StatusOr<BatchStats>> Executor::RunBatch() {
   if (!resolved.ok()) {
     co_await Abandon(batch.claim);
     co_return resolved;
+  }
+  if (FastEligible(batch)) {
+    auto fast = co_await FastWrite(batch);
+    if (!fast.ok()) {
+      co_await Abandon(batch.claim);
+      co_return fast.status();
+    }
+    if (*fast) co_return batch.stats;
   }
   co_return co_await Apply(batch);
 }

@@ -63,6 +63,7 @@ struct BatchStats {
   size_t augment_fallbacks = 0;  // augments that failed and were recomputed
   size_t fresh = 0;              // stored products that already showed every change: not computed
   bool registry_moved = false;   // rolled back: the primers changed since they were loaded
+  bool fast = false;             // computed in its write transaction (listener/fast_write.cc)
 
   // Adds another batch's counts to these.
   void Add(const BatchStats& other) {
@@ -94,6 +95,15 @@ inline constexpr size_t kOlderPlanned = 1000;
 // How long a batch waits for an earlier claim that holds an older change of
 // a key it would augment; after that the key is recomputed.
 inline constexpr auto kMaxClaimWait = std::chrono::seconds(2);
+
+// A batch of one transaction's changes (the daemon is not under load) that
+// maps to at most kFastKeys keys, all of sql primers whose last compute took
+// at most kFastComputeMs and none augmentable or forced, is computed inside
+// its write transaction (listener/fast_write.cc), whose statements may take
+// kFastTimeoutMs at most.
+inline constexpr size_t kFastKeys = 4;
+inline constexpr double kFastComputeMs = 10.0;
+inline constexpr int kFastTimeoutMs = 50;
 
 class Executor {
  public:
@@ -148,6 +158,12 @@ class Executor {
     BatchStats stats;
   };
   Task<StatusOr<BatchStats>> Apply(Batch& batch);
+  // listener/fast_write.cc: whether the batch may compute in its write
+  // transaction, and doing so; false when it fell back (rolled back, the
+  // claim still held), an error when the connection is lost.
+  bool FastEligible(const Batch& batch) const;
+  Task<StatusOr<bool>> FastWrite(Batch& batch);
+  void TallyFast(const std::vector<pg::Result>& results, size_t first, Batch& batch);
   // Reads the stored rows of `keys` (values of the augmentable ones) into
   // *out, after taking their key locks when `lock`.
   Task<Status> ReadStored(const Batch& batch, bool lock, bool begin, std::map<std::string, Stored>* out);
@@ -201,6 +217,8 @@ class Executor {
   int64_t generation_ = -1;
   uint64_t progress_ = 0;
   bool check_in_sql_ = true;  // kck.expect_products exists (schema 10)
+  bool fast_in_sql_ = true;   // kck.expect_one_row exists (schema 12)
+  std::map<std::string, double> last_compute_ms_;  // by primer name: its last recompute's duration
   Metrics* metrics_ = nullptr;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
   WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute

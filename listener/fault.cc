@@ -67,4 +67,9 @@ bool NoPoll() {
   return no_poll;
 }
 
+bool AnyComputeIsCheap() {
+  static const bool cheap = std::getenv("KCK_FAULT_CHEAP_COMPUTES") != nullptr;
+  return cheap;
+}
+
 }  // namespace kck::fault

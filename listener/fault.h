@@ -9,6 +9,9 @@
 //
 //   KCK_FAULT_NO_POLL=1          no periodic look at the outbox (every 5 s),
 //                                so a lost wake-up shows as a stale product
+//   KCK_FAULT_CHEAP_COMPUTES=1   every primer counts as cheap for the fast
+//                                write (listener/fast_write.cc), however long
+//                                its computes took on a loaded test machine
 //
 // Steps: claim, plan, lock, compute, write, commit (after the writes and
 // COMMIT were sent, before their reply); warm_plan (before a warm-up lists
@@ -27,5 +30,7 @@ namespace kck::fault {
 Task<void> At(std::string_view step, AsyncConnection& conn);
 // Whether KCK_FAULT_NO_POLL is set.
 bool NoPoll();
+// Whether KCK_FAULT_CHEAP_COMPUTES is set.
+bool AnyComputeIsCheap();
 
 }  // namespace kck::fault

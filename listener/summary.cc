@@ -16,9 +16,10 @@ void Summary::AddBatch(const BatchStats& stats, std::chrono::steady_clock::durat
   Add(stats);
   if (stats.changes == 0) return;
   spdlog::debug("batch: {} changes, {} products written ({} augmented), {} unchanged, {} already fresh, {} errors "
-                "in {:.2f} ms",
+                "in {:.2f} ms{}",
                 stats.changes, stats.keys, stats.augmented, stats.unchanged, stats.fresh, stats.errors,
-                std::chrono::duration<double, std::milli>(took).count());
+                std::chrono::duration<double, std::milli>(took).count(),
+                stats.fast ? ", computed in the write transaction" : "");
 }
 
 void Summary::AddScheduled(const BatchStats& stats) {

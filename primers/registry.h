@@ -55,6 +55,11 @@ struct Primer {
   // returns (key, value, snapshot, found) per key and row of its compute
   // (found is false on the one row of a key whose compute has no row).
   std::string compute_many;
+  // sql engine: the compute and the write of one stored key in one
+  // statement, inside the batch's write transaction (sql/012_fast_write.sql):
+  // $1.. the compute's parameters, then the key, and the soft and hard
+  // expiry in seconds. It returns (stored, written, unchanged, ms).
+  std::string compute_write;
   // Augment SQL by table then op ('I', 'U', 'D'): parameters :value, :old,
   // :new and the primer's own.
   std::map<std::string, std::map<char, BoundSql>> augment;

@@ -39,8 +39,8 @@ class DaemonProcess {
   // With a `log` path, the daemon's output (its log: spdlog writes to
   // stdout) goes to that file instead of the test's.
   explicit DaemonProcess(const std::string& conninfo, std::vector<std::string> extra = {},
-                         const std::string& log = "") {
-    std::vector<std::string> args = {KCK_BINARY, "--db", conninfo, "--log-level", "warn", "listen"};
+                         const std::string& log = "", const std::string& level = "warn") {
+    std::vector<std::string> args = {KCK_BINARY, "--db", conninfo, "--log-level", level, "listen"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());

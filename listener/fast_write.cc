@@ -1,0 +1,143 @@
+// Fast write: a batch of a few cheap recomputes, computed inside its write
+// transaction.
+//
+// The usual batch reads the stored rows, computes without locks, then
+// writes in a transaction that checks nothing moved meanwhile: with the
+// claim, four round trips for one change. A batch of one transaction's
+// changes that maps to at most kFastKeys keys, all of sql primers whose last
+// recompute took at most kFastComputeMs, none augmentable nor forced and no
+// partial match, runs
+//
+//   BEGIN; lock the keys; consume the claim; statement_timeout kFastTimeoutMs;
+//   per key, Primer::compute_write (read the stored row, compute it if it is
+//   stored, update it: a new version only for a new value); COMMIT
+//
+// in one round trip: two with the claim. The compute runs under the keys'
+// locks with a fresh snapshot, so nothing can have moved. Whatever the
+// normal path would record rather than write (a compute with no row or with
+// several, kck.expect_one_row, SQLSTATE KCK02; a failing or slow compute)
+// fails the transaction instead: it rolls back, the claim stays held, and
+// the batch runs the normal way (listener/executor.h), which records it.
+#include <spdlog/spdlog.h>
+
+#include "listener/executor.h"
+#include "listener/fault.h"
+#include "listener/json_text.h"
+#include "listener/metrics.h"
+#include "pg/connection.h"
+#include "primers/key_codec.h"
+#include "sql/embedded.h"
+
+namespace kck {
+namespace {
+
+using Statements = std::vector<AsyncConnection::Statement>;
+
+std::optional<std::string> SecondsText(const std::optional<std::chrono::seconds>& s) {
+  if (!s) return std::nullopt;
+  return std::to_string(s->count());
+}
+
+// One key's Primer::compute_write with its parameters.
+StatusOr<AsyncConnection::Statement> ComputeWrite(const std::string& key, const Primer& primer) {
+  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+  if (!values.ok()) return values.status();
+  pg::Params params = BindValues(primer.compute, primer.KeyValues(*values));
+  params.emplace_back(key);
+  params.push_back(SecondsText(primer.spec.soft_expire));
+  params.push_back(SecondsText(primer.spec.hard_expire));
+  return AsyncConnection::Statement(primer.compute_write, std::move(params));
+}
+
+// The batch's statements from BEGIN to COMMIT; false when a key cannot be
+// bound (the normal path reports it).
+bool FastStatements(const Plan& plan, int64_t claim, Statements* out) {
+  std::vector<std::string> keys;
+  for (const auto& [key, work] : plan.keys) keys.push_back(key);
+  out->emplace_back("BEGIN", pg::Params{});
+  out->emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{pg::ArrayLiteral(keys)});
+  out->emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(claim)});
+  out->emplace_back("SELECT set_config('statement_timeout', $1, true)", pg::Params{std::to_string(kFastTimeoutMs)});
+  for (const auto& [key, work] : plan.keys) {
+    auto statement = ComputeWrite(key, *work.primer);
+    if (!statement.ok()) return false;
+    out->push_back(std::move(*statement));
+  }
+  out->emplace_back("COMMIT", pg::Params{});
+  return true;
+}
+
+// Whether one transaction made every change: the daemon is not under load.
+bool OneTransaction(const std::vector<Change>& changes) {
+  for (const auto& c : changes) {
+    if (c.txid != changes.front().txid) return false;
+  }
+  return !changes.empty();
+}
+
+}  // namespace
+
+bool Executor::FastEligible(const Batch& batch) const {
+  // Under load (batches of several transactions' changes) the usual path
+  // costs less per change: one statement computes many keys of a primer.
+  const Plan& plan = batch.plan;
+  if (!fast_in_sql_ || !OneTransaction(batch.changes)) return false;
+  if (plan.keys.empty() || plan.keys.size() > kFastKeys || !plan.partial.empty()) return false;
+  for (const auto& [key, work] : plan.keys) {
+    const Primer& primer = *work.primer;
+    if (work.force || work.augmentable || primer.spec.engine != "sql" || primer.compute_write.empty()) return false;
+    auto last = last_compute_ms_.find(primer.spec.name);
+    if (last == last_compute_ms_.end()) return false;
+    if (last->second > kFastComputeMs && !fault::AnyComputeIsCheap()) return false;
+  }
+  return true;
+}
+
+Task<StatusOr<bool>> Executor::FastWrite(Batch& batch) {
+  ++progress_;
+  Statements all;
+  if (!FastStatements(batch.plan, batch.claim, &all)) co_return false;
+  const size_t first = 4;  // after BEGIN, the locks, the consumption and the timeout
+  // The steps the normal path passes, so that tests can cut or pause here too.
+  co_await fault::At("compute", main_);
+  co_await fault::At("lock", main_);
+  co_await fault::At("write", main_);
+  co_await fault::At("commit", main_);
+  auto done = co_await main_.Pipeline(std::move(all));
+  if (!done.ok()) {
+    if (!main_.connected()) co_return done.status().WithContext("computing and writing in one transaction");
+    if (done.status().sqlstate() == kUndefinedFunction) {
+      fast_in_sql_ = false;
+      spdlog::warn("kck.expect_one_row is missing (schema older than version 12: run kck install); "
+                   "computing every batch outside its write transaction until the primers reload");
+    }
+    spdlog::debug("fast write rolled back, computing the batch the usual way: {}",
+                  pg::Excerpt(done.status().message(), 300));
+    auto back = co_await main_.Script("ROLLBACK");
+    if (!back.ok()) co_return back.status();
+    co_return false;
+  }
+  TallyFast(*done, first, batch);
+  co_return true;
+}
+
+void Executor::TallyFast(const std::vector<pg::Result>& results, size_t first, Batch& batch) {
+  batch.stats.changes = batch.changes.size();
+  batch.stats.fast = true;
+  size_t i = first;
+  for (const auto& [key, work] : batch.plan.keys) {
+    const pg::Result& r = results[i++];
+    transient_tries_.erase(key);
+    if (r.rows() != 1 || r.get(0, 1) == "0") continue;  // not stored: primed lazily on read
+    const double ms = ParsedNumber<double>(r.get(0, 3));
+    last_compute_ms_[work.primer->spec.name] = ms;
+    if (metrics_) metrics_->AddCompute(work.primer->spec.name, false, ms / 1000);
+    if (r.get(0, 2) == "t") {
+      ++batch.stats.unchanged;
+    } else {
+      ++batch.stats.keys;
+    }
+  }
+}
+
+}  // namespace kck

@@ -1,0 +1,150 @@
+// A batch of a few cheap recomputes computed inside its write transaction
+// (listener/fast_write.cc): what it writes is what the normal path would,
+// and whatever the normal path records instead of writing (a product gone,
+// a failing or slow compute) rolls it back to the normal path.
+#include "daemon_helpers.h"
+
+namespace kck::testing {
+namespace {
+
+// "books" counts an author's books; it has no row (the product does not
+// exist) for an author without books, divides by zero for one with exactly
+// 3, and sleeps 0.2 s while ctl.slow is set. "doubled" is a product of
+// "books".
+const char* kConfig = R"json({"primers": [
+  {"name": "books", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT count(*) + 0 * (1 / (count(*) - 3)) + (SELECT count(*) FROM ctl, pg_sleep(CASE WHEN slow THEN 0.2 ELSE 0 END)) - 1 FROM store_book WHERE author_id = :author_id HAVING count(*) > 0",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
+  {"name": "doubled", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT (value::int) * 2 FROM kck.cache WHERE key = 'books/' || :author_id",
+   "depends_on": [{"primer": "books", "params": {"author_id": "author_id"}}]}]})json";
+
+// kConfig without "doubled": a change makes one batch, not one more for the
+// cascade.
+std::string BooksOnly() {
+  std::string config = kConfig;
+  return config.substr(0, config.find(",\n  {\"name\": \"doubled\"")) + "]}";
+}
+
+std::string Books(int n) { return std::to_string(n); }
+
+class FastWriteTest : public BookstoreTest {
+ protected:
+  void SetUp() override {
+    BookstoreTest::SetUp();
+    MustExec(conn_, "CREATE TABLE ctl (slow boolean NOT NULL); INSERT INTO ctl VALUES (false)");
+    InstallConfig(conn_, kConfig);
+    Prime(conn_, {"books/1", "books/2", "books/3", "doubled/1"});
+    log_ = LogPath(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    // Computes are cheap here, but a loaded test machine may time them over
+    // kFastComputeMs.
+    ScopedEnv env({{"KCK_FAULT_CHEAP_COMPUTES", "1"}});
+    daemon_ = std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{}, log_, "debug");
+    // A first change to a stored product runs the normal way and times the
+    // primer's compute.
+    AddBooks(2, 1);
+  }
+  void AddBooks(int author, int n) {
+    MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT " + std::to_string(author) +
+                        ", 'new' FROM generate_series(1, " + std::to_string(n) + ")");
+    ASSERT_TRUE(WaitDrained(conn_));
+  }
+  std::string Version(const std::string& key) {
+    return Scalar(conn_, "SELECT version FROM kck.cache WHERE key = $1", {key});
+  }
+  size_t FastBatches() {
+    const std::string log = FileText(log_);
+    size_t n = 0;
+    for (size_t at = log.find("computed in the write transaction"); at != std::string::npos;
+         at = log.find("computed in the write transaction", at + 1)) {
+      ++n;
+    }
+    return n;
+  }
+  std::string log_;
+  std::unique_ptr<DaemonProcess> daemon_;
+};
+
+TEST_F(FastWriteTest, ACheapRecomputeIsComputedAndWrittenInOneTransaction) {
+  const std::string before = Version("books/1");
+  AddBooks(1, 2);  // 10 -> 12 books
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "books/1") == Books(12); })) << Stored(conn_, "books/1");
+  // The batch's log line follows its COMMIT.
+  EXPECT_TRUE(WaitFor([&] { return FastBatches() >= 1; })) << FileText(log_);
+  EXPECT_EQ(Version("books/1"), std::to_string(std::stoi(before) + 1)) << FileText(log_);
+  // Products of products follow it.
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "doubled/1") == std::to_string(2 * std::stoi(Books(12))); }))
+      << Stored(conn_, "doubled/1");
+  // The same value again: written, but no new version.
+  const std::string version = Version("books/1");
+  MustExec(conn_, "UPDATE store_book SET title = 'renamed' WHERE author_id = 1");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Version("books/1"), version);
+  // A key that is not stored stays unstored.
+  AddBooks(5, 1);
+  EXPECT_EQ(Stored(conn_, "books/5"), "<absent>");
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(FastWriteTest, AProductGoneAFailingComputeAndASlowOneFallBackToTheNormalPath) {
+  const size_t fast = FastBatches();
+  // No row: the normal path removes the product.
+  MustExec(conn_, "DELETE FROM store_book WHERE author_id = 2");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Stored(conn_, "books/2"), "<absent>");
+  // Division by zero: the normal path records the error and keeps the value.
+  MustExec(conn_, "DELETE FROM store_book WHERE author_id = 3 AND id NOT IN "
+                  "(SELECT id FROM store_book WHERE author_id = 3 ORDER BY id LIMIT 3)");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_NE(Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'books/3'").find("division by zero"),
+            std::string::npos);
+  EXPECT_EQ(Stored(conn_, "books/3"), Books(10));
+  // Slower than the fast path's statement timeout: computed the normal way.
+  MustExec(conn_, "UPDATE ctl SET slow = true");
+  AddBooks(1, 1);
+  EXPECT_EQ(Stored(conn_, "books/1"), Books(11));
+  EXPECT_EQ(FastBatches(), fast) << FileText(log_);
+  EXPECT_NE(FileText(log_).find("fast write rolled back"), std::string::npos);
+  MustExec(conn_, "UPDATE ctl SET slow = false");
+  AddBooks(3, 1);  // 4 books: computable again
+  EXPECT_EQ(Stored(conn_, "books/3"), Books(4));
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(FastWriteTest, AConnectionLostAtEachStepRollsBackAndTheBatchIsRetried) {
+  daemon_.reset();
+  InstallConfig(conn_, BooksOnly());
+  int books = 10;
+  for (const std::string step : {"compute", "lock", "write", "commit"}) {
+    daemon_.reset();
+    // The daemon's first batch times the compute (each step's first
+    // occurrence); its second is a fast write, cut at `step`.
+    ScopedEnv env({{"KCK_FAULT_CHEAP_COMPUTES", "1"}, {"KCK_FAULT_CUT", step + ":2"}});
+    const std::string log = LogPath(std::string("fast_cut_") + step);
+    daemon_ = std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{}, log, "debug");
+    AddBooks(1, 1);
+    AddBooks(1, 1);
+    books += 2;
+    ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "books/1") == Books(books); })) << step << "\n" << FileText(log);
+    EXPECT_NE(FileText(log).find("KCK_FAULT_CUT: cutting the connection at step " + step), std::string::npos)
+        << FileText(log);
+    EXPECT_NE(FileText(log).find("computing and writing in one transaction: connection lost"), std::string::npos)
+        << FileText(log);
+    EXPECT_EQ(Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'books/1'"), "<null>") << step;
+    EXPECT_TRUE(daemon_->running()) << step;
+  }
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(FastWriteTest, WithoutTheSchemasFunctionTheDaemonComputesTheUsualWay) {
+  MustExec(conn_, "DROP FUNCTION kck.expect_one_row(bigint, text)");
+  AddBooks(1, 2);
+  AddBooks(1, 2);
+  EXPECT_EQ(Stored(conn_, "books/1"), Books(14));
+  EXPECT_EQ(FastBatches(), 0u);
+  EXPECT_NE(FileText(log_).find("kck.expect_one_row is missing"), std::string::npos) << FileText(log_);
+  ExpectCacheMatchesRecompute(conn_);
+}
+
+}  // namespace
+}  // namespace kck::testing

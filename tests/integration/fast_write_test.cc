@@ -2,6 +2,8 @@
 // (listener/fast_write.cc): what it writes is what the normal path would,
 // and whatever the normal path records instead of writing (a product gone,
 // a failing or slow compute) rolls it back to the normal path.
+#include <thread>
+
 #include "daemon_helpers.h"
 
 namespace kck::testing {
@@ -134,6 +136,42 @@ TEST_F(FastWriteTest, AConnectionLostAtEachStepRollsBackAndTheBatchIsRetried) {
     EXPECT_TRUE(daemon_->running()) << step;
   }
   ExpectCacheMatchesRecompute(conn_);
+}
+
+TEST_F(FastWriteTest, FourDaemonsOnTheSameKeysLeaveEveryProductRight) {
+  daemon_.reset();
+  ScopedEnv env({{"KCK_FAULT_CHEAP_COMPUTES", "1"}});
+  std::vector<std::unique_ptr<DaemonProcess>> daemons;
+  std::vector<std::string> logs;
+  for (int i = 0; i < 4; ++i) {
+    logs.push_back(LogPath("fast_four_" + std::to_string(i)));
+    daemons.push_back(std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{}, logs.back(), "debug"));
+  }
+  for (int i = 0; i < 200; ++i) {
+    const std::string author = std::to_string(1 + i % 3);
+    if (i % 50 == 49) {  // now and then a bulk statement (over 100 rows) too
+      MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT " + author + ", 'bulk' FROM generate_series(1, 120)");
+    } else if (i % 7 == 6) {
+      MustExec(conn_, "DELETE FROM store_book WHERE id = (SELECT max(id) FROM store_book WHERE author_id = " + author + ")");
+    } else {
+      MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (" + author + ", 'one')");
+    }
+    // Paced, so that batches of one transaction (fast writes) and of several
+    // (the usual path) both occur.
+    std::this_thread::sleep_for(std::chrono::milliseconds(i % 2 ? 3 : 0));
+  }
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  size_t fast = 0;
+  for (const auto& log : logs) {
+    const std::string text = FileText(log);
+    for (size_t at = text.find("computed in the write transaction"); at != std::string::npos;
+         at = text.find("computed in the write transaction", at + 1)) {
+      ++fast;
+    }
+  }
+  EXPECT_GT(fast, 0u);
+  for (auto& d : daemons) EXPECT_TRUE(d->running());
 }
 
 TEST_F(FastWriteTest, WithoutTheSchemasFunctionTheDaemonComputesTheUsualWay) {

@@ -17,9 +17,16 @@
 //     computed again now, under the locks [lock]; then the writes and
 //     COMMIT as above [write, commit]
 //
+// A batch of one transaction's changes to a few products of cheap sql
+// primers skips the read and the separate compute: it is computed under
+// the locks, inside the write transaction (listener/fast_write.cc), and
+// falls back to the steps above when a compute fails, finds no row or is
+// slow.
+//
 // So the transaction that holds key locks and a transaction id lasts from
 // settle to COMMIT: a reader that misses a product waits for a batch's
-// writes, not for its computes, and no compute holds back the xmin horizon.
+// writes, not for its computes (but for a fast write's, each cut off at
+// kFastTimeoutMs), and no long compute holds back the xmin horizon.
 //
 // The changes are consumed by the transaction that writes the products
 // they change: a crash at any point leaves both undone, and the changes

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Where the daemon's database time goes under load: pgbench single-row
+# UPDATEs (16 clients) on a 200k-row table with a kck SQL primer on it (100
+# of its 1000 products stored), the daemon draining, pg_stat_statements
+# (track = top) over one run: the statements with the most execution time,
+# their calls and rows. Also the writers' TPS without the daemon and with
+# it, for context (one run each, not a ratio to trust: see write_path.py).
+#
+# Usage (root or a user that can run initdb): bash bench/daemon_statements.sh [KCK] [SECONDS]
+set -euo pipefail
+
+kck=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/kck}
+seconds=${2:-10}
+source "$(dirname "$0")/cluster.sh"
+start_cluster daemon-statements
+listener=
+bench_cleanup() { if [[ -n $listener ]]; then kill "$listener" 2>/dev/null || true; fi; }
+
+psql "$db" -qXc "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
+"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -w restart -o "-k $dir -c listen_addresses='' -p 5432" >/dev/null
+psql "$db" -qXc "CREATE EXTENSION pg_stat_statements"
+create_t
+cat >"$dir/kck.json" <<'JSON'
+{"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
+  "compute": "SELECT coalesce(sum(v), 0) FROM t WHERE grp = :grp",
+  "depends_on": [{"table": "t", "params": {"grp": "grp"}}]}]}
+JSON
+"$kck" --db "$db" install --config "$dir/kck.json" >/dev/null
+for g in $(seq 1 100); do "$kck" --db "$db" get "grp_sum/$g" >/dev/null; done
+cat >"$dir/update.sql" <<'SQL'
+\set id random(1, 200000)
+UPDATE t SET v = v + 1 WHERE id = :id;
+SQL
+chmod a+r "$dir/update.sql"
+tps() { "${as_pg[@]}" "$bin/pgbench" -n -c 16 -j 2 -T "$1" -f "$dir/update.sql" "$db" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'; }
+
+echo "writers' TPS, 16 clients, ${seconds} s: without a daemon $(tps "$seconds")"
+"$kck" --db "$db" listen --log-level warn >"$dir/listen.log" 2>&1 &
+listener=$!
+sleep 1
+tps 3 >/dev/null  # the daemon catches up and warms up
+psql "$db" -qXc "SELECT pg_stat_statements_reset()" >/dev/null
+echo "writers' TPS, 16 clients, ${seconds} s: with the daemon draining $(tps "$seconds")"
+sleep 1
+psql "$db" -X <<'SQL'
+SELECT calls, round(total_exec_time::numeric) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows,
+       left(regexp_replace(query, '\s+', ' ', 'g'), 80) AS statement
+  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12;
+SQL

@@ -24,12 +24,7 @@ seconds=${3:-6}
 source "$(dirname "$0")/cluster.sh"
 start_cluster capture-parts
 create_t
-cat >"$dir/kck.json" <<'JSON'
-{"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
-  "compute": "SELECT coalesce(sum(v), 0) FROM t WHERE grp = :grp",
-  "depends_on": [{"table": "t", "params": {"grp": "grp"}}]}]}
-JSON
-"$kck" --db "$db" install --config "$dir/kck.json" >/dev/null
+install_grp_sum "$kck"
 psql "$db" -qXc "CREATE TABLE kck.indexed (LIKE kck.changes INCLUDING DEFAULTS, PRIMARY KEY (id))"
 fn=$(psql "$db" -AtXc "SELECT 'kck.' || quote_ident(proname) FROM pg_proc WHERE proname LIKE 'capture:%'")
 psql "$db" -AtXc "SELECT pg_get_functiondef('$fn'::regproc)" >"$dir/full.sql"

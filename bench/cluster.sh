@@ -7,6 +7,8 @@
 #                        and removes $dir on exit (after bench_cleanup, if
 #                        the script defines it)
 #   create_t             t (id, grp 1..1000, v, note), 200k rows, index on grp
+#   install_grp_sum KCK  kck install of the SQL primer grp_sum/<grp> (sum(v) of
+#                        the group) on t
 
 start_cluster() {
   bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
@@ -36,4 +38,13 @@ INSERT INTO t (grp, note) SELECT 1 + i % 1000, 'row ' || i FROM generate_series(
 CREATE INDEX ON t (grp);
 VACUUM ANALYZE t;
 SQL
+}
+
+install_grp_sum() {
+  cat >"$dir/kck.json" <<'JSON'
+{"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
+  "compute": "SELECT coalesce(sum(v), 0) FROM t WHERE grp = :grp",
+  "depends_on": [{"table": "t", "params": {"grp": "grp"}}]}]}
+JSON
+  "$1" --db "$db" install --config "$dir/kck.json" >/dev/null
 }

@@ -20,12 +20,7 @@ psql "$db" -qXc "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements
 "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -w restart -o "-k $dir -c listen_addresses='' -p 5432" >/dev/null
 psql "$db" -qXc "CREATE EXTENSION pg_stat_statements"
 create_t
-cat >"$dir/kck.json" <<'JSON'
-{"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
-  "compute": "SELECT coalesce(sum(v), 0) FROM t WHERE grp = :grp",
-  "depends_on": [{"table": "t", "params": {"grp": "grp"}}]}]}
-JSON
-"$kck" --db "$db" install --config "$dir/kck.json" >/dev/null
+install_grp_sum "$kck"
 for g in $(seq 1 100); do "$kck" --db "$db" get "grp_sum/$g" >/dev/null; done
 cat >"$dir/update.sql" <<'SQL'
 \set id random(1, 200000)

@@ -57,7 +57,7 @@ bool FastStatements(const Plan& plan, int64_t claim, Statements* out) {
   out->emplace_back("BEGIN", pg::Params{});
   out->emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{pg::ArrayLiteral(keys)});
   out->emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(claim)});
-  out->emplace_back("SELECT set_config('statement_timeout', $1, true)", pg::Params{std::to_string(kFastTimeoutMs)});
+  out->emplace_back(sql::File("daemon_fast_timeout.sql"), pg::Params{std::to_string(kFastTimeoutMs)});
   for (const auto& [key, work] : plan.keys) {
     auto statement = ComputeWrite(key, *work.primer);
     if (!statement.ok()) return false;

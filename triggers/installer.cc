@@ -389,7 +389,7 @@ Status ReadOtherTables(pg::Connection& conn, const std::vector<PrimerSpec>& merg
 using ClientComputes = std::map<std::string, std::optional<std::string>>;
 
 StatusOr<ClientComputes> ReadClientComputes(pg::Connection& conn) {
-  auto rows = conn.Exec("SELECT name, client_compute FROM kck.primers");
+  auto rows = conn.Exec(std::string(sql::File("installer_client_computes.sql")));
   if (!rows.ok()) return rows.status();
   ClientComputes out;
   for (int i = 0; i < rows->rows(); ++i) out[std::string(rows->get(i, 0))] = rows->get_opt(i, 1);
@@ -406,8 +406,8 @@ StatusOr<std::optional<std::string>> ClientComputeOf(const PrimerSpec& p) {
 
 // Registers the config's primers and removes its source's others. A primer
 // registered before schema 11 gets its client compute (same spec: "unchanged").
-Status WriteRegistry(Runner& run, pg::Connection& conn, const Config& config, const std::vector<PrimerSpec>& registered,
-                     InstallReport& report) {
+Status WriteRegistry(Runner& run, pg::Connection& conn, const Config& config,
+                     const std::vector<PrimerSpec>& registered, InstallReport& report) {
   std::map<std::string, const PrimerSpec*> before;
   for (const auto& p : registered) before[p.name] = &p;
   auto stored_clients = ReadClientComputes(conn);
@@ -421,7 +421,7 @@ Status WriteRegistry(Runner& run, pg::Connection& conn, const Config& config, co
     auto it = before.find(p.name);
     if (it != before.end() && PrimerToJson(*it->second).dump() == spec) {
       if ((*stored_clients)[p.name] != *client) {
-        KCK_RETURN_IF_ERROR(run.Exec("UPDATE kck.primers SET client_compute = $2 WHERE name = $1", {p.name, *client}));
+        KCK_RETURN_IF_ERROR(run.Exec(std::string(sql::File("installer_client_compute.sql")), {p.name, *client}));
       }
       report.lines.push_back("primer " + p.name + ": unchanged");
       continue;

@@ -139,3 +139,18 @@ def test_a_primer_registered_before_schema_11_is_computed_by_the_binary(sql_prim
     assert sql_primer.get("cfg_count/1") == 2
     assert ran == [["get", "cfg_count/1"]]
     assert _stored("cfg_count/1") == [("2", 1)]
+
+
+def test_a_miss_nested_in_a_python_primers_compute_is_computed_in_its_transaction(sql_primer, no_binary):
+    from kck import Primer, isolated_registry
+
+    with isolated_registry():
+        class Outer(Primer):
+            key = "cfg_outer"
+
+            def compute(self, key):
+                return {"inner": Cache.get_instance().get("cfg_count/1")}
+
+        assert sql_primer.get("cfg_outer") == {"inner": 2}
+    assert _stored("cfg_count/1") == [("2", 1)]
+    assert query("SELECT value::text FROM kck.cache WHERE key = 'cfg_outer'") == [('{"inner": 2}',)]

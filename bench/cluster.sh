@@ -7,8 +7,9 @@
 #                        and removes $dir on exit (after bench_cleanup, if
 #                        the script defines it)
 #   create_t             t (id, grp 1..1000, v, note), 200k rows, index on grp
-#   install_grp_sum KCK  kck install of the SQL primer grp_sum/<grp> (sum(v) of
-#                        the group) on t
+#   install_grp_sum KCK [COMPUTE]
+#                        kck install of the SQL primer grp_sum/<grp> on t;
+#                        its compute defaults to the sum of v in the group
 
 start_cluster() {
   bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
@@ -41,9 +42,10 @@ SQL
 }
 
 install_grp_sum() {
-  cat >"$dir/kck.json" <<'JSON'
+  local compute=${2:-"SELECT coalesce(sum(v), 0) FROM t WHERE grp = :grp"}
+  cat >"$dir/kck.json" <<JSON
 {"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
-  "compute": "SELECT coalesce(sum(v), 0) FROM t WHERE grp = :grp",
+  "compute": "$compute",
   "depends_on": [{"table": "t", "params": {"grp": "grp"}}]}]}
 JSON
   "$1" --db "$db" install --config "$dir/kck.json" >/dev/null

@@ -23,12 +23,7 @@ bench_cleanup() {
 source "$(dirname "$0")/cluster.sh"
 start_cluster held-horizon
 create_t
-cat >"$dir/kck.json" <<'JSON'
-{"primers": [{"name": "grp_sum", "parameters": [{"name": "grp", "type": "int"}],
-  "compute": "SELECT jsonb_build_object('n', count(*), 'sum', sum(v)) FROM t WHERE grp = :grp",
-  "depends_on": [{"table": "t", "params": {"grp": "grp"}}]}]}
-JSON
-"$kck" --db "$db" install --config "$dir/kck.json" >/dev/null
+install_grp_sum "$kck" "SELECT jsonb_build_object('n', count(*), 'sum', sum(v)) FROM t WHERE grp = :grp"
 "$kck" --db "$db" refresh $(for i in $(seq 1 100); do echo -n "grp_sum/$i "; done) >/dev/null
 for _ in $(seq 1 "$daemons"); do
   "$kck" --db "$db" --log-level warn listen >>"$dir/daemons.log" 2>&1 &

@@ -49,22 +49,23 @@ StatusOr<AsyncConnection::Statement> ComputeWrite(const std::string& key, const 
   return AsyncConnection::Statement(primer.compute_write, std::move(params));
 }
 
-// The batch's statements from BEGIN to COMMIT; false when a key cannot be
-// bound (the normal path reports it).
-bool FastStatements(const Plan& plan, int64_t claim, Statements* out) {
+// The batch's statements from BEGIN to COMMIT, and the index of the first
+// key's; nullopt when a key cannot be bound (the normal path reports it).
+std::optional<size_t> FastStatements(const Plan& plan, int64_t claim, Statements* out) {
   std::vector<std::string> keys;
   for (const auto& [key, work] : plan.keys) keys.push_back(key);
   out->emplace_back("BEGIN", pg::Params{});
   out->emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{pg::ArrayLiteral(keys)});
   out->emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(claim)});
   out->emplace_back(sql::File("daemon_fast_timeout.sql"), pg::Params{std::to_string(kFastTimeoutMs)});
+  const size_t first = out->size();
   for (const auto& [key, work] : plan.keys) {
     auto statement = ComputeWrite(key, *work.primer);
-    if (!statement.ok()) return false;
+    if (!statement.ok()) return std::nullopt;
     out->push_back(std::move(*statement));
   }
   out->emplace_back("COMMIT", pg::Params{});
-  return true;
+  return first;
 }
 
 // Whether one transaction made every change: the daemon is not under load.
@@ -96,8 +97,8 @@ bool Executor::FastEligible(const Batch& batch) const {
 Task<StatusOr<bool>> Executor::FastWrite(Batch& batch) {
   ++progress_;
   Statements all;
-  if (!FastStatements(batch.plan, batch.claim, &all)) co_return false;
-  const size_t first = 4;  // after BEGIN, the locks, the consumption and the timeout
+  const std::optional<size_t> first = FastStatements(batch.plan, batch.claim, &all);
+  if (!first) co_return false;
   // The steps the normal path passes, so that tests can cut or pause here too.
   co_await fault::At("compute", main_);
   co_await fault::At("lock", main_);
@@ -117,7 +118,7 @@ Task<StatusOr<bool>> Executor::FastWrite(Batch& batch) {
     if (!back.ok()) co_return back.status();
     co_return false;
   }
-  TallyFast(*done, first, batch);
+  TallyFast(*done, *first, batch);
   co_return true;
 }
 

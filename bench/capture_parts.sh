@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Where a writer's capture cost goes: pgbench single-row UPDATEs (16
-# clients, synchronous_commit=off, so CPU-bound) on a 200k-row table with a
-# kck SQL primer on it, the generated capture function swapped for cut-down
-# variants, interleaved in rounds; each variant's TPS as a ratio to the same
-# round's run without triggers (median and min-max of the rounds).
+# Where a writer's capture cost goes: single-row UPDATEs on a 200k-row table
+# with a kck SQL primer on it, the generated capture function swapped for
+# cut-down variants (and for another build's, and PgQ's trigger), interleaved
+# in rounds. Two measures per variant and round:
+#   - pgbench TPS at 16 clients, synchronous_commit=off (so CPU-bound), as a
+#     ratio to the same round's run without triggers;
+#   - microseconds per UPDATE in one backend (a DO loop of single-row
+#     UPDATEs, no commit between them), less the same round's run without
+#     triggers: the capture's own CPU, with far less noise than TPS.
+# Each is reported as the median and min-max of the rounds.
 #
 #   none    triggers disabled
 #   empty   the capture triggers with a function that only returns
@@ -14,19 +19,37 @@
 #           plpgsql BEGIN ... EXCEPTION block: a subtransaction per statement)
 #   nowake  the generated capture function without its wake-up test
 #   full    the generated capture function
+#   base    the capture function BASELINE_KCK generates (when given)
+#   pgq     PgQ's row trigger pgq.logutriga into a queue (when the extension
+#           is installed: Debian's postgresql-15-pgq3)
 #
-# Usage (root or a user that can run initdb): bash bench/capture_parts.sh [KCK] [ROUNDS] [SECONDS]
+# Usage (root or a user that can run initdb):
+#   bash bench/capture_parts.sh [KCK] [ROUNDS] [SECONDS] [BASELINE_KCK] [LOOP_UPDATES]
 set -euo pipefail
 
 kck=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/kck}
 rounds=${2:-3}
 seconds=${3:-6}
+baseline=${4:-}
+loop=${5:-20000}
 source "$(dirname "$0")/cluster.sh"
 start_cluster capture-parts
 create_t
 install_grp_sum "$kck"
 psql "$db" -qXc "CREATE TABLE kck.indexed (LIKE kck.changes INCLUDING DEFAULTS, PRIMARY KEY (id))"
 fn=$(psql "$db" -AtXc "SELECT 'kck.' || quote_ident(proname) FROM pg_proc WHERE proname LIKE 'capture:%'")
+variants=(none empty indexed part nocheck nowake full)
+if [[ -n $baseline ]]; then
+  install_grp_sum "$baseline"
+  psql "$db" -AtXc "SELECT pg_get_functiondef('$fn'::regproc)" >"$dir/base.sql"
+  install_grp_sum "$kck"
+  variants+=(base)
+fi
+if psql "$db" -qXc "CREATE EXTENSION pgq" -c "SELECT pgq.create_queue('bench')" >/dev/null 2>&1; then
+  variants+=(pgq)
+else
+  echo "(no pgq: the extension is not installed; apt-get install postgresql-15-pgq3 adds it)"
+fi
 psql "$db" -AtXc "SELECT pg_get_functiondef('$fn'::regproc)" >"$dir/full.sql"
 
 # The variants keep the function's header (SECURITY DEFINER, SET search_path).
@@ -62,32 +85,55 @@ without nowake "  -- At most one wake-up" "  END IF;
 "
 printf '\\set id random(1, 200000)\nUPDATE t SET v = v + 1 WHERE id = :id;\n' >"$dir/update.sql"
 
-variants=(none empty indexed part nocheck nowake full)
-declare -A ratios
-echo "pgbench -c 16 -j 2 -T $seconds, synchronous_commit=off, $rounds rounds; TPS (ratio to none)"
+declare -A ratios micros
+# Puts variant $1 in place: the capture triggers with its function, PgQ's
+# trigger alone, or no trigger.
+use_variant() {
+  psql "$db" -qXc "DROP TRIGGER IF EXISTS bench_pgq ON t"
+  case $1 in
+    none) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" ;;
+    pgq) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" \
+      -c "CREATE TRIGGER bench_pgq AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('bench')" ;;
+    *) psql "$db" -qXc "ALTER TABLE t ENABLE TRIGGER USER" -f "$dir/$1.sql" ;;
+  esac
+  psql "$db" -qXc "TRUNCATE kck.changes, kck.indexed" -c "VACUUM t" -c "CHECKPOINT"
+}
+# Microseconds per single-row UPDATE in one backend.
+loop_us() {
+  local ms
+  ms=$(psql "$db" -AtX -c "SET synchronous_commit = off" -c '\timing on' \
+    -c "DO \$\$ BEGIN FOR i IN 1..$loop LOOP UPDATE t SET v = v + 1 WHERE id = 1 + (i * 7919) % 200000; END LOOP; END \$\$" |
+    awk '/^Time:/ {print $2}')
+  python3 -c "print(f'{$ms * 1000 / $loop:.2f}')"
+}
+echo "per round: pgbench -c 16 -j 2 -T $seconds TPS (ratio to none); then us per UPDATE in a loop of $loop (less none's)"
 for ((r = 1; r <= rounds; r++)); do
   line="round $r:"
   base=0
+  base_us=0
   for v in "${variants[@]}"; do
-    if [[ $v == none ]]; then
-      psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER"
-    else
-      psql "$db" -qXc "ALTER TABLE t ENABLE TRIGGER USER" -f "$dir/$v.sql"
-    fi
-    psql "$db" -qXc "TRUNCATE kck.changes, kck.indexed" -c "VACUUM t" -c "CHECKPOINT"
+    use_variant "$v"
     tps=$(PGOPTIONS="-c synchronous_commit=off" "$bin/pgbench" -n -c 16 -j 2 -T "$seconds" -f "$dir/update.sql" "$db" \
       2>/dev/null | awk '/^tps =/ {print int($3); exit}')
-    [[ $v == none ]] && base=$tps
+    us=$(loop_us)
+    if [[ $v == none ]]; then
+      base=$tps
+      base_us=$us
+    fi
     ratio=$(python3 -c "print(f'{$tps / $base:.2f}')")
+    extra=$(python3 -c "print(f'{$us - $base_us:.2f}')")
     ratios[$v]+="$ratio "
-    line+="  $v $tps ($ratio)"
+    micros[$v]+="$extra "
+    line+="  $v $tps ($ratio) +${extra}us"
   done
   echo "$line"
 done
-echo "median (min-max) of the per-round ratios:"
+echo "median (min-max) of the per-round TPS ratios, and of the capture's us per UPDATE:"
 for v in "${variants[@]}"; do
   python3 -c "
 import statistics, sys
 r = [float(x) for x in sys.argv[2].split()]
-print(f'  {sys.argv[1]:8} {statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})')" "$v" "${ratios[$v]}"
+u = [float(x) for x in sys.argv[3].split()]
+print(f'  {sys.argv[1]:8} {statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})'
+      f'   +{statistics.median(u):5.2f} us ({min(u):.2f}-{max(u):.2f})')" "$v" "${ratios[$v]}" "${micros[$v]}"
 done

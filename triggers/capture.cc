@@ -87,9 +87,16 @@ struct Gen {
   // Aliases are kck_-prefixed so they cannot collide with user column names.
   std::string RowImage(const std::string& alias) const { return Image(row_cols, alias, q, whole); }
   // With no primary key rows cannot be paired: always bulk form.
+  bool AlwaysBulk() const { return spec.key_columns.empty(); }
   std::string IsBulk(const std::string& transition) const {
-    if (spec.key_columns.empty()) return "true";
+    if (AlwaysBulk()) return "true";
     return "EXISTS (SELECT 1 FROM " + transition + " OFFSET " + std::to_string(kBulkRows) + ")";
+  }
+  // The row images of at most kBulkRows + 1 rows of a transition table, in
+  // its order: one more than a row change holds tells a bulk statement.
+  std::string Images(const std::string& transition, const std::string& alias) const {
+    return "ARRAY(SELECT " + RowImage(alias) + " FROM " + transition + " " + alias + " LIMIT " +
+           std::to_string(kBulkRows + 1) + ")";
   }
   // Reads every captured column of a transition table and no row.
   std::string Check(const std::string& transition, const std::string& alias) const {
@@ -121,36 +128,82 @@ std::string CheckBlock(const Gen& g) {
 }
 
 // INSERT and DELETE have one transition table each and one image column.
+// A statement of at most kBulkRows rows is one statement's work: its images
+// are gathered once (LIMIT kBulkRows + 1) and inserted when there are few
+// enough; a bulk statement finds nothing inserted and is recorded in bulk
+// form. (One statement instead of a size test and an insert: each costs a
+// writer an executor start-up; bench/capture_parts.sh.)
 std::string OneSided(const Gen& g, const std::string& tg_op, char op, const std::string& column,
                      const std::string& transition, const std::string& alias) {
   const std::string insert = "INSERT INTO " + g.target + " (tbl, op, " + column + ") SELECT " + g.tbl + ", '" + op + "', ";
-  return "  ELSIF TG_OP = '" + tg_op + "' THEN\n" +
-         "    IF " + g.IsBulk(transition) + " THEN\n" +
+  std::string out = "  ELSIF TG_OP = '" + tg_op + "' THEN\n";
+  if (g.AlwaysBulk()) return out + "    " + insert + g.Bulk(transition + " kck_x") + ";\n";
+  return out + "    " + insert + "kck_i FROM (SELECT " + g.Images(transition, alias) +
+         " AS kck_is OFFSET 0) kck_a, unnest(kck_a.kck_is) AS kck_i WHERE cardinality(kck_a.kck_is) <= " +
+         std::to_string(kBulkRows) + ";\n" +
+         "    IF NOT FOUND AND " + g.IsBulk(transition) + " THEN\n" +
          "      " + insert + g.Bulk(transition + " kck_x") + ";\n" +
-         "    ELSE\n" +
-         "      " + insert + g.RowImage(alias) + " FROM " + transition + " " + alias + ";\n" +
          "    END IF;\n";
 }
 
-// UPDATE: rows paired by primary key, or the distinct images of both sides.
-std::string Update(const Gen& g) {
-  std::vector<std::string> join_on;
-  for (const auto& k : g.spec.key_columns) join_on.push_back("kck_o." + g.q.ident(k) + " = kck_n." + g.q.ident(k));
-  const std::string insert = "INSERT INTO " + g.target + " (tbl, op, old, new) SELECT " + g.tbl + ", 'U', ";
+// The UPDATE of a bulk statement: the distinct images of both sides.
+std::string BulkUpdate(const Gen& g, const std::string& insert) {
   const std::string moved_rows = g.UnchangedProductsSkipped() ? " WHERE EXISTS (SELECT FROM " +
                                                                     g.UpdatedRows("kck_new", "kck_old") + ")"
                                                               : "";
+  return insert + g.Bulk(g.UpdatedRows("kck_old", "kck_new")) + ", " + g.Bulk(g.UpdatedRows("kck_new", "kck_old")) +
+         moved_rows + ";\n";
+}
+
+// The rows of an UPDATE paired by primary key.
+std::string PairedByKey(const Gen& g, const std::string& insert) {
+  std::vector<std::string> join_on;
+  for (const auto& k : g.spec.key_columns) join_on.push_back("kck_o." + g.q.ident(k) + " = kck_n." + g.q.ident(k));
   const std::string moved_pairs =
       g.UnchangedProductsSkipped() ? " WHERE kck_o.version IS DISTINCT FROM kck_n.version" : "";
-  return "  ELSE\n"
-         "    IF " + g.IsBulk("kck_new") + " THEN\n" +
-         "      " + insert + g.Bulk(g.UpdatedRows("kck_old", "kck_new")) + ", " +
-         g.Bulk(g.UpdatedRows("kck_new", "kck_old")) + moved_rows + ";\n" +
-         "    ELSE\n" +
-         "      " + insert + "CASE WHEN kck_o IS NULL THEN NULL ELSE " + g.RowImage("kck_o") +
+  return insert + "CASE WHEN kck_o IS NULL THEN NULL ELSE " + g.RowImage("kck_o") +
          " END, CASE WHEN kck_n IS NULL THEN NULL ELSE " + g.RowImage("kck_n") +
          " END FROM kck_old kck_o FULL JOIN kck_new kck_n ON " +
-         (join_on.empty() ? std::string("false") : Join(join_on, " AND ")) + moved_pairs + ";\n" +
+         (join_on.empty() ? std::string("false") : Join(join_on, " AND ")) + moved_pairs + ";\n";
+}
+
+// The rows of an UPDATE paired by position. PostgreSQL appends each updated
+// row's old and new images to the two transition tables together, so the
+// n-th rows of both are one row's before and after, also when the primary
+// key changed. One exception leaves the tables uneven: a row moved to
+// another partition whose BEFORE INSERT trigger skipped it has an old image
+// only. Then, and for a bulk statement, nothing is inserted here.
+std::string PairedByPosition(const Gen& g, const std::string& insert) {
+  const std::string most = std::to_string(kBulkRows);
+  return insert + "kck_a.kck_uo, kck_a.kck_un FROM (SELECT " + g.Images("kck_old", "kck_o") + " AS kck_os, " +
+         g.Images("kck_new", "kck_n") +
+         " AS kck_ns OFFSET 0) kck_p, unnest(kck_p.kck_os, kck_p.kck_ns) AS kck_a (kck_uo, kck_un) "
+         "WHERE cardinality(kck_p.kck_os) = cardinality(kck_p.kck_ns) AND cardinality(kck_p.kck_ns) <= " +
+         most + ";\n";
+}
+
+// UPDATE: rows paired by position (or by primary key when the transition
+// tables are uneven), or the distinct images of both sides. Products of
+// products pair by key, as their pairs filter on the version.
+std::string Update(const Gen& g) {
+  const std::string insert = "INSERT INTO " + g.target + " (tbl, op, old, new) SELECT " + g.tbl + ", 'U', ";
+  if (g.AlwaysBulk()) return "  ELSE\n    " + BulkUpdate(g, insert);
+  if (g.UnchangedProductsSkipped()) {
+    return "  ELSE\n"
+           "    IF " + g.IsBulk("kck_new") + " THEN\n" +
+           "      " + BulkUpdate(g, insert) +
+           "    ELSE\n" +
+           "      " + PairedByKey(g, insert) +
+           "    END IF;\n";
+  }
+  return "  ELSE\n"
+         "    " + PairedByPosition(g, insert) +
+         "    IF NOT FOUND THEN\n" +
+         "      IF " + g.IsBulk("kck_new") + " THEN\n" +
+         "        " + BulkUpdate(g, insert) +
+         "      ELSE\n" +
+         "        " + PairedByKey(g, insert) +
+         "      END IF;\n" +
          "    END IF;\n";
 }
 
@@ -199,8 +252,9 @@ std::string Body(const Gen& g) {
   }
   body += "  END CASE;\n";
   body += "  -- At most one wake-up per statement, and only while a daemon may wait:\n";
-  body += "  -- kck.must_notify() inlined (sql/006_wake_flag.sql).\n";
-  body += "  IF FOUND AND (SELECT last_value = 1 FROM kck.daemon_waiting) THEN\n";
+  body += "  -- kck.must_notify() inlined (sql/006_wake_flag.sql), as a function call,\n";
+  body += "  -- which plpgsql evaluates without starting an executor.\n";
+  body += "  IF FOUND AND pg_sequence_last_value('kck.daemon_waiting') = 1 THEN\n";
   body += "    PERFORM pg_notify('kck', '');\n";
   body += "  END IF;\n";
   body += "  RETURN NULL;\n";

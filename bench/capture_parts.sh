@@ -89,13 +89,16 @@ declare -A ratios micros
 # Puts variant $1 in place: the capture triggers with its function, PgQ's
 # trigger alone, or no trigger.
 use_variant() {
-  psql "$db" -qXc "DROP TRIGGER IF EXISTS bench_pgq ON t"
+  PGOPTIONS="-c client_min_messages=warning" psql "$db" -qXc "DROP TRIGGER IF EXISTS bench_pgq ON t"
   case $1 in
     none) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" ;;
     pgq) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" \
       -c "CREATE TRIGGER bench_pgq AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('bench')" ;;
     *) psql "$db" -qXc "ALTER TABLE t ENABLE TRIGGER USER" -f "$dir/$1.sql" ;;
   esac
+}
+# Empties the outbox and readies t for a measurement.
+settle() {
   psql "$db" -qXc "TRUNCATE kck.changes, kck.indexed" -c "VACUUM t" -c "CHECKPOINT"
 }
 # Microseconds per single-row UPDATE in one backend.
@@ -106,16 +109,18 @@ loop_us() {
     awk '/^Time:/ {print $2}')
   python3 -c "print(f'{$ms * 1000 / $loop:.2f}')"
 }
-echo "per round: pgbench -c 16 -j 2 -T $seconds TPS (ratio to none); then us per UPDATE in a loop of $loop (less none's)"
+echo "per round: pgbench -c 16 -j 2 -T $seconds TPS (ratio to none), and us per UPDATE in a loop of $loop (less none's)"
 for ((r = 1; r <= rounds; r++)); do
   line="round $r:"
   base=0
   base_us=0
   for v in "${variants[@]}"; do
     use_variant "$v"
+    settle
+    us=$(loop_us)
+    settle
     tps=$(PGOPTIONS="-c synchronous_commit=off" "$bin/pgbench" -n -c 16 -j 2 -T "$seconds" -f "$dir/update.sql" "$db" \
       2>/dev/null | awk '/^tps =/ {print int($3); exit}')
-    us=$(loop_us)
     if [[ $v == none ]]; then
       base=$tps
       base_us=$us
@@ -137,3 +142,12 @@ u = [float(x) for x in sys.argv[3].split()]
 print(f'  {sys.argv[1]:8} {statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})'
       f'   +{statistics.median(u):5.2f} us ({min(u):.2f}-{max(u):.2f})')" "$v" "${ratios[$v]}" "${micros[$v]}"
 done
+if [[ -n $baseline ]]; then
+  python3 -c "
+import statistics, sys
+t = [float(x) / float(y) for x, y in zip(sys.argv[1].split(), sys.argv[2].split())]
+u = [float(x) / float(y) for x, y in zip(sys.argv[3].split(), sys.argv[4].split())]
+print(f'full / base, paired within each round: TPS ratio {statistics.median(t):.2f}x ({min(t):.2f}-{max(t):.2f}),'
+      f' capture us per UPDATE {statistics.median(u):.2f}x ({min(u):.2f}-{max(u):.2f})')" \
+    "${ratios[full]}" "${ratios[base]}" "${micros[full]}" "${micros[base]}"
+fi

@@ -5,8 +5,8 @@
 # in rounds. Two measures per variant and round:
 #   - pgbench TPS at 16 clients, synchronous_commit=off (so CPU-bound), as a
 #     ratio to the same round's run without triggers;
-#   - microseconds per UPDATE in one backend (a DO loop of single-row
-#     UPDATEs, no commit between them), less the same round's run without
+#   - microseconds per UPDATE and per INSERT in one backend (DO loops of single-row
+#     statements, no commit between them), less the same round's run without
 #     triggers: the capture's own CPU, with far less noise than TPS.
 # Each is reported as the median and min-max of the rounds.
 #
@@ -85,7 +85,7 @@ without nowake "  -- At most one wake-up" "  END IF;
 "
 printf '\\set id random(1, 200000)\nUPDATE t SET v = v + 1 WHERE id = :id;\n' >"$dir/update.sql"
 
-declare -A ratios micros
+declare -A ratios micros inserts
 # Puts variant $1 in place: the capture triggers with its function, PgQ's
 # trigger alone, or no trigger.
 use_variant() {
@@ -101,15 +101,14 @@ use_variant() {
 settle() {
   psql "$db" -qXc "TRUNCATE kck.changes, kck.indexed" -c "VACUUM t" -c "CHECKPOINT"
 }
-# Microseconds per single-row UPDATE in one backend.
+# Microseconds per single-row statement ($1) in one backend.
 loop_us() {
   local ms
   ms=$(psql "$db" -AtX -c "SET synchronous_commit = off" -c '\timing on' \
-    -c "DO \$\$ BEGIN FOR i IN 1..$loop LOOP UPDATE t SET v = v + 1 WHERE id = 1 + (i * 7919) % 200000; END LOOP; END \$\$" |
-    awk '/^Time:/ {print $2}')
+    -c "DO \$\$ BEGIN FOR i IN 1..$loop LOOP $1; END LOOP; END \$\$" | awk '/^Time:/ {print $2}')
   python3 -c "print(f'{$ms * 1000 / $loop:.2f}')"
 }
-echo "per round: pgbench -c 16 -j 2 -T $seconds TPS (ratio to none), and us per UPDATE in a loop of $loop (less none's)"
+echo "per round: pgbench -c 16 -j 2 -T $seconds TPS (ratio to none), then us per UPDATE and per INSERT in loops of $loop (less none's)"
 for ((r = 1; r <= rounds; r++)); do
   line="round $r:"
   base=0
@@ -117,37 +116,45 @@ for ((r = 1; r <= rounds; r++)); do
   for v in "${variants[@]}"; do
     use_variant "$v"
     settle
-    us=$(loop_us)
+    us=$(loop_us "UPDATE t SET v = v + 1 WHERE id = 1 + (i * 7919) % 200000")
+    ins=$(loop_us "INSERT INTO t (grp) VALUES (1 + i % 1000)")
+    psql "$db" -qXc "DELETE FROM t WHERE id > 200000"
     settle
     tps=$(PGOPTIONS="-c synchronous_commit=off" "$bin/pgbench" -n -c 16 -j 2 -T "$seconds" -f "$dir/update.sql" "$db" \
       2>/dev/null | awk '/^tps =/ {print int($3); exit}')
     if [[ $v == none ]]; then
       base=$tps
       base_us=$us
+      base_ins=$ins
     fi
     ratio=$(python3 -c "print(f'{$tps / $base:.2f}')")
     extra=$(python3 -c "print(f'{$us - $base_us:.2f}')")
     ratios[$v]+="$ratio "
+    extra_ins=$(python3 -c "print(f'{$ins - $base_ins:.2f}')")
     micros[$v]+="$extra "
-    line+="  $v $tps ($ratio) +${extra}us"
+    inserts[$v]+="$extra_ins "
+    line+="  $v $tps ($ratio) +${extra}us +${extra_ins}us"
   done
   echo "$line"
 done
-echo "median (min-max) of the per-round TPS ratios, and of the capture's us per UPDATE:"
+echo "median (min-max) of the per-round TPS ratios, and of the capture's us per UPDATE and per INSERT:"
 for v in "${variants[@]}"; do
   python3 -c "
 import statistics, sys
-r = [float(x) for x in sys.argv[2].split()]
-u = [float(x) for x in sys.argv[3].split()]
+r, u, i = ([float(x) for x in a.split()] for a in sys.argv[2:5])
 print(f'  {sys.argv[1]:8} {statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})'
-      f'   +{statistics.median(u):5.2f} us ({min(u):.2f}-{max(u):.2f})')" "$v" "${ratios[$v]}" "${micros[$v]}"
+      f'   update +{statistics.median(u):5.2f} us ({min(u):.2f}-{max(u):.2f})'
+      f'   insert +{statistics.median(i):5.2f} us ({min(i):.2f}-{max(i):.2f})')" \
+    "$v" "${ratios[$v]}" "${micros[$v]}" "${inserts[$v]}"
 done
 if [[ -n $baseline ]]; then
   python3 -c "
 import statistics, sys
 t = [float(x) / float(y) for x, y in zip(sys.argv[1].split(), sys.argv[2].split())]
 u = [float(x) / float(y) for x, y in zip(sys.argv[3].split(), sys.argv[4].split())]
+i = [float(x) / float(y) for x, y in zip(sys.argv[5].split(), sys.argv[6].split())]
 print(f'full / base, paired within each round: TPS ratio {statistics.median(t):.2f}x ({min(t):.2f}-{max(t):.2f}),'
-      f' capture us per UPDATE {statistics.median(u):.2f}x ({min(u):.2f}-{max(u):.2f})')" \
-    "${ratios[full]}" "${ratios[base]}" "${micros[full]}" "${micros[base]}"
+      f' capture us per UPDATE {statistics.median(u):.2f}x ({min(u):.2f}-{max(u):.2f}),'
+      f' per INSERT {statistics.median(i):.2f}x ({min(i):.2f}-{max(i):.2f})')" \
+    "${ratios[full]}" "${ratios[base]}" "${micros[full]}" "${micros[base]}" "${inserts[full]}" "${inserts[base]}"
 fi

@@ -2,12 +2,14 @@
 # Where a writer's capture cost goes: single-row UPDATEs on a 200k-row table
 # with a kck SQL primer on it, the generated capture function swapped for
 # cut-down variants (and for another build's, and PgQ's trigger), interleaved
-# in rounds. Two measures per variant and round:
+# in rounds. Three measures per variant and round:
 #   - pgbench TPS at 16 clients, synchronous_commit=off (so CPU-bound), as a
 #     ratio to the same round's run without triggers;
 #   - microseconds per UPDATE and per INSERT in one backend (DO loops of single-row
 #     statements, no commit between them), less the same round's run without
-#     triggers: the capture's own CPU, with far less noise than TPS.
+#     triggers: the capture's own CPU, with far less noise than TPS;
+#   - the trigger function's own time per call during the pgbench run
+#     (track_functions), where caches run cold.
 # Each is reported as the median and min-max of the rounds.
 #
 #   none    triggers disabled
@@ -85,7 +87,7 @@ without nowake "  -- At most one wake-up" "  END IF;
 "
 printf '\\set id random(1, 200000)\nUPDATE t SET v = v + 1 WHERE id = :id;\n' >"$dir/update.sql"
 
-declare -A ratios micros inserts
+declare -A ratios micros inserts calls
 # Puts variant $1 in place: the capture triggers with its function, PgQ's
 # trigger alone, or no trigger.
 use_variant() {
@@ -108,7 +110,16 @@ loop_us() {
     -c "DO \$\$ BEGIN FOR i IN 1..$loop LOOP $1; END LOOP; END \$\$" | awk '/^Time:/ {print $2}')
   python3 -c "print(f'{$ms * 1000 / $loop:.2f}')"
 }
-echo "per round: pgbench -c 16 -j 2 -T $seconds TPS (ratio to none), then us per UPDATE and per INSERT in loops of $loop (less none's)"
+# The trigger function's own time per call during the pgbench run
+# (track_functions): what it costs in a 16-client run, caches cold, where
+# the loops above run hot. It leaves out what firing the trigger costs
+# around the function (transition tables, PgQ's per-row event queue).
+function_us() {
+  sleep 0.6  # a backend reports its counts at most every 500 ms
+  psql "$db" -AtXc "SELECT coalesce(round(sum(self_time)::numeric * 1000 / nullif(sum(calls), 0), 2)::text, '0')
+                      FROM pg_stat_user_functions WHERE funcname LIKE 'capture:%' OR funcname = 'logutriga'"
+}
+echo "per round: pgbench -c 16 -j 2 -T $seconds TPS (ratio to none), then us per UPDATE and per INSERT in loops of $loop (less none's), then the trigger function's us per call in the pgbench run"
 for ((r = 1; r <= rounds; r++)); do
   line="round $r:"
   base=0
@@ -120,8 +131,10 @@ for ((r = 1; r <= rounds; r++)); do
     ins=$(loop_us "INSERT INTO t (grp) VALUES (1 + i % 1000)")
     psql "$db" -qXc "DELETE FROM t WHERE id > 200000"
     settle
-    tps=$(PGOPTIONS="-c synchronous_commit=off" "$bin/pgbench" -n -c 16 -j 2 -T "$seconds" -f "$dir/update.sql" "$db" \
-      2>/dev/null | awk '/^tps =/ {print int($3); exit}')
+    psql "$db" -qAtXc "SELECT pg_stat_reset()" >/dev/null
+    tps=$(PGOPTIONS="-c synchronous_commit=off -c track_functions=all" "$bin/pgbench" -n -c 16 -j 2 -T "$seconds" \
+      -f "$dir/update.sql" "$db" 2>/dev/null | awk '/^tps =/ {print int($3); exit}')
+    call=$(function_us)
     if [[ $v == none ]]; then
       base=$tps
       base_us=$us
@@ -133,19 +146,21 @@ for ((r = 1; r <= rounds; r++)); do
     extra_ins=$(python3 -c "print(f'{$ins - $base_ins:.2f}')")
     micros[$v]+="$extra "
     inserts[$v]+="$extra_ins "
-    line+="  $v $tps ($ratio) +${extra}us +${extra_ins}us"
+    calls[$v]+="$call "
+    line+="  $v $tps ($ratio) +${extra}us +${extra_ins}us ${call}us/call"
   done
   echo "$line"
 done
-echo "median (min-max) of the per-round TPS ratios, and of the capture's us per UPDATE and per INSERT:"
+echo "median (min-max) of the per-round TPS ratios, of the capture's us per UPDATE and per INSERT, and of the function's us per call:"
 for v in "${variants[@]}"; do
   python3 -c "
 import statistics, sys
-r, u, i = ([float(x) for x in a.split()] for a in sys.argv[2:5])
+r, u, i, c = ([float(x) for x in a.split()] for a in sys.argv[2:6])
 print(f'  {sys.argv[1]:8} {statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})'
       f'   update +{statistics.median(u):5.2f} us ({min(u):.2f}-{max(u):.2f})'
-      f'   insert +{statistics.median(i):5.2f} us ({min(i):.2f}-{max(i):.2f})')" \
-    "$v" "${ratios[$v]}" "${micros[$v]}" "${inserts[$v]}"
+      f'   insert +{statistics.median(i):5.2f} us ({min(i):.2f}-{max(i):.2f})'
+      f'   function {statistics.median(c):5.2f} us/call ({min(c):.2f}-{max(c):.2f})')" \
+    "$v" "${ratios[$v]}" "${micros[$v]}" "${inserts[$v]}" "${calls[$v]}"
 done
 if [[ -n $baseline ]]; then
   python3 -c "
@@ -153,8 +168,11 @@ import statistics, sys
 t = [float(x) / float(y) for x, y in zip(sys.argv[1].split(), sys.argv[2].split())]
 u = [float(x) / float(y) for x, y in zip(sys.argv[3].split(), sys.argv[4].split())]
 i = [float(x) / float(y) for x, y in zip(sys.argv[5].split(), sys.argv[6].split())]
+c = [float(x) / float(y) for x, y in zip(sys.argv[7].split(), sys.argv[8].split())]
 print(f'full / base, paired within each round: TPS ratio {statistics.median(t):.2f}x ({min(t):.2f}-{max(t):.2f}),'
       f' capture us per UPDATE {statistics.median(u):.2f}x ({min(u):.2f}-{max(u):.2f}),'
-      f' per INSERT {statistics.median(i):.2f}x ({min(i):.2f}-{max(i):.2f})')" \
-    "${ratios[full]}" "${ratios[base]}" "${micros[full]}" "${micros[base]}" "${inserts[full]}" "${inserts[base]}"
+      f' per INSERT {statistics.median(i):.2f}x ({min(i):.2f}-{max(i):.2f}),'
+      f' function us per call {statistics.median(c):.2f}x ({min(c):.2f}-{max(c):.2f})')" \
+    "${ratios[full]}" "${ratios[base]}" "${micros[full]}" "${micros[base]}" "${inserts[full]}" "${inserts[base]}" \
+    "${calls[full]}" "${calls[base]}"
 fi

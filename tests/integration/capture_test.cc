@@ -114,6 +114,33 @@ TEST_F(CaptureTest, UnevenTransitionTablesArePairedByKey) {
             "1>-,2>2,3>3");
 }
 
+// A table without a primary key cannot pair an UPDATE's rows: every
+// statement, even of one row, is one change in bulk form (the distinct
+// images of the columns rules read), and the products follow.
+TEST_F(CaptureTest, TablesWithoutPrimaryKeyAreCapturedInBulkForm) {
+  MustExec(conn_, "CREATE TABLE book_tag (book_id bigint NOT NULL, tag text NOT NULL); "
+                  "INSERT INTO book_tag SELECT i % 10, 't' || i FROM generate_series(1, 50) i");
+  InstallConfig(conn_, R"json({"primers": [{"name": "tags", "parameters": [{"name": "book_id", "type": "int"}],
+     "compute": "SELECT coalesce(jsonb_agg(tag ORDER BY tag), '[]') FROM book_tag WHERE book_id = :book_id",
+     "depends_on": [{"table": "book_tag", "params": {"book_id": "book_id"}}]}]})json");
+  MustExec(conn_, "INSERT INTO book_tag VALUES (3, 'new')");
+  MustExec(conn_, "UPDATE book_tag SET tag = 'renamed' WHERE tag = 't13'");
+  MustExec(conn_, "DELETE FROM book_tag WHERE tag = 't23'");
+  MustExec(conn_, "UPDATE book_tag SET book_id = 4 WHERE tag = 'new'");
+  EXPECT_EQ(Scalar("SELECT string_agg(op || coalesce(old::text, '-') || coalesce(new::text, '-'), ' ' ORDER BY id) "
+                   "FROM kck.changes"),
+            "I-[{\"book_id\": 3}] U[{\"book_id\": 3}][{\"book_id\": 3}] D[{\"book_id\": 3}]- "
+            "U[{\"book_id\": 3}][{\"book_id\": 4}]");
+  MustExec(conn_, "DELETE FROM kck.changes");
+  Prime(conn_, {"tags/3", "tags/4", "tags/5"});
+  DaemonProcess daemon(conninfo_);
+  ExecAndConverge("INSERT INTO book_tag VALUES (5, 'five')");
+  ExecAndConverge("UPDATE book_tag SET book_id = 5 WHERE tag = 't33'");
+  ExecAndConverge("DELETE FROM book_tag WHERE book_id = 4");
+  EXPECT_EQ(Stored(conn_, "tags/4"), "[]");
+  EXPECT_NE(Stored(conn_, "tags/5").find("t33"), std::string::npos);
+}
+
 // titles/<author> and title_count/<author>, a product of a product.
 const char* kCascadeConfig = R"json({"primers": [
     {"name": "titles", "parameters": [{"name": "author_id", "type": "int"}],

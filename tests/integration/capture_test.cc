@@ -3,6 +3,7 @@
 // depend on products cascade in bulk too, and a schema change under a
 // primer never breaks the application's statements.
 #include <cstdio>
+#include <memory>
 
 #include "daemon_helpers.h"
 
@@ -90,6 +91,45 @@ TEST_F(CaptureTest, UpdatesArePairedRowByRowAlsoWhenThePrimaryKeyChanges) {
   ExecAndConverge("UPDATE store_book SET id = 1009 WHERE id = 9");
   EXPECT_EQ(Stored(conn_, "book/9"), "{}");
   EXPECT_NE(Stored(conn_, "book/1009").find("book 9"), std::string::npos);
+}
+
+// Rows whose primary key changes, one, ten and 120 at a time, under four
+// daemons: products keyed by the key, and a product that augments an
+// update (its value keyed by book id) from the change's own before and
+// after images, all end equal to a recompute.
+TEST_F(CaptureTest, FourDaemonsFollowPrimaryKeyChangesInSingleRowAndBulkUpdates) {
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "book", "parameters": [{"name": "id", "type": "int"}],
+     "compute": "SELECT coalesce((SELECT jsonb_build_object('title', title, 'author_id', author_id) FROM store_book WHERE id = :id), '{}')",
+     "depends_on": [{"table": "store_book", "params": {"id": "id"}}]},
+    {"name": "by_id", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT coalesce(jsonb_object_agg(id::text, title), '{}') FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
+     "augment": {"store_book": {"update": "SELECT (:value - (:old->>'id')) || jsonb_build_object(:new->>'id', :new->>'title')"}}}]})json");
+  std::vector<std::string> keys;
+  for (int a = 1; a <= 20; ++a) keys.push_back("by_id/" + std::to_string(a));
+  for (int b = 1; b <= 200; b += 7) keys.push_back("book/" + std::to_string(b));
+  Prime(conn_, keys);
+  std::vector<std::unique_ptr<DaemonProcess>> daemons;
+  for (int i = 0; i < 4; ++i) daemons.push_back(std::make_unique<DaemonProcess>(conninfo_));
+  for (int i = 1; i <= 60; ++i) {
+    const std::string id = std::to_string(i * 3);
+    if (i % 20 == 0) {  // 120 rows' keys move at once: one bulk change
+      MustExec(conn_, "UPDATE store_book SET id = id + 10000, title = title || '+' WHERE id IN "
+                      "(SELECT id FROM store_book ORDER BY id LIMIT 120)");
+    } else if (i % 10 == 5) {  // an author's rows (about 10) at once: row changes paired by position
+      MustExec(conn_, "UPDATE store_book SET id = id + 2000, title = title || '#' WHERE id < 1000 AND author_id = " +
+                          std::to_string(1 + i % 20));
+    } else if (i % 2 == 0) {
+      MustExec(conn_, "UPDATE store_book SET id = id + 1000, title = title || '*' WHERE id = " + id);
+    } else {
+      MustExec(conn_, "UPDATE store_book SET title = title || '!' WHERE id = " + id);
+    }
+  }
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_GT(std::stoi(Scalar("SELECT count(*) FROM store_book WHERE id > 1000")), 120);
+  for (auto& d : daemons) EXPECT_TRUE(d->running());
 }
 
 // A row moved to another partition whose BEFORE INSERT trigger skips it

@@ -88,8 +88,9 @@ struct Gen {
   std::string RowImage(const std::string& alias) const { return Image(row_cols, alias, q, whole); }
   // With no primary key rows cannot be paired: always bulk form.
   bool AlwaysBulk() const { return spec.key_columns.empty(); }
+  // Whether a statement touched more than kBulkRows rows (callers handle
+  // AlwaysBulk() first).
   std::string IsBulk(const std::string& transition) const {
-    if (AlwaysBulk()) return "true";
     return "EXISTS (SELECT 1 FROM " + transition + " OFFSET " + std::to_string(kBulkRows) + ")";
   }
   // The row images of at most kBulkRows + 1 rows of a transition table, in

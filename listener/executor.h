@@ -103,13 +103,12 @@ inline constexpr size_t kOlderPlanned = 1000;
 // a key it would augment; after that the key is recomputed.
 inline constexpr auto kMaxClaimWait = std::chrono::seconds(2);
 
-// A batch of one transaction's changes (the daemon is not under load) that
-// maps to at most kFastKeys keys, all of sql primers whose last compute took
-// at most kFastComputeMs and none augmentable or forced, is computed inside
-// its write transaction (listener/fast_write.cc), whose statements may take
-// kFastTimeoutMs at most.
-inline constexpr size_t kFastKeys = 4;
-inline constexpr double kFastComputeMs = 10.0;
+// A batch that maps to at most kFastKeys keys, all of sql primers, none
+// augmentable or forced, whose last computes took at most kFastBudgetMs
+// together, is computed inside its write transaction, under the keys' locks
+// (listener/fast_write.cc), whose statements may take kFastTimeoutMs at most.
+inline constexpr size_t kFastKeys = 16;
+inline constexpr double kFastBudgetMs = 10.0;
 inline constexpr int kFastTimeoutMs = 50;
 
 class Executor {

@@ -28,6 +28,8 @@
 #           (bench/c_capture/kck_capture_proto.c: the same outbox rows, no
 #           wake-up test), when the server's headers are installed
 #           (postgresql-server-dev-15) and the cluster's superuser can load it
+#   cstmt   the same prototype as statement-level triggers over the
+#           transition tables, the shape kck uses
 #
 # Usage (root or a user that can run initdb):
 #   bash bench/capture_parts.sh [KCK] [ROUNDS] [SECONDS] [BASELINE_KCK] [LOOP_UPDATES]
@@ -61,8 +63,9 @@ server_headers=$(pg_config --includedir-server 2>/dev/null || true)
 if [[ -f $server_headers/postgres.h ]] && cc -O2 -fPIC -shared -I"$server_headers" -o "$dir/kck_crow.so" \
     "$(dirname "$0")/c_capture/kck_capture_proto.c"; then
   chmod a+r "$dir/kck_crow.so"
-  psql "$db" -qXc "CREATE FUNCTION kck_crow() RETURNS trigger AS '$dir/kck_crow.so', 'kck_capture_row' LANGUAGE C"
-  variants+=(crow)
+  psql "$db" -qXc "CREATE FUNCTION kck_crow() RETURNS trigger AS '$dir/kck_crow.so', 'kck_capture_row' LANGUAGE C" \
+    -c "CREATE FUNCTION kck_cstmt() RETURNS trigger AS '$dir/kck_crow.so', 'kck_capture_stmt' LANGUAGE C"
+  variants+=(crow cstmt)
 else
   echo "(no crow: the C prototype needs the server's headers; apt-get install postgresql-server-dev-15 adds them)"
 fi
@@ -105,13 +108,18 @@ declare -A ratios micros inserts calls
 # trigger alone, or no trigger.
 use_variant() {
   PGOPTIONS="-c client_min_messages=warning" psql "$db" -qXc "DROP TRIGGER IF EXISTS bench_pgq ON t" \
-    -c "DROP TRIGGER IF EXISTS bench_crow ON t"
+    -c "DROP TRIGGER IF EXISTS bench_crow ON t" -c "DROP TRIGGER IF EXISTS bench_cstmt_i ON t" \
+    -c "DROP TRIGGER IF EXISTS bench_cstmt_u ON t" -c "DROP TRIGGER IF EXISTS bench_cstmt_d ON t"
   case $1 in
     none) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" ;;
     pgq) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" \
       -c "CREATE TRIGGER bench_pgq AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('bench')" ;;
     crow) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" \
       -c "CREATE TRIGGER bench_crow AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH ROW EXECUTE FUNCTION kck_crow('public.t', 'id', 'grp')" ;;
+    cstmt) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" \
+      -c "CREATE TRIGGER bench_cstmt_i AFTER INSERT ON t REFERENCING NEW TABLE AS kck_new FOR EACH STATEMENT EXECUTE FUNCTION kck_cstmt('public.t', 'id', 'grp')" \
+      -c "CREATE TRIGGER bench_cstmt_u AFTER UPDATE ON t REFERENCING OLD TABLE AS kck_old NEW TABLE AS kck_new FOR EACH STATEMENT EXECUTE FUNCTION kck_cstmt('public.t', 'id', 'grp')" \
+      -c "CREATE TRIGGER bench_cstmt_d AFTER DELETE ON t REFERENCING OLD TABLE AS kck_old FOR EACH STATEMENT EXECUTE FUNCTION kck_cstmt('public.t', 'id', 'grp')" ;;
     *) psql "$db" -qXc "ALTER TABLE t ENABLE TRIGGER USER" -f "$dir/$1.sql" ;;
   esac
 }
@@ -133,7 +141,7 @@ loop_us() {
 function_us() {
   sleep 0.6  # a backend reports its counts at most every 500 ms
   psql "$db" -AtXc "SELECT coalesce(round(sum(self_time)::numeric * 1000 / nullif(sum(calls), 0), 2)::text, '0')
-                      FROM pg_stat_user_functions WHERE funcname LIKE 'capture:%' OR funcname IN ('logutriga', 'kck_crow')"
+                      FROM pg_stat_user_functions WHERE funcname LIKE 'capture:%' OR funcname IN ('logutriga', 'kck_crow', 'kck_cstmt')"
 }
 echo "per round: pgbench -c 16 -j 2 -T $seconds TPS (ratio to none), then us per UPDATE and per INSERT in loops of $loop (less none's), then the trigger function's us per call in the pgbench run"
 for ((r = 1; r <= rounds; r++)); do

@@ -15,6 +15,19 @@
  * that is missing (renamed, dropped) does not fail the statement: the row
  * is recorded as op 'T' (recompute everything of the table), as the
  * generated function's column check does.
+ *
+ * kck_capture_stmt is the same as a statement-level trigger, the shape kck
+ * uses: it reads the transition tables' tuplestores directly (no query),
+ * zips an UPDATE's old and new images by position, and writes one outbox row
+ * per row for statements of at most 100 rows. A larger statement gets one
+ * row in bulk form, by a query over the transition table (SPI with the
+ * trigger's transition tables registered), the distinct values of the
+ * captured columns after the first (the primary key), as the generated
+ * function writes it.
+ *
+ *   CREATE TRIGGER ... AFTER UPDATE ON t REFERENCING OLD TABLE AS kck_old
+ *     NEW TABLE AS kck_new FOR EACH STATEMENT EXECUTE FUNCTION kck_cstmt('public.t', 'id', 'grp');
+ *   (and one AFTER INSERT with the new table, one AFTER DELETE with the old)
  */
 #include "postgres.h"
 
@@ -22,21 +35,26 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/tuplestore.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
 PG_MODULE_MAGIC;
 PG_FUNCTION_INFO_V1(kck_capture_row);
+PG_FUNCTION_INFO_V1(kck_capture_stmt);
 
 static SPIPlanPtr plans[3];
 
-/* The jsonb object of `tup`'s captured columns; NULL when one is missing. */
+/* The jsonb object of the captured columns of the row in `slot`; NULL when
+ * one is missing. */
 static Jsonb *
-row_image(TupleDesc desc, HeapTuple tup, int nargs, char **args)
+row_image(TupleDesc desc, TupleTableSlot *slot, int nargs, char **args)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *result;
@@ -56,7 +74,7 @@ row_image(TupleDesc desc, HeapTuple tup, int nargs, char **args)
 		key.val.string.val = args[i];
 		key.val.string.len = strlen(args[i]);
 		pushJsonbValue(&state, WJB_KEY, &key);
-		d = heap_getattr(tup, att, desc, &isnull);
+		d = slot_getattr(slot, att, &isnull);
 		type = TupleDescAttr(desc, att - 1)->atttypid;
 		if (isnull)
 			value.type = jbvNull;
@@ -72,16 +90,32 @@ row_image(TupleDesc desc, HeapTuple tup, int nargs, char **args)
 		}
 		else
 		{
-			char	   *s = SPI_getvalue(tup, desc, att);
+			Oid			out;
+			bool		varlena;
+			char	   *text;
 
+			getTypeOutputInfo(type, &out, &varlena);
+			text = OidOutputFunctionCall(out, d);
 			value.type = jbvString;
-			value.val.string.val = s;
-			value.val.string.len = strlen(s);
+			value.val.string.val = text;
+			value.val.string.len = strlen(text);
 		}
 		pushJsonbValue(&state, WJB_VALUE, &value);
 	}
 	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(result);
+}
+
+static Jsonb *
+tuple_image(TupleDesc desc, HeapTuple tup, int nargs, char **args)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+	Jsonb	   *image;
+
+	ExecStoreHeapTuple(tup, slot, false);
+	image = row_image(desc, slot, nargs, args);
+	ExecDropSingleTupleTableSlot(slot);
+	return image;
 }
 
 /* kck.outbox_part(): floor(epoch(now()) / 2) % 3. */
@@ -114,6 +148,21 @@ insert_plan(int part)
 	return plans[part];
 }
 
+/* One outbox row; SPI is connected. */
+static void
+write_change(const char *tbl, const char *op, Jsonb *jo, Jsonb *jn)
+{
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', jo ? ' ' : 'n', jn ? ' ' : 'n'};
+
+	values[0] = CStringGetTextDatum(tbl);
+	values[1] = CStringGetTextDatum(op);
+	values[2] = PointerGetDatum(jo);
+	values[3] = PointerGetDatum(jn);
+	if (SPI_execute_plan(insert_plan(outbox_part()), values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "kck capture prototype: the outbox insert failed");
+}
+
 Datum
 kck_capture_row(PG_FUNCTION_ARGS)
 {
@@ -124,8 +173,6 @@ kck_capture_row(PG_FUNCTION_ARGS)
 	const char *op;
 	int			nargs;
 	char	  **args;
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', 'n', 'n'};
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_AFTER(td->tg_event))
 		elog(ERROR, "kck_capture_row: not called as an AFTER ... FOR EACH ROW trigger");
@@ -153,24 +200,124 @@ kck_capture_row(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "kck_capture_row: SPI_connect failed");
 	if (oldt != NULL)
-		jo = row_image(desc, oldt, nargs, args);
+		jo = tuple_image(desc, oldt, nargs, args);
 	if (newt != NULL)
-		jn = row_image(desc, newt, nargs, args);
+		jn = tuple_image(desc, newt, nargs, args);
 	if ((oldt != NULL && jo == NULL) || (newt != NULL && jn == NULL))
 	{
 		op = "T";
 		jo = jn = NULL;
 	}
-	values[0] = CStringGetTextDatum(args[0]);
-	values[1] = CStringGetTextDatum(op);
-	values[2] = PointerGetDatum(jo);
-	values[3] = PointerGetDatum(jn);
-	if (jo != NULL)
-		nulls[2] = ' ';
-	if (jn != NULL)
-		nulls[3] = ' ';
-	if (SPI_execute_plan(insert_plan(outbox_part()), values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "kck_capture_row: the outbox insert failed");
+	write_change(args[0], op, jo, jn);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/* Opens a read pointer of its own on a transition table, at its start. */
+static void
+open_reader(Tuplestorestate *ts)
+{
+	tuplestore_select_read_pointer(ts, tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND));
+	tuplestore_rescan(ts);
+}
+
+/* The bulk form: one row, the distinct values of the captured columns
+ * after the first, over transition table `enr`; into `*image`. */
+static void
+bulk_image(const char *enr, int nargs, char **args, Jsonb **image)
+{
+	StringInfoData sql;
+	bool		isnull;
+	Datum		d;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT jsonb_agg(jsonb_build_object(");
+	for (int i = 2; i < nargs; i++)
+		appendStringInfo(&sql, "%s%s, s.%s", i > 2 ? ", " : "", quote_literal_cstr(args[i]), quote_identifier(args[i]));
+	appendStringInfoString(&sql, ")) FROM (SELECT DISTINCT ");
+	for (int i = 2; i < nargs; i++)
+		appendStringInfo(&sql, "%sx.%s", i > 2 ? ", " : "", quote_identifier(args[i]));
+	appendStringInfo(&sql, " FROM %s x) s", quote_identifier(enr));
+	if (SPI_execute(sql.data, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "kck capture prototype: the bulk form failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*image = isnull ? NULL : DatumGetJsonbP(SPI_datumTransfer(d, false, -1));
+}
+
+Datum
+kck_capture_stmt(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Tuplestorestate *olds, *news;
+	TupleTableSlot *os = NULL, *ns = NULL;
+	TupleDesc	desc;
+	const char *op;
+	int			nargs;
+	char	  **args;
+	int64		n;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_AFTER(td->tg_event))
+		elog(ERROR, "kck_capture_stmt: not called as an AFTER ... FOR EACH STATEMENT trigger");
+	nargs = td->tg_trigger->tgnargs;
+	args = td->tg_trigger->tgargs;
+	if (nargs < 2)
+		elog(ERROR, "kck_capture_stmt: needs the table's name and its columns");
+	desc = td->tg_relation->rd_att;
+	olds = td->tg_oldtable;
+	news = td->tg_newtable;
+	op = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? "I" : TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "U" : "D";
+	n = Max(olds ? tuplestore_tuple_count(olds) : 0, news ? tuplestore_tuple_count(news) : 0);
+	if (n == 0)
+		return PointerGetDatum(NULL);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "kck_capture_stmt: SPI_connect failed");
+	if (n > 100 || (olds && news && tuplestore_tuple_count(olds) != tuplestore_tuple_count(news)))
+	{
+		Jsonb	   *jo = NULL, *jn = NULL;
+
+		SPI_register_trigger_data(td);
+		if (olds)
+			bulk_image(td->tg_trigger->tgoldtable, nargs, args, &jo);
+		if (news)
+			bulk_image(td->tg_trigger->tgnewtable, nargs, args, &jn);
+		write_change(args[0], op, jo, jn);
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+	if (olds)
+	{
+		open_reader(olds);
+		os = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	}
+	if (news)
+	{
+		open_reader(news);
+		ns = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	}
+	for (;;)
+	{
+		Jsonb	   *jo = NULL, *jn = NULL;
+		const char *row_op = op;
+
+		if (os && !tuplestore_gettupleslot(olds, true, false, os))
+			break;
+		if (ns && !tuplestore_gettupleslot(news, true, false, ns))
+			break;
+		if (os)
+			jo = row_image(desc, os, nargs, args);
+		if (ns)
+			jn = row_image(desc, ns, nargs, args);
+		if ((os && jo == NULL) || (ns && jn == NULL))
+		{
+			write_change(args[0], "T", NULL, NULL);
+			break;
+		}
+		write_change(args[0], row_op, jo, jn);
+	}
+	if (os)
+		ExecDropSingleTupleTableSlot(os);
+	if (ns)
+		ExecDropSingleTupleTableSlot(ns);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

@@ -3,7 +3,8 @@
 # with a kck SQL primer on it, the generated capture function swapped for
 # cut-down variants (and for another build's, and PgQ's trigger), interleaved
 # in rounds. Three measures per variant and round:
-#   - pgbench TPS at 16 clients, synchronous_commit=off (so CPU-bound), as a
+#   - pgbench TPS at 16 clients, synchronous_commit=off (so CPU-bound; or
+#     CLIENTS clients with synchronous_commit SYNC, from the environment), as a
 #     ratio to the same round's run without triggers;
 #   - microseconds per UPDATE and per INSERT in one backend (DO loops of single-row
 #     statements, no commit between them), less the same round's run without
@@ -32,7 +33,7 @@
 #           transition tables, the shape kck uses
 #
 # Usage (root or a user that can run initdb):
-#   bash bench/capture_parts.sh [KCK] [ROUNDS] [SECONDS] [BASELINE_KCK] [LOOP_UPDATES]
+#   [CLIENTS=16] [SYNC=off] bash bench/capture_parts.sh [KCK] [ROUNDS] [SECONDS] [BASELINE_KCK] [LOOP_UPDATES]
 set -euo pipefail
 
 kck=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/kck}
@@ -40,6 +41,8 @@ rounds=${2:-3}
 seconds=${3:-6}
 baseline=${4:-}
 loop=${5:-20000}
+clients=${CLIENTS:-16}
+sync=${SYNC:-off}
 source "$(dirname "$0")/cluster.sh"
 start_cluster capture-parts
 create_t
@@ -143,7 +146,7 @@ function_us() {
   psql "$db" -AtXc "SELECT coalesce(round(sum(self_time)::numeric * 1000 / nullif(sum(calls), 0), 2)::text, '0')
                       FROM pg_stat_user_functions WHERE funcname LIKE 'capture:%' OR funcname IN ('logutriga', 'kck_crow', 'kck_cstmt')"
 }
-echo "per round: pgbench -c 16 -j 2 -T $seconds TPS (ratio to none), then us per UPDATE and per INSERT in loops of $loop (less none's), then the trigger function's us per call in the pgbench run"
+echo "per round: pgbench -c $clients -j 2 -T $seconds (synchronous_commit $sync) TPS (ratio to none), then us per UPDATE and per INSERT in loops of $loop (less none's), then the trigger function's us per call in the pgbench run"
 for ((r = 1; r <= rounds; r++)); do
   line="round $r:"
   base=0
@@ -156,7 +159,7 @@ for ((r = 1; r <= rounds; r++)); do
     psql "$db" -qXc "DELETE FROM t WHERE id > 200000"
     settle
     psql "$db" -qAtXc "SELECT pg_stat_reset()" >/dev/null
-    tps=$(PGOPTIONS="-c synchronous_commit=off -c track_functions=all" "$bin/pgbench" -n -c 16 -j 2 -T "$seconds" \
+    tps=$(PGOPTIONS="-c synchronous_commit=$sync -c track_functions=all" "$bin/pgbench" -n -c "$clients" -j 2 -T "$seconds" \
       -f "$dir/update.sql" "$db" 2>/dev/null | awk '/^tps =/ {print int($3); exit}')
     call=$(function_us)
     if [[ $v == none ]]; then

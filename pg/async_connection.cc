@@ -295,7 +295,12 @@ Task<StatusOr<std::vector<pg::Result>>> AsyncConnection::Pipeline(std::vector<St
   }
   if (!PQpipelineSync(conn_.get())) co_return SendFailed();
   Status flushed = co_await Flush();
-  if (std::exchange(cut_after_send_, false)) CutSocket();
+  if (std::exchange(cut_after_send_, false)) {
+    // A reply that reached the socket before the cut would still be read:
+    // the connection counts as lost at once, whatever the server answered.
+    CutSocket();
+    MarkBroken("the socket was shut down after sending (KCK_FAULT_CUT)");
+  }
   std::vector<pg::Result> results(statements.size());
   Status error;
   // Each statement's results end with NULL; the sync's result ends it all.

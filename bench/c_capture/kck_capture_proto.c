@@ -163,40 +163,50 @@ write_change(const char *tbl, const char *op, Jsonb *jo, Jsonb *jn)
 		elog(ERROR, "kck capture prototype: the outbox insert failed");
 }
 
+/* The trigger data of a call, checked to come from an AFTER trigger of the
+ * expected level with the table's name and at least one column. */
+static TriggerData *
+checked_trigger(FunctionCallInfo fcinfo, bool for_row, const char *name)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || (TRIGGER_FIRED_FOR_ROW(td->tg_event) != 0) != for_row ||
+		!TRIGGER_FIRED_AFTER(td->tg_event))
+		elog(ERROR, "%s: not called as an AFTER ... FOR EACH %s trigger", name, for_row ? "ROW" : "STATEMENT");
+	if (td->tg_trigger->tgnargs < 2)
+		elog(ERROR, "%s: needs the table's name and its columns", name);
+	return td;
+}
+
+/* The outbox's op letter of the trigger's event. */
+static const char *
+op_of(TriggerData *td)
+{
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		return "I";
+	return TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "U" : "D";
+}
+
 Datum
 kck_capture_row(PG_FUNCTION_ARGS)
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
-	TupleDesc	desc;
+	TriggerData *td = checked_trigger(fcinfo, true, "kck_capture_row");
+	TupleDesc	desc = td->tg_relation->rd_att;
+	int			nargs = td->tg_trigger->tgnargs;
+	char	  **args = td->tg_trigger->tgargs;
+	const char *op = op_of(td);
 	HeapTuple	oldt = NULL, newt = NULL;
 	Jsonb	   *jo = NULL, *jn = NULL;
-	const char *op;
-	int			nargs;
-	char	  **args;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_AFTER(td->tg_event))
-		elog(ERROR, "kck_capture_row: not called as an AFTER ... FOR EACH ROW trigger");
-	nargs = td->tg_trigger->tgnargs;
-	args = td->tg_trigger->tgargs;
-	if (nargs < 2)
-		elog(ERROR, "kck_capture_row: needs the table's name and its columns");
-	desc = td->tg_relation->rd_att;
-	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-	{
-		op = "I";
+	if (op[0] == 'I')
 		newt = td->tg_trigtuple;
-	}
-	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	else if (op[0] == 'U')
 	{
-		op = "U";
 		oldt = td->tg_trigtuple;
 		newt = td->tg_newtuple;
 	}
 	else
-	{
-		op = "D";
 		oldt = td->tg_trigtuple;
-	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "kck_capture_row: SPI_connect failed");
 	if (oldt != NULL)
@@ -247,25 +257,15 @@ bulk_image(const char *enr, int nargs, char **args, Jsonb **image)
 Datum
 kck_capture_stmt(PG_FUNCTION_ARGS)
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
-	Tuplestorestate *olds, *news;
+	TriggerData *td = checked_trigger(fcinfo, false, "kck_capture_stmt");
+	TupleDesc	desc = td->tg_relation->rd_att;
+	int			nargs = td->tg_trigger->tgnargs;
+	char	  **args = td->tg_trigger->tgargs;
+	const char *op = op_of(td);
+	Tuplestorestate *olds = td->tg_oldtable, *news = td->tg_newtable;
 	TupleTableSlot *os = NULL, *ns = NULL;
-	TupleDesc	desc;
-	const char *op;
-	int			nargs;
-	char	  **args;
 	int64		n;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_AFTER(td->tg_event))
-		elog(ERROR, "kck_capture_stmt: not called as an AFTER ... FOR EACH STATEMENT trigger");
-	nargs = td->tg_trigger->tgnargs;
-	args = td->tg_trigger->tgargs;
-	if (nargs < 2)
-		elog(ERROR, "kck_capture_stmt: needs the table's name and its columns");
-	desc = td->tg_relation->rd_att;
-	olds = td->tg_oldtable;
-	news = td->tg_newtable;
-	op = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? "I" : TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "U" : "D";
 	n = Max(olds ? tuplestore_tuple_count(olds) : 0, news ? tuplestore_tuple_count(news) : 0);
 	if (n == 0)
 		return PointerGetDatum(NULL);
@@ -297,7 +297,6 @@ kck_capture_stmt(PG_FUNCTION_ARGS)
 	for (;;)
 	{
 		Jsonb	   *jo = NULL, *jn = NULL;
-		const char *row_op = op;
 
 		if (os && !tuplestore_gettupleslot(olds, true, false, os))
 			break;
@@ -312,7 +311,7 @@ kck_capture_stmt(PG_FUNCTION_ARGS)
 			write_change(args[0], "T", NULL, NULL);
 			break;
 		}
-		write_change(args[0], row_op, jo, jn);
+		write_change(args[0], op, jo, jn);
 	}
 	if (os)
 		ExecDropSingleTupleTableSlot(os);

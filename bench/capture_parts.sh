@@ -25,12 +25,8 @@
 #   base    the capture function BASELINE_KCK generates (when given)
 #   pgq     PgQ's row trigger pgq.logutriga into a queue (when the extension
 #           is installed: Debian's postgresql-15-pgq3)
-#   crow    a prototype of kck's capture as a C row trigger
-#           (bench/c_capture/kck_capture_proto.c: the same outbox rows, no
-#           wake-up test), when the server's headers are installed
-#           (postgresql-server-dev-15) and the cluster's superuser can load it
-#   cstmt   the same prototype as statement-level triggers over the
-#           transition tables, the shape kck uses
+#   c       kck's C capture (triggers/capture_module.c, kck_capture.so built
+#           beside KCK: with the server's headers, postgresql-server-dev-15)
 #
 # Usage (root or a user that can run initdb):
 #   [CLIENTS=16] [SYNC=off] bash bench/capture_parts.sh [KCK] [ROUNDS] [SECONDS] [BASELINE_KCK] [LOOP_UPDATES]
@@ -62,15 +58,14 @@ else
   echo "(no pgq: the extension is not installed; apt-get install postgresql-15-pgq3 adds it)"
 fi
 psql "$db" -AtXc "SELECT pg_get_functiondef('$fn'::regproc)" >"$dir/full.sql"
-server_headers=$(pg_config --includedir-server 2>/dev/null || true)
-if [[ -f $server_headers/postgres.h ]] && cc -O2 -fPIC -shared -I"$server_headers" -o "$dir/kck_crow.so" \
-    "$(dirname "$0")/c_capture/kck_capture_proto.c"; then
-  chmod a+r "$dir/kck_crow.so"
-  psql "$db" -qXc "CREATE FUNCTION kck_crow() RETURNS trigger AS '$dir/kck_crow.so', 'kck_capture_row' LANGUAGE C" \
-    -c "CREATE FUNCTION kck_cstmt() RETURNS trigger AS '$dir/kck_crow.so', 'kck_capture_stmt' LANGUAGE C"
-  variants+=(crow cstmt)
+# Last: the C capture's triggers carry its arguments, which the plpgsql
+# variants ignore.
+if [[ -f $(dirname "$kck")/kck_capture.so ]]; then
+  install_grp_sum "$kck" "" c
+  psql "$db" -AtXc "SELECT pg_get_functiondef('$fn'::regproc)" >"$dir/c.sql"
+  variants+=(c)
 else
-  echo "(no crow: the C prototype needs the server's headers; apt-get install postgresql-server-dev-15 adds them)"
+  echo "(no c: no kck_capture.so beside $kck; it is built when postgresql-server-dev-15 is installed)"
 fi
 
 # The variants keep the function's header (SECURITY DEFINER, SET search_path).
@@ -110,19 +105,11 @@ declare -A ratios micros inserts calls
 # Puts variant $1 in place: the capture triggers with its function, PgQ's
 # trigger alone, or no trigger.
 use_variant() {
-  PGOPTIONS="-c client_min_messages=warning" psql "$db" -qXc "DROP TRIGGER IF EXISTS bench_pgq ON t" \
-    -c "DROP TRIGGER IF EXISTS bench_crow ON t" -c "DROP TRIGGER IF EXISTS bench_cstmt_i ON t" \
-    -c "DROP TRIGGER IF EXISTS bench_cstmt_u ON t" -c "DROP TRIGGER IF EXISTS bench_cstmt_d ON t"
+  PGOPTIONS="-c client_min_messages=warning" psql "$db" -qXc "DROP TRIGGER IF EXISTS bench_pgq ON t"
   case $1 in
     none) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" ;;
     pgq) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" \
       -c "CREATE TRIGGER bench_pgq AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('bench')" ;;
-    crow) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" \
-      -c "CREATE TRIGGER bench_crow AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH ROW EXECUTE FUNCTION kck_crow('public.t', 'id', 'grp')" ;;
-    cstmt) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" \
-      -c "CREATE TRIGGER bench_cstmt_i AFTER INSERT ON t REFERENCING NEW TABLE AS kck_new FOR EACH STATEMENT EXECUTE FUNCTION kck_cstmt('public.t', 'id', 'grp')" \
-      -c "CREATE TRIGGER bench_cstmt_u AFTER UPDATE ON t REFERENCING OLD TABLE AS kck_old NEW TABLE AS kck_new FOR EACH STATEMENT EXECUTE FUNCTION kck_cstmt('public.t', 'id', 'grp')" \
-      -c "CREATE TRIGGER bench_cstmt_d AFTER DELETE ON t REFERENCING OLD TABLE AS kck_old FOR EACH STATEMENT EXECUTE FUNCTION kck_cstmt('public.t', 'id', 'grp')" ;;
     *) psql "$db" -qXc "ALTER TABLE t ENABLE TRIGGER USER" -f "$dir/$1.sql" ;;
   esac
 }
@@ -144,7 +131,7 @@ loop_us() {
 function_us() {
   sleep 0.6  # a backend reports its counts at most every 500 ms
   psql "$db" -AtXc "SELECT coalesce(round(sum(self_time)::numeric * 1000 / nullif(sum(calls), 0), 2)::text, '0')
-                      FROM pg_stat_user_functions WHERE funcname LIKE 'capture:%' OR funcname IN ('logutriga', 'kck_crow', 'kck_cstmt')"
+                      FROM pg_stat_user_functions WHERE funcname LIKE 'capture:%' OR funcname = 'logutriga'"
 }
 echo "per round: pgbench -c $clients -j 2 -T $seconds (synchronous_commit $sync) TPS (ratio to none), then us per UPDATE and per INSERT in loops of $loop (less none's), then the trigger function's us per call in the pgbench run"
 for ((r = 1; r <= rounds; r++)); do

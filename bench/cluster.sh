@@ -7,9 +7,11 @@
 #                        and removes $dir on exit (after bench_cleanup, if
 #                        the script defines it)
 #   create_t             t (id, grp 1..1000, v, note), 200k rows, index on grp
-#   install_grp_sum KCK [COMPUTE]
+#   install_grp_sum KCK [COMPUTE] [CAPTURE]
 #                        kck install of the SQL primer grp_sum/<grp> on t;
-#                        its compute defaults to the sum of v in the group
+#                        its compute defaults to the sum of v in the group;
+#                        CAPTURE "plpgsql" (the default) or "c": the C
+#                        capture module built beside KCK (kck_capture.so)
 
 start_cluster() {
   bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
@@ -48,5 +50,7 @@ install_grp_sum() {
   "compute": "$compute",
   "depends_on": [{"table": "t", "params": {"grp": "grp"}}]}]}
 JSON
-  "$1" --db "$db" install --config "$dir/kck.json" >/dev/null
+  local capture=${3:-plpgsql}
+  KCK_CAPTURE=$capture KCK_CAPTURE_LIBRARY="$(cd "$(dirname "$1")" && pwd)/kck_capture.so" \
+    "$1" --db "$db" install --config "$dir/kck.json" >/dev/null
 }

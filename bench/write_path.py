@@ -19,7 +19,9 @@ every daemon run, since writes made without capture leave them stale).
    id), 2 and 16 clients, server defaults and synchronous_commit=off (PGOPTIONS), under
    (a) no capture, (b) kck capture with no daemon (the outbox fills), (c) kck capture with
    `kck listen` draining and 100 products stored, (d) PgQ's C trigger pgq.logutriga into a
-   queue (no consumer and no ticker: the queue fills, like (b)). Each round runs every
+   queue (no consumer and no ticker: the queue fills, like (b)), and, when (b) captures in C
+   (kck_capture.so beside the kck binary), (e) kck's generated plpgsql capture with no daemon
+   (KCK_CAPTURE=plpgsql: what kck installs where the server cannot load the module). Each round runs every
    configuration once per (clients, setting) cell, in an order rotated by round and cell,
    each run after VACUUM t + CHECKPOINT. A configuration's figure is the median over rounds
    of (its TPS / the same round's no-capture TPS), with min-max: pairing within a round
@@ -86,6 +88,7 @@ CONFIG_NAMES = {
     "b": "(b) kck capture, no daemon",
     "c": "(c) kck capture + daemon draining",
     "d": "(d) PgQ pgq.logutriga",
+    "e": "(e) kck plpgsql capture, no daemon",
 }
 
 TARGET_CAPTURE_2C = 0.95   # (b) / (a) at 2 clients
@@ -406,7 +409,7 @@ class Bench:
         self.db = None            # autocommit admin connection
         self.daemon = None
         self.log_path = None
-        self.kck_on = False       # kck capture triggers installed
+        self.kck_on = None        # kck capture installed: None, "kck" (C where it loads) or "kck_plpgsql"
         self.pgq_on = False       # pgq trigger on t
         self.pgq_reason = None    # why column (d) is skipped, or None
         self.pgq_table = None     # the queue's event table (parent of its rotated tables)
@@ -446,8 +449,23 @@ class Bench:
         """p50 of 50 single-row autocommit UPDATEs of a trigger-less table: the disk's flush latency now."""
         return median([self.timed_ms("UPDATE bench_probe SET n = n + 1 WHERE id = 1") for _ in range(50)])
 
-    def kck(self, *argv):
-        return run([self.a.kck, "--db", self.cluster.conninfo] + list(argv))
+    def kck(self, *argv, env=None):
+        return run([self.a.kck, "--db", self.cluster.conninfo] + list(argv), env=env)
+
+    def capture_env(self, plpgsql):
+        """kck install's environment: the C capture built beside the kck binary (the cluster's
+        $libdir has one only where scripts/setup.sh installed it), or plpgsql."""
+        env = dict(os.environ)
+        module = Path(self.a.kck).resolve().parent / "kck_capture.so"
+        if plpgsql:
+            env["KCK_CAPTURE"] = "plpgsql"
+        elif module.exists():
+            env["KCK_CAPTURE_LIBRARY"] = str(module)
+        return env
+
+    def capture_language(self):
+        return self.q1("SELECT l.lanname FROM kck.triggers t JOIN pg_proc p ON p.oid = to_regprocedure(t.function "
+                       "|| '()') JOIN pg_language l ON l.oid = p.prolang WHERE t.tbl = 'public.t'")
 
     # -- set-up ----------------------------------------------------------------
 
@@ -463,6 +481,7 @@ class Bench:
         self.config_path = self.cluster.dir / "write_path.json"
         self.config_path.write_text(json.dumps(CONFIG, indent=1))
         self.set_capture("kck")
+        self.kck_language = self.capture_language()
         for key in self.stored_keys():
             self.kck("get", key)
         self.pgq_reason = self.setup_pgq()
@@ -524,12 +543,14 @@ class Bench:
             "kck": "%s (built %s)" % (self.a.kck, built.strftime("%Y-%m-%d %H:%M")),
             "commit": git_commit(),
             "pgq": self.pgq_description(),
+            "capture": "kck's capture of t in %s%s" % (self.kck_language, "" if self.kck_language == "c" else
+                                                       " (no kck_capture.so beside the kck binary)"),
         }
         e = self.env
         print("kck write-path bench (bench/write_path.py)%s" % (" --quick" if self.a.quick else ""))
         for label, key in (("date", "date"), ("machine", "machine"), ("load", "load"), ("postgres", "postgres"),
                            ("settings", "settings"), ("python", "python"), ("kck", "kck"), ("commit", "commit"),
-                           ("pgq", "pgq")):
+                           ("capture", "capture"), ("pgq", "pgq")):
             print("  %-10s %s" % (label, e[key]))
         print("  %-10s t: %d rows in %d groups (index on grp); primer grp_sum/<grp>, %d products stored; "
               "set-up %.1f s" % ("data", ROWS, GROUPS, STORED, self.setup_s))
@@ -548,11 +569,13 @@ class Bench:
     # -- configurations ----------------------------------------------------------
 
     def set_capture(self, mode):
-        """mode: 'none', 'kck' (kck install / uninstall) or 'pgq' (a logutriga trigger on t)."""
-        want_kck, want_pgq = mode == "kck", mode == "pgq"
+        """mode: 'none', 'kck' (kck install: the C capture where the server loads it),
+        'kck_plpgsql' (kck install with KCK_CAPTURE=plpgsql) or 'pgq' (a logutriga trigger on t)."""
+        want_kck = mode if mode.startswith("kck") else None
+        want_pgq = mode == "pgq"
         if want_kck != self.kck_on:
             if want_kck:
-                self.kck("install", "--config", self.config_path)
+                self.kck("install", "--config", self.config_path, env=self.capture_env(want_kck == "kck_plpgsql"))
             else:
                 self.kck("uninstall")
             self.kck_on = want_kck
@@ -636,11 +659,11 @@ class Bench:
         """One timed pgbench run under configuration cfg; returns its TPS."""
         if cfg == "c":
             return self.draining_run(clients, sync_off)
-        self.set_capture({"a": "none", "b": "kck", "d": "pgq"}[cfg])
+        self.set_capture({"a": "none", "b": "kck", "d": "pgq", "e": "kck_plpgsql"}[cfg])
         self.prepare_run()
         r = self.pgbench(clients, sync_off, self.a.seconds)
-        if cfg in ("b", "d"):
-            table = "kck.changes" if cfg == "b" else self.pgq_table
+        if cfg in ("b", "d", "e"):
+            table = self.pgq_table if cfg == "d" else "kck.changes"
             captured = self.q1("SELECT count(*) FROM " + table)
             if not r["tx"] <= captured <= r["tx"] + clients:
                 die("%s recorded %d events for %d updates" % (CONFIG_NAMES[cfg], captured, r["tx"]))
@@ -664,7 +687,7 @@ class Bench:
 
     def section1(self):
         a = self.a
-        configs = ["a", "b", "c"] + ([] if self.pgq_reason else ["d"])
+        configs = ["a", "b", "c"] + ([] if self.pgq_reason else ["d"]) + (["e"] if self.kck_language == "c" else [])
         print("1. Single-row UPDATE throughput: pgbench -T %d, UPDATE t SET v = v + 1 WHERE id = :id (random id)."
               % a.seconds)
         print("   %d rounds; each round runs every configuration once per cell, order rotated by round and cell;"

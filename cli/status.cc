@@ -87,6 +87,17 @@ StatusOr<nlohmann::json> Primers(pg::Connection& conn) {
   return out;
 }
 
+// Each captured table and its capture's language (sql/status_captures.sql).
+StatusOr<nlohmann::json> Captures(pg::Connection& conn) {
+  auto r = conn.Exec(std::string(sql::File("status_captures.sql")));
+  if (!r.ok()) return r.status();
+  nlohmann::json out = nlohmann::json::array();
+  for (int i = 0; i < r->rows(); ++i) {
+    out.push_back({{"table", r->get(i, 0)}, {"capture", r->is_null(i, 1) ? "missing" : std::string(r->get(i, 1))}});
+  }
+  return out;
+}
+
 StatusOr<nlohmann::json> Collect(pg::Connection& conn) {
   nlohmann::json j;
   auto outbox = OutboxState(conn);
@@ -99,7 +110,10 @@ StatusOr<nlohmann::json> Collect(pg::Connection& conn) {
   if (!errors.ok()) return errors.status();
   auto problems = RegistryProblems(conn);
   if (!problems.ok()) return problems.status();
+  auto captures = Captures(conn);
+  if (!captures.ok()) return captures.status();
   j["problems"] = *problems;
+  j["captures"] = *captures;
   j["outbox"] = *outbox;
   j["daemons"] = *daemons;
   j["primers"] = *primers;
@@ -140,6 +154,11 @@ void Print(const nlohmann::json& j) {
               j["outbox"]["depth"].get<long long>(), j["outbox"]["claimed"].get<long long>(),
               j["outbox"]["oldest_age_s"].get<double>(), j["outbox"]["bytes"].get<long long>() / 1e6);
   PrintDaemons(j["daemons"]);
+  std::string captures;
+  for (const auto& c : j["captures"]) {
+    captures += (captures.empty() ? "" : ", ") + c["table"].get<std::string>() + " (" + c["capture"].get<std::string>() + ")";
+  }
+  std::printf("captures: %s\n", captures.empty() ? "none" : captures.c_str());
   PrintPrimers(j["primers"]);
   for (const auto& e : j["errors"]) {
     std::printf("error: %s: %s\n", e["key"].get<std::string>().c_str(), e["error"].get<std::string>().c_str());

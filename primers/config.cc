@@ -295,6 +295,24 @@ StatusOr<PrimerSpec> ParsePrimer(const json& j) {
   return spec;
 }
 
+namespace {
+
+// The config's "capture" and "capture_library".
+Status ParseCapture(const json& doc, Config& config) {
+  auto capture = GetString(doc, "capture", false);
+  if (!capture.ok()) return capture.status();
+  if (!capture->empty() && *capture != "auto" && *capture != "c" && *capture != "plpgsql") {
+    return Status::Invalid("capture: expected \"auto\", \"c\" or \"plpgsql\", got " + QuoteForError(*capture));
+  }
+  auto library = GetString(doc, "capture_library", false);
+  if (!library.ok()) return library.status();
+  config.capture = *capture;
+  config.capture_library = *library;
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<Config> ParseConfig(std::string_view text, std::string_view origin) {
   std::string where(origin);
   json doc = json::parse(text, nullptr, false);
@@ -308,12 +326,14 @@ StatusOr<Config> ParseConfig(std::string_view text, std::string_view origin) {
     }
     return Status::Invalid(where + ": not valid JSON");
   }
-  Status fields = CheckFields(doc, "config", {"primers", "source"});
+  Status fields = CheckFields(doc, "config", {"primers", "source", "capture", "capture_library"});
   if (!fields.ok()) return fields.WithContext(where);
   Config config;
   auto source = GetString(doc, "source", false);
   if (!source.ok()) return source.status().WithContext(where);
   if (!source->empty()) config.source = *source;
+  Status capture = ParseCapture(doc, config);
+  if (!capture.ok()) return capture.WithContext(where);
   auto it = doc.find("primers");
   if (it == doc.end() || !it->is_array()) {
     return Status::Invalid(where + ": expected {\"primers\": [...]}");

@@ -77,6 +77,13 @@ struct PrimerSpec {
 struct Config {
   std::string source = "config";
   std::vector<PrimerSpec> primers;
+  // How tables are captured (docs/DESIGN.md, "Capture in C"): "auto" (the C
+  // module when the server loads it, else plpgsql), "c" (the C module or an
+  // error) or "plpgsql"; empty: $KCK_CAPTURE, else "auto".
+  std::string capture;
+  // Where the server finds the C module; empty: $KCK_CAPTURE_LIBRARY, else
+  // "$libdir/kck_capture".
+  std::string capture_library;
 };
 
 // Parses and shape-checks a config document. `origin` (a file name) starts

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets kck up on a fresh Debian 12 machine: installs the build and test
 # dependencies, builds ./build (Release, warnings are errors), installs the
-# binary as /usr/local/bin/kck and runs `kck demo`.
+# binary as /usr/local/bin/kck and the C capture module into PostgreSQL's
+# library directory, and runs `kck demo`.
 #
 # Usage (as root, from anywhere): bash scripts/setup.sh [--no-demo]
 #   --no-demo  stop after installing the binary (CI runs the tests instead)
@@ -39,7 +40,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libpq-dev libuv1-dev libsimdjson-dev nlohmann-json3-dev libspdlog-dev
   libcli11-dev libsystemd-dev libgtest-dev libcurl4-openssl-dev
-  postgresql-15
+  postgresql-15 postgresql-server-dev-15
   python3-django python3-psycopg2 python3-pytest python3-venv python3-setuptools
   systemd
 )
@@ -75,6 +76,11 @@ cmake --build build
 
 step "install /usr/local/bin/kck"
 install -D -m 0755 build/kck /usr/local/bin/kck
+# The C capture, where the local PostgreSQL loads it ($libdir): `kck install`
+# as a superuser then captures in C (docs/DESIGN.md, "Capture in C").
+libdir=$(pg_config --pkglibdir)
+step "install $libdir/kck_capture.so"
+install -D -m 0755 build/kck_capture.so "$libdir/kck_capture.so"
 
 if ((run_demo)); then
   step "kck demo"

@@ -261,31 +261,61 @@ std::string Body(const Gen& g) {
   return body;
 }
 
+// The C capture's trigger arguments (triggers/capture_module.c): the
+// table's name, the number of key columns, a letter per captured column
+// ('b': bulk images hold it), the captured columns.
+std::string CArguments(const CaptureSpec& spec, const Quoter& q) {
+  const std::vector<std::string> cols = spec.row_columns();
+  std::string bulk;
+  for (const auto& c : cols) {
+    bulk += std::find(spec.columns.begin(), spec.columns.end(), c) != spec.columns.end() ? 'b' : '-';
+  }
+  std::vector<std::string> args = {q.literal(spec.qualified()), q.literal(std::to_string(spec.key_columns.size())),
+                                   q.literal(bulk)};
+  for (const auto& c : cols) args.push_back(q.literal(c));
+  return Join(args, ", ");
+}
+
+// The four statement-level triggers calling `call`.
+std::string Triggers(const std::string& table, const std::string& call) {
+  return "CREATE OR REPLACE TRIGGER kck_capture_ins AFTER INSERT ON " + table +
+         " REFERENCING NEW TABLE AS kck_new FOR EACH STATEMENT EXECUTE FUNCTION " + call + ";\n" +
+         "CREATE OR REPLACE TRIGGER kck_capture_upd AFTER UPDATE ON " + table +
+         " REFERENCING OLD TABLE AS kck_old NEW TABLE AS kck_new FOR EACH STATEMENT EXECUTE FUNCTION " + call +
+         ";\n" + "CREATE OR REPLACE TRIGGER kck_capture_del AFTER DELETE ON " + table +
+         " REFERENCING OLD TABLE AS kck_old FOR EACH STATEMENT EXECUTE FUNCTION " + call + ";\n" +
+         "CREATE OR REPLACE TRIGGER kck_capture_trunc AFTER TRUNCATE ON " + table +
+         " FOR EACH STATEMENT EXECUTE FUNCTION " + call + ";\n";
+}
+
+// SECURITY DEFINER: the application's role writes its tables and needs no
+// privilege on kck.changes; the fixed search_path makes that safe.
+constexpr const char* kDefiner = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp";
+
 }  // namespace
 
-CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q) {
+bool CapturableInC(const CaptureSpec& spec) { return !spec.whole_row && spec.qualified() != "kck.cache"; }
+
+CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q, std::string_view c_library) {
   CaptureSql out;
   out.function = FunctionName(spec, q);
   const std::string table = q.ident(spec.schema) + "." + q.ident(spec.name);
+  out.uninstall = GenerateUninstall(spec.schema, spec.name, out.function, q);
+  if (!c_library.empty() && CapturableInC(spec)) {
+    out.body = "kck_capture";
+    out.install = "CREATE OR REPLACE FUNCTION " + out.function + "() RETURNS trigger\n  LANGUAGE c " + kDefiner +
+                  " AS " + q.literal(c_library) + ", 'kck_capture';\n" +
+                  Triggers(table, out.function + "(" + CArguments(spec, q) + ")");
+    return out;
+  }
   const Gen gen{spec, q, q.literal(spec.qualified()), "kck.changes", spec.row_columns(),
                 spec.whole_row || spec.columns.size() > kMaxBuiltColumns};
   const std::string body = Body(gen);
 
   out.body = "\n" + body;
   out.install += "CREATE OR REPLACE FUNCTION " + out.function + "() RETURNS trigger\n";
-  // SECURITY DEFINER: the application's role writes its tables and needs no
-  // privilege on kck.changes; the fixed search_path makes that safe.
-  out.install += "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $kck$\n" + body + "$kck$;\n";
-  out.install += "CREATE OR REPLACE TRIGGER kck_capture_ins AFTER INSERT ON " + table +
-                 " REFERENCING NEW TABLE AS kck_new FOR EACH STATEMENT EXECUTE FUNCTION " + out.function + "();\n";
-  out.install += "CREATE OR REPLACE TRIGGER kck_capture_upd AFTER UPDATE ON " + table +
-                 " REFERENCING OLD TABLE AS kck_old NEW TABLE AS kck_new FOR EACH STATEMENT EXECUTE FUNCTION " +
-                 out.function + "();\n";
-  out.install += "CREATE OR REPLACE TRIGGER kck_capture_del AFTER DELETE ON " + table +
-                 " REFERENCING OLD TABLE AS kck_old FOR EACH STATEMENT EXECUTE FUNCTION " + out.function + "();\n";
-  out.install += "CREATE OR REPLACE TRIGGER kck_capture_trunc AFTER TRUNCATE ON " + table +
-                 " FOR EACH STATEMENT EXECUTE FUNCTION " + out.function + "();\n";
-  out.uninstall = GenerateUninstall(spec.schema, spec.name, out.function, q);
+  out.install += "  LANGUAGE plpgsql " + std::string(kDefiner) + " AS $kck$\n" + body + "$kck$;\n";
+  out.install += Triggers(table, out.function + "()");
   return out;
 }
 

@@ -50,8 +50,14 @@ struct CaptureSql {
 };
 
 // The SQL for one table. Deterministic: the same spec gives the same text,
-// which the installer compares to skip tables that did not change.
-CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q);
+// which the installer compares to skip tables that did not change. With a
+// `c_library` (the C module the server loads, e.g. "$libdir/kck_capture")
+// a table the C capture can take calls triggers/capture_module.c.
+CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q, std::string_view c_library = {});
+
+// Whether the C capture images `spec`'s table as the plpgsql one does: not
+// whole rows, not kck.cache (whose UPDATEs are filtered by version).
+bool CapturableInC(const CaptureSpec& spec);
 
 // The uninstall SQL for a table given its qualified name and function, for
 // triggers recorded in kck.triggers whose spec is gone.

@@ -1,6 +1,7 @@
 #include "triggers/installer.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <regex>
 #include <set>
@@ -461,10 +462,48 @@ StatusOr<bool> CaptureIsLive(pg::Connection& conn, const CaptureSpec& spec, cons
   return live->get(0, 0) == sql.body && live->get(0, 1) == "4";
 }
 
+// A config setting, else the environment's, else the default.
+std::string Setting(const std::string& configured, const char* env, const char* fallback) {
+  if (!configured.empty()) return configured;
+  const char* value = std::getenv(env);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+// Whether the server loads the C capture from `library`: the error if not.
+StatusOr<std::string> LoadError(pg::Connection& conn, const Quoter& q, const std::string& library) {
+  KCK_RETURN_IF_ERROR(conn.ExecScript("SAVEPOINT kck_capture_probe"));
+  Status probe = conn.ExecScript("CREATE FUNCTION kck.capture_probe() RETURNS trigger LANGUAGE c AS " +
+                                 q.literal(library) + ", 'kck_capture'");
+  KCK_RETURN_IF_ERROR(conn.ExecScript("ROLLBACK TO SAVEPOINT kck_capture_probe; RELEASE SAVEPOINT kck_capture_probe"));
+  if (probe.ok()) return std::string();
+  const std::string& message = probe.message();
+  return message.substr(0, message.find('\n'));
+}
+
+// The library of the C capture that tables get, empty for plpgsql
+// (docs/DESIGN.md, "Capture in C"): "auto" takes it when the server loads
+// it (that takes a superuser), "c" insists.
+StatusOr<std::string> CaptureLibrary(pg::Connection& conn, const Quoter& q, const Config& config,
+                                     InstallReport& report) {
+  const std::string mode = Setting(config.capture, "KCK_CAPTURE", "auto");
+  if (mode == "plpgsql") return std::string();
+  if (mode != "auto" && mode != "c") {
+    return Status::Invalid("capture: expected \"auto\", \"c\" or \"plpgsql\", got " + QuoteForError(mode));
+  }
+  const std::string library = Setting(config.capture_library, "KCK_CAPTURE_LIBRARY", "$libdir/kck_capture");
+  auto error = LoadError(conn, q, library);
+  if (!error.ok()) return error.status();
+  if (error->empty()) return library;
+  if (mode == "c") return Status::Invalid("capture \"c\": the server cannot load " + library + ": " + *error);
+  report.lines.push_back("captures in plpgsql: the C capture is not available (" + *error + ")");
+  return std::string();
+}
+
 // Installs, updates or repairs one table's capture unless it is live as generated.
 Status InstallCapture(pg::Connection& conn, Runner& run, const std::string& tbl, const CaptureSpec& spec,
-                      const InstalledCaptures& installed, const Quoter& quoter, InstallReport& report) {
-  CaptureSql sql = GenerateCapture(spec, quoter);
+                      const InstalledCaptures& installed, const Quoter& quoter, std::string_view c_library,
+                      InstallReport& report) {
+  CaptureSql sql = GenerateCapture(spec, quoter, c_library);
   auto it = installed.find(tbl);
   const bool recorded = it != installed.end() && it->second.second == sql.install;
   if (recorded) {
@@ -484,23 +523,27 @@ Status InstallCapture(pg::Connection& conn, Runner& run, const std::string& tbl,
   KCK_RETURN_IF_ERROR(run.Exec(record, {tbl, sql.function, sql.install}));
   std::string cols;
   for (const auto& c : spec.row_columns()) cols += (cols.empty() ? "" : ", ") + c;
+  const bool in_c = !c_library.empty() && CapturableInC(spec);
   report.lines.push_back("table " + tbl + ": capture trigger " +
-                         (it == installed.end() ? "installed" : recorded ? "repaired" : "updated") + " (captures " +
-                         (spec.whole_row ? std::string("whole rows") : cols) + ")");
+                         (it == installed.end() ? "installed" : recorded ? "repaired" : "updated") + " (" +
+                         (in_c ? "C" : "plpgsql") + ", captures " + (spec.whole_row ? std::string("whole rows") : cols) +
+                         ")");
   report.changed = true;
   return Status::Ok();
 }
 
 // Capture triggers for every registered primer's tables; those of tables
 // no primer depends on any more are removed.
-Status InstallCaptures(pg::Connection& conn, Runner& run, const std::vector<PrimerSpec>& merged,
+Status InstallCaptures(pg::Connection& conn, Runner& run, const Config& config, const std::vector<PrimerSpec>& merged,
                        const std::map<std::string, TableInfo>& tables, InstallReport& report) {
   auto installed = ReadInstalledCaptures(conn);
   if (!installed.ok()) return installed.status();
   Quoter quoter = LibpqQuoter(conn);
+  auto c_library = CaptureLibrary(conn, quoter, config, report);
+  if (!c_library.ok()) return c_library.status();
   auto specs = CaptureSpecs(merged, tables);
   for (const auto& [tbl, spec] : specs) {
-    KCK_RETURN_IF_ERROR(InstallCapture(conn, run, tbl, spec, *installed, quoter, report));
+    KCK_RETURN_IF_ERROR(InstallCapture(conn, run, tbl, spec, *installed, quoter, *c_library, report));
   }
   for (const auto& [tbl, fn] : *installed) {
     if (specs.count(tbl)) continue;
@@ -538,7 +581,7 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
   // where their specs did not, so daemons must restart their Python worker.
   const bool new_code = config.source == "django";
   if (new_code) KCK_RETURN_IF_ERROR(run.Exec("UPDATE kck.registry_generation SET generation = generation + 1", {}));
-  KCK_RETURN_IF_ERROR(InstallCaptures(conn, run, *merged, tables, report));
+  KCK_RETURN_IF_ERROR(InstallCaptures(conn, run, config, *merged, tables, report));
   if (report.changed || new_code) KCK_RETURN_IF_ERROR(run.Script("NOTIFY kck_config;"));
   KCK_RETURN_IF_ERROR(txn.Finish(!dry_run));
   return report;

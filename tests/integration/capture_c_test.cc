@@ -1,0 +1,169 @@
+// The C capture (triggers/capture_module.c) against the generated plpgsql
+// one: the same statements write the same outbox rows, whatever the
+// columns' types, in every shape of statement; `kck install` takes it only
+// where the server loads it. (The capture, wake-up and schema-change suites
+// also run with KCK_CAPTURE=c: tests/CMakeLists.txt.)
+#include <string>
+#include <vector>
+
+#include "daemon_helpers.h"
+
+namespace kck::testing {
+namespace {
+
+#ifdef KCK_CAPTURE_MODULE
+
+const char* kTypesSchema = R"sql(
+CREATE TABLE kinds (id int PRIMARY KEY, grp bigint, name text, code varchar(8), flag boolean, amount numeric,
+                    ratio float8, at timestamptz, day date, doc jsonb, tags text[], u uuid, c char(3), small smallint);
+CREATE TABLE loose (grp int, name text);
+CREATE TABLE pairs (a int, b int, v text, PRIMARY KEY (a, b));
+CREATE FUNCTION kck_test_sorted(j jsonb) RETURNS jsonb LANGUAGE sql AS $$
+  SELECT CASE WHEN jsonb_typeof(j) = 'array' THEN (SELECT jsonb_agg(e ORDER BY e::text) FROM jsonb_array_elements(j) e)
+              ELSE j END $$;
+)sql";
+
+// Rules reading every column of kinds, a table without primary key, and a
+// two-column key.
+const char* kTypesConfig = R"json({"primers": [
+  {"name": "kind", "parameters": [{"name": "id", "type": "int"}],
+   "compute": "SELECT coalesce((SELECT to_jsonb(k) FROM kinds k WHERE id = :id), '{}')",
+   "depends_on": [{"table": "kinds", "params": {"id": "id"},
+                   "columns": ["grp", "name", "code", "flag", "amount", "ratio", "at", "day", "doc", "tags", "u", "c", "small"]}]},
+  {"name": "by_grp", "parameters": [{"name": "grp", "type": "int"}],
+   "compute": "SELECT to_jsonb(count(*)) FROM loose WHERE grp = :grp",
+   "depends_on": [{"table": "loose", "params": {"grp": "grp"}}]},
+  {"name": "pair", "parameters": [{"name": "a", "type": "int"}],
+   "compute": "SELECT to_jsonb(count(*)) FROM pairs WHERE a = :a",
+   "depends_on": [{"table": "pairs", "params": {"a": "a"}}]},
+  {"name": "pair_total", "parameters": [{"name": "a", "type": "int"}], "compute": "SELECT to_jsonb(:a)",
+   "depends_on": [{"primer": "pair", "params": {"a": "a"}}]}]})json";
+
+// Every shape of statement: single row, several rows, bulk (over 100
+// rows), primary-key updates, nulls, no row, TRUNCATE.
+const std::vector<std::string> kStatements = {
+    "INSERT INTO kinds VALUES (1, 10, 'one', 'c1', true, 1.50, 0.25, '2026-01-02 03:04:05.678+00', '2026-01-02', "
+    "'{\"a\": [1, {\"b\": null}]}', '{x,\"y z\"}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'ab', 7)",
+    "INSERT INTO kinds (id) VALUES (2)",
+    "INSERT INTO kinds (id, grp, name, ratio) VALUES (3, 30, 'three', 'NaN'), (4, 40, 'fo\"ur\\n', '-Infinity'), "
+    "(5, 50, E'tab\\there', 1e300)",
+    "UPDATE kinds SET grp = grp + 1 WHERE id = 1",
+    "UPDATE kinds SET id = id + 1000 WHERE id = 1",
+    "UPDATE kinds SET flag = false, doc = '[]' WHERE id < 10",
+    "UPDATE kinds SET name = 'none' WHERE id = -1",
+    "DELETE FROM kinds WHERE id = 2",
+    "INSERT INTO kinds (id, grp, name) SELECT i, i % 7, 'bulk ' || i FROM generate_series(100, 249) i",
+    "UPDATE kinds SET grp = grp + 1",
+    "DELETE FROM kinds WHERE id IN (SELECT id FROM kinds ORDER BY id DESC LIMIT 120)",
+    "INSERT INTO loose VALUES (1, 'a')",
+    "UPDATE loose SET name = 'b'",
+    "INSERT INTO loose SELECT i % 3, 'x' FROM generate_series(1, 150) i",
+    "DELETE FROM loose WHERE grp = 1",
+    "INSERT INTO pairs VALUES (1, 1, 'p'), (1, 2, 'q')",
+    "UPDATE pairs SET b = b + 10 WHERE a = 1",
+    "DELETE FROM pairs WHERE b = 11",
+    "TRUNCATE kinds",
+};
+
+class CaptureCTest : public BookstoreTest {
+ protected:
+  void SetUp() override {
+    BookstoreTest::SetUp();
+    MustExec(conn_, kTypesSchema);
+  }
+  std::string Scalar(const std::string& sql) {
+    auto r = conn_.Exec(sql);
+    return r.ok() && r->rows() > 0 ? std::string(r->get(0, 0)) : "<error: " + r.status().message() + ">";
+  }
+  // The config with a capture setting and the module built with the tests.
+  static std::string Config(const std::string& capture, const std::string& library = KCK_CAPTURE_MODULE) {
+    std::string json = kTypesConfig;
+    return "{\"capture\": \"" + capture + "\", \"capture_library\": \"" + library + "\", " + json.substr(1);
+  }
+  // The language of the capture function of `table`.
+  std::string Language(const std::string& table) {
+    return Scalar("SELECT l.lanname FROM kck.triggers t JOIN pg_proc p ON p.oid = to_regprocedure(t.function || '()') "
+                  "JOIN pg_language l ON l.oid = p.prolang WHERE t.tbl = 'public." + table + "'");
+  }
+  // Installs with `capture`, runs every statement on empty tables and
+  // returns the outbox rows they wrote, in order.
+  std::vector<std::string> ChangesOf(const std::string& capture) {
+    InstallConfig(conn_, Config(capture));
+    MustExec(conn_, "TRUNCATE kinds, loose, pairs; DELETE FROM kck.changes");
+    for (const auto& sql : kStatements) MustExec(conn_, sql);
+    std::vector<std::string> rows;
+    // A bulk image's order is the DISTINCT's: sorted here.
+    auto r = conn_.Exec(
+        "SELECT concat_ws(' ', tbl, op, kck_test_sorted(old)::text, kck_test_sorted(new)::text) FROM kck.changes "
+        "ORDER BY id");
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    for (int i = 0; r.ok() && i < r->rows(); ++i) rows.emplace_back(r->get(i, 0));
+    return rows;
+  }
+};
+
+TEST_F(CaptureCTest, WritesTheOutboxRowsThePlpgsqlCaptureWrites) {
+  const std::vector<std::string> plpgsql = ChangesOf("plpgsql");
+  EXPECT_EQ(Language("kinds"), "plpgsql");
+  const std::vector<std::string> c = ChangesOf("c");
+  EXPECT_EQ(Language("kinds"), "c");
+  EXPECT_EQ(Language("loose"), "c");
+  // 1 + 1 + 3 + 1 + 1 + 3 + 0 + 1 + 1 + 1 + 1 (kinds), 1 + 1 + 1 + 1 (loose),
+  // 2 + 2 + 1 (pairs), 1 (TRUNCATE).
+  ASSERT_EQ(plpgsql.size(), 25u);
+  ASSERT_EQ(c.size(), plpgsql.size());
+  for (size_t i = 0; i < c.size(); ++i) {
+    EXPECT_EQ(c[i], plpgsql[i]) << "change " << i << " of " << c.size() << ", " << kStatements.size() << " statements";
+  }
+  auto [rc, status] = RunKckShell("--db '" + conninfo_ + "' status", "2>&1");
+  EXPECT_EQ(rc, 0) << status;
+  EXPECT_NE(status.find("captures: kck.cache (plpgsql), public.kinds (c), public.loose (c), public.pairs (c)\n"),
+            std::string::npos)
+      << status;
+  // The kck.cache capture stays plpgsql: its UPDATEs are filtered by version.
+  EXPECT_EQ(Scalar("SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+                   "WHERE p.oid = to_regprocedure('kck.\"capture:kck.cache\"()')"),
+            "plpgsql");
+}
+
+TEST_F(CaptureCTest, AColumnGoneDegradesTheCaptureNotTheStatement) {
+  InstallConfig(conn_, Config("c"));
+  MustExec(conn_, "ALTER TABLE kinds RENAME COLUMN name TO title");
+  MustExec(conn_, "DELETE FROM kck.changes");
+  MustExec(conn_, "INSERT INTO kinds (id, title) VALUES (1, 'x')");
+  MustExec(conn_, "INSERT INTO kinds (id) SELECT i FROM generate_series(10, 200) i");
+  MustExec(conn_, "ALTER TABLE kinds DROP COLUMN grp");
+  MustExec(conn_, "UPDATE kinds SET title = 'y'");
+  EXPECT_EQ(Scalar("SELECT string_agg(op || ' ' || (new->>'error'), '; ' ORDER BY id) FROM kck.changes"),
+            "T column \"name\" of relation \"public.kinds\" does not exist; "
+            "T column \"name\" of relation \"public.kinds\" does not exist; "
+            "T column \"grp\" of relation \"public.kinds\" does not exist");
+}
+
+TEST_F(CaptureCTest, AutoFallsBackToPlpgsqlWhereTheServerCannotLoadIt) {
+  const std::string missing = "/nonexistent/kck_capture.so";
+  auto config = ParseConfig(Config("auto", missing), "test.json");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  auto report = Install(conn_, *config, false);
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  EXPECT_EQ(Language("kinds"), "plpgsql");
+  std::string lines;
+  for (const auto& l : report->lines) lines += l + "\n";
+  EXPECT_NE(lines.find("captures in plpgsql: the C capture is not available"), std::string::npos) << lines;
+  EXPECT_NE(lines.find(missing), std::string::npos) << lines;
+
+  config = ParseConfig(Config("c", missing), "test.json");
+  ASSERT_TRUE(config.ok());
+  auto refused = Install(conn_, *config, false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("capture \"c\": the server cannot load " + missing), std::string::npos)
+      << refused.status().message();
+  EXPECT_EQ(Language("kinds"), "plpgsql");  // the failed install changed nothing
+
+  EXPECT_FALSE(ParseConfig(R"({"capture": "fast", "primers": []})", "test.json").ok());
+}
+
+#endif  // KCK_CAPTURE_MODULE
+
+}  // namespace
+}  // namespace kck::testing

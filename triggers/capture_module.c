@@ -1,0 +1,463 @@
+/*
+ * kck's capture as a C function: the server module kck_capture.so, which
+ * `kck install` uses instead of the generated plpgsql function when
+ * PostgreSQL can load it (docs/DESIGN.md, "Capture in C"). It writes the
+ * outbox rows the plpgsql function of triggers/capture.cc writes, for the
+ * tables that function images column by column (not kck.cache, not whole
+ * rows), and costs a writer less: no executor start-up to read the
+ * transition tables, no subtransaction for the column check.
+ *
+ * One statement-level AFTER trigger per operation calls kck_capture with:
+ *   0   the table's name as kck.changes.tbl records it ("public.store_book")
+ *   1   the number K of primary-key columns (0: every statement in bulk form)
+ *   2   one letter per captured column: 'b' when bulk images hold it, '-' not
+ *   3.. the captured columns, the K key columns first
+ *
+ * It never makes the application's statement fail for a reason of its own:
+ * a captured column that is gone (renamed, dropped) is found in the catalog
+ * before anything is read, and the statement is recorded as op 'T' with the
+ * reason, as the plpgsql column check does.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "nodes/makefuncs.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+PG_MODULE_MAGIC;
+PG_FUNCTION_INFO_V1(kck_capture);
+
+/* Statements touching more rows than this are recorded in bulk form
+ * (kBulkRows in triggers/capture.h). */
+#define BULK_ROWS 100
+/* The outbox parts that take turns (sql/005_outbox_parts.sql). */
+#define OUTBOX_PARTS 3
+
+/* One call: the trigger's table, its arguments, and how to image a column. */
+typedef struct Capture
+{
+	TriggerData *td;
+	TupleDesc	desc;
+	const char *tbl;
+	int			nkeys;
+	const char *bulk;			/* 'b' per column bulk images hold */
+	int			ncols;
+	char	  **cols;
+	AttrNumber *atts;			/* each column's number in desc */
+	FmgrInfo  **to_jsonb;		/* to_jsonb for its type; NULL: converted here */
+	int			part;			/* the outbox part written to */
+	bool		wrote;
+} Capture;
+
+/* Plans kept for the session: one row, and many rows from two arrays. */
+static SPIPlanPtr one_row_plans[OUTBOX_PARTS];
+static SPIPlanPtr many_rows_plans[OUTBOX_PARTS];
+
+/* kck.outbox_part(): floor(epoch(now()) / 2) % 3. */
+static int
+outbox_part(void)
+{
+	int64		epoch = GetCurrentTransactionStartTimestamp() / USECS_PER_SEC +
+		(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+
+	return (int) ((epoch / 2) % OUTBOX_PARTS);
+}
+
+/* The call's trigger data, checked to come from a statement-level AFTER
+ * trigger with arguments of the documented shape. */
+static TriggerData *
+checked_trigger(FunctionCallInfo fcinfo)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Trigger    *tg;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		!TRIGGER_FIRED_AFTER(td->tg_event))
+		elog(ERROR, "kck_capture: not called as an AFTER ... FOR EACH STATEMENT trigger");
+	tg = td->tg_trigger;
+	if (tg->tgnargs < 3 || (int) strlen(tg->tgargs[2]) != tg->tgnargs - 3 ||
+		atoi(tg->tgargs[1]) < 0 || atoi(tg->tgargs[1]) > tg->tgnargs - 3)
+		elog(ERROR, "kck_capture: trigger %s has arguments kck install did not write", tg->tgname);
+	return td;
+}
+
+/* An FmgrInfo of to_jsonb(anyelement) for arguments of `type`: the one
+ * conversion jsonb_build_object applies to each value. */
+static FmgrInfo *
+to_jsonb_of(Form_pg_attribute attr)
+{
+	FmgrInfo   *info = palloc0(sizeof(FmgrInfo));
+	Const	   *arg = makeNullConst(attr->atttypid, attr->atttypmod, attr->attcollation);
+
+	fmgr_info(F_TO_JSONB, info);
+	info->fn_expr = (Node *) makeFuncExpr(F_TO_JSONB, JSONBOID, list_make1(arg), InvalidOid,
+										  attr->attcollation, COERCE_EXPLICIT_CALL);
+	return info;
+}
+
+/* Finds each captured column in the table; the reason when one is gone. */
+static char *
+resolve_columns(Capture *c)
+{
+	c->atts = palloc(sizeof(AttrNumber) * c->ncols);
+	c->to_jsonb = palloc0(sizeof(FmgrInfo *) * c->ncols);
+	for (int i = 0; i < c->ncols; i++)
+	{
+		int			att = SPI_fnumber(c->desc, c->cols[i]);
+		Form_pg_attribute attr;
+
+		if (att <= 0)
+			return psprintf("column \"%s\" of relation \"%s\" does not exist", c->cols[i], c->tbl);
+		c->atts[i] = (AttrNumber) att;
+		attr = TupleDescAttr(c->desc, att - 1);
+		if (attr->atttypid != INT4OID && attr->atttypid != INT8OID && attr->atttypid != TEXTOID &&
+			attr->atttypid != VARCHAROID)
+			c->to_jsonb[i] = to_jsonb_of(attr);
+	}
+	return NULL;
+}
+
+/* Sets *v to the jsonb value of a to_jsonb result. */
+static void
+value_of_jsonb(Jsonb *jb, JsonbValue *v)
+{
+	if (JB_ROOT_IS_SCALAR(jb))
+	{
+		JsonbExtractScalar(&jb->root, v);
+		return;
+	}
+	v->type = jbvBinary;
+	v->val.binary.data = &jb->root;
+	v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+}
+
+/* Sets *v to column i's value in `slot`, as to_jsonb converts it. */
+static void
+column_value(Capture *c, int i, TupleTableSlot *slot, JsonbValue *v)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, c->atts[i], &isnull);
+	Oid			type = TupleDescAttr(c->desc, c->atts[i] - 1)->atttypid;
+
+	if (isnull)
+		v->type = jbvNull;
+	else if (c->to_jsonb[i] != NULL)
+		value_of_jsonb(DatumGetJsonbP(FunctionCall1(c->to_jsonb[i], d)), v);
+	else if (type == INT4OID || type == INT8OID)
+	{
+		v->type = jbvNumeric;
+		v->val.numeric = DatumGetNumeric(DirectFunctionCall1(type == INT4OID ? int4_numeric : int8_numeric, d));
+	}
+	else
+	{
+		text	   *t = DatumGetTextPP(d);
+
+		v->type = jbvString;
+		v->val.string.val = VARDATA_ANY(t);
+		v->val.string.len = VARSIZE_ANY_EXHDR(t);
+	}
+}
+
+/* The row image of `slot`: a jsonb object of the captured columns. */
+static Datum
+row_image(Capture *c, TupleTableSlot *slot)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < c->ncols; i++)
+	{
+		JsonbValue	key, value;
+
+		key.type = jbvString;
+		key.val.string.val = c->cols[i];
+		key.val.string.len = strlen(c->cols[i]);
+		pushJsonbValue(&state, WJB_KEY, &key);
+		column_value(c, i, slot, &value);
+		pushJsonbValue(&state, WJB_VALUE, &value);
+	}
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(result));
+}
+
+static SPIPlanPtr
+kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "kck_capture: preparing \"%s\" failed: %s", sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/* Writes one outbox row (tbl, op, old, new); SPI is connected. */
+static void
+write_change(Capture *c, const char *op, Datum old, bool old_null, Datum new, bool new_null)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, JSONBOID, JSONBOID};
+	Datum		values[4] = {CStringGetTextDatum(c->tbl), CStringGetTextDatum(op), old, new};
+	char		nulls[4] = {' ', ' ', old_null ? 'n' : ' ', new_null ? 'n' : ' '};
+	char		sql[128];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO kck.changes_%d (tbl, op, old, new) VALUES ($1, $2::char(1), $3, $4)",
+			 c->part);
+	if (SPI_execute_plan(kept_plan(&one_row_plans[c->part], sql, 4, types), values, nulls, false, 0) !=
+		SPI_OK_INSERT)
+		elog(ERROR, "kck_capture: writing a change of %s to kck.changes_%d failed", c->tbl, c->part);
+	c->wrote = true;
+}
+
+/* Writes n outbox rows, the i-th holding olds[i] and news[i] (either NULL:
+ * that side is null in every row); SPI is connected. */
+static void
+write_changes(Capture *c, const char *op, Datum *olds, Datum *news, int n)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, JSONBARRAYOID, JSONBARRAYOID};
+	Datum		values[4] = {CStringGetTextDatum(c->tbl), CStringGetTextDatum(op), 0, 0};
+	char		nulls[4] = {' ', ' ', olds ? ' ' : 'n', news ? ' ' : 'n'};
+	char		sql[200];
+
+	if (olds)
+		values[2] = PointerGetDatum(construct_array(olds, n, JSONBOID, -1, false, TYPALIGN_INT));
+	if (news)
+		values[3] = PointerGetDatum(construct_array(news, n, JSONBOID, -1, false, TYPALIGN_INT));
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO kck.changes_%d (tbl, op, old, new) SELECT $1, $2::char(1), u.o, u.n "
+			 "FROM unnest($3::jsonb[], $4::jsonb[]) AS u (o, n)", c->part);
+	if (SPI_execute_plan(kept_plan(&many_rows_plans[c->part], sql, 4, types), values, nulls, false, 0) !=
+		SPI_OK_INSERT)
+		elog(ERROR, "kck_capture: writing %d changes of %s to kck.changes_%d failed", n, c->tbl, c->part);
+	c->wrote = true;
+}
+
+/* The images of the rows of transition table `ts`, in its order. */
+static Datum *
+images_of(Capture *c, Tuplestorestate *ts, int n)
+{
+	Datum	   *images = palloc(sizeof(Datum) * n);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(c->desc, &TTSOpsMinimalTuple);
+
+	/* A read pointer of its own, as a scan of the transition table takes. */
+	tuplestore_select_read_pointer(ts, tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND));
+	tuplestore_rescan(ts);
+	for (int i = 0; i < n && tuplestore_gettupleslot(ts, true, false, slot); i++)
+		images[i] = row_image(c, slot);
+	ExecDropSingleTupleTableSlot(slot);
+	return images;
+}
+
+/* The bulk image of transition table `enr`: an array of the distinct
+ * images of the columns bulk images hold ([{}] when none). */
+static Datum
+bulk_image(Capture *c, const char *enr)
+{
+	StringInfoData sql, build;
+	bool		isnull;
+	Datum		d;
+
+	initStringInfo(&sql);
+	initStringInfo(&build);
+	for (int i = 0; i < c->ncols; i++)
+	{
+		if (c->bulk[i] != 'b')
+			continue;
+		appendStringInfo(&build, "%s%s, kck_s.%s", build.len ? ", " : "", quote_literal_cstr(c->cols[i]),
+						 quote_identifier(c->cols[i]));
+		appendStringInfo(&sql, "%skck_x.%s", sql.len ? ", " : "", quote_identifier(c->cols[i]));
+	}
+	if (build.len == 0)
+		return DirectFunctionCall1(jsonb_in, CStringGetDatum("[{}]"));
+	sql.data = psprintf("SELECT jsonb_agg(jsonb_build_object(%s)) FROM (SELECT DISTINCT %s FROM %s kck_x) kck_s",
+						build.data, sql.data, quote_identifier(enr));
+	if (SPI_execute(sql.data, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "kck_capture: reading the bulk image of %s failed", c->tbl);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		elog(ERROR, "kck_capture: the bulk image of %s is empty", c->tbl);
+	return SPI_datumTransfer(d, false, -1);
+}
+
+/* A statement in bulk form: one change holding the bulk images. */
+static void
+capture_bulk(Capture *c, const char *op)
+{
+	Trigger    *tg = c->td->tg_trigger;
+	bool		has_old = c->td->tg_oldtable != NULL, has_new = c->td->tg_newtable != NULL;
+	Datum		old = has_old ? bulk_image(c, tg->tgoldtable) : 0;
+	Datum		new = has_new ? bulk_image(c, tg->tgnewtable) : 0;
+
+	write_change(c, op, old, !has_old, new, !has_new);
+}
+
+/* The jsonb_build_object of the row image of `alias`, in SQL. */
+static char *
+image_sql(Capture *c, const char *alias)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	for (int i = 0; i < c->ncols; i++)
+		appendStringInfo(&out, "%s%s, %s.%s", i ? ", " : "", quote_literal_cstr(c->cols[i]), alias,
+						 quote_identifier(c->cols[i]));
+	return psprintf("CASE WHEN %s IS NULL THEN NULL ELSE jsonb_build_object(%s) END", alias, out.data);
+}
+
+/* An UPDATE whose transition tables are uneven (a row moved to a partition
+ * whose BEFORE INSERT trigger skipped it): its rows paired by primary key,
+ * as the plpgsql function pairs them. */
+static void
+capture_paired_by_key(Capture *c)
+{
+	StringInfoData on;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(c->tbl)};
+	char	   *sql;
+
+	initStringInfo(&on);
+	for (int i = 0; i < c->nkeys; i++)
+		appendStringInfo(&on, "%skck_o.%s = kck_n.%s", i ? " AND " : "", quote_identifier(c->cols[i]),
+						 quote_identifier(c->cols[i]));
+	sql = psprintf("INSERT INTO kck.changes_%d (tbl, op, old, new) SELECT $1, 'U', %s, %s "
+				   "FROM %s kck_o FULL JOIN %s kck_n ON %s",
+				   c->part, image_sql(c, "kck_o"), image_sql(c, "kck_n"),
+				   quote_identifier(c->td->tg_trigger->tgoldtable), quote_identifier(c->td->tg_trigger->tgnewtable),
+				   on.data);
+	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "kck_capture: writing the paired changes of %s failed", c->tbl);
+	c->wrote = c->wrote || SPI_processed > 0;
+}
+
+/* At most BULK_ROWS rows: one change per row, an UPDATE's sides zipped by
+ * position (PostgreSQL appends each row's old and new images together). */
+static void
+capture_rows(Capture *c, const char *op, int n)
+{
+	Tuplestorestate *olds = c->td->tg_oldtable, *news = c->td->tg_newtable;
+	Datum	   *old_images = olds ? images_of(c, olds, n) : NULL;
+	Datum	   *new_images = news ? images_of(c, news, n) : NULL;
+
+	if (n == 1)
+		write_change(c, op, old_images ? old_images[0] : 0, !old_images, new_images ? new_images[0] : 0,
+					 !new_images);
+	else
+		write_changes(c, op, old_images, new_images, n);
+}
+
+/* {"error": reason}, the new image of a degraded capture's change. */
+static Datum
+error_object(const char *reason)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	key = {.type = jbvString}, value = {.type = jbvString};
+
+	key.val.string.val = "error";
+	key.val.string.len = 5;
+	value.val.string.val = (char *) reason;
+	value.val.string.len = strlen(reason);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	pushJsonbValue(&state, WJB_KEY, &key);
+	pushJsonbValue(&state, WJB_VALUE, &value);
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+}
+
+/* The statement's changes; SPI is connected. */
+static void
+capture_statement(Capture *c)
+{
+	Tuplestorestate *olds = c->td->tg_oldtable, *news = c->td->tg_newtable;
+	int64		nold = olds ? tuplestore_tuple_count(olds) : 0;
+	int64		nnew = news ? tuplestore_tuple_count(news) : 0;
+	int64		n = Max(nold, nnew);
+	const char *op = TRIGGER_FIRED_BY_INSERT(c->td->tg_event) ? "I" :
+		TRIGGER_FIRED_BY_UPDATE(c->td->tg_event) ? "U" : "D";
+
+	if (n == 0)
+		return;
+	if (c->nkeys == 0 || n > BULK_ROWS || (olds && news && nold != nnew))
+	{
+		/* Queries over the transition tables, by their names. */
+		if (SPI_register_trigger_data(c->td) != SPI_OK_TD_REGISTER)
+			elog(ERROR, "kck_capture: registering the transition tables of %s failed", c->tbl);
+		if (c->nkeys == 0 || n > BULK_ROWS)
+			capture_bulk(c, op);
+		else
+			capture_paired_by_key(c);
+	}
+	else
+		capture_rows(c, op, (int) n);
+}
+
+/* Wakes an idle daemon: notifies only while the flag kck.daemon_waiting
+ * is 1 (kck.must_notify(), sql/006_wake_flag.sql). */
+static void
+wake_daemon(void)
+{
+	Oid			kck = get_namespace_oid("kck", true);
+	Oid			flag = OidIsValid(kck) ? get_relname_relid("daemon_waiting", kck) : InvalidOid;
+	LOCAL_FCINFO(call, 1);
+	Datum		value;
+
+	if (!OidIsValid(flag))
+		return;
+	InitFunctionCallInfoData(*call, NULL, 1, InvalidOid, NULL, NULL);
+	call->args[0].value = ObjectIdGetDatum(flag);
+	call->args[0].isnull = false;
+	value = pg_sequence_last_value(call);
+	if (!call->isnull && DatumGetInt64(value) == 1)
+		Async_Notify("kck", "");
+}
+
+Datum
+kck_capture(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = checked_trigger(fcinfo);
+	Trigger    *tg = td->tg_trigger;
+	Capture		c = {0};
+	char	   *degraded = NULL;
+
+	c.td = td;
+	c.desc = td->tg_relation->rd_att;
+	c.tbl = tg->tgargs[0];
+	c.nkeys = atoi(tg->tgargs[1]);
+	c.bulk = tg->tgargs[2];
+	c.ncols = tg->tgnargs - 3;
+	c.cols = tg->tgargs + 3;
+	c.part = outbox_part();
+	if (!TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		degraded = resolve_columns(&c);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "kck_capture: SPI_connect failed");
+	if (degraded != NULL)
+		/* Recompute every product of the table: what cannot be mapped is
+		 * never left stale. */
+		write_change(&c, "T", 0, true, error_object(degraded), false);
+	else if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		write_change(&c, "T", 0, true, 0, true);
+	else
+		capture_statement(&c);
+	if (c.wrote)
+		wake_daemon();
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}

@@ -2,8 +2,9 @@
 # A 100k-row UPDATE (one statement) on bench/cluster.sh's t: without
 # capture, with kck's generated plpgsql capture and with its C capture
 # (kck_capture.so beside KCK, built when postgresql-server-dev-15 is
-# installed), both statement-level with the bulk form over 100 rows,
-# interleaved in rounds.
+# installed), both statement-level with the bulk form over 100 rows, and
+# with the same triggers calling a function that only returns (what the
+# transition tables alone cost), interleaved in rounds.
 #
 # Usage (root or a user that can run initdb): bash bench/capture_bulk.sh [KCK] [ROUNDS]
 set -euo pipefail
@@ -15,11 +16,16 @@ source "$here/cluster.sh"
 start_cluster capture-bulk
 create_t
 install_grp_sum "$kck"
-variants=(none plpgsql)
+variants=(none empty plpgsql)
 [[ -f $(dirname "$kck")/kck_capture.so ]] && variants+=(c)
 use() {
   case $1 in
     none) psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER" ;;
+    empty)
+      install_grp_sum "$kck"
+      psql "$db" -qXc "ALTER TABLE t ENABLE TRIGGER USER" -c "CREATE OR REPLACE FUNCTION kck.\"capture:public.t\"() \
+        RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN RETURN NULL; END \$\$"
+      ;;
     *)
       install_grp_sum "$kck" "" "$1"
       psql "$db" -qXc "ALTER TABLE t ENABLE TRIGGER USER"

@@ -120,6 +120,9 @@ TEST_F(CaptureCTest, WritesTheOutboxRowsThePlpgsqlCaptureWrites) {
   EXPECT_NE(status.find("captures: kck.cache (plpgsql), public.kinds (c), public.loose (c), public.pairs (c)\n"),
             std::string::npos)
       << status;
+  // And back: an install that may not use the module replaces it.
+  InstallConfig(conn_, Config("plpgsql"));
+  EXPECT_EQ(Language("kinds"), "plpgsql");
   // The kck.cache capture stays plpgsql: its UPDATEs are filtered by version.
   EXPECT_EQ(Scalar("SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
                    "WHERE p.oid = to_regprocedure('kck.\"capture:kck.cache\"()')"),

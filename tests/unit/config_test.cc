@@ -40,6 +40,19 @@ TEST(Config, ParsesTheDesignExample) {
   EXPECT_EQ(PrimerToJson(*back), PrimerToJson(p));
 }
 
+TEST(Config, CaptureIsAutoCOrPlpgsql) {
+  auto c = ParseConfig(R"({"capture": "c", "capture_library": "/opt/kck/kck_capture.so", "primers": []})", "primers.json");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->capture, "c");
+  EXPECT_EQ(c->capture_library, "/opt/kck/kck_capture.so");
+  c = ParseConfig(R"({"primers": []})", "primers.json");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->capture, "");  // kck install takes $KCK_CAPTURE, else "auto"
+  ExpectError(R"({"capture": "fast", "primers": []})",
+              "primers.json: capture: expected \"auto\", \"c\" or \"plpgsql\", got \"fast\"");
+  ExpectError(R"({"capture": true, "primers": []})", "primers.json: field \"capture\" must be a string");
+}
+
 TEST(Config, APythonPrimersWarmIsAFlag) {
   auto c = ParseConfig(One(R"("engine": "python", "warm": true, "warm_every": "1h")"), "primers.json");
   ASSERT_TRUE(c.ok()) << c.status().message();

@@ -225,6 +225,11 @@ class Bench:
             cur.execute(sql, args)
             return cur.fetchone()[0] if cur.description else None
 
+    def q_all(self, sql, args=None):
+        with self.db.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+
     def kck(self, *argv):
         return run([self.a.kck, "--db", self.cluster.conninfo] + list(argv))
 
@@ -272,6 +277,12 @@ class Bench:
             "kck": "%s (file dated %s)" % (self.a.kck, datetime.datetime.fromtimestamp(
                 os.stat(self.a.kck).st_mtime).strftime("%Y-%m-%d %H:%M")),
             "checkout": git_commit() + " (the checkout's HEAD; the binary may be older)",
+            "capture": "kck's capture of store_book and store_review in " + ", ".join(sorted(set(
+                r[0] for r in self.q_all("SELECT coalesce(l.lanname, 'missing') FROM kck.triggers t "
+                                         "LEFT JOIN pg_proc p ON p.oid = to_regprocedure(t.function || '()') "
+                                         "LEFT JOIN pg_language l ON l.oid = p.prolang WHERE t.tbl <> 'kck.cache'")))) +
+                       " (c: kck_capture.so in the server's $libdir, scripts/setup.sh installs it; "
+                       "KCK_CAPTURE=plpgsql for the other)",
             "data": "%d authors x %d books x %d reviews (%d books, %d reviews)" % (
                 AUTHORS, BOOKS, REVIEWS, self.q1("SELECT count(*) FROM store_book"),
                 self.q1("SELECT count(*) FROM store_review")),

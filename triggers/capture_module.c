@@ -261,8 +261,12 @@ images_of(Capture *c, Tuplestorestate *ts, int n)
 	/* A read pointer of its own, as a scan of the transition table takes. */
 	tuplestore_select_read_pointer(ts, tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND));
 	tuplestore_rescan(ts);
-	for (int i = 0; i < n && tuplestore_gettupleslot(ts, true, false, slot); i++)
+	for (int i = 0; i < n; i++)
+	{
+		if (!tuplestore_gettupleslot(ts, true, false, slot))
+			elog(ERROR, "kck_capture: a transition table of %s holds fewer rows than it counts", c->tbl);
 		images[i] = row_image(c, slot);
+	}
 	ExecDropSingleTupleTableSlot(slot);
 	return images;
 }

@@ -40,13 +40,14 @@ const char* kTypesConfig = R"json({"primers": [
    "depends_on": [{"primer": "pair", "params": {"a": "a"}}]}]})json";
 
 // Every shape of statement: single row, several rows, bulk (over 100
-// rows), primary-key updates, nulls, no row, TRUNCATE.
+// rows), primary-key updates, nulls, TOASTed values, no row, TRUNCATE.
 const std::vector<std::string> kStatements = {
     "INSERT INTO kinds VALUES (1, 10, 'one', 'c1', true, 1.50, 0.25, '2026-01-02 03:04:05.678+00', '2026-01-02', "
     "'{\"a\": [1, {\"b\": null}]}', '{x,\"y z\"}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'ab', 7)",
     "INSERT INTO kinds (id) VALUES (2)",
     "INSERT INTO kinds (id, grp, name, ratio) VALUES (3, 30, 'three', 'NaN'), (4, 40, 'fo\"ur\\n', '-Infinity'), "
     "(5, 50, E'tab\\there', 1e300)",
+    "INSERT INTO kinds (id, name, doc) VALUES (6, repeat('ab', 50000), jsonb_build_object('big', repeat('cd', 50000)))",
     "UPDATE kinds SET grp = grp + 1 WHERE id = 1",
     "UPDATE kinds SET id = id + 1000 WHERE id = 1",
     "UPDATE kinds SET flag = false, doc = '[]' WHERE id < 10",
@@ -108,9 +109,10 @@ TEST_F(CaptureCTest, WritesTheOutboxRowsThePlpgsqlCaptureWrites) {
   const std::vector<std::string> c = ChangesOf("c");
   EXPECT_EQ(Language("kinds"), "c");
   EXPECT_EQ(Language("loose"), "c");
-  // 1 + 1 + 3 + 1 + 1 + 3 + 0 + 1 + 1 + 1 + 1 (kinds), 1 + 1 + 1 + 1 (loose),
-  // 2 + 2 + 1 (pairs), 1 (TRUNCATE).
-  ASSERT_EQ(plpgsql.size(), 25u);
+  // kinds 1 + 1 + 3 + 1 + 1 + 1 + 5 (ids 2 to 6) + 0 + 1 + 1 + 1 + 1 (the
+  // last three in bulk form), loose 1 + 1 + 1 + 1 (bulk form: no primary
+  // key), pairs 2 + 2 + 1, TRUNCATE 1.
+  ASSERT_EQ(plpgsql.size(), 27u);
   ASSERT_EQ(c.size(), plpgsql.size());
   for (size_t i = 0; i < c.size(); ++i) {
     EXPECT_EQ(c[i], plpgsql[i]) << "change " << i << " of " << c.size() << ", " << kStatements.size() << " statements";

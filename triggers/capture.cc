@@ -261,13 +261,18 @@ std::string Body(const Gen& g) {
   return body;
 }
 
+// Whether images are whole rows: some rule reads them, or more columns
+// than jsonb_build_object takes.
+bool WholeRows(const CaptureSpec& spec) { return spec.whole_row || spec.columns.size() > kMaxBuiltColumns; }
+
 // The C capture's trigger arguments (triggers/capture_module.c): the
 // table's name, the number of key columns, a letter per captured column
-// ('b': bulk images hold it), the captured columns.
+// ('b': bulk images hold it) or "*" for whole rows, the captured columns.
 std::string CArguments(const CaptureSpec& spec, const Quoter& q) {
   const std::vector<std::string> cols = spec.row_columns();
-  std::string bulk;
+  std::string bulk = WholeRows(spec) ? "*" : "";
   for (const auto& c : cols) {
+    if (WholeRows(spec)) break;
     bulk += std::find(spec.columns.begin(), spec.columns.end(), c) != spec.columns.end() ? 'b' : '-';
   }
   std::vector<std::string> args = {q.literal(spec.qualified()), q.literal(std::to_string(spec.key_columns.size())),
@@ -294,7 +299,13 @@ constexpr const char* kDefiner = "SECURITY DEFINER SET search_path = pg_catalog,
 
 }  // namespace
 
-bool CapturableInC(const CaptureSpec& spec) { return !spec.whole_row && spec.qualified() != "kck.cache"; }
+bool CapturableInC(const CaptureSpec& spec) {
+  // The plpgsql capture images rows whole but bulk column by column when
+  // the key columns take the row image over kMaxBuiltColumns: that table
+  // stays plpgsql, so that both write the same rows everywhere.
+  const bool mixed = !WholeRows(spec) && spec.row_columns().size() > kMaxBuiltColumns;
+  return spec.qualified() != "kck.cache" && !mixed;
+}
 
 CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q, std::string_view c_library) {
   CaptureSql out;
@@ -308,8 +319,7 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q, std::string
                   Triggers(table, out.function + "(" + CArguments(spec, q) + ")");
     return out;
   }
-  const Gen gen{spec, q, q.literal(spec.qualified()), "kck.changes", spec.row_columns(),
-                spec.whole_row || spec.columns.size() > kMaxBuiltColumns};
+  const Gen gen{spec, q, q.literal(spec.qualified()), "kck.changes", spec.row_columns(), WholeRows(spec)};
   const std::string body = Body(gen);
 
   out.body = "\n" + body;

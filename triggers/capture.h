@@ -55,8 +55,9 @@ struct CaptureSql {
 // a table the C capture can take calls triggers/capture_module.c.
 CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q, std::string_view c_library = {});
 
-// Whether the C capture images `spec`'s table as the plpgsql one does: not
-// whole rows, not kck.cache (whose UPDATEs are filtered by version).
+// Whether the C capture takes `spec`'s table: every table but kck.cache
+// (whose UPDATEs the plpgsql capture filters by version) and one whose key
+// columns take its row image over 50 columns.
 bool CapturableInC(const CaptureSpec& spec);
 
 // The uninstall SQL for a table given its qualified name and function, for

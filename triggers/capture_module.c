@@ -2,15 +2,16 @@
  * kck's capture as a C function: the server module kck_capture.so, which
  * `kck install` uses instead of the generated plpgsql function when
  * PostgreSQL can load it (docs/DESIGN.md, "Capture in C"). It writes the
- * outbox rows the plpgsql function of triggers/capture.cc writes, for the
- * tables that function images column by column (not kck.cache, not whole
- * rows), and costs a writer less: no executor start-up to read the
+ * outbox rows the plpgsql function of triggers/capture.cc writes, for every
+ * table but kck.cache (whose UPDATEs that function filters by version),
+ * and costs a writer less: no executor start-up to read the
  * transition tables, no subtransaction for the column check.
  *
  * One statement-level AFTER trigger per operation calls kck_capture with:
  *   0   the table's name as kck.changes.tbl records it ("public.store_book")
  *   1   the number K of primary-key columns (0: every statement in bulk form)
- *   2   one letter per captured column: 'b' when bulk images hold it, '-' not
+ *   2   one letter per captured column: 'b' when bulk images hold it, '-' not;
+ *       or "*": every image is the whole row (to_jsonb of the row)
  *   3.. the captured columns, the K key columns first
  *
  * It never makes the application's statement fail for a reason of its own:
@@ -56,6 +57,8 @@ typedef struct Capture
 	const char *tbl;
 	int			nkeys;
 	const char *bulk;			/* 'b' per column bulk images hold */
+	bool		whole;			/* images are whole rows */
+	FmgrInfo   *row_to_jsonb;	/* to_jsonb for the table's row type */
 	int			ncols;
 	char	  **cols;
 	AttrNumber *atts;			/* each column's number in desc */
@@ -90,7 +93,8 @@ checked_trigger(FunctionCallInfo fcinfo)
 		!TRIGGER_FIRED_AFTER(td->tg_event))
 		elog(ERROR, "kck_capture: not called as an AFTER ... FOR EACH STATEMENT trigger");
 	tg = td->tg_trigger;
-	if (tg->tgnargs < 3 || (int) strlen(tg->tgargs[2]) != tg->tgnargs - 3 ||
+	if (tg->tgnargs < 3 ||
+		((int) strlen(tg->tgargs[2]) != tg->tgnargs - 3 && strcmp(tg->tgargs[2], "*") != 0) ||
 		atoi(tg->tgargs[1]) < 0 || atoi(tg->tgargs[1]) > tg->tgnargs - 3)
 		elog(ERROR, "kck_capture: trigger %s has arguments kck install did not write", tg->tgname);
 	return td;
@@ -99,14 +103,14 @@ checked_trigger(FunctionCallInfo fcinfo)
 /* An FmgrInfo of to_jsonb(anyelement) for arguments of `type`: the one
  * conversion jsonb_build_object applies to each value. */
 static FmgrInfo *
-to_jsonb_of(Form_pg_attribute attr)
+to_jsonb_of(Oid type, int32 typmod, Oid collation)
 {
 	FmgrInfo   *info = palloc0(sizeof(FmgrInfo));
-	Const	   *arg = makeNullConst(attr->atttypid, attr->atttypmod, attr->attcollation);
+	Const	   *arg = makeNullConst(type, typmod, collation);
 
 	fmgr_info(F_TO_JSONB, info);
-	info->fn_expr = (Node *) makeFuncExpr(F_TO_JSONB, JSONBOID, list_make1(arg), InvalidOid,
-										  attr->attcollation, COERCE_EXPLICIT_CALL);
+	info->fn_expr = (Node *) makeFuncExpr(F_TO_JSONB, JSONBOID, list_make1(arg), InvalidOid, collation,
+										  COERCE_EXPLICIT_CALL);
 	return info;
 }
 
@@ -125,10 +129,12 @@ resolve_columns(Capture *c)
 			return psprintf("column \"%s\" of relation \"%s\" does not exist", c->cols[i], c->tbl);
 		c->atts[i] = (AttrNumber) att;
 		attr = TupleDescAttr(c->desc, att - 1);
-		if (attr->atttypid != INT4OID && attr->atttypid != INT8OID && attr->atttypid != TEXTOID &&
+		if (!c->whole && attr->atttypid != INT4OID && attr->atttypid != INT8OID && attr->atttypid != TEXTOID &&
 			attr->atttypid != VARCHAROID)
-			c->to_jsonb[i] = to_jsonb_of(attr);
+			c->to_jsonb[i] = to_jsonb_of(attr->atttypid, attr->atttypmod, attr->attcollation);
 	}
+	if (c->whole)
+		c->row_to_jsonb = to_jsonb_of(c->desc->tdtypeid, -1, InvalidOid);
 	return NULL;
 }
 
@@ -173,13 +179,16 @@ column_value(Capture *c, int i, TupleTableSlot *slot, JsonbValue *v)
 	}
 }
 
-/* The row image of `slot`: a jsonb object of the captured columns. */
+/* The row image of `slot`: a jsonb object of the captured columns, or of
+ * the whole row. */
 static Datum
 row_image(Capture *c, TupleTableSlot *slot)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *result;
 
+	if (c->whole)
+		return FunctionCall1(c->row_to_jsonb, ExecFetchSlotHeapTupleDatum(slot));
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < c->ncols; i++)
 	{
@@ -272,7 +281,8 @@ images_of(Capture *c, Tuplestorestate *ts, int n)
 }
 
 /* The bulk image of transition table `enr`: an array of the distinct
- * images of the columns bulk images hold ([{}] when none). */
+ * images of the columns bulk images hold ([{}] when none), or of the
+ * distinct whole rows. */
 static Datum
 bulk_image(Capture *c, const char *enr)
 {
@@ -282,7 +292,7 @@ bulk_image(Capture *c, const char *enr)
 
 	initStringInfo(&sql);
 	initStringInfo(&build);
-	for (int i = 0; i < c->ncols; i++)
+	for (int i = 0; i < c->ncols && !c->whole; i++)
 	{
 		if (c->bulk[i] != 'b')
 			continue;
@@ -290,9 +300,13 @@ bulk_image(Capture *c, const char *enr)
 						 quote_identifier(c->cols[i]));
 		appendStringInfo(&sql, "%skck_x.%s", sql.len ? ", " : "", quote_identifier(c->cols[i]));
 	}
-	if (build.len == 0)
+	if (c->whole)
+		sql.data = psprintf("SELECT jsonb_agg(kck_r) FROM (SELECT DISTINCT to_jsonb(kck_x) AS kck_r FROM %s kck_x) kck_s",
+							quote_identifier(enr));
+	else if (build.len == 0)
 		return DirectFunctionCall1(jsonb_in, CStringGetDatum("[{}]"));
-	sql.data = psprintf("SELECT jsonb_agg(jsonb_build_object(%s)) FROM (SELECT DISTINCT %s FROM %s kck_x) kck_s",
+	else
+		sql.data = psprintf("SELECT jsonb_agg(jsonb_build_object(%s)) FROM (SELECT DISTINCT %s FROM %s kck_x) kck_s",
 						build.data, sql.data, quote_identifier(enr));
 	if (SPI_execute(sql.data, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "kck_capture: reading the bulk image of %s failed", c->tbl);
@@ -314,12 +328,14 @@ capture_bulk(Capture *c, const char *op)
 	write_change(c, op, old, !has_old, new, !has_new);
 }
 
-/* The jsonb_build_object of the row image of `alias`, in SQL. */
+/* The row image of `alias`, in SQL. */
 static char *
 image_sql(Capture *c, const char *alias)
 {
 	StringInfoData out;
 
+	if (c->whole)
+		return psprintf("CASE WHEN %s IS NULL THEN NULL ELSE to_jsonb(%s) END", alias, alias);
 	initStringInfo(&out);
 	for (int i = 0; i < c->ncols; i++)
 		appendStringInfo(&out, "%s%s, %s.%s", i ? ", " : "", quote_literal_cstr(c->cols[i]), alias,
@@ -445,6 +461,7 @@ kck_capture(PG_FUNCTION_ARGS)
 	c.tbl = tg->tgargs[0];
 	c.nkeys = atoi(tg->tgargs[1]);
 	c.bulk = tg->tgargs[2];
+	c.whole = strcmp(c.bulk, "*") == 0;
 	c.ncols = tg->tgnargs - 3;
 	c.cols = tg->tgargs + 3;
 	c.part = outbox_part();

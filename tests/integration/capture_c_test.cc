@@ -18,6 +18,9 @@ CREATE TABLE kinds (id int PRIMARY KEY, grp bigint, name text, code varchar(8), 
                     ratio float8, at timestamptz, day date, doc jsonb, tags text[], u uuid, c char(3), small smallint);
 CREATE TABLE loose (grp int, name text);
 CREATE TABLE pairs (a int, b int, v text, PRIMARY KEY (a, b));
+CREATE TABLE whole_t (id int PRIMARY KEY, a int, b text);
+CREATE TABLE wide (id int PRIMARY KEY);
+DO $$ BEGIN FOR i IN 1..55 LOOP EXECUTE format('ALTER TABLE wide ADD COLUMN c%s int', i); END LOOP; END $$;
 CREATE FUNCTION kck_test_sorted(j jsonb) RETURNS jsonb LANGUAGE sql AS $$
   SELECT CASE WHEN jsonb_typeof(j) = 'array' THEN (SELECT jsonb_agg(e ORDER BY e::text) FROM jsonb_array_elements(j) e)
               ELSE j END $$;
@@ -37,7 +40,12 @@ const char* kTypesConfig = R"json({"primers": [
    "compute": "SELECT to_jsonb(count(*)) FROM pairs WHERE a = :a",
    "depends_on": [{"table": "pairs", "params": {"a": "a"}}]},
   {"name": "pair_total", "parameters": [{"name": "a", "type": "int"}], "compute": "SELECT to_jsonb(:a)",
-   "depends_on": [{"primer": "pair", "params": {"a": "a"}}]}]})json";
+   "depends_on": [{"primer": "pair", "params": {"a": "a"}}]},
+  {"name": "by_a", "parameters": [{"name": "a", "type": "int"}],
+   "compute": "SELECT to_jsonb(count(*)) FROM whole_t WHERE a = :a",
+   "depends_on": [{"table": "whole_t", "keys": "SELECT 'by_a/' || coalesce(:new->>'a', :old->>'a')"}]},
+  {"name": "wide_row", "parameters": [{"name": "id", "type": "int"}], "compute": "SELECT to_jsonb(:id)",
+   "depends_on": [{"table": "wide", "params": {"id": "id"}, "columns": WIDE_COLUMNS}]}]})json";
 
 // Every shape of statement: single row, several rows, bulk (over 100
 // rows), primary-key updates, nulls, TOASTed values, no row, TRUNCATE.
@@ -63,6 +71,14 @@ const std::vector<std::string> kStatements = {
     "INSERT INTO pairs VALUES (1, 1, 'p'), (1, 2, 'q')",
     "UPDATE pairs SET b = b + 10 WHERE a = 1",
     "DELETE FROM pairs WHERE b = 11",
+    "INSERT INTO whole_t VALUES (1, 1, 'x'), (2, 2, NULL)",
+    "UPDATE whole_t SET id = 10, b = 'y' WHERE id = 1",
+    "INSERT INTO whole_t SELECT i, i % 4, 'w' || i FROM generate_series(100, 250) i",
+    "UPDATE whole_t SET a = a + 1",
+    "DELETE FROM whole_t WHERE id = 2",
+    "INSERT INTO wide (id, c1, c55) VALUES (1, 1, 55)",
+    "UPDATE wide SET c30 = 3 WHERE id = 1",
+    "INSERT INTO wide (id, c2) SELECT i, i FROM generate_series(2, 200) i",
     "TRUNCATE kinds",
 };
 
@@ -78,7 +94,9 @@ class CaptureCTest : public BookstoreTest {
   }
   // The config with a capture setting and the module built with the tests.
   static std::string Config(const std::string& capture, const std::string& library = KCK_CAPTURE_MODULE) {
-    std::string json = kTypesConfig;
+    std::string json = kTypesConfig, columns;
+    for (int i = 1; i <= 55; ++i) columns += (i > 1 ? ", \"c" : "[\"c") + std::to_string(i) + "\"";
+    json.replace(json.find("WIDE_COLUMNS"), 12, columns + "]");
     return "{\"capture\": \"" + capture + "\", \"capture_library\": \"" + library + "\", " + json.substr(1);
   }
   // The language of the capture function of `table`.
@@ -90,7 +108,7 @@ class CaptureCTest : public BookstoreTest {
   // returns the outbox rows they wrote, in order.
   std::vector<std::string> ChangesOf(const std::string& capture) {
     InstallConfig(conn_, Config(capture));
-    MustExec(conn_, "TRUNCATE kinds, loose, pairs; DELETE FROM kck.changes");
+    MustExec(conn_, "TRUNCATE kinds, loose, pairs, whole_t, wide; DELETE FROM kck.changes");
     for (const auto& sql : kStatements) MustExec(conn_, sql);
     std::vector<std::string> rows;
     // A bulk image's order is the DISTINCT's: sorted here.
@@ -109,17 +127,21 @@ TEST_F(CaptureCTest, WritesTheOutboxRowsThePlpgsqlCaptureWrites) {
   const std::vector<std::string> c = ChangesOf("c");
   EXPECT_EQ(Language("kinds"), "c");
   EXPECT_EQ(Language("loose"), "c");
+  EXPECT_EQ(Language("whole_t"), "c");
+  EXPECT_EQ(Language("wide"), "c");
   // kinds 1 + 1 + 3 + 1 + 1 + 1 + 5 (ids 2 to 6) + 0 + 1 + 1 + 1 + 1 (the
   // last three in bulk form), loose 1 + 1 + 1 + 1 (bulk form: no primary
-  // key), pairs 2 + 2 + 1, TRUNCATE 1.
-  ASSERT_EQ(plpgsql.size(), 27u);
+  // key), pairs 2 + 2 + 1, whole_t (whole rows) 2 + 1 + 1 + 1 + 1, wide
+  // (55 columns: whole rows) 1 + 1 + 1, TRUNCATE 1.
+  ASSERT_EQ(plpgsql.size(), 36u);
   ASSERT_EQ(c.size(), plpgsql.size());
   for (size_t i = 0; i < c.size(); ++i) {
     EXPECT_EQ(c[i], plpgsql[i]) << "change " << i << " of " << c.size() << ", " << kStatements.size() << " statements";
   }
   auto [rc, status] = RunKckShell("--db '" + conninfo_ + "' status", "2>&1");
   EXPECT_EQ(rc, 0) << status;
-  EXPECT_NE(status.find("captures: kck.cache (plpgsql), public.kinds (c), public.loose (c), public.pairs (c)\n"),
+  EXPECT_NE(status.find("captures: kck.cache (plpgsql), public.kinds (c), public.loose (c), public.pairs (c), public.whole_t (c), "
+                        "public.wide (c)\n"),
             std::string::npos)
       << status;
   // And back: an install that may not use the module replaces it.

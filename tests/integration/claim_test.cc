@@ -89,6 +89,25 @@ TEST_F(ClaimTest, AClaimIsOneRowVersion) {
   MustExec(holder, "ROLLBACK");
 }
 
+// The upkeep truncates kck.claims only once it takes 256 kB
+// (sql/013_claims_truncated_when_large.sql): every batch leaves a dead
+// claim, and a TRUNCATE each second paused the daemon's loop.
+TEST_F(ClaimTest, TheUpkeepTruncatesClaimsOnlyOnceTheyAreLarge) {
+  const std::string claim = "INSERT INTO kck.claims (owner_pid, owner_start, ids, parts, tids) "
+                            "SELECT 1, now(), array_fill(7::bigint, ARRAY[n]), array_fill(0::smallint, ARRAY[n]), "
+                            "array_fill('(0,1)'::tid, ARRAY[n]) FROM generate_series(1, ";
+  MustExec(conn_, claim + "20) i, (SELECT 10 AS n) x; DELETE FROM kck.claims");
+  const std::string before = Count("SELECT pg_relation_filenode('kck.claims')");
+  Count("SELECT kck.outbox_truncate()");
+  EXPECT_EQ(Count("SELECT pg_relation_filenode('kck.claims')"), before) << "a small kck.claims was truncated";
+  EXPECT_GT(std::stoll(Count("SELECT pg_relation_size('kck.claims')")), 0);
+  MustExec(conn_, claim + "2000) i, (SELECT 10 AS n) x; DELETE FROM kck.claims");
+  ASSERT_GE(std::stoll(Count("SELECT pg_relation_size('kck.claims')")), 262144);
+  Count("SELECT kck.outbox_truncate()");
+  EXPECT_NE(Count("SELECT pg_relation_filenode('kck.claims')"), before);
+  EXPECT_EQ(Count("SELECT pg_relation_size('kck.claims')"), "0");
+}
+
 TEST_F(ClaimTest, ADaemonKilledMidBatchHasItsChangesAppliedOnceByAnother) {
   {
     PausedDaemon killed(conninfo_, "compute");

@@ -471,6 +471,15 @@ std::string Setting(const std::string& configured, const char* env, const char* 
 
 // Whether the server loads the C capture from `library`: the error if not.
 StatusOr<std::string> LoadError(pg::Connection& conn, const Quoter& q, const std::string& library) {
+  // First what can be told without an error in the server's log.
+  auto super = conn.Exec("SELECT rolsuper, current_user FROM pg_roles WHERE rolname = current_user");
+  if (!super.ok()) return super.status();
+  if (super->get(0, 0) != "t") return "role " + QuoteForError(super->get(0, 1)) + " is not a superuser";
+  if (library.rfind("$libdir/", 0) == 0) {
+    auto file = conn.Exec(sql::File("installer_capture_library.sql"), {library});
+    if (!file.ok()) return file.status();
+    if (file->get(0, 1) != "t") return "no file " + std::string(file->get(0, 0)) + " on the database server";
+  }
   KCK_RETURN_IF_ERROR(conn.ExecScript("SAVEPOINT kck_capture_probe"));
   Status probe = conn.ExecScript("CREATE FUNCTION kck.capture_probe() RETURNS trigger LANGUAGE c AS " +
                                  q.literal(library) + ", 'kck_capture'");

@@ -187,7 +187,15 @@ TEST_F(CaptureCTest, AutoFallsBackToPlpgsqlWhereTheServerCannotLoadIt) {
       << refused.status().message();
   EXPECT_EQ(Language("kinds"), "plpgsql");  // the failed install changed nothing
 
-  EXPECT_FALSE(ParseConfig(R"({"capture": "fast", "primers": []})", "test.json").ok());
+  // Under $libdir a missing module is found missing without loading it.
+  config = ParseConfig(Config("auto", "$libdir/kck_capture_missing"), "test.json");
+  ASSERT_TRUE(config.ok());
+  report = Install(conn_, *config, false);
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  lines.clear();
+  for (const auto& l : report->lines) lines += l + "\n";
+  EXPECT_NE(lines.find("the C capture is not available (no file /"), std::string::npos) << lines;
+  EXPECT_NE(lines.find("/kck_capture_missing.so on the database server)"), std::string::npos) << lines;
 }
 
 #endif  // KCK_CAPTURE_MODULE

@@ -196,6 +196,13 @@ TEST_F(CaptureCTest, AutoFallsBackToPlpgsqlWhereTheServerCannotLoadIt) {
   for (const auto& l : report->lines) lines += l + "\n";
   EXPECT_NE(lines.find("the C capture is not available (no file /"), std::string::npos) << lines;
   EXPECT_NE(lines.find("/kck_capture_missing.so on the database server)"), std::string::npos) << lines;
+  // And a file that is there is found: plpgsql.so, which has no kck_capture.
+  config = ParseConfig(Config("c", "$libdir/plpgsql"), "test.json");
+  ASSERT_TRUE(config.ok());
+  refused = Install(conn_, *config, false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("could not find function \"kck_capture\""), std::string::npos)
+      << refused.status().message();
 }
 
 #endif  // KCK_CAPTURE_MODULE

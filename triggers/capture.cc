@@ -314,8 +314,11 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q, std::string
   out.uninstall = GenerateUninstall(spec.schema, spec.name, out.function, q);
   if (!c_library.empty() && CapturableInC(spec)) {
     out.body = "kck_capture";
-    out.install = "CREATE OR REPLACE FUNCTION " + out.function + "() RETURNS trigger\n  LANGUAGE c " + kDefiner +
-                  " AS " + q.literal(c_library) + ", 'kck_capture';\n" +
+    // Neither SECURITY DEFINER nor a fixed search_path: it converts values
+    // as the writer and acts as its owner only to write the outbox
+    // (triggers/capture_module.c).
+    out.install = "CREATE OR REPLACE FUNCTION " + out.function + "() RETURNS trigger\n  LANGUAGE c AS " +
+                  q.literal(c_library) + ", 'kck_capture';\n" +
                   Triggers(table, out.function + "(" + CArguments(spec, q) + ")");
     return out;
   }

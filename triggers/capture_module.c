@@ -14,6 +14,15 @@
  *       or "*": every image is the whole row (to_jsonb of the row)
  *   3.. the captured columns, the K key columns first
  *
+ * The function is not SECURITY DEFINER and sets no search_path: it reads
+ * the rows and converts their values (to_jsonb, which may call a cast to
+ * json that the owner of a type wrote) as the writing role, in its own
+ * search_path, as that role's own statements would; it becomes its owner,
+ * the superuser that installed it, only to write the outbox and read the
+ * wake-up flag, which the writing role needs no privilege on. So every
+ * name in its SQL is schema-qualified (pg_catalog.jsonb_agg, OPERATOR(
+ * pg_catalog.=)): nothing resolves through the writer's search_path.
+ *
  * It never makes the application's statement fail for a reason of its own:
  * a captured column that is gone (renamed, dropped) is found in the catalog
  * before anything is read, and the statement is recorded as op 'T' with the
@@ -21,7 +30,9 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_proc.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
@@ -36,7 +47,9 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "miscadmin.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -65,7 +78,15 @@ typedef struct Capture
 	FmgrInfo  **to_jsonb;		/* to_jsonb for its type; NULL: converted here */
 	int			part;			/* the outbox part written to */
 	bool		wrote;
+	Oid			owner;			/* the function's owner, who writes the outbox */
 } Capture;
+
+/* The role and security context to restore after acting as the owner. */
+typedef struct Identity
+{
+	Oid			user;
+	int			context;
+} Identity;
 
 /* Plans kept for the session: one row, and many rows from two arrays. */
 static SPIPlanPtr one_row_plans[OUTBOX_PARTS];
@@ -220,6 +241,38 @@ kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 	return *slot;
 }
 
+/* The owner of function `fn`. */
+static Oid
+owner_of(Oid fn)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "kck_capture: function %u is gone", fn);
+	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/* Acts as the function's owner until restore(); an error on the way is
+ * undone by the transaction's abort, which restores the role. */
+static Identity
+become_owner(Capture *c)
+{
+	Identity	saved;
+
+	GetUserIdAndSecContext(&saved.user, &saved.context);
+	SetUserIdAndSecContext(c->owner, saved.context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	return saved;
+}
+
+static void
+restore(Identity saved)
+{
+	SetUserIdAndSecContext(saved.user, saved.context);
+}
+
 /* Writes one outbox row (tbl, op, old, new); SPI is connected. */
 static void
 write_change(Capture *c, const char *op, Datum old, bool old_null, Datum new, bool new_null)
@@ -229,34 +282,52 @@ write_change(Capture *c, const char *op, Datum old, bool old_null, Datum new, bo
 	char		nulls[4] = {' ', ' ', old_null ? 'n' : ' ', new_null ? 'n' : ' '};
 	char		sql[128];
 
+	Identity	saved;
+
 	snprintf(sql, sizeof(sql), "INSERT INTO kck.changes_%d (tbl, op, old, new) VALUES ($1, $2::char(1), $3, $4)",
 			 c->part);
+	saved = become_owner(c);
 	if (SPI_execute_plan(kept_plan(&one_row_plans[c->part], sql, 4, types), values, nulls, false, 0) !=
 		SPI_OK_INSERT)
 		elog(ERROR, "kck_capture: writing a change of %s to kck.changes_%d failed", c->tbl, c->part);
+	restore(saved);
 	c->wrote = true;
 }
 
+/* A jsonb[] of n images; `isnull` may be NULL (none is). */
+static Datum
+image_array(Datum *images, bool *isnull, int n)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	return PointerGetDatum(construct_md_array(images, isnull, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
+}
+
 /* Writes n outbox rows, the i-th holding olds[i] and news[i] (either NULL:
- * that side is null in every row); SPI is connected. */
+ * that side is null in every row; old_nulls and new_nulls, when given,
+ * mark single null images); SPI is connected. */
 static void
-write_changes(Capture *c, const char *op, Datum *olds, Datum *news, int n)
+write_changes(Capture *c, const char *op, Datum *olds, bool *old_nulls, Datum *news, bool *new_nulls, int n)
 {
 	Oid			types[4] = {TEXTOID, TEXTOID, JSONBARRAYOID, JSONBARRAYOID};
 	Datum		values[4] = {CStringGetTextDatum(c->tbl), CStringGetTextDatum(op), 0, 0};
 	char		nulls[4] = {' ', ' ', olds ? ' ' : 'n', news ? ' ' : 'n'};
 	char		sql[200];
+	Identity	saved;
 
 	if (olds)
-		values[2] = PointerGetDatum(construct_array(olds, n, JSONBOID, -1, false, TYPALIGN_INT));
+		values[2] = image_array(olds, old_nulls, n);
 	if (news)
-		values[3] = PointerGetDatum(construct_array(news, n, JSONBOID, -1, false, TYPALIGN_INT));
+		values[3] = image_array(news, new_nulls, n);
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO kck.changes_%d (tbl, op, old, new) SELECT $1, $2::char(1), u.o, u.n "
-			 "FROM unnest($3::jsonb[], $4::jsonb[]) AS u (o, n)", c->part);
+			 "FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u (o, n)", c->part);
+	saved = become_owner(c);
 	if (SPI_execute_plan(kept_plan(&many_rows_plans[c->part], sql, 4, types), values, nulls, false, 0) !=
 		SPI_OK_INSERT)
 		elog(ERROR, "kck_capture: writing %d changes of %s to kck.changes_%d failed", n, c->tbl, c->part);
+	restore(saved);
 	c->wrote = true;
 }
 
@@ -301,12 +372,12 @@ bulk_image(Capture *c, const char *enr)
 		appendStringInfo(&sql, "%skck_x.%s", sql.len ? ", " : "", quote_identifier(c->cols[i]));
 	}
 	if (c->whole)
-		sql.data = psprintf("SELECT jsonb_agg(kck_r) FROM (SELECT DISTINCT to_jsonb(kck_x) AS kck_r FROM %s kck_x) kck_s",
+		sql.data = psprintf("SELECT pg_catalog.jsonb_agg(kck_r) FROM (SELECT DISTINCT pg_catalog.to_jsonb(kck_x) AS kck_r FROM %s kck_x) kck_s",
 							quote_identifier(enr));
 	else if (build.len == 0)
 		return DirectFunctionCall1(jsonb_in, CStringGetDatum("[{}]"));
 	else
-		sql.data = psprintf("SELECT jsonb_agg(jsonb_build_object(%s)) FROM (SELECT DISTINCT %s FROM %s kck_x) kck_s",
+		sql.data = psprintf("SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(%s)) FROM (SELECT DISTINCT %s FROM %s kck_x) kck_s",
 						build.data, sql.data, quote_identifier(enr));
 	if (SPI_execute(sql.data, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "kck_capture: reading the bulk image of %s failed", c->tbl);
@@ -335,12 +406,12 @@ image_sql(Capture *c, const char *alias)
 	StringInfoData out;
 
 	if (c->whole)
-		return psprintf("CASE WHEN %s IS NULL THEN NULL ELSE to_jsonb(%s) END", alias, alias);
+		return psprintf("CASE WHEN %s IS NULL THEN NULL ELSE pg_catalog.to_jsonb(%s) END", alias, alias);
 	initStringInfo(&out);
 	for (int i = 0; i < c->ncols; i++)
 		appendStringInfo(&out, "%s%s, %s.%s", i ? ", " : "", quote_literal_cstr(c->cols[i]), alias,
 						 quote_identifier(c->cols[i]));
-	return psprintf("CASE WHEN %s IS NULL THEN NULL ELSE jsonb_build_object(%s) END", alias, out.data);
+	return psprintf("CASE WHEN %s IS NULL THEN NULL ELSE pg_catalog.jsonb_build_object(%s) END", alias, out.data);
 }
 
 /* An UPDATE whose transition tables are uneven (a row moved to a partition
@@ -350,22 +421,33 @@ static void
 capture_paired_by_key(Capture *c)
 {
 	StringInfoData on;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(c->tbl)};
 	char	   *sql;
+	int			n;
+	Datum	   *olds, *news;
+	bool	   *old_nulls, *new_nulls;
 
 	initStringInfo(&on);
 	for (int i = 0; i < c->nkeys; i++)
-		appendStringInfo(&on, "%skck_o.%s = kck_n.%s", i ? " AND " : "", quote_identifier(c->cols[i]),
+		appendStringInfo(&on, "%skck_o.%s OPERATOR(pg_catalog.=) kck_n.%s", i ? " AND " : "", quote_identifier(c->cols[i]),
 						 quote_identifier(c->cols[i]));
-	sql = psprintf("INSERT INTO kck.changes_%d (tbl, op, old, new) SELECT $1, 'U', %s, %s "
-				   "FROM %s kck_o FULL JOIN %s kck_n ON %s",
-				   c->part, image_sql(c, "kck_o"), image_sql(c, "kck_n"),
-				   quote_identifier(c->td->tg_trigger->tgoldtable), quote_identifier(c->td->tg_trigger->tgnewtable),
-				   on.data);
-	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "kck_capture: writing the paired changes of %s failed", c->tbl);
-	c->wrote = c->wrote || SPI_processed > 0;
+	sql = psprintf("SELECT %s, %s FROM %s kck_o FULL JOIN %s kck_n ON %s", image_sql(c, "kck_o"),
+				   image_sql(c, "kck_n"), quote_identifier(c->td->tg_trigger->tgoldtable),
+				   quote_identifier(c->td->tg_trigger->tgnewtable), on.data);
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "kck_capture: pairing the rows of %s failed", c->tbl);
+	n = (int) SPI_processed;
+	if (n == 0)
+		return;
+	olds = palloc(sizeof(Datum) * n);
+	news = palloc(sizeof(Datum) * n);
+	old_nulls = palloc(sizeof(bool) * n);
+	new_nulls = palloc(sizeof(bool) * n);
+	for (int i = 0; i < n; i++)
+	{
+		olds[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &old_nulls[i]);
+		news[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &new_nulls[i]);
+	}
+	write_changes(c, "U", olds, old_nulls, news, new_nulls, n);
 }
 
 /* At most BULK_ROWS rows: one change per row, an UPDATE's sides zipped by
@@ -381,7 +463,7 @@ capture_rows(Capture *c, const char *op, int n)
 		write_change(c, op, old_images ? old_images[0] : 0, !old_images, new_images ? new_images[0] : 0,
 					 !new_images);
 	else
-		write_changes(c, op, old_images, new_images, n);
+		write_changes(c, op, old_images, NULL, new_images, NULL, n);
 }
 
 /* {"error": reason}, the new image of a degraded capture's change. */
@@ -431,19 +513,22 @@ capture_statement(Capture *c)
 /* Wakes an idle daemon: notifies only while the flag kck.daemon_waiting
  * is 1 (kck.must_notify(), sql/006_wake_flag.sql). */
 static void
-wake_daemon(void)
+wake_daemon(Capture *c)
 {
 	Oid			kck = get_namespace_oid("kck", true);
 	Oid			flag = OidIsValid(kck) ? get_relname_relid("daemon_waiting", kck) : InvalidOid;
 	LOCAL_FCINFO(call, 1);
 	Datum		value;
+	Identity	saved;
 
 	if (!OidIsValid(flag))
 		return;
 	InitFunctionCallInfoData(*call, NULL, 1, InvalidOid, NULL, NULL);
 	call->args[0].value = ObjectIdGetDatum(flag);
 	call->args[0].isnull = false;
+	saved = become_owner(c);
 	value = pg_sequence_last_value(call);
+	restore(saved);
 	if (!call->isnull && DatumGetInt64(value) == 1)
 		Async_Notify("kck", "");
 }
@@ -465,6 +550,7 @@ kck_capture(PG_FUNCTION_ARGS)
 	c.ncols = tg->tgnargs - 3;
 	c.cols = tg->tgargs + 3;
 	c.part = outbox_part();
+	c.owner = owner_of(fcinfo->flinfo->fn_oid);
 	if (!TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 		degraded = resolve_columns(&c);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -478,7 +564,7 @@ kck_capture(PG_FUNCTION_ARGS)
 	else
 		capture_statement(&c);
 	if (c.wrote)
-		wake_daemon();
+		wake_daemon(&c);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

@@ -167,6 +167,39 @@ TEST_F(CaptureCTest, AColumnGoneDegradesTheCaptureNotTheStatement) {
             "T column \"grp\" of relation \"public.kinds\" does not exist");
 }
 
+// The C capture is not SECURITY DEFINER: a value's conversion, which may
+// run a cast to json that a type's owner wrote, runs as the writing role;
+// only the outbox write is its owner's, which the writer needs no
+// privilege for.
+TEST_F(CaptureCTest, RowValuesAreConvertedAsTheWriterAndTheOutboxIsWrittenAsTheOwner) {
+  MustExec(conn_, R"sql(
+    DO $$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'kck_writer') THEN CREATE ROLE kck_writer LOGIN; END IF;
+    END $$;
+    CREATE TYPE mood AS ENUM ('ok', 'bad');
+    CREATE TABLE moods (id int PRIMARY KEY, m mood);
+    GRANT SELECT, INSERT, UPDATE ON moods TO kck_writer;
+    CREATE TABLE seen (who text);
+    GRANT INSERT ON seen TO PUBLIC;
+    CREATE FUNCTION mood_json(mood) RETURNS json LANGUAGE sql
+      AS $$ INSERT INTO seen VALUES (current_user) RETURNING to_json($1::text) $$;
+    CREATE CAST (mood AS json) WITH FUNCTION mood_json(mood);
+  )sql");
+  InstallConfig(conn_, std::string(R"json({"capture": "c", "capture_library": ")json") + KCK_CAPTURE_MODULE +
+                           R"json(", "primers": [
+    {"name": "mood", "parameters": [{"name": "id", "type": "int"}], "compute": "SELECT to_jsonb(:id)",
+     "depends_on": [{"table": "moods", "params": {"id": "id"}, "columns": ["m"]}]}]})json");
+  EXPECT_EQ(Language("moods"), "c");
+  MustExec(conn_, "DELETE FROM kck.changes; SELECT setval('kck.daemon_waiting', 1)");
+  auto writer = Connect(conninfo_ + " user=kck_writer");
+  MustExec(writer, "INSERT INTO moods VALUES (1, 'ok')");
+  MustExec(writer, "UPDATE moods SET m = 'bad'");
+  MustExec(writer, "INSERT INTO moods SELECT i, 'ok' FROM generate_series(2, 150) i");
+  EXPECT_EQ(Scalar("SELECT string_agg(DISTINCT who, ',') FROM seen"), "kck_writer");
+  EXPECT_EQ(Scalar("SELECT string_agg(op || ' ' || coalesce(new->>'m', new->0->>'m'), ', ' ORDER BY id) FROM kck.changes"),
+            "I ok, U bad, I ok");
+}
+
 TEST_F(CaptureCTest, AutoFallsBackToPlpgsqlWhereTheServerCannotLoadIt) {
   const std::string missing = "/nonexistent/kck_capture.so";
   auto config = ParseConfig(Config("auto", missing), "test.json");

@@ -295,15 +295,18 @@ StatusOr<PrimerSpec> ParsePrimer(const json& j) {
   return spec;
 }
 
+Status CheckCaptureMode(const std::string& mode) {
+  if (mode == "auto" || mode == "c" || mode == "plpgsql") return Status::Ok();
+  return Status::Invalid("capture: expected \"auto\", \"c\" or \"plpgsql\", got " + QuoteForError(mode));
+}
+
 namespace {
 
 // The config's "capture" and "capture_library".
 Status ParseCapture(const json& doc, Config& config) {
   auto capture = GetString(doc, "capture", false);
   if (!capture.ok()) return capture.status();
-  if (!capture->empty() && *capture != "auto" && *capture != "c" && *capture != "plpgsql") {
-    return Status::Invalid("capture: expected \"auto\", \"c\" or \"plpgsql\", got " + QuoteForError(*capture));
-  }
+  if (!capture->empty()) KCK_RETURN_IF_ERROR(CheckCaptureMode(*capture));
   auto library = GetString(doc, "capture_library", false);
   if (!library.ok()) return library.status();
   config.capture = *capture;

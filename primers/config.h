@@ -86,6 +86,9 @@ struct Config {
   std::string capture_library;
 };
 
+// `mode` is a capture setting ("auto", "c" or "plpgsql"; Config::capture).
+Status CheckCaptureMode(const std::string& mode);
+
 // Parses and shape-checks a config document. `origin` (a file name) starts
 // every error: `primers.json: primer "title_list": depends_on[0]: ...`.
 StatusOr<Config> ParseConfig(std::string_view json_text, std::string_view origin);

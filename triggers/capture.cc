@@ -270,10 +270,13 @@ bool WholeRows(const CaptureSpec& spec) { return spec.whole_row || spec.columns.
 // ('b': bulk images hold it) or "*" for whole rows, the captured columns.
 std::string CArguments(const CaptureSpec& spec, const Quoter& q) {
   const std::vector<std::string> cols = spec.row_columns();
-  std::string bulk = WholeRows(spec) ? "*" : "";
-  for (const auto& c : cols) {
-    if (WholeRows(spec)) break;
-    bulk += std::find(spec.columns.begin(), spec.columns.end(), c) != spec.columns.end() ? 'b' : '-';
+  std::string bulk;
+  if (WholeRows(spec)) {
+    bulk = "*";
+  } else {
+    for (const auto& c : cols) {
+      bulk += std::find(spec.columns.begin(), spec.columns.end(), c) != spec.columns.end() ? 'b' : '-';
+    }
   }
   std::vector<std::string> args = {q.literal(spec.qualified()), q.literal(std::to_string(spec.key_columns.size())),
                                    q.literal(bulk)};
@@ -313,6 +316,7 @@ CaptureSql GenerateCapture(const CaptureSpec& spec, const Quoter& q, std::string
   const std::string table = q.ident(spec.schema) + "." + q.ident(spec.name);
   out.uninstall = GenerateUninstall(spec.schema, spec.name, out.function, q);
   if (!c_library.empty() && CapturableInC(spec)) {
+    out.in_c = true;
     out.body = "kck_capture";
     // Neither SECURITY DEFINER nor a fixed search_path: it converts values
     // as the writer and acts as its owner only to write the outbox

@@ -47,6 +47,7 @@ struct CaptureSql {
   std::string body;       // the function's source (pg_proc.prosrc), to check what is live
   std::string install;    // CREATE OR REPLACE FUNCTION + CREATE OR REPLACE TRIGGER x4
   std::string uninstall;  // DROP TRIGGER x4 + DROP FUNCTION
+  bool in_c = false;      // the function is the C capture (triggers/capture_module.c)
 };
 
 // The SQL for one table. Deterministic: the same spec gives the same text,

@@ -32,14 +32,15 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
-#include "catalog/pg_proc.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -47,7 +48,6 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "miscadmin.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -273,6 +273,20 @@ restore(Identity saved)
 	SetUserIdAndSecContext(saved.user, saved.context);
 }
 
+/* Prepares (once, into *slot) and runs the outbox insert `sql` as the
+ * function's owner: the writer may not even look up schema kck. SPI is
+ * connected. */
+static void
+insert_as_owner(Capture *c, SPIPlanPtr *slot, const char *sql, Oid *types, Datum *values, char *nulls)
+{
+	Identity	saved = become_owner(c);
+
+	if (SPI_execute_plan(kept_plan(slot, sql, 4, types), values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "kck_capture: writing changes of %s to kck.changes_%d failed", c->tbl, c->part);
+	restore(saved);
+	c->wrote = true;
+}
+
 /* Writes one outbox row (tbl, op, old, new); SPI is connected. */
 static void
 write_change(Capture *c, const char *op, Datum old, bool old_null, Datum new, bool new_null)
@@ -282,16 +296,9 @@ write_change(Capture *c, const char *op, Datum old, bool old_null, Datum new, bo
 	char		nulls[4] = {' ', ' ', old_null ? 'n' : ' ', new_null ? 'n' : ' '};
 	char		sql[128];
 
-	Identity	saved;
-
 	snprintf(sql, sizeof(sql), "INSERT INTO kck.changes_%d (tbl, op, old, new) VALUES ($1, $2::char(1), $3, $4)",
 			 c->part);
-	saved = become_owner(c);
-	if (SPI_execute_plan(kept_plan(&one_row_plans[c->part], sql, 4, types), values, nulls, false, 0) !=
-		SPI_OK_INSERT)
-		elog(ERROR, "kck_capture: writing a change of %s to kck.changes_%d failed", c->tbl, c->part);
-	restore(saved);
-	c->wrote = true;
+	insert_as_owner(c, &one_row_plans[c->part], sql, types, values, nulls);
 }
 
 /* A jsonb[] of n images; `isnull` may be NULL (none is). */
@@ -314,7 +321,6 @@ write_changes(Capture *c, const char *op, Datum *olds, bool *old_nulls, Datum *n
 	Datum		values[4] = {CStringGetTextDatum(c->tbl), CStringGetTextDatum(op), 0, 0};
 	char		nulls[4] = {' ', ' ', olds ? ' ' : 'n', news ? ' ' : 'n'};
 	char		sql[200];
-	Identity	saved;
 
 	if (olds)
 		values[2] = image_array(olds, old_nulls, n);
@@ -323,12 +329,7 @@ write_changes(Capture *c, const char *op, Datum *olds, bool *old_nulls, Datum *n
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO kck.changes_%d (tbl, op, old, new) SELECT $1, $2::char(1), u.o, u.n "
 			 "FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u (o, n)", c->part);
-	saved = become_owner(c);
-	if (SPI_execute_plan(kept_plan(&many_rows_plans[c->part], sql, 4, types), values, nulls, false, 0) !=
-		SPI_OK_INSERT)
-		elog(ERROR, "kck_capture: writing %d changes of %s to kck.changes_%d failed", n, c->tbl, c->part);
-	restore(saved);
-	c->wrote = true;
+	insert_as_owner(c, &many_rows_plans[c->part], sql, types, values, nulls);
 }
 
 /* The images of the rows of transition table `ts`, in its order. */
@@ -351,35 +352,46 @@ images_of(Capture *c, Tuplestorestate *ts, int n)
 	return images;
 }
 
-/* The bulk image of transition table `enr`: an array of the distinct
- * images of the columns bulk images hold ([{}] when none), or of the
- * distinct whole rows. */
-static Datum
-bulk_image(Capture *c, const char *enr)
+/* The query of the bulk image of transition table `enr`: the distinct
+ * whole rows, or the distinct images of the columns bulk images hold;
+ * NULL when they hold none (the image is [{}]). */
+static char *
+bulk_query(Capture *c, const char *enr)
 {
-	StringInfoData sql, build;
-	bool		isnull;
-	Datum		d;
+	StringInfoData build, distinct;
 
-	initStringInfo(&sql);
+	if (c->whole)
+		return psprintf("SELECT pg_catalog.jsonb_agg(kck_r) "
+						"FROM (SELECT DISTINCT pg_catalog.to_jsonb(kck_x) AS kck_r FROM %s kck_x) kck_s",
+						quote_identifier(enr));
 	initStringInfo(&build);
-	for (int i = 0; i < c->ncols && !c->whole; i++)
+	initStringInfo(&distinct);
+	for (int i = 0; i < c->ncols; i++)
 	{
 		if (c->bulk[i] != 'b')
 			continue;
 		appendStringInfo(&build, "%s%s, kck_s.%s", build.len ? ", " : "", quote_literal_cstr(c->cols[i]),
 						 quote_identifier(c->cols[i]));
-		appendStringInfo(&sql, "%skck_x.%s", sql.len ? ", " : "", quote_identifier(c->cols[i]));
+		appendStringInfo(&distinct, "%skck_x.%s", distinct.len ? ", " : "", quote_identifier(c->cols[i]));
 	}
-	if (c->whole)
-		sql.data = psprintf("SELECT pg_catalog.jsonb_agg(kck_r) FROM (SELECT DISTINCT pg_catalog.to_jsonb(kck_x) AS kck_r FROM %s kck_x) kck_s",
-							quote_identifier(enr));
-	else if (build.len == 0)
+	if (build.len == 0)
+		return NULL;
+	return psprintf("SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(%s)) "
+					"FROM (SELECT DISTINCT %s FROM %s kck_x) kck_s",
+					build.data, distinct.data, quote_identifier(enr));
+}
+
+/* The bulk image of transition table `enr`, an array (bulk_query). */
+static Datum
+bulk_image(Capture *c, const char *enr)
+{
+	char	   *sql = bulk_query(c, enr);
+	bool		isnull;
+	Datum		d;
+
+	if (sql == NULL)
 		return DirectFunctionCall1(jsonb_in, CStringGetDatum("[{}]"));
-	else
-		sql.data = psprintf("SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(%s)) FROM (SELECT DISTINCT %s FROM %s kck_x) kck_s",
-						build.data, sql.data, quote_identifier(enr));
-	if (SPI_execute(sql.data, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "kck_capture: reading the bulk image of %s failed", c->tbl);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)

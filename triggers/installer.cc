@@ -495,10 +495,8 @@ StatusOr<std::string> LoadError(pg::Connection& conn, const Quoter& q, const std
 StatusOr<std::string> CaptureLibrary(pg::Connection& conn, const Quoter& q, const Config& config,
                                      InstallReport& report) {
   const std::string mode = Setting(config.capture, "KCK_CAPTURE", "auto");
+  KCK_RETURN_IF_ERROR(CheckCaptureMode(mode));
   if (mode == "plpgsql") return std::string();
-  if (mode != "auto" && mode != "c") {
-    return Status::Invalid("capture: expected \"auto\", \"c\" or \"plpgsql\", got " + QuoteForError(mode));
-  }
   const std::string library = Setting(config.capture_library, "KCK_CAPTURE_LIBRARY", "$libdir/kck_capture");
   auto error = LoadError(conn, q, library);
   if (!error.ok()) return error.status();
@@ -532,10 +530,9 @@ Status InstallCapture(pg::Connection& conn, Runner& run, const std::string& tbl,
   KCK_RETURN_IF_ERROR(run.Exec(record, {tbl, sql.function, sql.install}));
   std::string cols;
   for (const auto& c : spec.row_columns()) cols += (cols.empty() ? "" : ", ") + c;
-  const bool in_c = !c_library.empty() && CapturableInC(spec);
   report.lines.push_back("table " + tbl + ": capture trigger " +
                          (it == installed.end() ? "installed" : recorded ? "repaired" : "updated") + " (" +
-                         (in_c ? "C" : "plpgsql") + ", captures " + (spec.whole_row ? std::string("whole rows") : cols) +
+                         (sql.in_c ? "C" : "plpgsql") + ", captures " + (spec.whole_row ? std::string("whole rows") : cols) +
                          ")");
   report.changed = true;
   return Status::Ok();

@@ -108,6 +108,32 @@ TEST_F(ClaimTest, TheUpkeepTruncatesClaimsOnlyOnceTheyAreLarge) {
   EXPECT_EQ(Count("SELECT pg_relation_size('kck.claims')"), "0");
 }
 
+// A claim's consumption deletes its changes by tuple id however large the
+// outbox part grew after the session's first consumption planned it
+// (sql/014_consume_by_tuple_id.sql). PL/pgSQL keeps the plan it made first:
+// made while the part took a page, it scanned the whole part at every
+// consumption, thousands of consumed rows included.
+TEST_F(ClaimTest, AConsumptionDeletesByTupleIdOnceThePartIsLarge) {
+  auto one_batch = [&](int n) {
+    MustExec(conn_, "INSERT INTO kck.changes_0 (tbl, op, new) SELECT 'public.nowhere', 'I', '{}' "
+                    "FROM generate_series(1, " + std::to_string(n) + ")");
+    const std::string claim = Count("SELECT DISTINCT claim FROM kck.claim_batch(10)");
+    ASSERT_NE(claim, "<error>");
+    MustExec(conn_, "BEGIN");
+    const std::string before = Count("SELECT seq_scan FROM pg_stat_xact_user_tables "
+                                     "WHERE relid = 'kck.changes_0'::regclass");
+    MustExec(conn_, "SELECT kck.consume_claim(" + claim + ")");
+    EXPECT_EQ(Count("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = 'kck.changes_0'::regclass"),
+              before) << "consuming a claim of " << n << " changes scanned kck.changes_0";
+    MustExec(conn_, "COMMIT");
+  };
+  MustExec(conn_, "TRUNCATE kck.changes_0, kck.changes_1, kck.changes_2, kck.claims");
+  for (int i = 0; i < 8; ++i) one_batch(10);  // planned while the part takes one page
+  one_batch(20000);
+  EXPECT_EQ(Count("SELECT count(*) FROM kck.changes_0"), std::to_string(20000 - 10));
+  MustExec(conn_, "TRUNCATE kck.changes_0");
+}
+
 TEST_F(ClaimTest, ADaemonKilledMidBatchHasItsChangesAppliedOnceByAnother) {
   {
     PausedDaemon killed(conninfo_, "compute");

@@ -1,0 +1,11 @@
+-- Schema 14: a claim's consumption deletes its changes by tuple id, always.
+--
+-- kck.consume_claim (sql/010_cheaper_batches.sql) deletes a batch's changes
+-- with `ctid = ANY (...)` per outbox part. PL/pgSQL plans each statement at
+-- its first run in a session and keeps the plan; made while the part took
+-- a page or two (just truncated), the plan scans the part, and a daemon
+-- then read every row of it at every batch, the consumed rows its claims
+-- skip included: at 16 pgbench clients a part holds some 20 000 rows, and
+-- the consumption took 1-2 ms (bench/README.md, "Consuming by tuple id").
+-- Without sequential scans the planner has only the TID scan.
+ALTER FUNCTION kck.consume_claim(bigint) SET enable_seqscan = off;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <csignal>
+#include <utility>
 
 #include "listener/fault.h"
 #include "listener/json_text.h"
@@ -287,14 +288,14 @@ Task<void> Daemon::Serve() {
       busy_ = false;
     } else if (warm_due_) {
       co_await Warm();
-    } else if (coalesce_) {
+    } else if (coalesce_ms_ > 0) {
       // Under load (the last batch claimed several changes) more come while
       // a batch runs. They gather for a moment, the daemon not going idle
       // (the wake-up flag stays 0: writers do not notify), and one batch
       // claims them all: each batch costs the database about the same
       // whatever its size.
-      coalesce_ = false;
-      co_await Sleep(&loop_, kCoalesceMs);
+      const uint64_t ms = std::exchange(coalesce_ms_, 0);
+      co_await Sleep(&loop_, ms);
       pending_ = true;
     } else if (!idle_ && !options_.until_idle) {
       co_await GoIdle();
@@ -355,7 +356,7 @@ Task<bool> Daemon::RunBatch() {
     // The batch may have emptied the outbox (with several daemons, often one
     // that another daemon's warm-up filled): a warm-up in progress goes on.
     warm_due_ = warmer_->has_work();
-    coalesce_ = !options_.until_idle && stats->changes >= kCoalesceFrom;
+    coalesce_ms_ = options_.until_idle ? 0 : CoalesceMs(stats->changes);
   }
   if (stats->changes >= static_cast<size_t>(options_.batch)) pending_ = true;  // more waiting
   if (!options_.until_idle) co_return true;

@@ -116,14 +116,7 @@ class Daemon {
   std::unique_ptr<MetricsServer> metrics_server_;
   bool gauges_due_ = false;     // the outbox gauges are to be read (with --metrics)
   bool warm_due_ = false;       // a warm-up step may run (set every tick and after each step that queued work)
-  // Coalescing under load: after a batch that claimed kCoalesceFrom changes
-  // or more, the next claim waits kCoalesceMs (bench/daemon_cost.py: at
-  // 1500 changes/s the daemon and its backends used 0.81x the CPU per
-  // change of claiming after the idle look). A batch of one change, the
-  // idle case, waits for nothing.
-  static constexpr uint64_t kCoalesceMs = 1;
-  static constexpr size_t kCoalesceFrom = 2;
-  bool coalesce_ = false;  // gather changes for kCoalesceMs before the next claim
+  uint64_t coalesce_ms_ = 0;  // gather changes this long before the next claim (CoalesceMs)
   bool connected_once_ = false;  // later connects are reconnects
   Watchdog watchdog_;
   bool busy_ = false;  // a batch is in flight

@@ -1,6 +1,13 @@
 #include "listener/scheduler.h"
 
+#include <algorithm>
+
 namespace kck {
+
+uint64_t CoalesceMs(size_t changes) {
+  if (changes < kCoalesceFrom) return 0;
+  return std::min<uint64_t>(kCoalesceMaxMs, 1 + changes / kCoalesceChangesPerMs);
+}
 
 Due Scheduler::Tick() {
   ++ticks_;

@@ -9,11 +9,31 @@
 //                    and, with --metrics, reading the outbox's gauges
 //                    (listener/metrics.h)
 //   every 10 ticks   the summary line of the work done (listener/summary.h)
+//   after a batch    how long changes gather before the next claim
+//                    (CoalesceMs: coalescing under load)
 //
 // The watchdog (listener/watchdog.h) is ticked by the daemon itself.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+
 namespace kck {
+
+// Coalescing under load: how long the next claim waits after a batch that
+// claimed `changes` (0: claim at once or go idle). A batch of one change,
+// the idle case, waits for nothing. From two changes on the wait is 1 ms
+// and grows by 1 ms per kCoalesceChangesPerMs changes the batch claimed, up
+// to kCoalesceMaxMs: a batch costs the database about the same whatever its
+// size (bench/daemon_statements.sh: the claim and its consumption, the key
+// locks and the write are per batch), so the busier the daemon, the more
+// changes each batch takes and the less each change costs. At 1000 changes
+// a second batches claim a few changes and wait 1 ms, as before; at 10 000
+// they reach the cap (bench/README.md, "An adaptive coalescing window").
+inline constexpr size_t kCoalesceFrom = 2;
+inline constexpr size_t kCoalesceChangesPerMs = 16;
+inline constexpr uint64_t kCoalesceMaxMs = 8;
+uint64_t CoalesceMs(size_t changes);
 
 struct Due {
   bool upkeep = false;

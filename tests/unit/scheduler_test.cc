@@ -45,5 +45,17 @@ TEST(Scheduler, GaugesAreReadEveryFiveTicksOnlyWithMetrics) {
   EXPECT_EQ(gauges, (std::vector<int>{5, 10}));
 }
 
+TEST(Scheduler, TheCoalescingWindowGrowsWithTheLastBatchUpToItsCap) {
+  EXPECT_EQ(CoalesceMs(0), 0u);  // nothing claimed: go idle
+  EXPECT_EQ(CoalesceMs(1), 0u);  // the idle case: no added latency
+  EXPECT_EQ(CoalesceMs(2), 1u);
+  EXPECT_EQ(CoalesceMs(15), 1u);
+  EXPECT_EQ(CoalesceMs(16), 2u);
+  EXPECT_EQ(CoalesceMs(66), 5u);
+  EXPECT_EQ(CoalesceMs(112), kCoalesceMaxMs);
+  EXPECT_EQ(CoalesceMs(5000), kCoalesceMaxMs);
+  for (size_t n = 2; n < 1000; ++n) EXPECT_LE(CoalesceMs(n), CoalesceMs(n + 1)) << n;
+}
+
 }  // namespace
 }  // namespace kck

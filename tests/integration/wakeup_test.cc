@@ -93,6 +93,45 @@ TEST_F(WakeupTest, AnIdleDaemonIsWokenAndMarksItselfWaitingAgain) {
   EXPECT_EQ(Scalar("SELECT kck.must_notify()::text"), "false");
 }
 
+// A daemon woken from idle claims with the flag still set; under load it
+// goes from batch to batch without going idle again, so unless its claim
+// clears the flag every writer notifies for as long as the load lasts
+// (sql/015_claims_clear_the_wake_flag.sql).
+TEST_F(WakeupTest, ADaemonThatClaimsClearsTheFlagSoWritersStopNotifying) {
+  Prime(conn_, {"title_list/1"});
+  PausedDaemon daemon(conninfo_, "compute");
+  ASSERT_TRUE(WaitFor([&] { return Scalar("SELECT kck.must_notify()::text") == "true"; }));
+  MustExec(conn_, "UPDATE store_book SET title = 'woken' WHERE id = 20");  // author 1: one notification
+  ASSERT_TRUE(daemon.WaitPaused());  // claimed, not written: the daemon is busy
+  EXPECT_EQ(Scalar("SELECT kck.must_notify()::text"), "false");
+  Notifications();  // the first writer's
+  MustExec(conn_, "UPDATE store_book SET title = 'busy' WHERE id = 20");
+  EXPECT_EQ(Notifications(), 0) << "a writer notified a busy daemon";
+  daemon.Release();
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("busy") != std::string::npos; }));
+  EXPECT_TRUE(WaitFor([&] { return Scalar("SELECT kck.must_notify()::text") == "true"; }));  // idle again
+}
+
+// A daemon that stops cleanly while another remains: the other may be idle
+// while the flag says busy (the first one would have looked again before
+// sleeping), so the flag is set and the others are told to look.
+TEST_F(WakeupTest, ACleanStopLeavesTheRemainingDaemonsWokenByWriters) {
+  Prime(conn_, {"title_list/1"});
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitFor([&] { return Scalar("SELECT kck.must_notify()::text") == "true"; }));
+  // Another daemon, busy (this connection stands for it), claimed last.
+  MustExec(conn_, "SELECT kck.listener_register(pg_backend_pid())");
+  MustExec(conn_, "SELECT setval('kck.daemon_waiting', 0)");
+  MustExec(conn_, "UPDATE store_book SET title = 'left' WHERE id = 20");  // no notification
+  Notifications();
+  MustExec(conn_, "SELECT kck.listener_unregister(pg_backend_pid())");
+  EXPECT_GE(Notifications(std::chrono::milliseconds(100)), 1) << "the remaining daemon was not told to look";
+  // It claims the change well before its periodic look, and writers wake it.
+  EXPECT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("left") != std::string::npos; },
+                      std::chrono::milliseconds(2000)));
+  EXPECT_TRUE(WaitFor([&] { return Scalar("SELECT kck.must_notify()::text") == "true"; }));
+}
+
 // The race the recheck closes: a writer reads "busy", the daemon goes idle
 // while the writer's transaction is still open, then the writer commits
 // without a notification. With the periodic look switched off, only the

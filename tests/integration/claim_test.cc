@@ -134,6 +134,43 @@ TEST_F(ClaimTest, AConsumptionDeletesByTupleIdOnceThePartIsLarge) {
   MustExec(conn_, "TRUNCATE kck.changes_0");
 }
 
+// A consumption deletes by tuple id and then compares the ids it deleted
+// with the claim's (sql/016_consume_in_linear_time.sql): a tuple id that
+// now holds another change (its part was truncated and written again)
+// fails the consumption, and the transaction rolls the deletion back.
+TEST_F(ClaimTest, AClaimWhoseTupleIdsNowHoldOtherChangesIsNotConsumed) {
+  const std::string insert = "INSERT INTO kck.changes_0 (tbl, op, new) SELECT 'public.nowhere', 'I', "
+                             "jsonb_build_object('n', i) FROM generate_series(1, 3) i";
+  MustExec(conn_, "TRUNCATE kck.changes_0, kck.changes_1, kck.changes_2, kck.claims");
+  MustExec(conn_, insert);
+  const std::string claim = Count("SELECT DISTINCT claim FROM kck.claim_batch(10)");
+  ASSERT_NE(claim, "<error>");
+  MustExec(conn_, "TRUNCATE kck.changes_0");
+  MustExec(conn_, insert);  // the same tuple ids, other changes
+  ASSERT_EQ(Count("SELECT count(*) FROM kck.changes_0 c JOIN kck.claims l ON c.ctid = ANY (l.tids)"), "3");
+  MustExec(conn_, "BEGIN");
+  auto r = conn_.Exec("SELECT kck.consume_claim(" + claim + ")");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("3 of its 3 changes were consumed by another daemon"), std::string::npos)
+      << r.status().message();
+  MustExec(conn_, "ROLLBACK");
+  // SQLSTATE 40001: a transient failure, the batch is claimed again.
+  MustExec(conn_, "DO $$ BEGIN PERFORM kck.consume_claim(" + claim + "); RAISE EXCEPTION 'consumed'; "
+                  "EXCEPTION WHEN serialization_failure THEN NULL; END $$");
+  EXPECT_EQ(Count("SELECT count(*) FROM kck.changes_0"), "3");
+  // A claim of 5000 changes over two parts is consumed whole.
+  MustExec(conn_, "TRUNCATE kck.changes_0, kck.changes_1, kck.claims");
+  MustExec(conn_, "INSERT INTO kck.changes_0 (tbl, op, new) SELECT 'public.nowhere', 'I', '{}' "
+                  "FROM generate_series(1, 2500)");
+  MustExec(conn_, "INSERT INTO kck.changes_1 (tbl, op, new) SELECT 'public.nowhere', 'I', '{}' "
+                  "FROM generate_series(1, 2600)");
+  const std::string big = Count("SELECT DISTINCT claim FROM kck.claim_batch(5000)");
+  ASSERT_NE(big, "<error>");
+  MustExec(conn_, "SELECT kck.consume_claim(" + big + ")");
+  EXPECT_EQ(Count("SELECT count(*) FROM kck.changes"), "100");
+  MustExec(conn_, "TRUNCATE kck.changes_0, kck.changes_1");
+}
+
 TEST_F(ClaimTest, ADaemonKilledMidBatchHasItsChangesAppliedOnceByAnother) {
   {
     PausedDaemon killed(conninfo_, "compute");

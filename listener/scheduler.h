@@ -29,7 +29,7 @@ namespace kck {
 // locks and the write are per batch), so the busier the daemon, the more
 // changes each batch takes and the less each change costs. At 1000 changes
 // a second batches claim a few changes and wait 1 ms, as before; at 10 000
-// they reach the cap (bench/README.md, "An adaptive coalescing window").
+// they reach the cap (bench/README.md, "The daemon's cost under load").
 inline constexpr size_t kCoalesceFrom = 2;
 inline constexpr size_t kCoalesceChangesPerMs = 16;
 inline constexpr uint64_t kCoalesceMaxMs = 8;

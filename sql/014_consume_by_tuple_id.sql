@@ -6,6 +6,6 @@
 -- a page or two (just truncated), the plan scans the part, and a daemon
 -- then read every row of it at every batch, the consumed rows its claims
 -- skip included: at 16 pgbench clients a part holds some 20 000 rows, and
--- the consumption took 1-2 ms (bench/README.md, "Consuming by tuple id").
+-- the consumption took 1-2 ms (bench/README.md, "The daemon's cost under load").
 -- Without sequential scans the planner has only the TID scan.
 ALTER FUNCTION kck.consume_claim(bigint) SET enable_seqscan = off;

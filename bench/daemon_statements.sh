@@ -6,7 +6,12 @@
 # their calls and rows. Also the writers' TPS without the daemon and with
 # it, for context (one run each, not a ratio to trust: see write_path.py).
 #
-# Usage (root or a user that can run initdb): bash bench/daemon_statements.sh [KCK] [SECONDS]
+# With TRACK=all the statements inside functions (kck.claim_batch's
+# part scans, kck.consume_claim's deletions) are listed too, and
+# SYNC_OFF=1 runs the writers with synchronous_commit=off.
+#
+# Usage (root or a user that can run initdb):
+#   [TRACK=all] [SYNC_OFF=1] bash bench/daemon_statements.sh [KCK] [SECONDS]
 set -euo pipefail
 
 kck=${1:-$(cd "$(dirname "$0")/.." && pwd)/build/kck}
@@ -18,7 +23,8 @@ bench_cleanup() { if [[ -n $listener ]]; then kill "$listener" 2>/dev/null || tr
 
 psql "$db" -qXc "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
 "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -w restart -o "-k $dir -c listen_addresses='' -p 5432" >/dev/null
-psql "$db" -qXc "CREATE EXTENSION pg_stat_statements"
+psql "$db" -qXc "CREATE EXTENSION pg_stat_statements" -c "ALTER SYSTEM SET pg_stat_statements.track = '${TRACK:-top}'" \
+  -c "SELECT pg_reload_conf()" >/dev/null
 create_t
 install_grp_sum "$kck"
 for g in $(seq 1 100); do "$kck" --db "$db" get "grp_sum/$g" >/dev/null; done
@@ -27,7 +33,9 @@ cat >"$dir/update.sql" <<'SQL'
 UPDATE t SET v = v + 1 WHERE id = :id;
 SQL
 chmod a+r "$dir/update.sql"
-tps() { "${as_pg[@]}" "$bin/pgbench" -n -c 16 -j 2 -T "$1" -f "$dir/update.sql" "$db" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'; }
+pgoptions=
+[[ -n ${SYNC_OFF:-} ]] && pgoptions="-c synchronous_commit=off"
+tps() { PGOPTIONS=$pgoptions "${as_pg[@]}" "$bin/pgbench" -n -c 16 -j 2 -T "$1" -f "$dir/update.sql" "$db" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'; }
 
 echo "writers' TPS, 16 clients, ${seconds} s: without a daemon $(tps "$seconds")"
 "$kck" --db "$db" listen --log-level warn >"$dir/listen.log" 2>&1 &
@@ -37,8 +45,10 @@ tps 3 >/dev/null  # the daemon catches up and warms up
 psql "$db" -qXc "SELECT pg_stat_statements_reset()" >/dev/null
 echo "writers' TPS, 16 clients, ${seconds} s: with the daemon draining $(tps "$seconds")"
 sleep 1
-psql "$db" -X <<'SQL'
+limit=12
+[[ ${TRACK:-top} == all ]] && limit=20
+psql "$db" -X -v limit="$limit" <<'SQL'
 SELECT calls, round(total_exec_time::numeric) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows,
        left(regexp_replace(query, '\s+', ' ', 'g'), 80) AS statement
-  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12;
+  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT :limit;
 SQL

@@ -99,7 +99,7 @@ without nocheck "  BEGIN
 "
 without nowake "  -- At most one wake-up" "  END IF;
 "
-printf '\\set id random(1, 200000)\nUPDATE t SET v = v + 1 WHERE id = :id;\n' >"$dir/update.sql"
+update_script
 
 declare -A ratios micros inserts calls
 # Puts variant $1 in place: the capture triggers with its function, PgQ's

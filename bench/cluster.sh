@@ -12,6 +12,12 @@
 #                        its compute defaults to the sum of v in the group;
 #                        CAPTURE "plpgsql" (the default) or "c": the C
 #                        capture module built beside KCK (kck_capture.so)
+#   store_grp_sum KCK    computes and stores grp_sum/1..100 (100 of 1000)
+#   update_script        writes $dir/update.sql: pgbench's UPDATE of one
+#                        random row of t
+#   pgbench_tps DB CLIENTS SECONDS
+#                        pgbench's TPS running $dir/update.sql on DB
+#                        ($PGOPTIONS applies, e.g. synchronous_commit=off)
 
 start_cluster() {
   bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
@@ -53,4 +59,18 @@ JSON
   local capture=${3:-plpgsql}
   KCK_CAPTURE=$capture KCK_CAPTURE_LIBRARY="$(cd "$(dirname "$1")" && pwd)/kck_capture.so" \
     "$1" --db "$db" install --config "$dir/kck.json" >/dev/null
+}
+
+store_grp_sum() {
+  "$1" --db "$db" refresh $(for g in $(seq 1 100); do echo -n "grp_sum/$g "; done) >/dev/null
+}
+
+update_script() {
+  printf '\\set id random(1, 200000)\nUPDATE t SET v = v + 1 WHERE id = :id;\n' >"$dir/update.sql"
+  chmod a+r "$dir/update.sql"
+}
+
+pgbench_tps() {
+  "${as_pg[@]}" "$bin/pgbench" -n -c "$2" -j 2 -T "$3" -f "$dir/update.sql" "$1" 2>&1 |
+    sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
 }

@@ -44,19 +44,11 @@ for i in "${!builds[@]}"; do
   capture=plpgsql
   [[ -f $(dirname "${builds[$i]}")/kck_capture.so ]] && capture=c
   install_grp_sum "${builds[$i]}" "" "$capture"
-  for g in $(seq 1 100); do "${builds[$i]}" --db "$db" get "grp_sum/$g" >/dev/null; done
+  store_grp_sum "${builds[$i]}"
   echo "build $i: ${builds[$i]} (capture in $capture, schema $(psql "$db" -AtXc "SELECT max(version) FROM kck.schema_version"))"
 done
-cat >"$dir/update.sql" <<'SQL'
-\set id random(1, 200000)
-UPDATE t SET v = v + 1 WHERE id = :id;
-SQL
-chmod a+r "$dir/update.sql"
-
-tps() {  # DB SECONDS
-  PGOPTIONS=$pgoptions "${as_pg[@]}" "$bin/pgbench" -n -c "$clients" -j 2 -T "$2" -f "$dir/update.sql" "$1" 2>&1 |
-    sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
-}
+update_script
+tps() { PGOPTIONS=$pgoptions pgbench_tps "$1" "$clients" "$2"; }  # DB SECONDS
 ticks() {  # user+system clock ticks of the processes given
   local s=0 p
   for p in "$@"; do [[ -r /proc/$p/stat ]] && s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done

@@ -27,15 +27,11 @@ psql "$db" -qXc "CREATE EXTENSION pg_stat_statements" -c "ALTER SYSTEM SET pg_st
   -c "SELECT pg_reload_conf()" >/dev/null
 create_t
 install_grp_sum "$kck"
-for g in $(seq 1 100); do "$kck" --db "$db" get "grp_sum/$g" >/dev/null; done
-cat >"$dir/update.sql" <<'SQL'
-\set id random(1, 200000)
-UPDATE t SET v = v + 1 WHERE id = :id;
-SQL
-chmod a+r "$dir/update.sql"
+store_grp_sum "$kck"
+update_script
 pgoptions=
 [[ -n ${SYNC_OFF:-} ]] && pgoptions="-c synchronous_commit=off"
-tps() { PGOPTIONS=$pgoptions "${as_pg[@]}" "$bin/pgbench" -n -c 16 -j 2 -T "$1" -f "$dir/update.sql" "$db" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'; }
+tps() { PGOPTIONS=$pgoptions pgbench_tps "$db" 16 "$1"; }
 
 echo "writers' TPS, 16 clients, ${seconds} s: without a daemon $(tps "$seconds")"
 "$kck" --db "$db" listen --log-level warn >"$dir/listen.log" 2>&1 &

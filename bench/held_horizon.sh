@@ -24,12 +24,12 @@ source "$(dirname "$0")/cluster.sh"
 start_cluster held-horizon
 create_t
 install_grp_sum "$kck" "SELECT jsonb_build_object('n', count(*), 'sum', sum(v)) FROM t WHERE grp = :grp"
-"$kck" --db "$db" refresh $(for i in $(seq 1 100); do echo -n "grp_sum/$i "; done) >/dev/null
+store_grp_sum "$kck"
 for _ in $(seq 1 "$daemons"); do
   "$kck" --db "$db" --log-level warn listen >>"$dir/daemons.log" 2>&1 &
   pids+=($!)
 done
-printf '\\set id random(1, 200000)\nUPDATE t SET v = v + 1 WHERE id = :id;\n' >"$dir/update.sql"
+update_script
 
 echo "held_horizon: $daemons daemon(s), pgbench -R 1000 -c 2 -T $seconds, snapshot held $((seconds / 4))-$((3 * seconds / 4)) s"
 echo "kck: $kck"

@@ -11,24 +11,29 @@
 # the writers stop. The last lines: per build, the median over rounds with
 # min-max, and per round its ratio over the first build's.
 #
+# With -t it measures the capture alone instead: the writers with the
+# build's capture triggers disabled, then enabled, no daemon running.
+#
 # Usage (root or a user that can run initdb):
-#   bash bench/daemon_ab.sh [-r ROUNDS] [-s SECONDS] [-c CLIENTS] [-o] KCK...
+#   bash bench/daemon_ab.sh [-r ROUNDS] [-s SECONDS] [-c CLIENTS] [-o] [-t] KCK...
 #   -o  synchronous_commit=off for the writers
+#   -t  capture / no capture instead of draining / no daemon
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-rounds=3 seconds=8 clients=16 pgoptions=
-while getopts "r:s:c:o" opt; do
+rounds=3 seconds=8 clients=16 pgoptions= capture_only=
+while getopts "r:s:c:ot" opt; do
   case $opt in
     r) rounds=$OPTARG ;;
     s) seconds=$OPTARG ;;
     c) clients=$OPTARG ;;
     o) pgoptions="-c synchronous_commit=off" ;;
+    t) capture_only=1 ;;
     *) exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-(($# >= 1)) || { echo "usage: $0 [-r ROUNDS] [-s SECONDS] [-c CLIENTS] [-o] KCK..." >&2; exit 2; }
+(($# >= 1)) || { echo "usage: $0 [-r ROUNDS] [-s SECONDS] [-c CLIENTS] [-o] [-t] KCK..." >&2; exit 2; }
 builds=("$@")
 source "$here/cluster.sh"
 start_cluster daemon-ab
@@ -55,38 +60,56 @@ ticks() {  # user+system clock ticks of the processes given
   echo "$s"
 }
 hz=$(getconf CLK_TCK)
+# One round of build $i on $db: no daemon, then its daemon draining.
+daemon_pair() {
+  none=$(tps "$db" "$seconds")
+  "${builds[$i]}" --db "$db" listen --log-level warn >>"$dir/listen$i.log" 2>&1 &
+  listener=$!
+  sleep 1
+  psql "$db" -qXc "UPDATE t SET v = v WHERE id = 1"  # the daemon is live once this is applied
+  for _ in $(seq 100); do [[ $(psql "$db" -AtXc "SELECT count(*) FROM kck.changes") == 0 ]] && break; sleep 0.05; done
+  backends=$(psql "$db" -AtXc "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
+                                WHERE application_name = 'kck' AND pid <> pg_backend_pid()")
+  # shellcheck disable=SC2086
+  d0=$(ticks "$listener") b0=$(ticks $backends)
+  with=$(tps "$db" "$seconds")
+  # shellcheck disable=SC2086
+  d1=$(ticks "$listener") b1=$(ticks $backends)
+  left=$(psql "$db" -AtXc "SELECT count(*) FROM kck.changes")
+  kill "$listener"
+  wait "$listener" 2>/dev/null || true
+  listener=
+  ratio[$r,$i]=$(awk -v a="$with" -v b="$none" 'BEGIN { printf "%.3f", a / b }')
+  printf 'round %d build %d: no daemon %6.0f tps, draining %6.0f tps (%sx); daemon %.2f s CPU, its backends %.2f s; %s changes left\n' \
+    "$r" "$i" "$none" "$with" "${ratio[$r,$i]}" "$(awk -v t=$((d1 - d0)) -v h="$hz" 'BEGIN { print t / h }')" \
+    "$(awk -v t=$((b1 - b0)) -v h="$hz" 'BEGIN { print t / h }')" "$left"
+}
+
+# One round of build $i on $db: its capture triggers disabled, then enabled.
+capture_pair() {
+  psql "$db" -qXc "ALTER TABLE t DISABLE TRIGGER USER"
+  none=$(tps "$db" "$seconds")
+  psql "$db" -qXc "ALTER TABLE t ENABLE TRIGGER USER"
+  with=$(tps "$db" "$seconds")
+  ratio[$r,$i]=$(awk -v a="$with" -v b="$none" 'BEGIN { printf "%.3f", a / b }')
+  printf 'round %d build %d: no capture %6.0f tps, capture %6.0f tps (%sx); %s changes written\n' \
+    "$r" "$i" "$none" "$with" "${ratio[$r,$i]}" "$(psql "$db" -AtXc "SELECT count(*) FROM kck.changes")"
+}
+
 declare -A ratio
 for ((r = 1; r <= rounds; r++)); do
   for ((j = 0; j < ${#builds[@]}; j++)); do
     i=$(((j + r - 1) % ${#builds[@]}))  # rotated by round
     db="${base_db/dbname=postgres/dbname=ab$i}"
     psql "$db" -qXc "VACUUM t" -c "CHECKPOINT" -c "TRUNCATE kck.changes"
-    none=$(tps "$db" "$seconds")
-    "${builds[$i]}" --db "$db" listen --log-level warn >>"$dir/listen$i.log" 2>&1 &
-    listener=$!
-    sleep 1
-    psql "$db" -qXc "UPDATE t SET v = v WHERE id = 1"  # the daemon is live once this is applied
-    for _ in $(seq 100); do [[ $(psql "$db" -AtXc "SELECT count(*) FROM kck.changes") == 0 ]] && break; sleep 0.05; done
-    backends=$(psql "$db" -AtXc "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
-                                  WHERE application_name = 'kck' AND pid <> pg_backend_pid()")
-    # shellcheck disable=SC2086
-    d0=$(ticks "$listener") b0=$(ticks $backends)
-    with=$(tps "$db" "$seconds")
-    # shellcheck disable=SC2086
-    d1=$(ticks "$listener") b1=$(ticks $backends)
-    left=$(psql "$db" -AtXc "SELECT count(*) FROM kck.changes")
-    kill "$listener"
-    wait "$listener" 2>/dev/null || true
-    listener=
-    ratio[$r,$i]=$(awk -v a="$with" -v b="$none" 'BEGIN { printf "%.3f", a / b }')
-    printf 'round %d build %d: no daemon %6.0f tps, draining %6.0f tps (%sx); daemon %.2f s CPU, its backends %.2f s; %s changes left\n' \
-      "$r" "$i" "$none" "$with" "${ratio[$r,$i]}" "$(awk -v t=$((d1 - d0)) -v h="$hz" 'BEGIN { print t / h }')" \
-      "$(awk -v t=$((b1 - b0)) -v h="$hz" 'BEGIN { print t / h }')" "$left"
+    if [[ -n $capture_only ]]; then capture_pair; else daemon_pair; fi
   done
 done
 stats() { sort -g | awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
                                              printf "%.2fx (%.2f-%.2f)", m, v[1], v[NR] }'; }
-echo "draining / no daemon, median (min-max) over $rounds rounds, $clients clients${pgoptions:+, synchronous_commit=off}:"
+what="draining / no daemon"
+[[ -n $capture_only ]] && what="capture / no capture"
+echo "$what, median (min-max) over $rounds rounds, $clients clients${pgoptions:+, synchronous_commit=off}:"
 for i in "${!builds[@]}"; do
   line="  build $i: $(for ((r = 1; r <= rounds; r++)); do echo "${ratio[$r,$i]}"; done | stats)"
   if ((i > 0)); then

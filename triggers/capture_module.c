@@ -30,12 +30,15 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -52,6 +55,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#include "utils/xid8.h"
 
 PG_MODULE_MAGIC;
 PG_FUNCTION_INFO_V1(kck_capture);
@@ -284,21 +288,93 @@ insert_as_owner(Capture *c, SPIPlanPtr *slot, const char *sql, Oid *types, Datum
 	if (SPI_execute_plan(kept_plan(slot, sql, 4, types), values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "kck_capture: writing changes of %s to kck.changes_%d failed", c->tbl, c->part);
 	restore(saved);
-	c->wrote = true;
 }
 
-/* Writes one outbox row (tbl, op, old, new); SPI is connected. */
-static void
-write_change(Capture *c, const char *op, Datum old, bool old_null, Datum new, bool new_null)
+/* The columns of an outbox part, in order, as migration 005 made them. */
+static const struct
 {
-	Oid			types[4] = {TEXTOID, TEXTOID, JSONBOID, JSONBOID};
-	Datum		values[4] = {CStringGetTextDatum(c->tbl), CStringGetTextDatum(op), old, new};
-	char		nulls[4] = {' ', ' ', old_null ? 'n' : ' ', new_null ? 'n' : ' '};
-	char		sql[128];
+	const char *name;
+	Oid			type;
+}			outbox_columns[] = {
+	{"id", INT8OID}, {"tbl", TEXTOID}, {"op", BPCHAROID}, {"old", JSONBOID},
+	{"new", JSONBOID}, {"txid", XID8OID}, {"at", TIMESTAMPTZOID},
+};
+#define OUTBOX_COLUMNS lengthof(outbox_columns)
 
-	snprintf(sql, sizeof(sql), "INSERT INTO kck.changes_%d (tbl, op, old, new) VALUES ($1, $2::char(1), $3, $4)",
-			 c->part);
-	insert_as_owner(c, &one_row_plans[c->part], sql, types, values, nulls);
+/* Whether a row of `rel` is exactly a heap tuple of outbox_columns: no
+ * index, trigger, rule, check constraint or other column that an INSERT
+ * would have to maintain or check. */
+static bool
+plain_outbox_part(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex || rel->trigdesc != NULL ||
+		rel->rd_rules != NULL || rel->rd_rel->relrowsecurity || desc->natts != (int) OUTBOX_COLUMNS ||
+		(desc->constr != NULL && desc->constr->num_check > 0))
+		return false;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(desc, i);
+
+		if (attr->attisdropped || attr->atttypid != outbox_columns[i].type ||
+			strcmp(NameStr(attr->attname), outbox_columns[i].name) != 0 || attr->attgenerated)
+			return false;
+	}
+	return true;
+}
+
+/* The outbox part, opened and locked as an INSERT locks it (until the
+ * transaction ends: a part is truncated only under a lock that waits for
+ * it), when its rows can be written as heap tuples; NULL otherwise. */
+static Relation
+open_plain_part(Capture *c, Oid *seq)
+{
+	Oid			kck = get_namespace_oid("kck", true);
+	char		name[NAMEDATALEN];
+	Oid			part;
+	Relation	rel;
+
+	if (!OidIsValid(kck))
+		return NULL;
+	snprintf(name, sizeof(name), "changes_%d", c->part);
+	part = get_relname_relid(name, kck);
+	*seq = get_relname_relid("changes_id_seq", kck);
+	if (!OidIsValid(part) || !OidIsValid(*seq))
+		return NULL;
+	rel = table_open(part, RowExclusiveLock);
+	if (plain_outbox_part(rel))
+		return rel;
+	table_close(rel, NoLock);
+	return NULL;
+}
+
+/* Writes the n rows (tbl, op, olds[i], news[i]) into `rel` as heap tuples,
+ * with the defaults the INSERT would give them. */
+static void
+insert_heap_tuples(Capture *c, Relation rel, Oid seq, const char *op, Datum *olds, bool *old_nulls,
+				   Datum *news, bool *new_nulls, int n)
+{
+	Datum		values[OUTBOX_COLUMNS];
+	bool		isnull[OUTBOX_COLUMNS] = {false};
+
+	values[1] = CStringGetTextDatum(c->tbl);
+	values[2] = CStringGetTextDatum(op);	/* a bpchar(1) is the text */
+	values[5] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[6] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tuple;
+
+		values[0] = Int64GetDatum(nextval_internal(seq, false));
+		isnull[3] = olds == NULL || (old_nulls != NULL && old_nulls[i]);
+		values[3] = isnull[3] ? (Datum) 0 : olds[i];
+		isnull[4] = news == NULL || (new_nulls != NULL && new_nulls[i]);
+		values[4] = isnull[4] ? (Datum) 0 : news[i];
+		tuple = heap_form_tuple(RelationGetDescr(rel), values, isnull);
+		simple_heap_insert(rel, tuple);
+		heap_freetuple(tuple);
+	}
 }
 
 /* A jsonb[] of n images; `isnull` may be NULL (none is). */
@@ -311,25 +387,65 @@ image_array(Datum *images, bool *isnull, int n)
 	return PointerGetDatum(construct_md_array(images, isnull, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
 }
 
-/* Writes n outbox rows, the i-th holding olds[i] and news[i] (either NULL:
- * that side is null in every row; old_nulls and new_nulls, when given,
- * mark single null images); SPI is connected. */
+/* Writes the n rows through SPI: one INSERT ... VALUES, or one INSERT ...
+ * SELECT FROM unnest of two arrays. */
 static void
-write_changes(Capture *c, const char *op, Datum *olds, bool *old_nulls, Datum *news, bool *new_nulls, int n)
+insert_through_spi(Capture *c, const char *op, Datum *olds, bool *old_nulls, Datum *news, bool *new_nulls, int n)
 {
-	Oid			types[4] = {TEXTOID, TEXTOID, JSONBARRAYOID, JSONBARRAYOID};
 	Datum		values[4] = {CStringGetTextDatum(c->tbl), CStringGetTextDatum(op), 0, 0};
-	char		nulls[4] = {' ', ' ', olds ? ' ' : 'n', news ? ' ' : 'n'};
+	char		nulls[4] = {' ', ' ', 'n', 'n'};
 	char		sql[200];
 
-	if (olds)
-		values[2] = image_array(olds, old_nulls, n);
-	if (news)
-		values[3] = image_array(news, new_nulls, n);
+	if (n == 1)
+	{
+		Oid			types[4] = {TEXTOID, TEXTOID, JSONBOID, JSONBOID};
+
+		if (olds != NULL && (old_nulls == NULL || !old_nulls[0]))
+			values[2] = olds[0], nulls[2] = ' ';
+		if (news != NULL && (new_nulls == NULL || !new_nulls[0]))
+			values[3] = news[0], nulls[3] = ' ';
+		snprintf(sql, sizeof(sql), "INSERT INTO kck.changes_%d (tbl, op, old, new) VALUES ($1, $2::char(1), $3, $4)",
+				 c->part);
+		insert_as_owner(c, &one_row_plans[c->part], sql, types, values, nulls);
+		return;
+	}
+	if (olds != NULL)
+		values[2] = image_array(olds, old_nulls, n), nulls[2] = ' ';
+	if (news != NULL)
+		values[3] = image_array(news, new_nulls, n), nulls[3] = ' ';
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO kck.changes_%d (tbl, op, old, new) SELECT $1, $2::char(1), u.o, u.n "
 			 "FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u (o, n)", c->part);
-	insert_as_owner(c, &many_rows_plans[c->part], sql, types, values, nulls);
+	insert_as_owner(c, &many_rows_plans[c->part],
+					sql, (Oid[]) {TEXTOID, TEXTOID, JSONBARRAYOID, JSONBARRAYOID}, values, nulls);
+}
+
+/* Writes n outbox rows, the i-th holding olds[i] and news[i] (either NULL:
+ * that side is null in every row; old_nulls and new_nulls, when given,
+ * mark single null images). As heap tuples into a plain part, which costs
+ * a writer a fraction of an INSERT's executor; else through SPI, which is
+ * connected. */
+static void
+write_changes(Capture *c, const char *op, Datum *olds, bool *old_nulls, Datum *news, bool *new_nulls, int n)
+{
+	Oid			seq;
+	Relation	rel = open_plain_part(c, &seq);
+
+	if (rel != NULL)
+	{
+		insert_heap_tuples(c, rel, seq, op, olds, old_nulls, news, new_nulls, n);
+		table_close(rel, NoLock);
+	}
+	else
+		insert_through_spi(c, op, olds, old_nulls, news, new_nulls, n);
+	c->wrote = true;
+}
+
+/* Writes one outbox row (tbl, op, old, new). */
+static void
+write_change(Capture *c, const char *op, Datum old, bool old_null, Datum new, bool new_null)
+{
+	write_changes(c, op, old_null ? NULL : &old, NULL, new_null ? NULL : &new, NULL, 1);
 }
 
 /* The images of the rows of transition table `ts`, in its order. */
@@ -471,11 +587,7 @@ capture_rows(Capture *c, const char *op, int n)
 	Datum	   *old_images = olds ? images_of(c, olds, n) : NULL;
 	Datum	   *new_images = news ? images_of(c, news, n) : NULL;
 
-	if (n == 1)
-		write_change(c, op, old_images ? old_images[0] : 0, !old_images, new_images ? new_images[0] : 0,
-					 !new_images);
-	else
-		write_changes(c, op, old_images, NULL, new_images, NULL, n);
+	write_changes(c, op, old_images, NULL, new_images, NULL, n);
 }
 
 /* {"error": reason}, the new image of a degraded capture's change. */

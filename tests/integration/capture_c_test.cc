@@ -153,6 +153,35 @@ TEST_F(CaptureCTest, WritesTheOutboxRowsThePlpgsqlCaptureWrites) {
             "plpgsql");
 }
 
+// A plain outbox part takes heap tuples; one with an index (a person's, or
+// a future migration's) takes the INSERT through SPI, which maintains it.
+// Both write the same rows, with the INSERT's defaults.
+TEST_F(CaptureCTest, PartsWithAnIndexTakeTheInsertAndHoldTheSameRows) {
+  const std::vector<std::string> plain = ChangesOf("c");
+  EXPECT_EQ(Scalar("SELECT count(*) FROM pg_constraint WHERE conrelid = 'kck.changes_0'::regclass AND contype = 'c'"),
+            "0");
+  MustExec(conn_, "CREATE INDEX ON kck.changes_0 (id); CREATE INDEX ON kck.changes_1 (id); "
+                  "CREATE INDEX ON kck.changes_2 (id)");
+  const std::vector<std::string> indexed = ChangesOf("c");
+  ASSERT_EQ(indexed.size(), 36u);
+  EXPECT_EQ(indexed, plain);
+  MustExec(conn_, "SET enable_seqscan = off");  // the index holds every row
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.changes WHERE id > 0"), "36");
+  MustExec(conn_, "RESET enable_seqscan");
+  for (const char* drop : {"DROP INDEX kck.changes_0_id_idx", "DROP INDEX kck.changes_1_id_idx",
+                           "DROP INDEX kck.changes_2_id_idx"}) {
+    MustExec(conn_, drop);
+  }
+  // The defaults: the writer's transaction id and start, ids in order.
+  MustExec(conn_, "DELETE FROM kck.changes; CREATE TABLE seen_tx AS SELECT pg_current_xact_id() AS x, now() AS at LIMIT 0");
+  MustExec(conn_, "BEGIN; INSERT INTO kinds (id) VALUES (1); INSERT INTO kinds (id) VALUES (2), (3); "
+                  "INSERT INTO seen_tx SELECT pg_current_xact_id(), now(); COMMIT");
+  EXPECT_EQ(Scalar("SELECT count(*) FILTER (WHERE c.txid = s.x AND c.at = s.at) || '/' || count(*) "
+                   "FROM kck.changes c, seen_tx s"),
+            "3/3");
+  EXPECT_EQ(Scalar("SELECT string_agg(new->>'id', ',' ORDER BY id) FROM kck.changes"), "1,2,3");
+}
+
 TEST_F(CaptureCTest, AColumnGoneDegradesTheCaptureNotTheStatement) {
   InstallConfig(conn_, Config("c"));
   MustExec(conn_, "ALTER TABLE kinds RENAME COLUMN name TO title");

@@ -160,6 +160,21 @@ TEST(Planner, DegradedCaptureRecomputesEveryProductOfTheTable) {
   EXPECT_TRUE(cache.problems.empty());
 }
 
+// The outbox has no check on op (sql/017): an op no capture writes is read
+// as a TRUNCATE of its table, and reported.
+TEST(Planner, AnUnknownOpRecomputesEveryProductOfTheTableAndIsReported) {
+  auto reg = Bookstore();
+  Plan plan = PlanChanges({Row(7, 'X', "", R"({"id": 7, "author_id": 5})")}, *reg);
+  EXPECT_TRUE(plan.keys.empty());
+  EXPECT_EQ(plan.partial.size(), 3u);
+  ASSERT_EQ(plan.problems.size(), 1u);
+  EXPECT_EQ(plan.problems[0],
+            "change 7 (public.store_book): unknown op 'X'; recomputing every stored product that depends on the table");
+  Plan cache = PlanChanges({Change{2, "kck.cache", 'x', "", "", "1"}}, *reg);
+  ASSERT_EQ(cache.partial.size(), 1u);
+  EXPECT_EQ(cache.partial[0].primer->spec.name, "stats");
+}
+
 // A row image without a column a rule maps (captured before the rule
 // changed, say) cannot name its products: all of them are recomputed.
 TEST(Planner, ImageWithoutAMappedColumnRecomputesThePrimer) {

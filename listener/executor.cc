@@ -237,11 +237,15 @@ void Executor::Tally(Batch& batch) {
   }
 }
 
-// The opening of the checked write transaction: BEGIN, then the keys'
-// locks and the check that none moved since the batch read them.
+// The opening of the checked write transaction: BEGIN, the claim's
+// consumption, then the keys' locks and the check that none moved since the
+// batch read them. The locks come last: a reader that misses one of the
+// keys waits for the writes, not for the deletion of the batch's changes
+// (4 ms of 8 for 5000 changes).
 std::vector<AsyncConnection::Statement> Executor::CheckedOpening(const Batch& batch) const {
   Statements opening;
   opening.emplace_back("BEGIN", pg::Params{});
+  if (batch.claim != 0) opening.emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(batch.claim)});
   if (batch.plan.keys.empty()) return opening;
   std::vector<std::string> keys, xmins;
   for (const auto& [k, w] : batch.plan.keys) {
@@ -260,7 +264,7 @@ Task<Status> Executor::WriteChecked(Batch& batch, WriteCounts* counts, bool* wri
   co_await fault::At("lock", main_);
   const BatchStats before = batch.stats;
   Tally(batch);
-  Status s = co_await WriteAndCommit(main_, batch.claim, batch.writes, counts, CheckedOpening(batch));
+  Status s = co_await WriteAndCommit(main_, 0, batch.writes, counts, CheckedOpening(batch));  // it consumes
   *written = s.ok();
   if (s.ok()) co_return s;
   const bool no_check = s.sqlstate() == kUndefinedFunction;

@@ -9,7 +9,7 @@
 // kFastBudgetMs at most together (each key timed by its primer's last
 // recompute), runs
 //
-//   BEGIN; lock the keys; consume the claim; statement_timeout kFastTimeoutMs;
+//   BEGIN; consume the claim; lock the keys; statement_timeout kFastTimeoutMs;
 //   per key, Primer::compute_write (read the stored row, compute it if it is
 //   stored, update it: a new version only for a new value); COMMIT
 //
@@ -59,8 +59,9 @@ std::optional<size_t> FastStatements(const Plan& plan, int64_t claim, Statements
   std::vector<std::string> keys;
   for (const auto& [key, work] : plan.keys) keys.push_back(key);
   out->emplace_back("BEGIN", pg::Params{});
-  out->emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{pg::ArrayLiteral(keys)});
+  // The consumption before the locks: a miss waits only for the writes.
   out->emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(claim)});
+  out->emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{pg::ArrayLiteral(keys)});
   out->emplace_back(sql::File("daemon_fast_timeout.sql"), pg::Params{std::to_string(kFastTimeoutMs)});
   const size_t first = out->size();
   for (const auto& [key, work] : plan.keys) {

@@ -51,13 +51,13 @@ inline constexpr std::string_view kProductsMoved = "KCK01";
 // kck.expect_products does not exist: the schema is older than version 10.
 inline constexpr std::string_view kUndefinedFunction = "42883";
 
-// Consumes `claim` (unless 0: its changes are deleted, or the transaction
-// fails with a transient error when another daemon consumed some), writes
-// `writes` and COMMITs on `main`, inside the batch's write transaction.
-// `opening` goes first in the same round trip (BEGIN, the keys' locks and
-// their check, when the transaction is not open yet). Fails on a transient
-// error, when COMMIT fails or when a statement of `opening` fails: the
-// caller rolls back.
+// Consumes `claim` (unless 0: `opening` consumed it, or there is none; its
+// changes are deleted, or the transaction fails with a transient error when
+// another daemon consumed some), writes `writes` and COMMITs on `main`,
+// inside the batch's write transaction. `opening` goes first in the same
+// round trip (BEGIN, the consumption, the keys' locks and their check, when
+// the transaction is not open yet). Fails on a transient error, when COMMIT
+// fails or when a statement of `opening` fails: the caller rolls back.
 Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, Writes& writes, WriteCounts* counts,
                             std::vector<AsyncConnection::Statement> opening = {});
 

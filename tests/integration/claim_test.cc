@@ -89,6 +89,33 @@ TEST_F(ClaimTest, AClaimIsOneRowVersion) {
   MustExec(holder, "ROLLBACK");
 }
 
+// The write transaction consumes the claim before it takes the keys' locks,
+// so a reader that misses one of the batch's keys waits for the writes, not
+// for the deletion of the batch's changes. Here a row lock on the changes
+// holds the consumption back; the key's lock stays free meanwhile. Once
+// for a batch written the usual way (an augment), once for a fast write.
+TEST_F(ClaimTest, TheKeysAreLockedOnlyOnceTheClaimIsConsumed) {
+  pg::Connection holder = Connect(conninfo_);
+  auto batch_waiting_on_its_changes = [&](const std::string& write) {
+    PausedDaemon daemon(conninfo_, "claim");
+    ASSERT_TRUE(daemon.WaitPaused());
+    MustExec(conn_, write);
+    MustExec(holder, "BEGIN; SELECT 1 FROM kck.changes FOR UPDATE");
+    daemon.Release();
+    ASSERT_TRUE(WaitFor([&] {
+      return Count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND application_name = 'kck' AND wait_event_type = 'Lock'") == "1";
+    })) << write;
+    EXPECT_EQ(Count("SELECT pg_try_advisory_xact_lock(7037803, kck.bucket('book_count/1'))"), "t") << write;
+    MustExec(holder, "ROLLBACK");
+    ASSERT_TRUE(WaitDrained(conn_));
+    EXPECT_TRUE(WaitFor([&] { return Stored(conn_, "book_count/1") == std::to_string(Books(1)); })) << write;
+  };
+  batch_waiting_on_its_changes("INSERT INTO store_book (author_id, title) VALUES (1, 'augmented')");
+  batch_waiting_on_its_changes("UPDATE store_book SET title = 'fast' WHERE author_id = 1");
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 // The upkeep truncates kck.claims only once it takes 256 kB
 // (sql/013_claims_truncated_when_large.sql): every batch leaves a dead
 // claim, and a TRUNCATE each second paused the daemon's loop.

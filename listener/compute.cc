@@ -55,15 +55,37 @@ bool Executor::GivesUp(const std::string& key, const Status& failure) {
   return true;
 }
 
-// The keys of SQL primers that will be recomputed, computed ahead in one
-// round trip (SqlEngine::ComputeAhead); ProduceKey takes their values.
+// The keys of SQL primers that will be recomputed, and those augmented by
+// one change, computed ahead in one round trip (SqlEngine::ComputeAhead);
+// ProduceKey takes their values. A key that waits for older claims
+// (listener/augment_order.cc) is augmented after them, from what they wrote.
 Task<void> Executor::ComputeAhead(Batch& batch) {
   SqlEngine::KeysByPrimer recompute;
+  std::vector<SqlEngine::OneAugment> augments;
   for (const auto& [key, work] : batch.plan.keys) {
-    if (&EngineFor(*work.primer) != &sql_ || RouteFor(key, work, batch) != Route::kRecompute) continue;
-    recompute[work.primer].push_back(key);
+    if (&EngineFor(*work.primer) != &sql_) continue;
+    const Route route = RouteFor(key, work, batch);
+    if (route == Route::kRecompute) recompute[work.primer].push_back(key);
+    if (route != Route::kAugment || batch.wait_keys.count(key)) continue;
+    const Stored& stored = batch.stored.at(key);
+    auto changes = AugmentChanges(work, stored, batch);
+    if (changes && changes->size() == 1) augments.push_back({work.primer, key, changes->front(), stored.value});
   }
-  co_await sql_.ComputeAhead(recompute, &batch.precomputed);
+  co_await sql_.ComputeAhead(recompute, augments, &batch.precomputed, &batch.preaugmented);
+}
+
+std::optional<std::vector<ChangeImage>> Executor::AugmentChanges(const KeyWork& work, const Stored& stored,
+                                                                 const Batch& batch) {
+  std::vector<ChangeImage> changes;
+  for (size_t idx : work.changes) {
+    const Change& c = batch.changes[idx];
+    if (!stored.snapshot.empty() && VisibleInSnapshot(stored.snapshot, ParsedNumber<uint64_t>(c.txid))) continue;
+    bool bulk = false;
+    auto pairs = RowPairs(c, &bulk);
+    if (!pairs.ok() || pairs->size() != 1) return std::nullopt;
+    changes.push_back({c.tbl, c.op, pairs->front().old_row, pairs->front().new_row});
+  }
+  return changes;
 }
 
 // The stored value with the key's changes applied in id order; nullopt
@@ -71,17 +93,10 @@ Task<void> Executor::ComputeAhead(Batch& batch) {
 Task<StatusOr<std::optional<std::string>>> Executor::Augment(const std::string& key, const KeyWork& work,
                                                              const Stored& stored, Batch& batch) {
   using Result = std::optional<std::string>;
-  std::vector<ChangeImage> changes;
-  for (size_t idx : work.changes) {
-    const Change& c = batch.changes[idx];
-    if (!stored.snapshot.empty() && VisibleInSnapshot(stored.snapshot, ParsedNumber<uint64_t>(c.txid))) continue;
-    bool bulk = false;
-    auto pairs = RowPairs(c, &bulk);
-    if (!pairs.ok() || pairs->size() != 1) co_return Result();
-    changes.push_back({c.tbl, c.op, pairs->front().old_row, pairs->front().new_row});
-  }
-  if (changes.empty()) co_return Result(stored.value);
-  auto next = co_await EngineFor(*work.primer).AugmentAll(*work.primer, key, std::move(changes), stored.value);
+  auto changes = AugmentChanges(work, stored, batch);
+  if (!changes) co_return Result();
+  if (changes->empty()) co_return Result(stored.value);
+  auto next = co_await EngineFor(*work.primer).AugmentAll(*work.primer, key, std::move(*changes), stored.value);
   if (!next.ok() && next.status().transient()) co_return next.status();
   if (!next.ok()) {
     FallbackCount& f = batch.writes.fallbacks[work.primer->spec.name];
@@ -92,6 +107,17 @@ Task<StatusOr<std::optional<std::string>>> Executor::Augment(const std::string& 
     co_return Result();
   }
   co_return next;
+}
+
+Task<StatusOr<std::optional<Computed>>> Executor::Augmented(const std::string& key, const KeyWork& work,
+                                                           const Stored& stored, Batch& batch) {
+  using Result = std::optional<Computed>;
+  if (auto pre = batch.preaugmented.find(key); pre != batch.preaugmented.end()) co_return Result(pre->second);
+  auto t0 = Clock::now();
+  auto a = co_await Augment(key, work, stored, batch);
+  if (!a.ok()) co_return a.status();
+  if (!a->has_value()) co_return Result();
+  co_return Result(Computed{std::move(**a), std::nullopt, MsSince(t0), false});
 }
 
 void Executor::RecordError(const std::string& key, const Primer& primer, const Status& failure, bool stored,
@@ -142,13 +168,13 @@ Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, B
   Computed c;
   bool augmented = false;
   if (route == Route::kAugment) {
-    auto a = co_await Augment(key, work, it->second, batch);
+    auto a = co_await Augmented(key, work, it->second, batch);
     if (!a.ok()) co_return a.status();
     augmented = a->has_value();
-    if (augmented) c.value = std::move(**a);  // the snapshot stays the last compute's
+    if (augmented) c = std::move(**a);  // no snapshot: it stays the last compute's
   }
   if (augmented) {
-    c.ms = MsSince(t0);
+    // computed ahead or just now
   } else if (auto pre = batch.precomputed.find(key); pre != batch.precomputed.end()) {
     c = pre->second;
   } else {

@@ -176,6 +176,7 @@ void Executor::Forget(const std::set<std::string>& keys, Batch& batch) {
   for (const auto& k : keys) {
     batch.outcomes.erase(k);
     batch.precomputed.erase(k);
+    batch.preaugmented.erase(k);
   }
 }
 

@@ -159,6 +159,7 @@ class Executor {
       return !augment_held_all && !augment_held.count(key) && !augment_held_primers.count(primer);
     }
     std::map<std::string, Computed> precomputed;
+    std::map<std::string, Computed> preaugmented;  // keys augmented by one change, in the same round trip
     std::map<std::string, Outcome> outcomes;
     Writes writes;
     BatchStats stats;
@@ -203,6 +204,14 @@ class Executor {
   static Route RouteFor(const std::string& key, const KeyWork& work, const Batch& batch);
   Task<StatusOr<std::optional<std::string>>> Augment(const std::string& key, const KeyWork& work,
                                                      const Stored& stored, Batch& batch);
+  // Augment's value with its time, or the one computed ahead.
+  Task<StatusOr<std::optional<Computed>>> Augmented(const std::string& key, const KeyWork& work,
+                                                    const Stored& stored, Batch& batch);
+  // The changes an augment of `key` applies to `stored` (those its
+  // snapshot does not show), in id order; nullopt when one is not a single
+  // row (a recompute must do).
+  static std::optional<std::vector<ChangeImage>> AugmentChanges(const KeyWork& work, const Stored& stored,
+                                                                const Batch& batch);
   // The engine of the primer's kind (primers/engine.h).
   Engine& EngineFor(const Primer& primer);
   // A transient compute failure of `key`: retry the batch, or, after too

@@ -40,6 +40,27 @@ StatusOr<Computed> ComputedFrom(const pg::Result& res) {
   return c;
 }
 
+// One change's augment statement: the primer's augment SQL with the key's
+// values, the change's rows and the current value bound.
+StatusOr<AsyncConnection::Statement> OneAugmentStatement(const Primer& primer, const std::string& key,
+                                                         const ChangeImage& change, const std::string& current) {
+  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+  if (!values.ok()) return values.status();
+  const BoundSql& sql = primer.augment.at(change.table).at(change.op);
+  auto args = primer.KeyValues(*values);
+  args[std::string("value")] = current;
+  args[std::string("old")] = change.old_row;
+  args[std::string("new")] = change.new_row;
+  // On its own line: a trailing comment in the SQL must not swallow the parentheses.
+  return AsyncConnection::Statement("SELECT to_jsonb((" + sql.sql + "\n))::text", BindValues(sql, args));
+}
+
+// What one augment statement returned.
+StatusOr<std::string> AugmentedFrom(const pg::Result& res) {
+  if (res.rows() != 1 || res.is_null(0, 0)) return Status::Runtime("augment returned no value");
+  return std::string(res.get(0, 0));
+}
+
 }  // namespace
 
 Task<StatusOr<Computed>> SqlEngine::Compute(const Primer& primer, const std::string& key) {
@@ -53,18 +74,13 @@ Task<StatusOr<Computed>> SqlEngine::Compute(const Primer& primer, const std::str
 Task<StatusOr<std::optional<std::string>>> SqlEngine::Augment(const Primer& primer, const std::string& key,
                                                               const ChangeImage& change, const std::string& current) {
   using Result = std::optional<std::string>;
-  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
-  if (!values.ok()) co_return values.status();
-  const BoundSql& sql = primer.augment.at(change.table).at(change.op);
-  auto args = primer.KeyValues(*values);
-  args[std::string("value")] = current;
-  args[std::string("old")] = change.old_row;
-  args[std::string("new")] = change.new_row;
-  // On its own line: a trailing comment in the SQL must not swallow the parentheses.
-  auto res = co_await conn_.Query("SELECT to_jsonb((" + sql.sql + "\n))::text", BindValues(sql, args));
+  auto statement = OneAugmentStatement(primer, key, change, current);
+  if (!statement.ok()) co_return statement.status();
+  auto res = co_await conn_.Query(statement->first, std::move(statement->second));
   if (!res.ok()) co_return res.status();
-  if (res->rows() != 1 || res->is_null(0, 0)) co_return Status::Runtime("augment returned no value");
-  co_return Result(std::string(res->get(0, 0)));
+  auto value = AugmentedFrom(*res);
+  if (!value.ok()) co_return value.status();
+  co_return Result(std::move(*value));
 }
 
 Task<StatusOr<std::optional<std::string>>> SqlEngine::AugmentAll(const Primer& primer, const std::string& key,
@@ -128,7 +144,8 @@ void TakeOne(const std::string& key, const pg::Result& res, double ms, std::map<
 
 }  // namespace
 
-Task<void> SqlEngine::ComputeAhead(const KeysByPrimer& keys, std::map<std::string, Computed>* out) {
+Task<void> SqlEngine::ComputeAhead(const KeysByPrimer& keys, const std::vector<OneAugment>& augments,
+                                   std::map<std::string, Computed>* out, std::map<std::string, Computed>* augmented) {
   std::vector<AsyncConnection::Statement> statements;
   std::vector<std::vector<std::string>> sent;  // per statement: its keys
   std::vector<bool> many;                      // per statement: compute_many
@@ -147,12 +164,21 @@ Task<void> SqlEngine::ComputeAhead(const KeysByPrimer& keys, std::map<std::strin
     sent.push_back(std::move(listed));
     many.push_back(primer_keys.size() > 1);
   }
+  const size_t computes = statements.size();
+  std::vector<const OneAugment*> augmenting;
+  for (const auto& a : augments) {
+    auto statement = OneAugmentStatement(*a.primer, a.key, a.change, a.current);
+    if (!statement.ok()) continue;
+    statements.push_back(std::move(*statement));
+    augmenting.push_back(&a);
+  }
+  count += augmenting.size();
   if (count == 0) co_return;
   auto t0 = Clock::now();
   auto results = co_await conn_.PipelineEach(std::move(statements));
   if (!results.ok()) co_return;  // the connection: the computes one by one fail the batch
   const double each = MsSince(t0) / static_cast<double>(count);
-  for (size_t i = 0; i < results->size(); ++i) {
+  for (size_t i = 0; i < computes; ++i) {
     const auto& r = (*results)[i];
     if (!r.ok()) {
       spdlog::debug("computing {} keys one by one: {}", sent[i].size(), pg::Excerpt(r.status().message(), 300));
@@ -161,6 +187,11 @@ Task<void> SqlEngine::ComputeAhead(const KeysByPrimer& keys, std::map<std::strin
     } else {
       TakeOne(sent[i][0], *r, each, out);
     }
+  }
+  for (size_t i = 0; i < augmenting.size(); ++i) {
+    const auto& r = (*results)[computes + i];
+    auto value = r.ok() ? AugmentedFrom(*r) : StatusOr<std::string>(r.status());
+    if (value.ok()) (*augmented)[augmenting[i]->key] = Computed{std::move(*value), std::nullopt, each, false};
   }
 }
 

@@ -28,8 +28,19 @@ class SqlEngine : public Engine {
   // for one), into *out. A statement that fails adds nothing: its keys are
   // then computed one by one, so each error lands on its own key. Each
   // key's time is the round trip's share.
+  // With them, in the same round trip, `augments`: keys each augmented by
+  // one change, into *augmented (the value; no snapshot: an augment keeps
+  // the last compute's). A failing one adds nothing: that key is then
+  // augmented alone, which records its fallback.
   using KeysByPrimer = std::map<const Primer*, std::vector<std::string>>;
-  Task<void> ComputeAhead(const KeysByPrimer& keys, std::map<std::string, Computed>* out);
+  struct OneAugment {
+    const Primer* primer;
+    std::string key;
+    ChangeImage change;
+    std::string current;
+  };
+  Task<void> ComputeAhead(const KeysByPrimer& keys, const std::vector<OneAugment>& augments,
+                          std::map<std::string, Computed>* out, std::map<std::string, Computed>* augmented);
 
  private:
   AsyncConnection& conn_;

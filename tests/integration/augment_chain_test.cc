@@ -78,6 +78,31 @@ TEST_F(AugmentChainTest, AFailureInTheChainRecomputesTheKeyOnce) {
             std::string::npos);
 }
 
+// Keys augmented by one change each go in one round trip with the batch's
+// recomputes (SqlEngine::ComputeAhead); one that fails there is augmented
+// again alone, which records its fallback and recomputes it, and the
+// others keep their augments.
+TEST_F(AugmentChainTest, KeysAugmentedTogetherFailAlone) {
+  Prime(conn_, {"shelf/3"});
+  const std::string snapshot1 = Field("shelf/1", "snapshot"), snapshot2 = Field("shelf/2", "snapshot"),
+                    snapshot3 = Field("shelf/3", "snapshot");
+  MustExec(conn_, "BEGIN; "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'boom'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (2, 'good one'); "
+                  "DELETE FROM store_book WHERE id = (SELECT min(id) FROM store_book WHERE author_id = 3); "
+                  "COMMIT");
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_NE(Field("shelf/1", "snapshot"), snapshot1);  // recomputed
+  EXPECT_EQ(Field("shelf/2", "snapshot"), snapshot2);  // augmented
+  EXPECT_EQ(Field("shelf/3", "snapshot"), snapshot3);
+  EXPECT_EQ(Field("shelf/2", "version"), "2");
+  EXPECT_EQ(Field("shelf/3", "version"), "2");
+  EXPECT_EQ(Scalar(conn_, "SELECT augment_fallbacks FROM kck.primer_stats WHERE primer = 'shelf'"), "1")
+      << Scalar(conn_, "SELECT last_fallback FROM kck.primer_stats WHERE primer = 'shelf'");
+}
+
 TEST_F(AugmentChainTest, AChainLongerThanOneStatementTakesIsSplit) {
   // 150 changes for one key, with augment_max_changes raised above them:
   // applied by two statements (SqlEngine::kMaxChain is 100).

@@ -324,22 +324,28 @@ plain_outbox_part(Relation rel)
 	return true;
 }
 
+/* The relation kck.`name`; InvalidOid when it or schema kck is gone. */
+static Oid
+kck_relid(const char *name)
+{
+	Oid			kck = get_namespace_oid("kck", true);
+
+	return OidIsValid(kck) ? get_relname_relid(name, kck) : InvalidOid;
+}
+
 /* The outbox part, opened and locked as an INSERT locks it (until the
  * transaction ends: a part is truncated only under a lock that waits for
  * it), when its rows can be written as heap tuples; NULL otherwise. */
 static Relation
 open_plain_part(Capture *c, Oid *seq)
 {
-	Oid			kck = get_namespace_oid("kck", true);
 	char		name[NAMEDATALEN];
 	Oid			part;
 	Relation	rel;
 
-	if (!OidIsValid(kck))
-		return NULL;
 	snprintf(name, sizeof(name), "changes_%d", c->part);
-	part = get_relname_relid(name, kck);
-	*seq = get_relname_relid("changes_id_seq", kck);
+	part = kck_relid(name);
+	*seq = kck_relid("changes_id_seq");
 	if (!OidIsValid(part) || !OidIsValid(*seq))
 		return NULL;
 	rel = table_open(part, RowExclusiveLock);
@@ -639,8 +645,7 @@ capture_statement(Capture *c)
 static void
 wake_daemon(Capture *c)
 {
-	Oid			kck = get_namespace_oid("kck", true);
-	Oid			flag = OidIsValid(kck) ? get_relname_relid("daemon_waiting", kck) : InvalidOid;
+	Oid			flag = kck_relid("daemon_waiting");
 	LOCAL_FCINFO(call, 1);
 	Datum		value;
 	Identity	saved;

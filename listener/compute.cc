@@ -112,7 +112,8 @@ Task<StatusOr<std::optional<std::string>>> Executor::Augment(const std::string& 
 Task<StatusOr<std::optional<Computed>>> Executor::Augmented(const std::string& key, const KeyWork& work,
                                                            const Stored& stored, Batch& batch) {
   using Result = std::optional<Computed>;
-  if (auto pre = batch.preaugmented.find(key); pre != batch.preaugmented.end()) co_return Result(pre->second);
+  auto pre = batch.preaugmented.find(key);
+  if (pre != batch.preaugmented.end()) co_return Result(std::move(pre->second));
   auto t0 = Clock::now();
   auto a = co_await Augment(key, work, stored, batch);
   if (!a.ok()) co_return a.status();
@@ -173,11 +174,10 @@ Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, B
     augmented = a->has_value();
     if (augmented) c = std::move(**a);  // no snapshot: it stays the last compute's
   }
-  if (augmented) {
-    // computed ahead or just now
-  } else if (auto pre = batch.precomputed.find(key); pre != batch.precomputed.end()) {
+  auto pre = batch.precomputed.find(key);
+  if (!augmented && pre != batch.precomputed.end()) {
     c = pre->second;
-  } else {
+  } else if (!augmented) {
     auto r = co_await EngineFor(primer).Compute(primer, key);
     if (!r.ok() && r.status().transient() && !GivesUp(key, r.status())) co_return r.status();
     if (!r.ok()) {

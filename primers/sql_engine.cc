@@ -43,12 +43,12 @@ StatusOr<Computed> ComputedFrom(const pg::Result& res) {
 // One change's augment statement: the primer's augment SQL with the key's
 // values, the change's rows and the current value bound.
 StatusOr<AsyncConnection::Statement> OneAugmentStatement(const Primer& primer, const std::string& key,
-                                                         const ChangeImage& change, const std::string& current) {
+                                                         const ChangeImage& change, std::string_view current) {
   auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
   if (!values.ok()) return values.status();
   const BoundSql& sql = primer.augment.at(change.table).at(change.op);
   auto args = primer.KeyValues(*values);
-  args[std::string("value")] = current;
+  args[std::string("value")] = std::string(current);
   args[std::string("old")] = change.old_row;
   args[std::string("new")] = change.new_row;
   // On its own line: a trailing comment in the SQL must not swallow the parentheses.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <string_view>
 #include <vector>
 
 #include "pg/async_connection.h"
@@ -37,7 +38,7 @@ class SqlEngine : public Engine {
     const Primer* primer;
     std::string key;
     ChangeImage change;
-    std::string current;
+    std::string_view current;  // the stored value, which outlives the call
   };
   Task<void> ComputeAhead(const KeysByPrimer& keys, const std::vector<OneAugment>& augments,
                           std::map<std::string, Computed>* out, std::map<std::string, Computed>* augmented);

@@ -69,10 +69,12 @@ struct Gen {
       return "(SELECT jsonb_agg(kck_r) FROM (SELECT DISTINCT to_jsonb(kck_x) AS kck_r FROM " + from + ") kck_s)";
     }
     if (spec.columns.empty()) return "(SELECT jsonb_build_array('{}'::jsonb))";
-    std::vector<std::string> quoted;
-    for (const auto& c : spec.columns) quoted.push_back("kck_x." + q.ident(c));
+    // Distinct by their jsonb values: a DISTINCT over a column of a type
+    // without an equality (json, point) would fail the writer's statement.
+    std::vector<std::string> values;
+    for (const auto& c : spec.columns) values.push_back("to_jsonb(kck_x." + q.ident(c) + ") AS " + q.ident(c));
     return "(SELECT jsonb_agg(" + Image(spec.columns, "kck_s", q, false) + ") FROM (SELECT DISTINCT " +
-           Join(quoted, ", ") + " FROM " + from + ") kck_s)";
+           Join(values, ", ") + " FROM " + from + ") kck_s)";
   }
   // Products whose version did not move are not changes (sql/daemon_write.sql
   // renews a product's snapshot or expiry without a new version when its

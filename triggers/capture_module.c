@@ -34,6 +34,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -47,6 +48,7 @@
 #include "nodes/makefuncs.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
@@ -177,12 +179,10 @@ value_of_jsonb(Jsonb *jb, JsonbValue *v)
 	v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
 }
 
-/* Sets *v to column i's value in `slot`, as to_jsonb converts it. */
+/* Sets *v to value `d` of column i, as to_jsonb converts it. */
 static void
-column_value(Capture *c, int i, TupleTableSlot *slot, JsonbValue *v)
+jsonb_value_of(Capture *c, int i, Datum d, bool isnull, JsonbValue *v)
 {
-	bool		isnull;
-	Datum		d = slot_getattr(slot, c->atts[i], &isnull);
 	Oid			type = TupleDescAttr(c->desc, c->atts[i] - 1)->atttypid;
 
 	if (isnull)
@@ -204,6 +204,18 @@ column_value(Capture *c, int i, TupleTableSlot *slot, JsonbValue *v)
 	}
 }
 
+/* Pushes the key of column i of an image. */
+static void
+push_column_key(Capture *c, JsonbParseState **state, int i)
+{
+	JsonbValue	key;
+
+	key.type = jbvString;
+	key.val.string.val = c->cols[i];
+	key.val.string.len = strlen(c->cols[i]);
+	pushJsonbValue(state, WJB_KEY, &key);
+}
+
 /* The row image of `slot`: a jsonb object of the captured columns, or of
  * the whole row. */
 static Datum
@@ -217,13 +229,12 @@ row_image(Capture *c, TupleTableSlot *slot)
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < c->ncols; i++)
 	{
-		JsonbValue	key, value;
+		JsonbValue	value;
+		bool		isnull;
+		Datum		d = slot_getattr(slot, c->atts[i], &isnull);
 
-		key.type = jbvString;
-		key.val.string.val = c->cols[i];
-		key.val.string.len = strlen(c->cols[i]);
-		pushJsonbValue(&state, WJB_KEY, &key);
-		column_value(c, i, slot, &value);
+		push_column_key(c, &state, i);
+		jsonb_value_of(c, i, d, isnull, &value);
 		pushJsonbValue(&state, WJB_VALUE, &value);
 	}
 	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
@@ -454,6 +465,15 @@ write_change(Capture *c, const char *op, Datum old, bool old_null, Datum new, bo
 	write_changes(c, op, old_null ? NULL : &old, NULL, new_null ? NULL : &new, NULL, 1);
 }
 
+/* Rewinds transition table `ts` through a read pointer of its own, as a
+ * scan of the transition table takes. */
+static void
+rewind_transition_table(Tuplestorestate *ts)
+{
+	tuplestore_select_read_pointer(ts, tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND));
+	tuplestore_rescan(ts);
+}
+
 /* The images of the rows of transition table `ts`, in its order. */
 static Datum *
 images_of(Capture *c, Tuplestorestate *ts, int n)
@@ -461,9 +481,7 @@ images_of(Capture *c, Tuplestorestate *ts, int n)
 	Datum	   *images = palloc(sizeof(Datum) * n);
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(c->desc, &TTSOpsMinimalTuple);
 
-	/* A read pointer of its own, as a scan of the transition table takes. */
-	tuplestore_select_read_pointer(ts, tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND));
-	tuplestore_rescan(ts);
+	rewind_transition_table(ts);
 	for (int i = 0; i < n; i++)
 	{
 		if (!tuplestore_gettupleslot(ts, true, false, slot))
@@ -474,45 +492,16 @@ images_of(Capture *c, Tuplestorestate *ts, int n)
 	return images;
 }
 
-/* The query of the bulk image of transition table `enr`: the distinct
- * whole rows, or the distinct images of the columns bulk images hold;
- * NULL when they hold none (the image is [{}]). */
-static char *
-bulk_query(Capture *c, const char *enr)
-{
-	StringInfoData build, distinct;
-
-	if (c->whole)
-		return psprintf("SELECT pg_catalog.jsonb_agg(kck_r) "
-						"FROM (SELECT DISTINCT pg_catalog.to_jsonb(kck_x) AS kck_r FROM %s kck_x) kck_s",
-						quote_identifier(enr));
-	initStringInfo(&build);
-	initStringInfo(&distinct);
-	for (int i = 0; i < c->ncols; i++)
-	{
-		if (c->bulk[i] != 'b')
-			continue;
-		appendStringInfo(&build, "%s%s, kck_s.%s", build.len ? ", " : "", quote_literal_cstr(c->cols[i]),
-						 quote_identifier(c->cols[i]));
-		appendStringInfo(&distinct, "%skck_x.%s", distinct.len ? ", " : "", quote_identifier(c->cols[i]));
-	}
-	if (build.len == 0)
-		return NULL;
-	return psprintf("SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(%s)) "
-					"FROM (SELECT DISTINCT %s FROM %s kck_x) kck_s",
-					build.data, distinct.data, quote_identifier(enr));
-}
-
-/* The bulk image of transition table `enr`, an array (bulk_query). */
+/* The whole-row bulk image of transition table `enr`: the distinct rows,
+ * each as to_jsonb makes it (jsonb has an equality for every row type). */
 static Datum
-bulk_image(Capture *c, const char *enr)
+whole_rows_image(Capture *c, const char *enr)
 {
-	char	   *sql = bulk_query(c, enr);
+	char	   *sql = psprintf("SELECT pg_catalog.jsonb_agg(kck_r) FROM (SELECT DISTINCT pg_catalog.to_jsonb(kck_x) "
+							   "AS kck_r FROM %s kck_x) kck_s", quote_identifier(enr));
 	bool		isnull;
 	Datum		d;
 
-	if (sql == NULL)
-		return DirectFunctionCall1(jsonb_in, CStringGetDatum("[{}]"));
 	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "kck_capture: reading the bulk image of %s failed", c->tbl);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -521,14 +510,217 @@ bulk_image(Capture *c, const char *enr)
 	return SPI_datumTransfer(d, false, -1);
 }
 
+/*
+ * The distinct values of the columns bulk images hold, grouped by their
+ * binary images (datum_image_eq) in an open-addressing hash table. That
+ * makes at least the groups SQL's DISTINCT makes (two values it finds equal
+ * but stored differently, 1.0 and 1.00, stay two images, which map to the
+ * same products), for every type: also for one without an equality (json,
+ * point), where a DISTINCT fails the writer's statement. And it costs the
+ * writer no query over the transition table.
+ */
+typedef struct Groups
+{
+	int			ncols;			/* the columns bulk images hold */
+	int		   *cols;			/* their indexes in Capture.cols */
+	int			n;				/* groups */
+	int			room;			/* groups the arrays below hold */
+	uint32	   *hashes;
+	Datum	   *values;			/* room x ncols, copied */
+	bool	   *nulls;
+	int			mask;			/* slots - 1; slots = 2 x room */
+	int		   *slots;			/* NO_GROUP or a group */
+} Groups;
+
+#define NO_GROUP (-1)
+
+static Groups *
+groups_of_bulk_columns(Capture *c)
+{
+	Groups	   *g = palloc0(sizeof(Groups));
+
+	g->cols = palloc(sizeof(int) * c->ncols);
+	for (int i = 0; i < c->ncols; i++)
+		if (c->bulk[i] == 'b')
+			g->cols[g->ncols++] = i;
+	return g;
+}
+
+static Form_pg_attribute
+attr_of(Capture *c, int i)
+{
+	return TupleDescAttr(c->desc, c->atts[i] - 1);
+}
+
+static uint32
+values_hash(Capture *c, Groups *g, const Datum *v, const bool *nulls)
+{
+	uint32		hash = 0;
+
+	for (int k = 0; k < g->ncols; k++)
+	{
+		Form_pg_attribute attr = attr_of(c, g->cols[k]);
+
+		hash = hash_combine(hash, nulls[k] ? 0 : datum_image_hash(v[k], attr->attbyval, attr->attlen));
+	}
+	return hash;
+}
+
+static bool
+group_holds(Capture *c, Groups *g, int group, const Datum *v, const bool *nulls)
+{
+	const Datum *gv = g->values + (size_t) group * g->ncols;
+	const bool *gn = g->nulls + (size_t) group * g->ncols;
+
+	for (int k = 0; k < g->ncols; k++)
+	{
+		Form_pg_attribute attr = attr_of(c, g->cols[k]);
+
+		if (nulls[k] != gn[k] || (!nulls[k] && !datum_image_eq(v[k], gv[k], attr->attbyval, attr->attlen)))
+			return false;
+	}
+	return true;
+}
+
+/* The slot of the group holding the values, or the free slot for it. */
+static int
+slot_for(Capture *c, Groups *g, uint32 hash, const Datum *v, const bool *nulls)
+{
+	int			s = hash & g->mask;
+
+	while (g->slots[s] != NO_GROUP &&
+		   !(g->hashes[g->slots[s]] == hash && group_holds(c, g, g->slots[s], v, nulls)))
+		s = (s + 1) & g->mask;
+	return s;
+}
+
+/* Room for one more group, the slots at most half full. */
+static void
+make_room(Groups *g)
+{
+	size_t		nslots;
+
+	if (g->n < g->room)
+		return;
+	g->room = g->room ? g->room * 2 : 64;
+	nslots = (size_t) g->room * 2;
+	if (g->hashes == NULL)
+	{
+		g->hashes = palloc(sizeof(uint32) * g->room);
+		g->values = palloc(sizeof(Datum) * g->room * g->ncols);
+		g->nulls = palloc(sizeof(bool) * g->room * g->ncols);
+	}
+	else
+	{
+		g->hashes = repalloc_huge(g->hashes, sizeof(uint32) * g->room);
+		g->values = repalloc_huge(g->values, sizeof(Datum) * g->room * g->ncols);
+		g->nulls = repalloc_huge(g->nulls, sizeof(bool) * g->room * g->ncols);
+		pfree(g->slots);
+	}
+	g->slots = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int) * nslots);
+	memset(g->slots, 0xff, sizeof(int) * nslots);	/* NO_GROUP */
+	g->mask = (int) nslots - 1;
+	for (int group = 0; group < g->n; group++)
+	{
+		int			s = g->hashes[group] & g->mask;
+
+		while (g->slots[s] != NO_GROUP)
+			s = (s + 1) & g->mask;
+		g->slots[s] = group;
+	}
+}
+
+/* Adds the values of one row unless a group holds them. */
+static void
+group_values(Capture *c, Groups *g, const Datum *v, const bool *nulls)
+{
+	uint32		hash = values_hash(c, g, v, nulls);
+	int			s;
+	Datum	   *gv;
+
+	make_room(g);
+	s = slot_for(c, g, hash, v, nulls);
+	if (g->slots[s] != NO_GROUP)
+		return;
+	gv = g->values + (size_t) g->n * g->ncols;
+	for (int k = 0; k < g->ncols; k++)
+	{
+		Form_pg_attribute attr = attr_of(c, g->cols[k]);
+
+		g->nulls[(size_t) g->n * g->ncols + k] = nulls[k];
+		gv[k] = nulls[k] ? (Datum) 0 : datumCopy(v[k], attr->attbyval, attr->attlen);
+	}
+	g->hashes[g->n] = hash;
+	g->slots[s] = g->n++;
+}
+
+/* Groups the rows of transition table `ts`. */
+static void
+group_rows(Capture *c, Groups *g, Tuplestorestate *ts)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(c->desc, &TTSOpsMinimalTuple);
+	Datum	   *v = palloc(sizeof(Datum) * g->ncols);
+	bool	   *nulls = palloc(sizeof(bool) * g->ncols);
+
+	rewind_transition_table(ts);
+	while (tuplestore_gettupleslot(ts, true, false, slot))
+	{
+		for (int k = 0; k < g->ncols; k++)
+			v[k] = slot_getattr(slot, c->atts[g->cols[k]], &nulls[k]);
+		group_values(c, g, v, nulls);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/* The groups as an array of images, in the order the rows came. */
+static Datum
+groups_image(Capture *c, Groups *g)
+{
+	JsonbParseState *state = NULL;
+
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	for (int group = 0; group < g->n; group++)
+	{
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		for (int k = 0; k < g->ncols; k++)
+		{
+			size_t		at = (size_t) group * g->ncols + k;
+			JsonbValue	value;
+
+			push_column_key(c, &state, g->cols[k]);
+			jsonb_value_of(c, g->cols[k], g->values[at], g->nulls[at], &value);
+			pushJsonbValue(&state, WJB_VALUE, &value);
+		}
+		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	}
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_ARRAY, NULL)));
+}
+
+/* The bulk image of transition table `ts` (`enr` by name), an array: the
+ * distinct whole rows, or the distinct images of the columns bulk images
+ * hold ([{}] when they hold none). */
+static Datum
+bulk_image(Capture *c, Tuplestorestate *ts, const char *enr)
+{
+	Groups	   *g;
+
+	if (c->whole)
+		return whole_rows_image(c, enr);
+	g = groups_of_bulk_columns(c);
+	if (g->ncols == 0)
+		return DirectFunctionCall1(jsonb_in, CStringGetDatum("[{}]"));
+	group_rows(c, g, ts);
+	return groups_image(c, g);
+}
+
 /* A statement in bulk form: one change holding the bulk images. */
 static void
 capture_bulk(Capture *c, const char *op)
 {
-	Trigger    *tg = c->td->tg_trigger;
-	bool		has_old = c->td->tg_oldtable != NULL, has_new = c->td->tg_newtable != NULL;
-	Datum		old = has_old ? bulk_image(c, tg->tgoldtable) : 0;
-	Datum		new = has_new ? bulk_image(c, tg->tgnewtable) : 0;
+	TriggerData *td = c->td;
+	bool		has_old = td->tg_oldtable != NULL, has_new = td->tg_newtable != NULL;
+	Datum		old = has_old ? bulk_image(c, td->tg_oldtable, td->tg_trigger->tgoldtable) : 0;
+	Datum		new = has_new ? bulk_image(c, td->tg_newtable, td->tg_trigger->tgnewtable) : 0;
 
 	write_change(c, op, old, !has_old, new, !has_new);
 }

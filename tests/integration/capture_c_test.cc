@@ -15,8 +15,9 @@ namespace {
 
 const char* kTypesSchema = R"sql(
 CREATE TABLE kinds (id int PRIMARY KEY, grp bigint, name text, code varchar(8), flag boolean, amount numeric,
-                    ratio float8, at timestamptz, day date, doc jsonb, tags text[], u uuid, c char(3), small smallint);
-CREATE TABLE loose (grp int, name text);
+                    ratio float8, at timestamptz, day date, doc jsonb, tags text[], u uuid, c char(3), small smallint,
+                    js json, pt point);
+CREATE TABLE loose (grp int, name text, doc json);
 CREATE TABLE pairs (a int, b int, v text, PRIMARY KEY (a, b));
 CREATE TABLE whole_t (id int PRIMARY KEY, a int, b text);
 CREATE TABLE wide (id int PRIMARY KEY);
@@ -32,10 +33,11 @@ const char* kTypesConfig = R"json({"primers": [
   {"name": "kind", "parameters": [{"name": "id", "type": "int"}],
    "compute": "SELECT coalesce((SELECT to_jsonb(k) FROM kinds k WHERE id = :id), '{}')",
    "depends_on": [{"table": "kinds", "params": {"id": "id"},
-                   "columns": ["grp", "name", "code", "flag", "amount", "ratio", "at", "day", "doc", "tags", "u", "c", "small"]}]},
+                   "columns": ["grp", "name", "code", "flag", "amount", "ratio", "at", "day", "doc", "tags", "u", "c", "small",
+                               "js", "pt"]}]},
   {"name": "by_grp", "parameters": [{"name": "grp", "type": "int"}],
    "compute": "SELECT to_jsonb(count(*)) FROM loose WHERE grp = :grp",
-   "depends_on": [{"table": "loose", "params": {"grp": "grp"}}]},
+   "depends_on": [{"table": "loose", "params": {"grp": "grp"}, "columns": ["doc"]}]},
   {"name": "pair", "parameters": [{"name": "a", "type": "int"}],
    "compute": "SELECT to_jsonb(count(*)) FROM pairs WHERE a = :a",
    "depends_on": [{"table": "pairs", "params": {"a": "a"}}]},
@@ -51,7 +53,7 @@ const char* kTypesConfig = R"json({"primers": [
 // rows), primary-key updates, nulls, TOASTed values, no row, TRUNCATE.
 const std::vector<std::string> kStatements = {
     "INSERT INTO kinds VALUES (1, 10, 'one', 'c1', true, 1.50, 0.25, '2026-01-02 03:04:05.678+00', '2026-01-02', "
-    "'{\"a\": [1, {\"b\": null}]}', '{x,\"y z\"}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'ab', 7)",
+    "'{\"a\": [1, {\"b\": null}]}', '{x,\"y z\"}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'ab', 7, '{\"j\": [1]}', '(1,2)')",
     "INSERT INTO kinds (id) VALUES (2)",
     "INSERT INTO kinds (id, grp, name, ratio) VALUES (3, 30, 'three', 'NaN'), (4, 40, 'fo\"ur\\n', '-Infinity'), "
     "(5, 50, E'tab\\there', 1e300)",
@@ -66,7 +68,7 @@ const std::vector<std::string> kStatements = {
     "DELETE FROM kinds WHERE id IN (SELECT id FROM kinds ORDER BY id DESC LIMIT 120)",
     "INSERT INTO loose VALUES (1, 'a')",
     "UPDATE loose SET name = 'b'",
-    "INSERT INTO loose SELECT i % 3, 'x' FROM generate_series(1, 150) i",
+    "INSERT INTO loose SELECT i % 3, 'x', '{\"k\": [1, 2]}' FROM generate_series(1, 150) i",
     "DELETE FROM loose WHERE grp = 1",
     "INSERT INTO pairs VALUES (1, 1, 'p'), (1, 2, 'q')",
     "UPDATE pairs SET b = b + 10 WHERE a = 1",

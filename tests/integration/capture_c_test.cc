@@ -184,6 +184,32 @@ TEST_F(CaptureCTest, PartsWithAnIndexTakeTheInsertAndHoldTheSameRows) {
   EXPECT_EQ(Scalar("SELECT string_agg(new->>'id', ',' ORDER BY id) FROM kck.changes"), "1,2,3");
 }
 
+// Bulk images keep apart values that their column's equality merges but
+// keys tell apart: under a case-insensitive collation 'A' and 'a' are one
+// value to a DISTINCT, and by_name/A and by_name/a two products. Both
+// captures keep both (a DISTINCT over the values kept one, leaving the
+// other product stale).
+TEST_F(CaptureCTest, BulkImagesKeepValuesEqualOnlyUnderTheirCollation) {
+  MustExec(conn_, "CREATE COLLATION kck_test_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false); "
+                  "CREATE TABLE named (id int PRIMARY KEY, name text COLLATE kck_test_ci)");
+  for (const std::string capture : {"plpgsql", "c"}) {
+    InstallConfig(conn_, "{\"capture\": \"" + capture + "\", \"capture_library\": \"" KCK_CAPTURE_MODULE "\", "
+                         "\"primers\": [{\"name\": \"by_name\", \"parameters\": [{\"name\": \"name\", \"type\": \"str\"}], "
+                         "\"compute\": \"SELECT to_jsonb(count(*)) FROM named WHERE name = :name\", "
+                         "\"depends_on\": [{\"table\": \"named\", \"params\": {\"name\": \"name\"}}]}]}");
+    EXPECT_EQ(Language("named"), capture);
+    MustExec(conn_, "TRUNCATE named; DELETE FROM kck.changes");
+    MustExec(conn_, "INSERT INTO named SELECT i, CASE WHEN i % 2 = 0 THEN 'A' ELSE 'a' END FROM generate_series(1, 150) i");
+    MustExec(conn_, "UPDATE named SET name = 'b' WHERE name = 'a'");
+    EXPECT_EQ(Scalar("SELECT string_agg(concat_ws(' ', op, jsonb_array_length(old), old @> '[{\"name\": \"A\"}]', "
+                     "old @> '[{\"name\": \"a\"}]', jsonb_array_length(new), new @> '[{\"name\": \"A\"}]', "
+                     "new @> '[{\"name\": \"a\"}]'), '; ' ORDER BY id) FROM kck.changes"),
+              // The INSERT; the UPDATE, which the collation makes rename all 150 rows to 'b'.
+              "I 2 t t; U 2 t t 1 f f")
+        << capture;
+  }
+}
+
 TEST_F(CaptureCTest, AColumnGoneDegradesTheCaptureNotTheStatement) {
   InstallConfig(conn_, Config("c"));
   MustExec(conn_, "ALTER TABLE kinds RENAME COLUMN name TO title");

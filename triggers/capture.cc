@@ -63,18 +63,22 @@ struct Gen {
   bool whole;                         // images are whole rows
 
   // Distinct images of the columns rules read in the rows of `from` (a
-  // transition table aliased kck_x, maybe filtered), as an array.
+  // transition table aliased kck_x, maybe filtered), as an array; NULL when
+  // there are more than kck_max (see BulkInsert).
   std::string Bulk(const std::string& from) const {
     if (whole) {
-      return "(SELECT jsonb_agg(kck_r) FROM (SELECT DISTINCT to_jsonb(kck_x) AS kck_r FROM " + from + ") kck_s)";
+      return "(SELECT CASE WHEN count(*) <= kck_max THEN jsonb_agg(kck_r) END FROM (SELECT DISTINCT to_jsonb(kck_x) "
+             "AS kck_r FROM " + from + " LIMIT kck_max + 1) kck_s)";
     }
     if (spec.columns.empty()) return "(SELECT jsonb_build_array('{}'::jsonb))";
     // Distinct by their jsonb values: a DISTINCT over a column of a type
-    // without an equality (json, point) would fail the writer's statement.
+    // without an equality (json, point) would fail the writer's statement,
+    // and one under a case-insensitive collation would merge 'A' and 'a',
+    // two products.
     std::vector<std::string> values;
     for (const auto& c : spec.columns) values.push_back("to_jsonb(kck_x." + q.ident(c) + ") AS " + q.ident(c));
-    return "(SELECT jsonb_agg(" + Image(spec.columns, "kck_s", q, false) + ") FROM (SELECT DISTINCT " +
-           Join(values, ", ") + " FROM " + from + ") kck_s)";
+    return "(SELECT CASE WHEN count(*) <= kck_max THEN jsonb_agg(" + Image(spec.columns, "kck_s", q, false) +
+           ") END FROM (SELECT DISTINCT " + Join(values, ", ") + " FROM " + from + " LIMIT kck_max + 1) kck_s)";
   }
   // Products whose version did not move are not changes (sql/daemon_write.sql
   // renews a product's snapshot or expiry without a new version when its
@@ -130,6 +134,34 @@ std::string CheckBlock(const Gen& g) {
          "  END;\n";
 }
 
+// kck.bulk_max_images when it is a number from 1 to 100000000, else
+// kBulkMaxImages (as triggers/capture_module.c reads it).
+std::string MaxImagesSql() {
+  const std::string setting = "current_setting('kck.bulk_max_images', true)";
+  return "coalesce(CASE WHEN " + setting + " ~ '^[0-9]{1,9}$' THEN CASE WHEN " + setting +
+         "::int BETWEEN 1 AND 100000000 THEN " + setting + "::int END END, " + std::to_string(kBulkMaxImages) + ")";
+}
+
+// The change of a bulk statement, at `indent`, from the SQL of its sides'
+// images (Gen::Bulk; empty for a side the statement has not), kept only
+// `where` it holds: op 'T', which recomputes every product of the table,
+// when a side holds more than kck_max distinct images (an array of them
+// would take the writer's backend hundreds of megabytes, and past 1 GB fail
+// the statement).
+std::string BulkInsert(const Gen& g, const std::string& indent, char op, const std::string& old_images,
+                       const std::string& new_images, const std::string& where = "") {
+  std::vector<std::string> past;
+  if (!old_images.empty()) past.push_back("kck_b.kck_o IS NULL");
+  if (!new_images.empty()) past.push_back("kck_b.kck_n IS NULL");
+  const std::string over = Join(past, " OR ");
+  return indent + "kck_max := " + MaxImagesSql() + ";\n" + indent + "INSERT INTO " + g.target +
+         " (tbl, op, old, new) SELECT " + g.tbl + ", CASE WHEN " + over + " THEN 'T' ELSE '" + op +
+         "' END, CASE WHEN " + over + " THEN NULL ELSE kck_b.kck_o END, CASE WHEN " + over +
+         " THEN jsonb_build_object('bulk', 'more than ' || kck_max || ' distinct images: every product of the "
+         "table') ELSE kck_b.kck_n END FROM (SELECT " + (old_images.empty() ? "NULL::jsonb" : old_images) +
+         " AS kck_o, " + (new_images.empty() ? "NULL::jsonb" : new_images) + " AS kck_n) kck_b" + where + ";\n";
+}
+
 // INSERT and DELETE have one transition table each and one image column:
 // a size test, then the rows' images or the bulk form. (Gathering at most
 // kBulkRows + 1 images in one statement, as an UPDATE does, cost a
@@ -138,22 +170,25 @@ std::string CheckBlock(const Gen& g) {
 std::string OneSided(const Gen& g, const std::string& tg_op, char op, const std::string& column,
                      const std::string& transition, const std::string& alias) {
   const std::string insert = "INSERT INTO " + g.target + " (tbl, op, " + column + ") SELECT " + g.tbl + ", '" + op + "', ";
+  const std::string images = g.Bulk(transition + " kck_x");
+  auto bulk = [&](const std::string& indent) {
+    return column == "old" ? BulkInsert(g, indent, op, images, "") : BulkInsert(g, indent, op, "", images);
+  };
   std::string out = "  ELSIF TG_OP = '" + tg_op + "' THEN\n";
-  if (g.AlwaysBulk()) return out + "    " + insert + g.Bulk(transition + " kck_x") + ";\n";
-  return out + "    IF " + g.IsBulk(transition) + " THEN\n" +
-         "      " + insert + g.Bulk(transition + " kck_x") + ";\n" +
+  if (g.AlwaysBulk()) return out + bulk("    ");
+  return out + "    IF " + g.IsBulk(transition) + " THEN\n" + bulk("      ") +
          "    ELSE\n" +
          "      " + insert + g.RowImage(alias) + " FROM " + transition + " " + alias + ";\n" +
          "    END IF;\n";
 }
 
 // The UPDATE of a bulk statement: the distinct images of both sides.
-std::string BulkUpdate(const Gen& g, const std::string& insert) {
+std::string BulkUpdate(const Gen& g, const std::string& indent) {
   const std::string moved_rows = g.UnchangedProductsSkipped() ? " WHERE EXISTS (SELECT FROM " +
                                                                     g.UpdatedRows("kck_new", "kck_old") + ")"
                                                               : "";
-  return insert + g.Bulk(g.UpdatedRows("kck_old", "kck_new")) + ", " + g.Bulk(g.UpdatedRows("kck_new", "kck_old")) +
-         moved_rows + ";\n";
+  return BulkInsert(g, indent, 'U', g.Bulk(g.UpdatedRows("kck_old", "kck_new")),
+                    g.Bulk(g.UpdatedRows("kck_new", "kck_old")), moved_rows);
 }
 
 // The rows of an UPDATE paired by primary key.
@@ -188,11 +223,11 @@ std::string PairedByPosition(const Gen& g, const std::string& insert) {
 // products pair by key, as their pairs filter on the version.
 std::string Update(const Gen& g) {
   const std::string insert = "INSERT INTO " + g.target + " (tbl, op, old, new) SELECT " + g.tbl + ", 'U', ";
-  if (g.AlwaysBulk()) return "  ELSE\n    " + BulkUpdate(g, insert);
+  if (g.AlwaysBulk()) return "  ELSE\n" + BulkUpdate(g, "    ");
   if (g.UnchangedProductsSkipped()) {
     return "  ELSE\n"
            "    IF " + g.IsBulk("kck_new") + " THEN\n" +
-           "      " + BulkUpdate(g, insert) +
+           BulkUpdate(g, "      ") +
            "    ELSE\n" +
            "      " + PairedByKey(g, insert) +
            "    END IF;\n";
@@ -201,7 +236,7 @@ std::string Update(const Gen& g) {
          "    " + PairedByPosition(g, insert) +
          "    IF NOT FOUND THEN\n" +
          "      IF " + g.IsBulk("kck_new") + " THEN\n" +
-         "        " + BulkUpdate(g, insert) +
+         BulkUpdate(g, "        ") +
          "      ELSE\n" +
          "        " + PairedByKey(g, insert) +
          "      END IF;\n" +
@@ -240,6 +275,7 @@ std::string Body(const Gen& g) {
   std::string body;
   body += "DECLARE\n";
   body += "  kck_degraded text;  -- why the captured columns cannot be read\n";
+  body += "  kck_max int;  -- distinct images a bulk change holds at most\n";
   body += "BEGIN\n";
   body += CheckBlock(g);
   body += "  -- The outbox part of the transaction's start time, kck.outbox_part() inlined\n";

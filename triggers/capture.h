@@ -21,6 +21,11 @@ namespace kck {
 
 // Statements touching more rows than this are captured in bulk form.
 inline constexpr int kBulkRows = 100;
+// A bulk statement with more distinct images than this on a side (or the
+// setting kck.bulk_max_images, 1 to 100000000) is recorded as op 'T',
+// every product of the table recomputed (BULK_MAX_IMAGES in
+// triggers/capture_module.c).
+inline constexpr int kBulkMaxImages = 1000000;
 
 struct CaptureSpec {
   std::string schema;                    // unquoted, e.g. "public"

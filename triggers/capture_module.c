@@ -48,6 +48,7 @@
 #include "nodes/makefuncs.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
@@ -67,6 +68,12 @@ PG_FUNCTION_INFO_V1(kck_capture);
 #define BULK_ROWS 100
 /* The outbox parts that take turns (sql/005_outbox_parts.sql). */
 #define OUTBOX_PARTS 3
+/* A bulk statement with more distinct images than this on a side is
+ * recorded as op 'T' instead, which recomputes every product of the table:
+ * its images would take the writer's backend hundreds of megabytes and
+ * reach jsonb's 1 GB limit, which fails the statement (kBulkMaxImages in
+ * triggers/capture.h). The setting kck.bulk_max_images changes it. */
+#define BULK_MAX_IMAGES 1000000
 
 /* One call: the trigger's table, its arguments, and how to image a column. */
 typedef struct Capture
@@ -492,22 +499,39 @@ images_of(Capture *c, Tuplestorestate *ts, int n)
 	return images;
 }
 
+/* kck.bulk_max_images when it is a number from 1 to 100000000, else
+ * BULK_MAX_IMAGES (as the plpgsql capture reads it: triggers/capture.cc). */
+static int
+bulk_max_images(void)
+{
+	const char *setting = GetConfigOption("kck.bulk_max_images", true, false);
+	char	   *end;
+	long		n;
+
+	if (setting == NULL || *setting == '\0')
+		return BULK_MAX_IMAGES;
+	errno = 0;
+	n = strtol(setting, &end, 10);
+	return errno != 0 || *end != '\0' || n < 1 || n > 100000000 ? BULK_MAX_IMAGES : (int) n;
+}
+
 /* The whole-row bulk image of transition table `enr`: the distinct rows,
- * each as to_jsonb makes it (jsonb has an equality for every row type). */
+ * each as to_jsonb makes it (jsonb has an equality for every row type);
+ * (Datum) 0 when there are more than bulk_max_images(). */
 static Datum
 whole_rows_image(Capture *c, const char *enr)
 {
-	char	   *sql = psprintf("SELECT pg_catalog.jsonb_agg(kck_r) FROM (SELECT DISTINCT pg_catalog.to_jsonb(kck_x) "
-							   "AS kck_r FROM %s kck_x) kck_s", quote_identifier(enr));
+	int			max = bulk_max_images();
+	char	   *sql = psprintf("SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.<=) %d "
+							   "THEN pg_catalog.jsonb_agg(kck_r) END FROM (SELECT DISTINCT pg_catalog.to_jsonb(kck_x) "
+							   "AS kck_r FROM %s kck_x LIMIT %d) kck_s", max, quote_identifier(enr), max + 1);
 	bool		isnull;
 	Datum		d;
 
 	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "kck_capture: reading the bulk image of %s failed", c->tbl);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		elog(ERROR, "kck_capture: the bulk image of %s is empty", c->tbl);
-	return SPI_datumTransfer(d, false, -1);
+	return isnull ? (Datum) 0 : SPI_datumTransfer(d, false, -1);
 }
 
 /*
@@ -530,6 +554,8 @@ typedef struct Groups
 	bool	   *nulls;
 	int			mask;			/* slots - 1; slots = 2 x room */
 	int		   *slots;			/* NO_GROUP or a group */
+	int			max;			/* groups at most (bulk_max_images) */
+	bool		over;			/* the rows hold more */
 } Groups;
 
 #define NO_GROUP (-1)
@@ -538,6 +564,8 @@ static Groups *
 groups_of_bulk_columns(Capture *c)
 {
 	Groups	   *g = palloc0(sizeof(Groups));
+
+	g->max = bulk_max_images();
 
 	g->cols = palloc(sizeof(int) * c->ncols);
 	for (int i = 0; i < c->ncols; i++)
@@ -642,6 +670,11 @@ group_values(Capture *c, Groups *g, const Datum *v, const bool *nulls)
 	s = slot_for(c, g, hash, v, nulls);
 	if (g->slots[s] != NO_GROUP)
 		return;
+	if (g->n == g->max)
+	{
+		g->over = true;
+		return;
+	}
 	gv = g->values + (size_t) g->n * g->ncols;
 	for (int k = 0; k < g->ncols; k++)
 	{
@@ -663,7 +696,7 @@ group_rows(Capture *c, Groups *g, Tuplestorestate *ts)
 	bool	   *nulls = palloc(sizeof(bool) * g->ncols);
 
 	rewind_transition_table(ts);
-	while (tuplestore_gettupleslot(ts, true, false, slot))
+	while (!g->over && tuplestore_gettupleslot(ts, true, false, slot))
 	{
 		for (int k = 0; k < g->ncols; k++)
 			v[k] = slot_getattr(slot, c->atts[g->cols[k]], &nulls[k]);
@@ -698,7 +731,8 @@ groups_image(Capture *c, Groups *g)
 
 /* The bulk image of transition table `ts` (`enr` by name), an array: the
  * distinct whole rows, or the distinct images of the columns bulk images
- * hold ([{}] when they hold none). */
+ * hold ([{}] when they hold none); (Datum) 0 when there are more than
+ * bulk_max_images(). */
 static Datum
 bulk_image(Capture *c, Tuplestorestate *ts, const char *enr)
 {
@@ -710,19 +744,44 @@ bulk_image(Capture *c, Tuplestorestate *ts, const char *enr)
 	if (g->ncols == 0)
 		return DirectFunctionCall1(jsonb_in, CStringGetDatum("[{}]"));
 	group_rows(c, g, ts);
-	return groups_image(c, g);
+	return g->over ? (Datum) 0 : groups_image(c, g);
 }
 
-/* A statement in bulk form: one change holding the bulk images. */
+/* {key: text}, the new image of a change that stands for a statement. */
+static Datum
+object_of(const char *key, const char *text)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k = {.type = jbvString}, v = {.type = jbvString};
+
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v.val.string.val = (char *) text;
+	v.val.string.len = strlen(text);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+}
+
+/* A statement in bulk form: one change holding the bulk images, or, when
+ * a side holds more than bulk_max_images(), op 'T' (every product of the
+ * table recomputed). */
 static void
 capture_bulk(Capture *c, const char *op)
 {
 	TriggerData *td = c->td;
 	bool		has_old = td->tg_oldtable != NULL, has_new = td->tg_newtable != NULL;
 	Datum		old = has_old ? bulk_image(c, td->tg_oldtable, td->tg_trigger->tgoldtable) : 0;
-	Datum		new = has_new ? bulk_image(c, td->tg_newtable, td->tg_trigger->tgnewtable) : 0;
+	Datum		new = has_new && (!has_old || old != 0) ?
+		bulk_image(c, td->tg_newtable, td->tg_trigger->tgnewtable) : 0;
 
-	write_change(c, op, old, !has_old, new, !has_new);
+	if ((has_old && old == 0) || (has_new && new == 0))
+		write_change(c, "T", 0, true,
+					 object_of("bulk", psprintf("more than %d distinct images: every product of the table",
+												bulk_max_images())), false);
+	else
+		write_change(c, op, old, !has_old, new, !has_new);
 }
 
 /* The row image of `alias`, in SQL. */
@@ -786,23 +845,6 @@ capture_rows(Capture *c, const char *op, int n)
 	Datum	   *new_images = news ? images_of(c, news, n) : NULL;
 
 	write_changes(c, op, old_images, NULL, new_images, NULL, n);
-}
-
-/* {"error": reason}, the new image of a degraded capture's change. */
-static Datum
-error_object(const char *reason)
-{
-	JsonbParseState *state = NULL;
-	JsonbValue	key = {.type = jbvString}, value = {.type = jbvString};
-
-	key.val.string.val = "error";
-	key.val.string.len = 5;
-	value.val.string.val = (char *) reason;
-	value.val.string.len = strlen(reason);
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	pushJsonbValue(&state, WJB_KEY, &key);
-	pushJsonbValue(&state, WJB_VALUE, &value);
-	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
 /* The statement's changes; SPI is connected. */
@@ -879,7 +921,7 @@ kck_capture(PG_FUNCTION_ARGS)
 	if (degraded != NULL)
 		/* Recompute every product of the table: what cannot be mapped is
 		 * never left stale. */
-		write_change(&c, "T", 0, true, error_object(degraded), false);
+		write_change(&c, "T", 0, true, object_of("error", degraded), false);
 	else if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 		write_change(&c, "T", 0, true, 0, true);
 	else

@@ -210,6 +210,45 @@ TEST_F(CaptureCTest, BulkImagesKeepValuesEqualOnlyUnderTheirCollation) {
   }
 }
 
+// A bulk statement with more distinct images on a side than
+// kck.bulk_max_images (default 1000000) is one 'T' change, which
+// recomputes every product of the table: an array of 30 million images
+// failed a 30-million-row INSERT (invalid memory alloc request size).
+// Both captures, bulk images by column and whole rows, under a cap of 100.
+TEST_F(CaptureCTest, BulkStatementsPastTheImageCapRecomputeTheirTable) {
+  MustExec(conn_, "CREATE TABLE capped (id int PRIMARY KEY, grp int)");
+  const std::string over = "T {\"bulk\": \"more than 100 distinct images: every product of the table\"}";
+  const std::vector<std::pair<std::string, std::string>> steps = {
+      {"INSERT INTO capped SELECT i, i FROM generate_series(1, 150) i", over},
+      {"INSERT INTO capped SELECT i, i % 5 FROM generate_series(1001, 1150) i", "I 5"},
+      {"UPDATE capped SET grp = grp + 1 WHERE id > 1000", "U 5 5"},
+      {"UPDATE capped SET grp = 0", over},
+      {"DELETE FROM capped WHERE id > 1000", "D 1"},
+      {"INSERT INTO whole_t SELECT i, i % 4, 'w' FROM generate_series(1, 150) i", over},
+      {"SET kck.bulk_max_images = 'many'; INSERT INTO capped SELECT i, i FROM generate_series(2001, 2150) i",
+       "I 150"},
+  };
+  std::string config = Config("c");
+  config.replace(config.rfind("]}"), 2, ", {\"name\": \"capped_grp\", \"parameters\": [{\"name\": \"grp\", "
+                                          "\"type\": \"int\"}], \"compute\": \"SELECT to_jsonb(:grp)\", "
+                                          "\"depends_on\": [{\"table\": \"capped\", \"params\": {\"grp\": \"grp\"}}]}]}");
+  for (const std::string capture : {"plpgsql", "c"}) {
+    config.replace(config.find("\"capture\": \""), 13 + (capture == "c" ? 7 : 1), "\"capture\": \"" + capture + "\"");
+    InstallConfig(conn_, config);
+    EXPECT_EQ(Language("capped"), capture);
+    MustExec(conn_, "RESET kck.bulk_max_images; TRUNCATE capped, whole_t; DELETE FROM kck.changes; "
+                    "SET kck.bulk_max_images = 100");
+    for (const auto& [sql, want] : steps) {
+      MustExec(conn_, "DELETE FROM kck.changes");
+      MustExec(conn_, sql);
+      EXPECT_EQ(Scalar("SELECT string_agg(concat_ws(' ', op, CASE WHEN op = 'T' THEN new::text ELSE concat_ws(' ', "
+                       "jsonb_array_length(old), jsonb_array_length(new)) END), '; ') FROM kck.changes"),
+                want)
+          << capture << ": " << sql;
+    }
+  }
+}
+
 TEST_F(CaptureCTest, AColumnGoneDegradesTheCaptureNotTheStatement) {
   InstallConfig(conn_, Config("c"));
   MustExec(conn_, "ALTER TABLE kinds RENAME COLUMN name TO title");

@@ -64,12 +64,11 @@ struct Gen {
 
   // Distinct images of the columns rules read in the rows of `from` (a
   // transition table aliased kck_x, maybe filtered), as an array; NULL when
-  // there are more than kck_max (see BulkInsert).
+  // there are more than kck_max (see BulkInsert). The distinct rows are
+  // materialized once and counted; the array is built only under the cap
+  // (an uncorrelated subquery runs when first used).
   std::string Bulk(const std::string& from) const {
-    if (whole) {
-      return "(SELECT CASE WHEN count(*) <= kck_max THEN jsonb_agg(kck_r) END FROM (SELECT DISTINCT to_jsonb(kck_x) "
-             "AS kck_r FROM " + from + " LIMIT kck_max + 1) kck_s)";
-    }
+    if (whole) return Capped("SELECT DISTINCT to_jsonb(kck_x) AS kck_r FROM " + from, "kck_r");
     if (spec.columns.empty()) return "(SELECT jsonb_build_array('{}'::jsonb))";
     // Distinct by their jsonb values: a DISTINCT over a column of a type
     // without an equality (json, point) would fail the writer's statement,
@@ -77,8 +76,13 @@ struct Gen {
     // two products.
     std::vector<std::string> values;
     for (const auto& c : spec.columns) values.push_back("to_jsonb(kck_x." + q.ident(c) + ") AS " + q.ident(c));
-    return "(SELECT CASE WHEN count(*) <= kck_max THEN jsonb_agg(" + Image(spec.columns, "kck_s", q, false) +
-           ") END FROM (SELECT DISTINCT " + Join(values, ", ") + " FROM " + from + " LIMIT kck_max + 1) kck_s)";
+    return Capped("SELECT DISTINCT " + Join(values, ", ") + " FROM " + from, Image(spec.columns, "kck_s", q, false));
+  }
+  // The array of `image` over the rows of `distinct` (aliased kck_s), NULL
+  // past kck_max rows.
+  static std::string Capped(const std::string& distinct, const std::string& image) {
+    return "(WITH kck_d AS MATERIALIZED (" + distinct + ") SELECT CASE WHEN (SELECT count(*) FROM kck_d) <= kck_max "
+           "THEN (SELECT jsonb_agg(" + image + ") FROM kck_d kck_s) END)";
   }
   // Products whose version did not move are not changes (sql/daemon_write.sql
   // renews a product's snapshot or expiry without a new version when its
@@ -147,7 +151,8 @@ std::string MaxImagesSql() {
 // `where` it holds: op 'T', which recomputes every product of the table,
 // when a side holds more than kck_max distinct images (an array of them
 // would take the writer's backend hundreds of megabytes, and past 1 GB fail
-// the statement).
+// the statement). OFFSET 0 keeps the images computed once: pulled up, the
+// subquery's expressions would run once per reference.
 std::string BulkInsert(const Gen& g, const std::string& indent, char op, const std::string& old_images,
                        const std::string& new_images, const std::string& where = "") {
   std::vector<std::string> past;
@@ -159,7 +164,8 @@ std::string BulkInsert(const Gen& g, const std::string& indent, char op, const s
          "' END, CASE WHEN " + over + " THEN NULL ELSE kck_b.kck_o END, CASE WHEN " + over +
          " THEN jsonb_build_object('bulk', 'more than ' || kck_max || ' distinct images: every product of the "
          "table') ELSE kck_b.kck_n END FROM (SELECT " + (old_images.empty() ? "NULL::jsonb" : old_images) +
-         " AS kck_o, " + (new_images.empty() ? "NULL::jsonb" : new_images) + " AS kck_n) kck_b" + where + ";\n";
+         " AS kck_o, " + (new_images.empty() ? "NULL::jsonb" : new_images) + " AS kck_n OFFSET 0) kck_b" + where +
+         ";\n";
 }
 
 // INSERT and DELETE have one transition table each and one image column:

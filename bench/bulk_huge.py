@@ -3,13 +3,13 @@
 primer has a product per row, so every row is a distinct bulk image.
 
     /usr/bin/python3 bench/bulk_huge.py [--kck PATH] [--rows 3000000] [--rounds 2]
-                                        [--captures none,c,plpgsql]
+                                        [--captures none,c,plpgsql] [--insert-only]
 
 Method. One throwaway cluster (bench/write_path.py's); per run a fresh table big(id int primary
 key, v int) and the primer one/<id> (the row's v) depending on big with params {id: id}. A run
 installs kck with the capture named (none: no kck install), then times
 `INSERT INTO big SELECT i, i FROM generate_series(1, N) i` and `UPDATE big SET v = v + 1`, and
-prints the changes they recorded (op and size). Past kck.bulk_max_images (default 1000000)
+prints the changes they recorded (op and size); a statement that fails is reported with its error. Past kck.bulk_max_images (default 1000000)
 distinct images a bulk statement is one 'T' change (docs/DESIGN.md, Capture); below it the
 change holds every image. Captures rotate by round; each figure is the median over rounds.
 """
@@ -22,9 +22,25 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from write_path import BenchError, ClusterBench, median, ms_since, rotated, run, run_bench  # noqa: E402
 
+import psycopg2  # noqa: E402  (after write_path, which re-runs under /usr/bin/python3)
+
 CONFIG = {"primers": [{"name": "one", "parameters": [{"name": "id", "type": "int"}],
                        "compute": "SELECT to_jsonb(v) FROM big WHERE id = :id",
                        "depends_on": [{"table": "big", "params": {"id": "id"}}]}]}
+
+
+def shown(ms):
+    return "-" if ms is None else ms if isinstance(ms, str) else "%.0f ms" % ms
+
+
+def summary(runs, baseline):
+    """The median of the runs that ran (and its ratio to the baseline's), or why they did not."""
+    done = [x for x in runs if isinstance(x, (int, float))]
+    if not done:
+        return next((x for x in runs if isinstance(x, str)), "-")
+    base = [x for x in baseline if isinstance(x, (int, float))]
+    ratio = " (%.2fx of none)" % (median(done) / median(base)) if base and runs is not baseline else ""
+    return "%.0f ms%s" % (median(done), ratio)
 
 
 class BulkHuge(ClusterBench):
@@ -44,17 +60,23 @@ class BulkHuge(ClusterBench):
         self.q1("TRUNCATE kck.changes")
 
     def timed(self, sql):
+        """ms, or the error that failed the statement."""
         t0 = time.perf_counter()
-        self.q1(sql)
+        try:
+            self.q1(sql)
+        except psycopg2.Error as e:
+            return "failed after %.0f ms: %s" % (ms_since(t0), str(e).splitlines()[0])
         return ms_since(t0)
 
     def one_run(self, capture):
         self.install(capture)
         self.q1("CHECKPOINT")
         insert = self.timed("INSERT INTO big SELECT i, i FROM generate_series(1, %d) i" % self.a.rows)
-        self.q1("VACUUM big")
-        self.q1("CHECKPOINT")
-        update = self.timed("UPDATE big SET v = v + 1")
+        update = None
+        if not self.a.insert_only and not isinstance(insert, str):
+            self.q1("VACUUM big")
+            self.q1("CHECKPOINT")
+            update = self.timed("UPDATE big SET v = v + 1")
         changes = ""
         if capture != "none":
             changes = self.q1("SELECT string_agg(op || ' ' || pg_size_pretty(coalesce(pg_column_size(old), 0)::bigint + "
@@ -74,15 +96,12 @@ class BulkHuge(ClusterBench):
                 insert, update, changes = self.one_run(capture)
                 times[capture][0].append(insert)
                 times[capture][1].append(update)
-                print("round %d  %-8s INSERT %8.0f ms  UPDATE %8.0f ms  %s" % (r + 1, capture, insert, update, changes),
-                      flush=True)
+                print("round %d  %-8s INSERT %s  UPDATE %s  %s" % (r + 1, capture, shown(insert), shown(update),
+                                                                  changes or ""), flush=True)
         print()
-        base = times.get("none")
         for capture, (ins, upd) in times.items():
-            ratio = "" if base is None or capture == "none" else "  (%.2fx / %.2fx of none)" % (
-                median(ins) / median(base[0]), median(upd) / median(base[1]))
-            print("%-8s %d rows: INSERT %.0f ms, UPDATE %.0f ms%s" % (capture, self.a.rows, median(ins), median(upd),
-                                                                      ratio))
+            print("%-8s %d rows: INSERT %s, UPDATE %s" % (capture, self.a.rows, summary(ins, times.get("none", [[]])[0]),
+                                                          summary(upd, times.get("none", [[], []])[1])))
 
 
 def main():
@@ -91,6 +110,7 @@ def main():
     ap.add_argument("--rows", type=int, default=3000000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--captures", default="none,c,plpgsql")
+    ap.add_argument("--insert-only", action="store_true", help="time the INSERT only")
     return run_bench(BulkHuge(ap.parse_args()))
 
 

@@ -63,6 +63,21 @@ TEST_F(DaemonTest, BulkUpdateOfTenThousandRows) {
   EXPECT_EQ(changes->get(0, 0), "0");
 }
 
+// A bulk statement past kck.bulk_max_images distinct images is one 'T'
+// change: every stored product of the table is recomputed, none left stale.
+TEST_F(DaemonTest, BulkUpdatePastTheImageCapRefreshesEveryStoredProduct) {
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT 1 + i % 20, 'bulk ' || i FROM generate_series(1, 300) i");
+  Prime(conn_, {"title_list/1", "title_list/7", "book_count/5", "total"});
+  MustExec(conn_, "DELETE FROM kck.changes; SET kck.bulk_max_images = 3; "
+                  "UPDATE store_book SET author_id = 1 + (author_id % 20), price = price + 1; RESET kck.bulk_max_images");
+  auto change = conn_.Exec("SELECT string_agg(op || ' ' || (new ? 'bulk')::text, ', ') FROM kck.changes");
+  ASSERT_TRUE(change.ok()) << change.status().message();
+  EXPECT_EQ(std::string(change->get(0, 0)), "T true");
+  DaemonProcess daemon(conninfo_);
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 TEST_F(DaemonTest, TruncateRefreshesEveryStoredProduct) {
   Prime(conn_, {"title_list/1", "total"});
   DaemonProcess daemon(conninfo_);

@@ -47,6 +47,24 @@ void LogProblems(const std::vector<std::string>& problems) {
 
 }  // namespace
 
+// Changes that recompute every product of their table: a degraded capture
+// (a warning) or a bulk statement past kck.bulk_max_images (for the
+// operator who sees the recompute); one line per table per minute each.
+void Executor::LogWholeTableChanges(const Plan& plan) {
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& d : plan.degraded) {
+    if (!degraded_warnings_.Allow(d.table, now)) continue;
+    spdlog::warn("table \"{}\": capture degraded: {}; recomputing every product that depends on it (see kck status)",
+                 d.table, pg::Excerpt(d.error, 300));
+  }
+  for (const auto& w : plan.whole_table) {
+    if (!whole_table_notes_.Allow(w.table, now)) continue;
+    spdlog::info("table \"{}\": a bulk statement had {}; recomputing every product that depends on it "
+                 "(setting kck.bulk_max_images)",
+                 w.table, pg::Excerpt(w.why, 200));
+  }
+}
+
 Executor::Executor(AsyncConnection& main, AsyncConnection& compute, WorkerPool* worker, int batch_size)
     : main_(main), compute_(compute), worker_(worker), sql_(compute), python_(worker), import_(main.loop()), batch_size_(batch_size) {}
 
@@ -96,11 +114,7 @@ Task<StatusOr<BatchStats>> Executor::RunBatch() {
   batch.changes = std::move(claimed->changes);
   batch.plan = PlanChanges(batch.changes, *registry_);
   LogProblems(batch.plan.problems);
-  for (const auto& d : batch.plan.degraded) {
-    if (!degraded_warnings_.Allow(d.table, std::chrono::steady_clock::now())) continue;
-    spdlog::warn("table \"{}\": capture degraded: {}; recomputing every product that depends on it (see kck status)",
-                 d.table, pg::Excerpt(d.error, 300));
-  }
+  LogWholeTableChanges(batch.plan);
   Status resolved = co_await Resolve(batch.plan, main_, compute_, worker_);
   if (!resolved.ok()) {
     co_await Abandon(batch.claim);

@@ -220,6 +220,8 @@ class Executor {
   void RecordError(const std::string& key, const Primer& primer, const Status& failure, bool stored, Batch& batch);
   // Rolls the write transaction back, if one is open, and gives the claim up.
   Task<void> Abandon(int64_t claim);
+  // Logs the plan's changes that recompute every product of their table.
+  void LogWholeTableChanges(const Plan& plan);
 
   AsyncConnection& main_;
   AsyncConnection& compute_;
@@ -237,6 +239,7 @@ class Executor {
   Metrics* metrics_ = nullptr;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
   WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute
+  WarningLimiter whole_table_notes_{std::chrono::minutes(1)};
 };
 
 }  // namespace kck

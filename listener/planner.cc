@@ -101,14 +101,16 @@ PartialMatch AllOf(const Primer* primer, size_t change) {
   return {primer, std::vector<std::optional<std::string>>(primer->spec.params.size()), change};
 }
 
-// The SQL error of a degraded capture's change (see DegradedCapture).
-std::optional<std::string> DegradedError(const Change& c) {
+// Field `field` of a 'T' change's new image: "error", a degraded capture's
+// SQL error (see DegradedCapture); "bulk", why a bulk statement is one
+// (see WholeTableChange).
+std::optional<std::string> TruncateNote(const Change& c, const char* field) {
   if (c.op != 'T' || c.new_json.empty()) return std::nullopt;
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
-  std::string_view error;
-  if (parser.parse(c.new_json).get(doc) || doc["error"].get(error)) return std::nullopt;
-  return std::string(error);
+  std::string_view note;
+  if (parser.parse(c.new_json).get(doc) || doc[field].get(note)) return std::nullopt;
+  return std::string(note);
 }
 
 void PlanRefresh(const Change& c, size_t idx, const Registry& reg, Plan& plan) {
@@ -305,7 +307,8 @@ Plan PlanChanges(const std::vector<Change>& changes, const Registry& reg) {
       PlanRefresh(c, i, reg, plan);
       continue;
     }
-    if (auto error = DegradedError(c)) plan.degraded.push_back({c.tbl, *error});
+    if (auto error = TruncateNote(c, "error")) plan.degraded.push_back({c.tbl, *error});
+    if (auto why = TruncateNote(c, "bulk")) plan.whole_table.push_back({c.tbl, *why});
     if (std::string_view("IUDT").find(c.op) == std::string_view::npos) {
       // The outbox has no check on op (sql/017): what no capture writes is
       // read as a TRUNCATE, never dropped.

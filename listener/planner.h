@@ -57,12 +57,20 @@ struct DegradedCapture {
   std::string error;
 };
 
+// A bulk statement recorded for its whole table: more distinct images than
+// kck.bulk_max_images (triggers/capture.h, kBulkMaxImages).
+struct WholeTableChange {
+  std::string table;
+  std::string why;  // "more than N distinct images: every product of the table"
+};
+
 struct Plan {
   std::map<std::string, KeyWork> keys;
   std::vector<PartialMatch> partial;
   std::vector<KeysQuery> keys_queries;
   std::vector<std::string> problems;  // malformed payloads, bad keys: one log line each
   std::vector<DegradedCapture> degraded;
+  std::vector<WholeTableChange> whole_table;  // one info line each
 
   // Adds a key (coalescing). `row_change` false marks it not augmentable.
   void AddKey(const std::string& key, const Primer* primer, size_t change, bool row_change, bool force = false);

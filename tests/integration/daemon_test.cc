@@ -73,7 +73,13 @@ TEST_F(DaemonTest, BulkUpdatePastTheImageCapRefreshesEveryStoredProduct) {
   auto change = conn_.Exec("SELECT string_agg(op || ' ' || (new ? 'bulk')::text, ', ') FROM kck.changes");
   ASSERT_TRUE(change.ok()) << change.status().message();
   EXPECT_EQ(std::string(change->get(0, 0)), "T true");
-  DaemonProcess daemon(conninfo_);
+  auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' listen --until-idle", "2>&1");
+  EXPECT_EQ(rc, 0) << out;
+  // The operator sees why every product of the table was recomputed.
+  EXPECT_NE(out.find("table \"public.store_book\": a bulk statement had more than 3 distinct images: every product "
+                     "of the table; recomputing every product that depends on it (setting kck.bulk_max_images)"),
+            std::string::npos)
+      << out;
   ASSERT_TRUE(WaitDrained(conn_));
   ExpectCacheMatchesRecompute(conn_);
 }

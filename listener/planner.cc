@@ -101,16 +101,17 @@ PartialMatch AllOf(const Primer* primer, size_t change) {
   return {primer, std::vector<std::optional<std::string>>(primer->spec.params.size()), change};
 }
 
-// Field `field` of a 'T' change's new image: "error", a degraded capture's
+// What a 'T' change's new image says of it: "error", a degraded capture's
 // SQL error (see DegradedCapture); "bulk", why a bulk statement is one
 // (see WholeTableChange).
-std::optional<std::string> TruncateNote(const Change& c, const char* field) {
-  if (c.op != 'T' || c.new_json.empty()) return std::nullopt;
+void NoteTruncate(const Change& c, Plan& plan) {
+  if (c.op != 'T' || c.new_json.empty()) return;
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
+  if (parser.parse(c.new_json).get(doc)) return;
   std::string_view note;
-  if (parser.parse(c.new_json).get(doc) || doc[field].get(note)) return std::nullopt;
-  return std::string(note);
+  if (!doc["error"].get(note)) plan.degraded.push_back({c.tbl, std::string(note)});
+  if (!doc["bulk"].get(note)) plan.whole_table.push_back({c.tbl, std::string(note)});
 }
 
 void PlanRefresh(const Change& c, size_t idx, const Registry& reg, Plan& plan) {
@@ -307,8 +308,7 @@ Plan PlanChanges(const std::vector<Change>& changes, const Registry& reg) {
       PlanRefresh(c, i, reg, plan);
       continue;
     }
-    if (auto error = TruncateNote(c, "error")) plan.degraded.push_back({c.tbl, *error});
-    if (auto why = TruncateNote(c, "bulk")) plan.whole_table.push_back({c.tbl, *why});
+    NoteTruncate(c, plan);
     if (std::string_view("IUDT").find(c.op) == std::string_view::npos) {
       // The outbox has no check on op (sql/017): what no capture writes is
       // read as a TRUNCATE, never dropped.

@@ -90,6 +90,7 @@ typedef struct Capture
 	AttrNumber *atts;			/* each column's number in desc */
 	FmgrInfo  **to_jsonb;		/* to_jsonb for its type; NULL: converted here */
 	int			part;			/* the outbox part written to */
+	int			max_images;		/* of a bulk side (bulk_max_images) */
 	bool		wrote;
 	Oid			owner;			/* the function's owner, who writes the outbox */
 } Capture;
@@ -517,11 +518,11 @@ bulk_max_images(void)
 
 /* The whole-row bulk image of transition table `enr`: the distinct rows,
  * each as to_jsonb makes it (jsonb has an equality for every row type);
- * (Datum) 0 when there are more than bulk_max_images(). */
+ * (Datum) 0 when there are more than c->max_images. */
 static Datum
 whole_rows_image(Capture *c, const char *enr)
 {
-	int			max = bulk_max_images();
+	int			max = c->max_images;
 	char	   *sql = psprintf("SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.<=) %d "
 							   "THEN pg_catalog.jsonb_agg(kck_r) END FROM (SELECT DISTINCT pg_catalog.to_jsonb(kck_x) "
 							   "AS kck_r FROM %s kck_x LIMIT %d) kck_s", max, quote_identifier(enr), max + 1);
@@ -554,8 +555,7 @@ typedef struct Groups
 	bool	   *nulls;
 	int			mask;			/* slots - 1; slots = 2 x room */
 	int		   *slots;			/* NO_GROUP or a group */
-	int			max;			/* groups at most (bulk_max_images) */
-	bool		over;			/* the rows hold more */
+	bool		over;			/* more than Capture.max_images */
 } Groups;
 
 #define NO_GROUP (-1)
@@ -564,8 +564,6 @@ static Groups *
 groups_of_bulk_columns(Capture *c)
 {
 	Groups	   *g = palloc0(sizeof(Groups));
-
-	g->max = bulk_max_images();
 
 	g->cols = palloc(sizeof(int) * c->ncols);
 	for (int i = 0; i < c->ncols; i++)
@@ -665,22 +663,24 @@ group_values(Capture *c, Groups *g, const Datum *v, const bool *nulls)
 	uint32		hash = values_hash(c, g, v, nulls);
 	int			s;
 	Datum	   *gv;
+	bool	   *gn;
 
 	make_room(g);
 	s = slot_for(c, g, hash, v, nulls);
 	if (g->slots[s] != NO_GROUP)
 		return;
-	if (g->n == g->max)
+	if (g->n == c->max_images)
 	{
 		g->over = true;
 		return;
 	}
 	gv = g->values + (size_t) g->n * g->ncols;
+	gn = g->nulls + (size_t) g->n * g->ncols;
 	for (int k = 0; k < g->ncols; k++)
 	{
 		Form_pg_attribute attr = attr_of(c, g->cols[k]);
 
-		g->nulls[(size_t) g->n * g->ncols + k] = nulls[k];
+		gn[k] = nulls[k];
 		gv[k] = nulls[k] ? (Datum) 0 : datumCopy(v[k], attr->attbyval, attr->attlen);
 	}
 	g->hashes[g->n] = hash;
@@ -732,7 +732,7 @@ groups_image(Capture *c, Groups *g)
 /* The bulk image of transition table `ts` (`enr` by name), an array: the
  * distinct whole rows, or the distinct images of the columns bulk images
  * hold ([{}] when they hold none); (Datum) 0 when there are more than
- * bulk_max_images(). */
+ * c->max_images. */
 static Datum
 bulk_image(Capture *c, Tuplestorestate *ts, const char *enr)
 {
@@ -771,15 +771,20 @@ static void
 capture_bulk(Capture *c, const char *op)
 {
 	TriggerData *td = c->td;
-	bool		has_old = td->tg_oldtable != NULL, has_new = td->tg_newtable != NULL;
-	Datum		old = has_old ? bulk_image(c, td->tg_oldtable, td->tg_trigger->tgoldtable) : 0;
-	Datum		new = has_new && (!has_old || old != 0) ?
+	bool		has_old, has_new;
+	Datum		old, new;
+
+	c->max_images = bulk_max_images();
+	has_old = td->tg_oldtable != NULL;
+	has_new = td->tg_newtable != NULL;
+	old = has_old ? bulk_image(c, td->tg_oldtable, td->tg_trigger->tgoldtable) : 0;
+	new = has_new && (!has_old || old != 0) ?
 		bulk_image(c, td->tg_newtable, td->tg_trigger->tgnewtable) : 0;
 
 	if ((has_old && old == 0) || (has_new && new == 0))
 		write_change(c, "T", 0, true,
 					 object_of("bulk", psprintf("more than %d distinct images: every product of the table",
-												bulk_max_images())), false);
+												c->max_images)), false);
 	else
 		write_change(c, op, old, !has_old, new, !has_new);
 }

@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cctype>
 
 namespace kck {
 namespace {
@@ -211,6 +212,79 @@ std::optional<std::string> UnmappedColumn(const DependsRule& rule, const std::ve
   return std::nullopt;
 }
 
+// The raw JSON of a value: jsonb's own text, so 1.10 and 1.1 differ (they
+// may in a product) where a parsed double would merge them.
+simdjson::error_code RawValue(simdjson::ondemand::value v, std::string_view* raw) {
+  simdjson::ondemand::json_type type;
+  if (auto e = v.type().get(type)) return e;
+  if (type == simdjson::ondemand::json_type::object) {
+    simdjson::ondemand::object object;
+    if (auto e = v.get_object().get(object)) return e;
+    return object.raw_json().get(*raw);
+  }
+  if (type == simdjson::ondemand::json_type::array) {
+    simdjson::ondemand::array array;
+    if (auto e = v.get_array().get(array)) return e;
+    return array.raw_json().get(*raw);
+  }
+  *raw = v.raw_json_token();
+  while (!raw->empty() && std::isspace(static_cast<unsigned char>(raw->back()))) raw->remove_suffix(1);
+  return simdjson::SUCCESS;
+}
+
+// The raw JSON of `columns` in a row image (nullopt where absent); nullopt
+// for an image it cannot read.
+std::optional<std::vector<std::optional<std::string>>> RawColumns(const std::string& image,
+                                                                 const std::vector<std::string>& columns) {
+  simdjson::ondemand::parser parser;
+  simdjson::padded_string padded(image);
+  simdjson::ondemand::document doc;
+  simdjson::ondemand::object object;
+  if (parser.iterate(padded).get(doc) || doc.get_object().get(object)) return std::nullopt;
+  std::vector<std::optional<std::string>> out(columns.size());
+  for (auto field : object) {
+    std::string_view key, raw;
+    simdjson::ondemand::value v;
+    if (field.unescaped_key().get(key)) return std::nullopt;
+    auto at = std::find(columns.begin(), columns.end(), key);
+    if (field.value().get(v)) return std::nullopt;
+    if (at == columns.end()) continue;  // the iterator skips its value
+    if (RawValue(v, &raw)) return std::nullopt;
+    out[at - columns.begin()] = std::string(raw);
+  }
+  return out;
+}
+
+// The columns whose change lets an UPDATE reach `rule`'s products: its
+// update_of, the columns it maps (a row that moves leaves a product) and,
+// for a keys rule, the columns its SQL reads. Empty: every UPDATE does.
+std::vector<std::string> UpdateColumns(const DependsRule& rule) {
+  if (rule.update_of.empty()) return {};
+  std::vector<std::string> out = rule.update_of;
+  for (const auto& [param, column] : rule.params) out.push_back(column);
+  if (rule.kind == DependsRule::Kind::kTableKeys) out.insert(out.end(), rule.columns.begin(), rule.columns.end());
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());  // RawColumns finds each once
+  return out;
+}
+
+// Whether a change reaches `rule`'s products: false only for a one-row
+// UPDATE whose images agree on every column of UpdateColumns(rule). Bulk
+// images are not paired, so they always do; so does an image it cannot read.
+bool ReachesRule(const DependsRule& rule, const Change& c, const std::vector<RowPair>& rows, bool bulk) {
+  if (rule.update_of.empty() || bulk || c.op != 'U' || rows.size() != 1) return true;
+  const RowPair& pair = rows.front();
+  if (!pair.old_row || !pair.new_row) return true;
+  const std::vector<std::string> columns = UpdateColumns(rule);
+  auto old_values = RawColumns(*pair.old_row, columns);
+  auto new_values = RawColumns(*pair.new_row, columns);
+  if (!old_values || !new_values) return true;
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (!(*old_values)[i] || !(*new_values)[i] || *(*old_values)[i] != *(*new_values)[i]) return true;
+  }
+  return false;
+}
+
 void PlanTableChange(const Change& c, size_t idx, const std::vector<RowPair>& rows, bool bulk, const Registry& reg,
                      Plan& plan) {
   simdjson::dom::parser parser;
@@ -221,6 +295,7 @@ void PlanTableChange(const Change& c, size_t idx, const std::vector<RowPair>& ro
       plan.partial.push_back(AllOf(ref.primer, idx));
       continue;
     }
+    if (!ReachesRule(rule, c, rows, bulk)) continue;  // an UPDATE of columns the rule ignores
     const bool row_change = Augmentable(ref, c, bulk);
     if (rule.kind == DependsRule::Kind::kTableKeys) {
       for (const auto& pair : rows) plan.keys_queries.push_back({ref.primer, ref.rule, idx, pair, row_change});

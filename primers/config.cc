@@ -50,8 +50,23 @@ StatusOr<std::map<std::string, std::string>> GetStringMap(const json& j, const s
   return out;
 }
 
+// An optional array of column names (empty when absent).
+StatusOr<std::vector<std::string>> GetColumnNames(const json& j, const std::string& field) {
+  std::vector<std::string> out;
+  auto it = j.find(field);
+  if (it == j.end()) return out;
+  auto bad = Status::Invalid("field " + QuoteForError(field) + " must be an array of column names");
+  if (!it->is_array()) return bad;
+  for (const auto& c : *it) {
+    if (!c.is_string() || c.get<std::string>().empty()) return bad;
+    out.push_back(c.get<std::string>());
+  }
+  return out;
+}
+
 StatusOr<DependsRule> ParseRule(const json& j, const PrimerSpec& spec) {
-  KCK_RETURN_IF_ERROR(CheckFields(j, "rule", {"table", "primer", "params", "keys", "columns", "python_rule"}));
+  KCK_RETURN_IF_ERROR(
+      CheckFields(j, "rule", {"table", "primer", "params", "keys", "columns", "update_of", "python_rule"}));
   DependsRule rule;
   auto table = GetString(j, "table", false);
   if (!table.ok()) return table.status();
@@ -69,12 +84,14 @@ StatusOr<DependsRule> ParseRule(const json& j, const PrimerSpec& spec) {
     if (!it->is_number_integer()) return Status::Invalid("field \"python_rule\" must be an integer");
     rule.python_rule = it->get<int>();
   }
-  if (auto it = j.find("columns"); it != j.end()) {
-    if (!it->is_array()) return Status::Invalid("field \"columns\" must be an array of column names");
-    for (const auto& c : *it) {
-      if (!c.is_string()) return Status::Invalid("field \"columns\" must be an array of column names");
-      rule.columns.push_back(c.get<std::string>());
-    }
+  auto columns = GetColumnNames(j, "columns");
+  if (!columns.ok()) return columns.status();
+  rule.columns = *columns;
+  auto update_of = GetColumnNames(j, "update_of");
+  if (!update_of.ok()) return update_of.status();
+  rule.update_of = *update_of;
+  if (j.contains("update_of") && rule.update_of.empty()) {
+    return Status::Invalid("field \"update_of\" must name at least one column (leave it out: every UPDATE)");
   }
   if (rule.table.empty() == rule.primer.empty()) {
     return Status::Invalid("a rule names exactly one of \"table\" or \"primer\"");
@@ -89,8 +106,14 @@ StatusOr<DependsRule> ParseRule(const json& j, const PrimerSpec& spec) {
   } else {
     rule.kind = DependsRule::Kind::kTableParams;
   }
-  if (rule.kind == DependsRule::Kind::kPrimer && j.contains("columns")) {
-    return Status::Invalid("\"columns\" is for table rules");
+  for (const char* field : {"columns", "update_of"}) {
+    if (rule.kind == DependsRule::Kind::kPrimer && j.contains(field)) {
+      return Status::Invalid("\"" + std::string(field) + "\" is for table rules");
+    }
+  }
+  if (rule.kind == DependsRule::Kind::kTableKeys && !rule.update_of.empty() && rule.columns.empty()) {
+    return Status::Invalid("\"update_of\" on a keys rule needs \"columns\", the columns its keys read: without them "
+                           "an UPDATE that moves the row to other keys cannot be told apart");
   }
   for (const auto& [param, target] : rule.params) {
     if (!spec.FindParam(param)) return Status::Invalid("params: unknown parameter " + QuoteForError(param));
@@ -426,6 +449,7 @@ json PrimerToJson(const PrimerSpec& spec) {
       // A params rule may list columns for augment code too.
       if (r.kind == DependsRule::Kind::kTableParams && !r.columns.empty()) rj["columns"] = r.columns;
     }
+    if (!r.update_of.empty()) rj["update_of"] = r.update_of;
     j["depends_on"].push_back(rj);
   }
   if (spec.engine == "python") {

@@ -38,6 +38,9 @@ struct DependsRule {
   // Extra columns to capture: for kTableKeys the columns its SQL reads
   // (empty: whole rows); for kTableParams the columns an augment reads.
   std::vector<std::string> columns;
+  // Table rules: an UPDATE reaches this rule's products only when it changes
+  // one of these columns (empty: every UPDATE does). Captured too.
+  std::vector<std::string> update_of;
   // Python primers: the index of the rule in the Python class, for keys
   // rules evaluated by the worker (keys_sql is empty then).
   std::optional<int> python_rule;

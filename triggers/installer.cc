@@ -99,6 +99,9 @@ Status ValidateTableRule(const PrimerSpec& spec, const DependsRule& rule, const 
   for (const auto& column : rule.columns) {
     if (!t.columns.count(column)) return NoColumn(t, column, where);
   }
+  for (const auto& column : rule.update_of) {
+    if (!t.columns.count(column)) return NoColumn(t, column, where + ".update_of");
+  }
   return Status::Ok();
 }
 
@@ -233,6 +236,7 @@ std::map<std::string, CaptureSpec> CaptureSpecs(const std::vector<PrimerSpec>& p
       }
       if (rule.kind == DependsRule::Kind::kTableKeys && rule.columns.empty()) c.whole_row = true;
       cols.insert(rule.columns.begin(), rule.columns.end());
+      cols.insert(rule.update_of.begin(), rule.update_of.end());  // the planner compares them
     }
   }
   for (auto& [name, c] : out) c.columns.assign(columns[name].begin(), columns[name].end());

@@ -68,6 +68,15 @@ def _is_primer_class(obj):
     return isinstance(obj, type) and issubclass(obj, Primer)
 
 
+def _column_names(argument, names):
+    """A list of column names given as `argument`= (None when not given)."""
+    if names is None:
+        return None
+    if isinstance(names, str) or not all(isinstance(c, str) and c for c in names):
+        raise PrimerDefinitionError("Depends(): %s= must be a list of column names, got %r" % (argument, names))
+    return list(names)
+
+
 class Depends:
     """A dependency rule of a primer.
 
@@ -82,6 +91,9 @@ class Depends:
                                            dicts of parameters); it runs in kck_worker.
                                            columns: the columns fn reads (default: the
                                            whole row is captured).
+    Depends(Book, author_id='author_id',   an UPDATE reaches the products only when it
+            update_of=['price'])           changes price (or a column the rule maps or its
+                                           keys read); inserts and deletes always do.
     Depends(OtherPrimer, p='q')            products depend on products of another primer.
 
     The source is a model class, a table name ("store_book", "public.store_book")
@@ -90,12 +102,15 @@ class Depends:
     """
 
     def __init__(self, source: Union[type, str], keys: Optional[Callable[..., Any]] = None,
-                 columns: Optional[Sequence[str]] = None, **params: str) -> None:
+                 columns: Optional[Sequence[str]] = None, update_of: Optional[Sequence[str]] = None,
+                 **params: str) -> None:
         self.source = source
         self.keys = keys
-        if columns is not None and (isinstance(columns, str) or not all(isinstance(c, str) and c for c in columns)):
-            raise PrimerDefinitionError("Depends(): columns= must be a list of column names, got %r" % (columns,))
-        self.columns = list(columns) if columns is not None else None
+        self.columns = _column_names("columns", columns)
+        self.update_of = _column_names("update_of", update_of)
+        if self.update_of == []:
+            raise PrimerDefinitionError("Depends(): update_of= must name at least one column (leave it out: "
+                                        "every UPDATE)")
         self.params = dict(params)
         self.primer_name = None
         if _is_primer_class(source):
@@ -109,8 +124,13 @@ class Depends:
             raise PrimerDefinitionError("Depends(): keys must be a callable keys(old, new)")
         if keys is not None and self.params:
             raise PrimerDefinitionError("Depends(): a rule has either parameters or keys=, not both")
-        if self.columns is not None and self.primer_name is not None:
-            raise PrimerDefinitionError("Depends(): columns= is for rules on tables, not on another primer")
+        for name in ("columns", "update_of"):
+            if getattr(self, name) is not None and self.primer_name is not None:
+                raise PrimerDefinitionError("Depends(): %s= is for rules on tables, not on another primer" % name)
+        if self.update_of is not None and keys is not None and self.columns is None:
+            raise PrimerDefinitionError("Depends(): update_of= with keys= needs columns=, the columns keys() "
+                                        "reads: without them an UPDATE that moves the row to other keys cannot "
+                                        "be told apart")
         if self.primer_name is not None and keys is not None:
             raise PrimerDefinitionError("Depends(): a rule on another primer maps keys with parameters, "
                                         "not keys=")
@@ -159,6 +179,8 @@ class Depends:
             spec["params"] = {param: self._column(col) for param, col in self.params.items()}
             if self.columns is not None:
                 spec["columns"] = [self._column(c) for c in self.columns]  # captured for augment
+        if self.update_of is not None:
+            spec["update_of"] = [self._column(c) for c in self.update_of]
         return spec
 
     def describe(self):
@@ -174,6 +196,8 @@ class Depends:
             extra += ", keys=%s" % getattr(self.keys, "__name__", "...")
         if self.columns is not None:
             extra += ", columns=%r" % (self.columns,)
+        if self.update_of is not None:
+            extra += ", update_of=%r" % (self.update_of,)
         return "Depends(%s%s)" % (what, extra)
 
     def __repr__(self):

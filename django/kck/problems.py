@@ -47,7 +47,7 @@ def _rule_problems(cls, rule, reg):
                 for target in rule.params.values() if target not in theirs]
     if not _is_model(rule.source):
         return []  # a table name: `kck install` checks it against the catalog
-    names = list(rule.params.values()) + list(rule.columns or [])
+    names = list(rule.params.values()) + list(rule.columns or []) + list(rule.update_of or [])
     model = rule.source.__name__
     return [Problem(ERROR, "kck.E002", '%s: %s has no field "%s"' % (label, model, name),
                     "name a field or column of %s (was it renamed or removed by a migration?)" % model, cls)

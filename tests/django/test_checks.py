@@ -100,6 +100,19 @@ def test_primer_mistakes_are_reported_without_a_database():
             ("kck.E004", checks.ERROR, "test_checks.py: test_primer_mistakes_are_reported_without_a_database."
              "<locals>.OnPrimer: Depends(t_list, a='author'): primer \"t_list\" has no parameter \"author\""),
         ])
+        with isolated_registry():
+            class PricePrimer(Primer):
+                key = "t_price"
+                parameters = [IntParameter("author_id")]
+                depends_on = [Depends(Book, author_id="author", update_of=["cost"])]
+
+                def compute(self, key):
+                    return 0
+
+            assert [m for m in _primer_messages() if m[0] == "kck.E002"] == [
+                ("kck.E002", checks.ERROR, "test_checks.py: test_primer_mistakes_are_reported_without_a_database."
+                 "<locals>.PricePrimer: Depends(Book, author_id='author', update_of=['cost']): "
+                 "Book has no field \"cost\"")]
         with pytest.raises(SystemCheckError, match=r"kck.E002.*Book has no field \"writer_id\""):
             call_command("check")
         with pytest.raises(KckSyncError, match=r"nothing installed: test_checks.py: .*TitleListPrimer: "):
@@ -111,7 +124,8 @@ def test_correct_primers_pass_the_check():
         class GoodPrimer(Primer):
             key = "t_good"
             parameters = [IntParameter("author_id")]
-            depends_on = [Depends(Book, author_id="author"), Depends(Book, author_id="author_id")]
+            depends_on = [Depends(Book, author_id="author"), Depends(Book, author_id="author_id"),
+                          Depends(Book, author_id="author", update_of=["title", "author"])]
 
             def compute(self, key):
                 return []

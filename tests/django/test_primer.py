@@ -126,10 +126,32 @@ def test_definition_errors(body, message):
     (lambda: Depends(Book, keys=lambda o, n: [], author_id="author_id"), "either parameters or keys="),
     (lambda: Depends(42), "must be a model class"),
     (lambda: Depends(Book, keys="not callable"), "keys must be a callable"),
+    (lambda: Depends(Book, author_id="author_id", update_of="price"), "update_of= must be a list of column names"),
+    (lambda: Depends(Book, author_id="author_id", update_of=[]), "update_of= must name at least one column"),
+    (lambda: Depends(_stats_class(), update_of=["x"]),
+     "update_of= is for rules on tables"),
+    (lambda: Depends(Review, keys=lambda o, n: [], update_of=["rating"]), "update_of= with keys= needs columns="),
 ])
 def test_depends_errors(make, message):
     with pytest.raises(PrimerDefinitionError, match=message):
         make()
+
+
+def _stats_class():
+    with isolated_registry():
+        class Stats(Primer):
+            key = "stats"
+        return Stats
+
+
+def test_update_of_reaches_the_spec_as_columns():
+    rule = Depends(Book, author_id="author", update_of=["author", "title"])
+    assert rule.to_spec(0) == {"table": "store_book", "params": {"author_id": "author_id"},
+                               "update_of": ["author_id", "title"]}
+    assert rule.describe() == "Depends(Book, author_id='author', update_of=['author', 'title'])"
+    keys = Depends(Review, keys=lambda o, n: [], columns=["book"], update_of=["rating"])
+    assert keys.to_spec(1) == {"table": "store_review", "python_rule": 1, "columns": ["book_id"],
+                               "update_of": ["rating"]}
 
 
 def test_augment_max_changes_reaches_the_spec():

@@ -33,7 +33,8 @@
 namespace {
 
 // Table rules (params with every type, partial params, keys SQL, python
-// keys rules), product -> product rules (complete and partial) and augment.
+// keys rules, update_of on both kinds), product -> product rules (complete
+// and partial) and augment.
 constexpr std::string_view kConfig = R"json({"primers": [
   {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
    "compute": "SELECT 1",
@@ -51,9 +52,10 @@ constexpr std::string_view kConfig = R"json({"primers": [
    "depends_on": [{"table": "public.store_book", "params": {}}, {"table": "public.store_review", "params": {}}]},
   {"name": "author_stats", "parameters": [{"name": "author_id", "type": "int"}],
    "compute": "SELECT 1",
-   "depends_on": [{"table": "public.store_book", "params": {"author_id": "author_id"}},
+   "depends_on": [{"table": "public.store_book", "params": {"author_id": "author_id"},
+                   "update_of": ["author_id", "price", "meta"]},
                   {"table": "public.store_review", "keys": "SELECT 'author_stats/' || (:new->>'book_id')",
-                   "columns": ["book_id"]}]},
+                   "columns": ["book_id"], "update_of": ["rating"]}]},
   {"name": "stats", "parameters": [{"name": "author_id", "type": "int"}],
    "compute": "SELECT 1", "depends_on": [{"primer": "title_list", "params": {"author_id": "author_id"}}]},
   {"name": "genre_stats", "parameters": [{"name": "author_id", "type": "int"}, {"name": "genre", "type": "str"}],

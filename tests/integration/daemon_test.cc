@@ -84,6 +84,48 @@ TEST_F(DaemonTest, BulkUpdatePastTheImageCapRefreshesEveryStoredProduct) {
   ExpectCacheMatchesRecompute(conn_);
 }
 
+// A rule with update_of: an UPDATE that changes none of its columns leaves
+// its products alone; one that changes one, or moves a row, recomputes them.
+TEST_F(DaemonTest, UpdateOfRecomputesOnlyForItsColumns) {
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT coalesce(jsonb_agg(title ORDER BY id), '[]') FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]},
+    {"name": "price_sum", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT to_jsonb(sum(price)) FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}, "update_of": ["price"]}]}
+  ]})json");
+  Prime(conn_, {"title_list/1", "price_sum/1", "price_sum/2"});
+  auto computed_at = [&](const std::string& key) {
+    return Scalar(conn_, "SELECT computed_at FROM kck.cache WHERE key = $1", {key});
+  };
+  const std::string book = Scalar(conn_, "SELECT min(id) FROM store_book WHERE author_id = 1");
+  const std::string first_1 = computed_at("price_sum/1"), first_2 = computed_at("price_sum/2");
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "UPDATE store_book SET title = 'renamed' WHERE id = " + book);
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("renamed") != std::string::npos; }));
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(computed_at("price_sum/1"), first_1) << "a title UPDATE recomputed a product of price only";
+
+  MustExec(conn_, "UPDATE store_book SET price = price + 1 WHERE id = " + book);
+  ASSERT_TRUE(WaitDrained(conn_));
+  const std::string second_1 = computed_at("price_sum/1");
+  EXPECT_NE(second_1, first_1);
+  EXPECT_EQ(computed_at("price_sum/2"), first_2);
+
+  MustExec(conn_, "UPDATE store_book SET author_id = 2 WHERE id = " + book);  // price unchanged
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_NE(computed_at("price_sum/1"), second_1);
+  EXPECT_NE(computed_at("price_sum/2"), first_2);
+  ExpectCacheMatchesRecompute(conn_);
+
+  // A bulk statement's images are not paired row by row: it always recomputes.
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT 1, 'more ' || i FROM generate_series(1, 150) i");
+  MustExec(conn_, "UPDATE store_book SET title = title || '!', price = price + 2 WHERE author_id = 1");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 TEST_F(DaemonTest, TruncateRefreshesEveryStoredProduct) {
   Prime(conn_, {"title_list/1", "total"});
   DaemonProcess daemon(conninfo_);

@@ -106,6 +106,8 @@ TEST_F(InstallTest, CatalogErrorsNameThePrimerAndField) {
        "primer \"p\": depends_on[0]: table \"public.store_book\" has no column \"writer\""},
       {R"("depends_on": [{"table": "store_book", "params": {"author_id": "title"}}])",
        "column \"title\" is text but parameter \"author_id\" is int"},
+      {R"("depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}, "update_of": ["pages"]}])",
+       "primer \"p\": depends_on[0].update_of: table \"public.store_book\" has no column \"pages\""},
   };
   for (const auto& c : cases) {
     auto r = Run(std::string(R"({"primers": [{"name": "p", "parameters": [{"name": "author_id", "type": "int"}],

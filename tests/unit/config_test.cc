@@ -94,6 +94,32 @@ TEST(Config, RejectsWithTheNameOfThePrimerAndField) {
               "cycle");
 }
 
+TEST(Config, UpdateOfIsAListOfColumnsOfATableRule) {
+  auto c = ParseConfig(One(R"("compute": "SELECT 1", "depends_on": [
+      {"table": "b", "params": {"author_id": "author_id"}, "update_of": ["pages", "author_id"]},
+      {"table": "r", "keys": "SELECT 'title_list/1'", "columns": ["book_id"], "update_of": ["rating"]}])"),
+                       "primers.json");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  const auto& rules = c->primers[0].depends_on;
+  EXPECT_EQ(rules[0].update_of, (std::vector<std::string>{"pages", "author_id"}));
+  EXPECT_EQ(rules[1].update_of, (std::vector<std::string>{"rating"}));
+  auto back = ParsePrimer(PrimerToJson(c->primers[0]));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->depends_on[0].update_of, rules[0].update_of);
+
+  ExpectError(One(R"("compute": "SELECT 1", "depends_on": [{"table": "b", "params": {}, "update_of": []}])"),
+              "primer \"title_list\": depends_on[0]: field \"update_of\" must name at least one column");
+  ExpectError(One(R"("compute": "SELECT 1", "depends_on": [{"table": "b", "params": {}, "update_of": "pages"}])"),
+              "field \"update_of\" must be an array of column names");
+  ExpectError(One(R"("compute": "SELECT 1", "depends_on": [{"table": "b", "params": {}, "update_of": [""]}])"),
+              "field \"update_of\" must be an array of column names");
+  ExpectError(R"({"primers": [{"name": "a", "compute": "SELECT 1"},
+      {"name": "b", "compute": "SELECT 1", "depends_on": [{"primer": "a", "params": {}, "update_of": ["x"]}]}]})",
+              "\"update_of\" is for table rules");
+  ExpectError(One(R"("compute": "SELECT 1", "depends_on": [{"table": "r", "keys": "SELECT 'x'", "update_of": ["x"]}])"),
+              "primer \"title_list\": depends_on[0]: \"update_of\" on a keys rule needs \"columns\"");
+}
+
 // Found by tests/fuzz/config_fuzz (corpus/config/regress_number_overflow):
 // nlohmann::json throws out_of_range, not parse_error, on such numbers.
 TEST(Config, NumbersOutOfRangeAreInvalidNotThrown) {

@@ -101,6 +101,74 @@ TEST(Planner, BulkChangesAreNotAugmentable) {
   EXPECT_FALSE(plan.keys["title_list/1"].augmentable);
 }
 
+// stats/A reads only store_book.pages (and which books A has); by_book/B
+// reads the rating of a review through a keys rule that reads book_id.
+std::shared_ptr<const Registry> UpdateOfConfig() {
+  auto config = ParseConfig(R"json({"primers": [
+    {"name": "stats", "parameters": [{"name": "author_id", "type": "int"}], "compute": "SELECT 1",
+     "depends_on": [{"table": "public.store_book", "params": {"author_id": "author_id"}, "update_of": ["pages"]}]},
+    {"name": "by_book", "parameters": [{"name": "book_id", "type": "int"}], "compute": "SELECT 1",
+     "depends_on": [{"table": "public.store_book", "keys": "SELECT 'by_book/' || (:new->>'id')",
+                     "columns": ["id"], "update_of": ["meta", "id"]}]},
+    {"name": "count", "parameters": [{"name": "author_id", "type": "int"}], "compute": "SELECT 1",
+     "depends_on": [{"table": "public.store_book", "params": {"author_id": "author_id"}, "update_of": ["author_id"]}]}
+  ]})json", "test");
+  EXPECT_TRUE(config.ok()) << config.status().message();
+  auto reg = Registry::Build(config->primers);
+  EXPECT_TRUE(reg.ok()) << reg.status().message();
+  return *reg;
+}
+
+TEST(Planner, AnUpdateReachesAnUpdateOfRuleOnlyWhenItChangesOneOfItsColumns) {
+  auto reg = UpdateOfConfig();
+  auto plan = [&](std::string old_json, std::string new_json) {
+    return PlanChanges({Row(1, 'U', std::move(old_json), std::move(new_json))}, *reg);
+  };
+  // The title changed: neither rule's columns did.
+  Plan p = plan(R"({"id": 7, "author_id": 1, "pages": 10, "meta": {"a": [1, 2]}, "title": "x"})",
+                R"({"id": 7, "author_id": 1, "pages": 10, "meta": {"a": [1, 2]}, "title": "y"})");
+  EXPECT_TRUE(p.keys.empty());  // count's update_of names the column it maps: listed twice, compared once
+  EXPECT_TRUE(p.keys_queries.empty());
+  EXPECT_TRUE(p.problems.empty());
+  // pages changed: stats; meta changed, deep inside: by_book's keys query.
+  p = plan(R"({"id": 7, "author_id": 1, "pages": 10, "meta": {"a": [1, 2]}})",
+           R"({"id": 7, "author_id": 1, "pages": 11, "meta": {"a": [1, 3]}})");
+  EXPECT_TRUE(p.keys.count("stats/1"));
+  EXPECT_EQ(p.keys_queries.size(), 1u);
+  // The row moved to another author: both products, though pages did not change.
+  p = plan(R"({"id": 7, "author_id": 1, "pages": 10, "meta": null})",
+           R"({"id": 7, "author_id": 2, "pages": 10, "meta": null})");
+  EXPECT_TRUE(p.keys.count("stats/1"));
+  EXPECT_TRUE(p.keys.count("stats/2"));
+  EXPECT_TRUE(p.keys.count("count/1"));
+  EXPECT_TRUE(p.keys.count("count/2"));
+  EXPECT_TRUE(p.keys_queries.empty());
+  // A column the keys rule reads changed: its keys may differ.
+  p = plan(R"({"id": 7, "author_id": 1, "pages": 10, "meta": null})",
+           R"({"id": 8, "author_id": 1, "pages": 10, "meta": null})");
+  EXPECT_EQ(p.keys_queries.size(), 1u);
+  // Equal as numbers, not as jsonb prints them: a product may show the scale.
+  p = plan(R"({"id": 7, "author_id": 1, "pages": 1.10, "meta": 0.12345678901234567891})",
+           R"({"id": 7, "author_id": 1, "pages": 1.1, "meta": 0.12345678901234567892})");
+  EXPECT_TRUE(p.keys.count("stats/1"));
+  EXPECT_EQ(p.keys_queries.size(), 1u);
+  // An image without the column (captured before update_of was added) reaches the rule.
+  p = plan(R"({"id": 7, "author_id": 1})", R"({"id": 7, "author_id": 1})");
+  EXPECT_TRUE(p.keys.count("stats/1"));
+  EXPECT_EQ(p.keys_queries.size(), 1u);
+}
+
+TEST(Planner, UpdateOfLeavesInsertsDeletesAndBulkImagesAlone) {
+  auto reg = UpdateOfConfig();
+  const std::string row = R"({"id": 7, "author_id": 1, "pages": 10, "meta": null})";
+  EXPECT_TRUE(PlanChanges({Row(1, 'I', "", row)}, *reg).keys.count("stats/1"));
+  EXPECT_TRUE(PlanChanges({Row(1, 'D', row, "")}, *reg).keys.count("stats/1"));
+  // Bulk images are not paired row by row: an UPDATE's two sides always reach the rule.
+  Plan p = PlanChanges({Row(1, 'U', "[" + row + "]", "[" + row + "]")}, *reg);
+  EXPECT_TRUE(p.keys.count("stats/1"));
+  EXPECT_EQ(p.keys_queries.size(), 2u);
+}
+
 TEST(Planner, NullParameterNamesNoProduct) {
   auto reg = Bookstore();
   Plan plan = PlanChanges({Row(1, 'I', "", R"({"id": 1, "author_id": null, "title": null})")}, *reg);

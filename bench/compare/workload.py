@@ -296,8 +296,10 @@ class Reader:
     def prime(self):
         """(c): every product computed into the cache, as the signal handlers would."""
         from bookstore.handlers import recompute_into_cache
+        from bookstore.products import NAMES
         for author in self.all_author_ids():
-            recompute_into_cache(author)
+            for name in NAMES:
+                recompute_into_cache((name, author))
         return {"primed": True}
 
     @staticmethod

@@ -1,5 +1,6 @@
 """Signal handlers of configurations (c) and (d): after a Book or Review is saved or deleted,
-(c) recomputes the author's two products into Django's cache (DatabaseCache), (d) runs
+(c) recomputes the author's products that the change can reach into Django's cache (DatabaseCache:
+a review reaches author_stats, a book's title edit title_list, any other book change both), (d) runs
 REFRESH MATERIALIZED VIEW CONCURRENTLY on both views. The work is queued with
 transaction.on_commit, once per author (per transaction for (d)): in autocommit it runs right
 after the statement commits, and a cascading delete (a book and its reviews, one transaction)
@@ -25,9 +26,19 @@ def compute(name, author_id):
         return json.loads(cur.fetchone()[0])
 
 
-def recompute_into_cache(author_id):
-    for name in NAMES:
-        cache.set(key(name, author_id), compute(name, author_id))
+def recompute_into_cache(product):
+    name, author_id = product
+    cache.set(key(name, author_id), compute(name, author_id))
+
+
+def _names_for(instance, update_fields):
+    """The products a saved or deleted row can change, as kck's rules tell them apart: a review
+    only its author's author_stats, a book's title edit only title_list (update_of)."""
+    if isinstance(instance, Review):
+        return ("author_stats",)
+    if update_fields is not None and set(update_fields) <= {"title"}:
+        return ("title_list",)
+    return NAMES
 
 
 def refresh_matviews(_):
@@ -62,10 +73,11 @@ def connect(mode):
     if mode == "none":
         return
     if mode == "cache":
-        def handler(sender, instance, **kwargs):
+        def handler(sender, instance, update_fields=None, **kwargs):
             author_id = _author_of(instance)
             if author_id is not None:
-                _once_after_commit(recompute_into_cache, author_id)
+                for name in _names_for(instance, update_fields):
+                    _once_after_commit(recompute_into_cache, (name, author_id))
     elif mode == "matview":
         def handler(sender, instance, **kwargs):
             _once_after_commit(refresh_matviews, None)

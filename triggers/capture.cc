@@ -197,7 +197,7 @@ std::string BulkUpdate(const Gen& g, const std::string& indent) {
                     g.Bulk(g.UpdatedRows("kck_new", "kck_old")), moved_rows);
 }
 
-// The rows of an UPDATE paired by primary key.
+// The rows of an UPDATE of kck.cache paired by its primary key.
 std::string PairedByKey(const Gen& g, const std::string& insert) {
   std::vector<std::string> join_on;
   for (const auto& k : g.spec.key_columns) join_on.push_back("kck_o." + g.q.ident(k) + " = kck_n." + g.q.ident(k));
@@ -214,7 +214,8 @@ std::string PairedByKey(const Gen& g, const std::string& insert) {
 // n-th rows of both are one row's before and after, also when the primary
 // key changed. One exception leaves the tables uneven: a row moved to
 // another partition whose BEFORE INSERT trigger skipped it has an old image
-// only. Then, and for a bulk statement, nothing is inserted here.
+// only. Then, and for a bulk statement, nothing is inserted here (the bulk
+// form is).
 std::string PairedByPosition(const Gen& g, const std::string& insert) {
   const std::string most = std::to_string(kBulkRows);
   return insert + "kck_a.kck_uo, kck_a.kck_un FROM (SELECT " + g.Images("kck_old", "kck_o") + " AS kck_os, " +
@@ -224,9 +225,9 @@ std::string PairedByPosition(const Gen& g, const std::string& insert) {
          most + ";\n";
 }
 
-// UPDATE: rows paired by position (or by primary key when the transition
-// tables are uneven), or the distinct images of both sides. Products of
-// products pair by key, as their pairs filter on the version.
+// UPDATE: rows paired by position, or, for a bulk statement and for uneven
+// transition tables, the distinct images of both sides. Products of
+// products pair by key (a text), as their pairs filter on the version.
 std::string Update(const Gen& g) {
   const std::string insert = "INSERT INTO " + g.target + " (tbl, op, old, new) SELECT " + g.tbl + ", 'U', ";
   if (g.AlwaysBulk()) return "  ELSE\n" + BulkUpdate(g, "    ");
@@ -238,14 +239,12 @@ std::string Update(const Gen& g) {
            "      " + PairedByKey(g, insert) +
            "    END IF;\n";
   }
+  // Uneven tables are not paired by key: that needs the key type's
+  // equality, which may fail the statement (an extension's type).
   return "  ELSE\n"
          "    " + PairedByPosition(g, insert) +
-         "    IF NOT FOUND THEN\n" +
-         "      IF " + g.IsBulk("kck_new") + " THEN\n" +
-         BulkUpdate(g, "        ") +
-         "      ELSE\n" +
-         "        " + PairedByKey(g, insert) +
-         "      END IF;\n" +
+         "    IF NOT FOUND AND EXISTS (SELECT FROM kck_old) THEN\n" +
+         BulkUpdate(g, "      ") +
          "    END IF;\n";
 }
 

@@ -20,8 +20,11 @@
  * search_path, as that role's own statements would; it becomes its owner,
  * the superuser that installed it, only to write the outbox and read the
  * wake-up flag, which the writing role needs no privilege on. So every
- * name in its SQL is schema-qualified (pg_catalog.jsonb_agg, OPERATOR(
- * pg_catalog.=)): nothing resolves through the writer's search_path.
+ * name in its SQL is schema-qualified (pg_catalog.count, OPERATOR(
+ * pg_catalog.<=)): nothing resolves through the writer's search_path; and
+ * it compares no values of the writer's types with an operator (bulk
+ * images are grouped by binary value, uneven UPDATEs take the bulk form):
+ * their equality may be an extension's, or missing.
  *
  * It never makes the application's statement fail for a reason of its own:
  * a captured column that is gone (renamed, dropped) is found in the catalog
@@ -789,57 +792,6 @@ capture_bulk(Capture *c, const char *op)
 		write_change(c, op, old, !has_old, new, !has_new);
 }
 
-/* The row image of `alias`, in SQL. */
-static char *
-image_sql(Capture *c, const char *alias)
-{
-	StringInfoData out;
-
-	if (c->whole)
-		return psprintf("CASE WHEN %s IS NULL THEN NULL ELSE pg_catalog.to_jsonb(%s) END", alias, alias);
-	initStringInfo(&out);
-	for (int i = 0; i < c->ncols; i++)
-		appendStringInfo(&out, "%s%s, %s.%s", i ? ", " : "", quote_literal_cstr(c->cols[i]), alias,
-						 quote_identifier(c->cols[i]));
-	return psprintf("CASE WHEN %s IS NULL THEN NULL ELSE pg_catalog.jsonb_build_object(%s) END", alias, out.data);
-}
-
-/* An UPDATE whose transition tables are uneven (a row moved to a partition
- * whose BEFORE INSERT trigger skipped it): its rows paired by primary key,
- * as the plpgsql function pairs them. */
-static void
-capture_paired_by_key(Capture *c)
-{
-	StringInfoData on;
-	char	   *sql;
-	int			n;
-	Datum	   *olds, *news;
-	bool	   *old_nulls, *new_nulls;
-
-	initStringInfo(&on);
-	for (int i = 0; i < c->nkeys; i++)
-		appendStringInfo(&on, "%skck_o.%s OPERATOR(pg_catalog.=) kck_n.%s", i ? " AND " : "", quote_identifier(c->cols[i]),
-						 quote_identifier(c->cols[i]));
-	sql = psprintf("SELECT %s, %s FROM %s kck_o FULL JOIN %s kck_n ON %s", image_sql(c, "kck_o"),
-				   image_sql(c, "kck_n"), quote_identifier(c->td->tg_trigger->tgoldtable),
-				   quote_identifier(c->td->tg_trigger->tgnewtable), on.data);
-	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "kck_capture: pairing the rows of %s failed", c->tbl);
-	n = (int) SPI_processed;
-	if (n == 0)
-		return;
-	olds = palloc(sizeof(Datum) * n);
-	news = palloc(sizeof(Datum) * n);
-	old_nulls = palloc(sizeof(bool) * n);
-	new_nulls = palloc(sizeof(bool) * n);
-	for (int i = 0; i < n; i++)
-	{
-		olds[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &old_nulls[i]);
-		news[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &new_nulls[i]);
-	}
-	write_changes(c, "U", olds, old_nulls, news, new_nulls, n);
-}
-
 /* At most BULK_ROWS rows: one change per row, an UPDATE's sides zipped by
  * position (PostgreSQL appends each row's old and new images together). */
 static void
@@ -865,15 +817,19 @@ capture_statement(Capture *c)
 
 	if (n == 0)
 		return;
+	/*
+	 * Uneven transition tables (a row moved to a partition whose BEFORE
+	 * INSERT trigger skipped it has an old image only) cannot be zipped by
+	 * position; pairing them by key would need the key type's equality,
+	 * which may fail the statement (an extension's type), so they take the
+	 * bulk form, as the plpgsql function does.
+	 */
 	if (c->nkeys == 0 || n > BULK_ROWS || (olds && news && nold != nnew))
 	{
 		/* Queries over the transition tables, by their names. */
 		if (SPI_register_trigger_data(c->td) != SPI_OK_TD_REGISTER)
 			elog(ERROR, "kck_capture: registering the transition tables of %s failed", c->tbl);
-		if (c->nkeys == 0 || n > BULK_ROWS)
-			capture_bulk(c, op);
-		else
-			capture_paired_by_key(c);
+		capture_bulk(c, op);
 	}
 	else
 		capture_rows(c, op, (int) n);

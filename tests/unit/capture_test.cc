@@ -118,8 +118,9 @@ TEST(Capture, TablesWithoutPrimaryKeyAlwaysUseBulkForm) {
 
 // An UPDATE's rows are paired by their position in the transition tables,
 // in one statement that also tells a bulk statement (LIMIT kBulkRows + 1);
-// the primary key pairs them only when the tables are uneven.
-TEST(Capture, UpdatesArePairedByPositionThenByKey) {
+// uneven tables take the bulk form, never a join on the key (its type's
+// equality may fail the statement).
+TEST(Capture, UpdatesArePairedByPositionElseInBulkForm) {
   CaptureSpec spec{"public", "store_book", {"id"}, {"author_id"}, false};
   CaptureSql sql = GenerateCapture(spec, TestQuoter());
   const std::string limit = " LIMIT " + std::to_string(kBulkRows + 1) + ")";
@@ -132,10 +133,10 @@ TEST(Capture, UpdatesArePairedByPositionThenByKey) {
   EXPECT_NE(sql.body.find("WHERE cardinality(kck_p.kck_os) = cardinality(kck_p.kck_ns) AND "
                           "cardinality(kck_p.kck_ns) <= " + std::to_string(kBulkRows), zip),
             std::string::npos);
-  size_t fallback = sql.body.find("IF NOT FOUND THEN", zip);
-  size_t by_key = sql.body.find("FULL JOIN kck_new kck_n ON kck_o.\"id\" = kck_n.\"id\"", zip);
-  EXPECT_LT(fallback, by_key);
-  EXPECT_NE(by_key, std::string::npos);
+  size_t fallback = sql.body.find("IF NOT FOUND AND EXISTS (SELECT FROM kck_old) THEN", zip);
+  ASSERT_NE(fallback, std::string::npos) << sql.body;
+  EXPECT_NE(sql.body.find("INSERT INTO", fallback), std::string::npos);
+  EXPECT_EQ(sql.body.find("FULL JOIN"), std::string::npos) << sql.body;
   // Products of products keep pairing by key: their pairs filter on the version.
   CaptureSpec cache{"kck", "cache", {"key"}, {"key"}, false};
   CaptureSql cached = GenerateCapture(cache, TestQuoter());

@@ -28,6 +28,22 @@ class CaptureTest : public BookstoreTest {
     ASSERT_TRUE(WaitDrained(conn_)) << sql;
     ExpectCacheMatchesRecompute(conn_);
   }
+  // `table` (its `columns`, an int column `region` among them) partitioned
+  // by region into 1 and 2, where a BEFORE INSERT trigger skips every row:
+  // an UPDATE moving a row to region 2 leaves uneven transition tables.
+  void CreateSkippingPartitions(const std::string& table, const std::string& columns) {
+    MustExec(conn_, "CREATE TABLE " + table + " (" + columns + ") PARTITION BY LIST (region); "
+                    "CREATE TABLE " + table + "_1 PARTITION OF " + table + " FOR VALUES IN (1); "
+                    "CREATE TABLE " + table + "_2 PARTITION OF " + table + " FOR VALUES IN (2); "
+                    "CREATE FUNCTION " + table + "_skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$; "
+                    "CREATE TRIGGER skip BEFORE INSERT ON " + table + "_2 FOR EACH ROW EXECUTE FUNCTION " + table +
+                    "_skip()");
+  }
+  // Installs `primers` (a JSON array) with `capture`, "plpgsql" or "c".
+  void InstallWithCapture(const std::string& capture, const std::string& primers) {
+    InstallConfig(conn_, "{\"capture\": \"" + capture + "\", \"capture_library\": \"" KCK_CAPTURE_MODULE
+                         "\", \"primers\": " + primers + "}");
+  }
 };
 
 TEST_F(CaptureTest, ProductsKeyedByThePrimaryKeySeeSingleRowAndBulkChanges) {
@@ -138,17 +154,11 @@ TEST_F(CaptureTest, FourDaemonsFollowPrimaryKeyChangesInSingleRowAndBulkUpdates)
 // bulk form then (pairing by key needs the key type's equality: see the
 // next test), and the products follow.
 TEST_F(CaptureTest, UnevenTransitionTablesTakeTheBulkForm) {
-  MustExec(conn_, R"sql(
-    CREATE TABLE part_book (id bigint, region int, title text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
-    CREATE TABLE part_book_1 PARTITION OF part_book FOR VALUES IN (1);
-    CREATE TABLE part_book_2 PARTITION OF part_book FOR VALUES IN (2);
-    CREATE FUNCTION skip_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
-    CREATE TRIGGER skip_row BEFORE INSERT ON part_book_2 FOR EACH ROW EXECUTE FUNCTION skip_row();)sql");
+  CreateSkippingPartitions("part_book", "id bigint, region int, title text, PRIMARY KEY (id, region)");
   for (const std::string capture : {"plpgsql", "c"}) {
-    InstallConfig(conn_, "{\"capture\": \"" + capture + "\", \"capture_library\": \"" KCK_CAPTURE_MODULE "\", " +
-                             R"("primers": [{"name": "pbook", "parameters": [{"name": "id", "type": "int"}],
+    InstallWithCapture(capture, R"([{"name": "pbook", "parameters": [{"name": "id", "type": "int"}],
        "compute": "SELECT to_jsonb(title) FROM part_book WHERE id = :id",
-       "depends_on": [{"table": "part_book", "params": {"id": "id"}}]}]})");
+       "depends_on": [{"table": "part_book", "params": {"id": "id"}}]}])");
     MustExec(conn_, "TRUNCATE part_book; INSERT INTO part_book SELECT i, 1, 'p' || i FROM generate_series(1, 4) i; "
                     "DELETE FROM kck.changes; DELETE FROM kck.cache");
     Prime(conn_, {"pbook/1", "pbook/2", "pbook/3", "pbook/4"});
@@ -174,18 +184,12 @@ TEST_F(CaptureTest, UnevenTransitionTablesTakeTheBulkForm) {
 // pg_catalog and has no implicit cast to a type of pg_catalog (isn's isbn13):
 // pairing its rows must not fail the writer's UPDATE.
 TEST_F(CaptureTest, UnevenTransitionTablesOfAnExtensionKeyTypeDoNotFailTheStatement) {
-  MustExec(conn_, R"sql(
-    CREATE EXTENSION isn;
-    CREATE TABLE part_isbn (code isbn13, region int, title text, PRIMARY KEY (code, region)) PARTITION BY LIST (region);
-    CREATE TABLE part_isbn_1 PARTITION OF part_isbn FOR VALUES IN (1);
-    CREATE TABLE part_isbn_2 PARTITION OF part_isbn FOR VALUES IN (2);
-    CREATE FUNCTION skip_isbn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
-    CREATE TRIGGER skip_isbn BEFORE INSERT ON part_isbn_2 FOR EACH ROW EXECUTE FUNCTION skip_isbn();)sql");
+  MustExec(conn_, "CREATE EXTENSION isn");
+  CreateSkippingPartitions("part_isbn", "code isbn13, region int, title text, PRIMARY KEY (code, region)");
   for (const std::string capture : {"plpgsql", "c"}) {
-    InstallConfig(conn_, "{\"capture\": \"" + capture + "\", \"capture_library\": \"" KCK_CAPTURE_MODULE "\", " +
-                             R"("primers": [{"name": "ptitle", "parameters": [{"name": "t", "type": "str"}],
+    InstallWithCapture(capture, R"([{"name": "ptitle", "parameters": [{"name": "t", "type": "str"}],
        "compute": "SELECT to_jsonb(count(*)) FROM part_isbn WHERE title = :t",
-       "depends_on": [{"table": "part_isbn", "params": {"t": "title"}}]}]})");
+       "depends_on": [{"table": "part_isbn", "params": {"t": "title"}}]}])");
     MustExec(conn_, "TRUNCATE part_isbn; "
                     "INSERT INTO part_isbn VALUES ('978-0-393-04002-9', 1, 'a'), ('978-1-56619-909-4', 1, 'b'); "
                     "DELETE FROM kck.changes; DELETE FROM kck.cache");

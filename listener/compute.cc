@@ -187,7 +187,7 @@ Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, B
     c = std::move(*r);
     c.ms = MsSince(t0);
   }
-  if (!augmented) last_compute_ms_[primer.spec.name] = c.ms;
+  (augmented ? last_augment_ms_ : last_compute_ms_)[primer.spec.name] = c.ms;
   transient_tries_.erase(key);
   if (metrics_) metrics_->AddCompute(primer.spec.name, augmented, c.ms / 1000);
   if (c.gone) {

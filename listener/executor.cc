@@ -94,6 +94,7 @@ Task<Status> Executor::LoadRegistry() {
   registry_ = *registry;
   check_in_sql_ = fast_in_sql_ = true;  // kck install may have migrated the schema meanwhile
   last_compute_ms_.clear();             // ... and changed the primers' SQL
+  last_augment_ms_.clear();
   generation_ = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
   co_return Status::Ok();
 }

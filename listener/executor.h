@@ -104,8 +104,9 @@ inline constexpr size_t kOlderPlanned = 1000;
 inline constexpr auto kMaxClaimWait = std::chrono::seconds(2);
 
 // A batch that maps to at most kFastKeys keys, all of sql primers, none
-// augmentable or forced, whose last computes took at most kFastBudgetMs
-// together, is computed inside its write transaction, under the keys' locks
+// forced or augmented by several changes, whose last computes (or augments)
+// took at most kFastBudgetMs together, is computed inside its write
+// transaction, under the keys' locks
 // (listener/fast_write.cc), whose statements may take kFastTimeoutMs at most.
 inline constexpr size_t kFastKeys = 16;
 inline constexpr double kFastBudgetMs = 10.0;
@@ -236,6 +237,7 @@ class Executor {
   bool check_in_sql_ = true;  // kck.expect_products exists (schema 10)
   bool fast_in_sql_ = true;   // kck.expect_one_row exists (schema 12)
   std::map<std::string, double> last_compute_ms_;  // by primer name: its last recompute's duration
+  std::map<std::string, double> last_augment_ms_;  // ... and its last augment's
   Metrics* metrics_ = nullptr;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
   WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute

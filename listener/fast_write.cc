@@ -5,13 +5,18 @@
 // writes in a transaction that checks nothing moved meanwhile: with the
 // claim, four round trips, and every value travels to the daemon and back.
 // A batch that maps to at most kFastKeys keys, all of sql primers, none
-// augmentable nor forced and no partial match, whose computes took
-// kFastBudgetMs at most together (each key timed by its primer's last
-// recompute), runs
+// forced nor augmented by more than one change, and no partial match, whose
+// computes took kFastBudgetMs at most together (each key timed by its
+// primer's last recompute, or last augment for a key to augment), runs
 //
 //   BEGIN; consume the claim; lock the keys; statement_timeout kFastTimeoutMs;
+//   [when a key is to be augmented: no change older than the batch's is in
+//   the outbox (sql/daemon_fast_older.sql), else the normal path, which
+//   orders augments across daemons (listener/augment_order.cc)];
 //   per key, Primer::compute_write (read the stored row, compute it if it is
-//   stored, update it: a new version only for a new value); COMMIT
+//   stored, update it: a new version only for a new value), or for a key to
+//   augment AugmentWrite (primers/augment_chain.h: its change applied to the
+//   stored value unless the snapshot of the last compute shows it); COMMIT
 //
 // in one round trip: two with the claim. That holds for one transaction's
 // change (the idle case) and for the few transactions' changes a batch
@@ -19,8 +24,8 @@
 // fresh snapshot, so nothing can have moved; the budget bounds how long a
 // Cache.get miss can wait for those locks. Whatever the normal path would
 // record rather than write (a compute with no row or with several,
-// kck.expect_one_row, SQLSTATE KCK02; a failing or slow compute) fails the
-// transaction instead: it rolls back, the claim stays held, and the batch
+// kck.expect_one_row, SQLSTATE KCK02; a failing or slow compute; an augment
+// that fails or gives no value, a fallback) fails the transaction instead: it rolls back, the claim stays held, and the batch
 // runs the normal way (listener/executor.h), which records it.
 #include <spdlog/spdlog.h>
 
@@ -29,6 +34,7 @@
 #include "listener/json_text.h"
 #include "listener/metrics.h"
 #include "pg/connection.h"
+#include "primers/augment_chain.h"
 #include "primers/key_codec.h"
 #include "sql/embedded.h"
 
@@ -53,19 +59,41 @@ StatusOr<AsyncConnection::Statement> ComputeWrite(const std::string& key, const 
   return AsyncConnection::Statement(primer.compute_write, std::move(params));
 }
 
+// One key's augment by its one change (AugmentWrite).
+StatusOr<AsyncConnection::Statement> AugmentWriteOf(const std::string& key, const KeyWork& work, const Change& c) {
+  const Primer& primer = *work.primer;
+  auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
+  if (!values.ok()) return values.status();
+  bool bulk = false;
+  auto pairs = RowPairs(c, &bulk);
+  if (!pairs.ok() || bulk || pairs->size() != 1) return Status::Invalid("not one row pair");
+  const ChangeImage change{c.tbl, c.op, pairs->front().old_row, pairs->front().new_row};
+  auto statement = AugmentWrite(primer, primer.KeyValues(*values), change, c.txid, key,
+                                SecondsText(primer.spec.soft_expire), SecondsText(primer.spec.hard_expire));
+  if (!statement.ok()) return statement.status();
+  return AsyncConnection::Statement(std::move(statement->sql), std::move(statement->params));
+}
+
 // The batch's statements from BEGIN to COMMIT, and the index of the first
 // key's; nullopt when a key cannot be bound (the normal path reports it).
-std::optional<size_t> FastStatements(const Plan& plan, int64_t claim, Statements* out) {
+std::optional<size_t> FastStatements(const Plan& plan, int64_t claim, const std::vector<Change>& changes,
+                                     Statements* out) {
   std::vector<std::string> keys;
-  for (const auto& [key, work] : plan.keys) keys.push_back(key);
+  bool augments = false;
+  for (const auto& [key, work] : plan.keys) {
+    keys.push_back(key);
+    augments |= work.augmentable;
+  }
   out->emplace_back("BEGIN", pg::Params{});
   // The consumption before the locks: a miss waits only for the writes.
   out->emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(claim)});
   out->emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{pg::ArrayLiteral(keys)});
   out->emplace_back(sql::File("daemon_fast_timeout.sql"), pg::Params{std::to_string(kFastTimeoutMs)});
+  if (augments) out->emplace_back(sql::File("daemon_fast_older.sql"), pg::Params{std::to_string(changes.front().id)});
   const size_t first = out->size();
   for (const auto& [key, work] : plan.keys) {
-    auto statement = ComputeWrite(key, *work.primer);
+    auto statement = work.augmentable ? AugmentWriteOf(key, work, changes[work.changes.front()])
+                                      : ComputeWrite(key, *work.primer);
     if (!statement.ok()) return std::nullopt;
     out->push_back(std::move(*statement));
   }
@@ -83,9 +111,13 @@ bool Executor::FastEligible(const Batch& batch) const {
   double budget = kFastBudgetMs;
   for (const auto& [key, work] : plan.keys) {
     const Primer& primer = *work.primer;
-    if (work.force || work.augmentable || primer.spec.engine != "sql" || primer.compute_write.empty()) return false;
-    auto last = last_compute_ms_.find(primer.spec.name);
-    if (last == last_compute_ms_.end()) return false;
+    if (work.force || primer.spec.engine != "sql" || primer.compute_write.empty()) return false;
+    // An augment of one change goes in too; several are chained the normal way.
+    if (work.augmentable && work.changes.size() != 1) return false;
+    // Timed by the primer's last recompute, or last augment for an augment.
+    const auto& costs = work.augmentable ? last_augment_ms_ : last_compute_ms_;
+    auto last = costs.find(primer.spec.name);
+    if (last == costs.end()) return false;
     if (!fault::AnyComputeIsCheap()) budget -= last->second;
     if (budget < 0) return false;
   }
@@ -95,7 +127,7 @@ bool Executor::FastEligible(const Batch& batch) const {
 Task<StatusOr<bool>> Executor::FastWrite(Batch& batch) {
   ++progress_;
   Statements all;
-  const std::optional<size_t> first = FastStatements(batch.plan, batch.claim, &all);
+  const std::optional<size_t> first = FastStatements(batch.plan, batch.claim, batch.changes, &all);
   if (!first) co_return false;
   // The steps the normal path passes, so that tests can cut or pause here too.
   co_await fault::At("compute", main_);
@@ -127,14 +159,19 @@ void Executor::TallyFast(const std::vector<pg::Result>& results, size_t first, B
   for (const auto& [key, work] : batch.plan.keys) {
     const pg::Result& r = results[i++];
     transient_tries_.erase(key);
-    if (r.rows() != 1 || r.get(0, 1) == "0") continue;  // not stored: primed lazily on read
+    if (r.rows() != 1 || r.get(0, 0) == "0") continue;  // not stored: primed lazily on read
+    if (r.get(0, 1) == "0") {  // an augment whose change the last compute saw
+      ++batch.stats.fresh;
+      continue;
+    }
     const double ms = ParsedNumber<double>(r.get(0, 3));
-    last_compute_ms_[work.primer->spec.name] = ms;
-    if (metrics_) metrics_->AddCompute(work.primer->spec.name, false, ms / 1000);
+    (work.augmentable ? last_augment_ms_ : last_compute_ms_)[work.primer->spec.name] = ms;
+    if (metrics_) metrics_->AddCompute(work.primer->spec.name, work.augmentable, ms / 1000);
     if (r.get(0, 2) == "t") {
       ++batch.stats.unchanged;
     } else {
       ++batch.stats.keys;
+      batch.stats.augmented += work.augmentable;
     }
   }
 }

@@ -26,6 +26,27 @@ class Placeholders {
   std::map<std::string, std::string> key_;
 };
 
+// The SQL of `c`'s augment, given `previous` (SQL of the value before it)
+// as :value; its :old, :new and key parameters become placeholders.
+StatusOr<std::string> AugmentStep(const Primer& primer, const NamedValues& key_values, const ChangeImage& c,
+                                  const std::string& previous, Placeholders& ph) {
+  auto table = primer.spec.augment.find(c.table);
+  if (table == primer.spec.augment.end() || table->second.ForOp(c.op).empty()) {
+    return Status::Invalid("primer \"" + primer.spec.name + "\" has no augment for " + c.table);
+  }
+  std::string old_ph, new_ph;
+  auto step = RewriteNamedParams(table->second.ForOp(c.op), [&](const std::string& name) -> StatusOr<std::string> {
+    if (name == "value") return previous;
+    if (name == "old") return old_ph.empty() ? old_ph = ph.Add(c.old_row, "jsonb") : old_ph;
+    if (name == "new") return new_ph.empty() ? new_ph = ph.Add(c.new_row, "jsonb") : new_ph;
+    const ParamSpec* param = primer.spec.FindParam(name);
+    if (param == nullptr) return Status::Invalid("unknown parameter \":" + name + "\"");
+    return ph.KeyParam(name, key_values, SqlTypeOf(param->type));
+  });
+  if (!step.ok()) return step.status().WithContext("primer \"" + primer.spec.name + "\": augment." + c.table);
+  return "to_jsonb((" + *step + "\n))";
+}
+
 }  // namespace
 
 StatusOr<AugmentStatement> ChainAugments(const Primer& primer, const NamedValues& key_values,
@@ -34,25 +55,45 @@ StatusOr<AugmentStatement> ChainAugments(const Primer& primer, const NamedValues
   Placeholders ph(&out);
   std::string sql = "WITH kck_s0 AS MATERIALIZED (SELECT " + ph.Add(current, "jsonb") + " AS v)";
   for (size_t i = 0; i < changes.size(); ++i) {
-    const ChangeImage& c = changes[i];
-    auto table = primer.spec.augment.find(c.table);
-    if (table == primer.spec.augment.end() || table->second.ForOp(c.op).empty()) {
-      return Status::Invalid("primer \"" + primer.spec.name + "\" has no augment for " + c.table);
-    }
     const std::string previous = "(SELECT v FROM kck_s" + std::to_string(i) + ")";
-    std::string old_ph, new_ph;
-    auto step = RewriteNamedParams(table->second.ForOp(c.op), [&](const std::string& name) -> StatusOr<std::string> {
-      if (name == "value") return previous;
-      if (name == "old") return old_ph.empty() ? old_ph = ph.Add(c.old_row, "jsonb") : old_ph;
-      if (name == "new") return new_ph.empty() ? new_ph = ph.Add(c.new_row, "jsonb") : new_ph;
-      const ParamSpec* param = primer.spec.FindParam(name);
-      if (param == nullptr) return Status::Invalid("unknown parameter \":" + name + "\"");
-      return ph.KeyParam(name, key_values, SqlTypeOf(param->type));
-    });
-    if (!step.ok()) return step.status().WithContext("primer \"" + primer.spec.name + "\": augment." + c.table);
-    sql += ", kck_s" + std::to_string(i + 1) + " AS MATERIALIZED (SELECT to_jsonb((" + *step + "\n)) AS v)";
+    auto step = AugmentStep(primer, key_values, changes[i], previous, ph);
+    if (!step.ok()) return step.status();
+    sql += ", kck_s" + std::to_string(i + 1) + " AS MATERIALIZED (SELECT " + *step + " AS v)";
   }
   out.sql = sql + "\nSELECT (SELECT v FROM kck_s" + std::to_string(changes.size()) + ")::text";
+  return out;
+}
+
+StatusOr<AugmentStatement> AugmentWrite(const Primer& primer, const NamedValues& key_values, const ChangeImage& change,
+                                        const std::string& txid, const std::string& key,
+                                        const std::optional<std::string>& soft, const std::optional<std::string>& hard) {
+  AugmentStatement out;
+  Placeholders ph(&out);
+  const std::string k = ph.Add(key, "text");
+  // The stored row, under the key's lock; kck_d holds its value only when
+  // the snapshot of its last compute does not show the change.
+  std::string sql = "WITH kck_c AS MATERIALIZED (SELECT c.value, c.snapshot FROM kck.cache c WHERE c.key = " + k + "), ";
+  sql += "kck_d AS MATERIALIZED (SELECT c.value AS v FROM kck_c c WHERE c.snapshot IS NULL OR NOT "
+         "pg_catalog.pg_visible_in_snapshot(" + ph.Add(txid, "xid8") + ", c.snapshot)), ";
+  auto step = AugmentStep(primer, key_values, change, "(SELECT v FROM kck_d)", ph);
+  if (!step.ok()) return step.status();
+  sql += "kck_n AS MATERIALIZED (SELECT " + *step + " AS v FROM kck_d), ";
+  // As sql/daemon_write.sql writes an augment: a new version only for a new
+  // value, the snapshot of the last compute kept.
+  sql += "kck_u AS (UPDATE kck.cache c SET value = n.v, ";
+  sql += "version = c.version + CASE WHEN c.value IS DISTINCT FROM n.v THEN 1 ELSE 0 END, computed_at = now(), ";
+  sql += "soft_expire = now() + make_interval(secs => " + ph.Add(soft, "float8") + "), ";
+  sql += "hard_expire = now() + make_interval(secs => " + ph.Add(hard, "float8") + "), ";
+  sql += "compute_ms = 1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()), error = NULL ";
+  sql += "FROM kck_n n WHERE c.key = " + k + " RETURNING 1) ";
+  // A stored value with no value, or an augment that gives none, fails the
+  // statement: the normal path recomputes the key and counts the fallback.
+  sql += "SELECT (SELECT count(*) FROM kck_c), (SELECT count(*) FROM kck_u), ";
+  sql += "coalesce((SELECT c.value IS NOT DISTINCT FROM n.v FROM kck_c c, kck_n n), false), ";
+  sql += "1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()), ";
+  sql += "(SELECT kck.expect_one_row((SELECT count(*) FROM kck_n n, kck_d d WHERE n.v IS NOT NULL AND d.v IS NOT "
+         "NULL), " + k + ") FROM kck_d)";
+  out.sql = std::move(sql);
   return out;
 }
 

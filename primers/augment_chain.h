@@ -31,4 +31,16 @@ struct AugmentStatement {
 StatusOr<AugmentStatement> ChainAugments(const Primer& primer, const NamedValues& key_values,
                                          const std::vector<ChangeImage>& changes, const std::string& current);
 
+// The fast write (listener/fast_write.cc) of `key`'s one change, whose
+// transaction is `txid`, under the key's lock: `change` applied to the stored
+// value unless the snapshot of its last compute shows it, and written as an
+// augment is (a new version only for a new value, that snapshot kept, the
+// expiry `soft`/`hard` seconds from now). One row: stored rows (0 or 1),
+// rows written, whether the value stayed the same, milliseconds. A stored
+// value that is NULL, or an augment that gives none, fails the statement
+// (SQLSTATE KCK02): the normal path then recomputes the key.
+StatusOr<AugmentStatement> AugmentWrite(const Primer& primer, const NamedValues& key_values, const ChangeImage& change,
+                                        const std::string& txid, const std::string& key,
+                                        const std::optional<std::string>& soft, const std::optional<std::string>& hard);
+
 }  // namespace kck

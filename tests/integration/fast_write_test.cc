@@ -77,6 +77,57 @@ class FastWriteTest : public BookstoreTest {
   std::unique_ptr<DaemonProcess> daemon_;
 };
 
+// "counted" counts an author's books and is augmented on insert and delete.
+const char* kAugmentConfig = R"json({"primers": [
+  {"name": "counted", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
+   "augment": {"store_book": {"insert": "SELECT to_jsonb((:value)::int + 1)",
+                              "delete": "SELECT to_jsonb((:value)::int - 1)"}}}]})json";
+
+// A stored product's one change is augmented inside the write transaction
+// too, and a change the product's last compute already saw is not applied
+// again there.
+TEST_F(FastWriteTest, AnAugmentOfOneChangeIsAppliedAndWrittenInOneTransaction) {
+  daemon_.reset();
+  InstallConfig(conn_, kAugmentConfig);
+  Prime(conn_, {"counted/1", "counted/2"});
+  ScopedEnv env({{"KCK_FAULT_CHEAP_COMPUTES", "1"}});
+  daemon_ = std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{}, log_, "debug");
+  AddBooks(1, 1);  // 10 -> 11: the first augment runs the normal way, which times it
+  const size_t fast = FastBatches();
+  const std::string version = Version("counted/1");
+  AddBooks(1, 1);
+  EXPECT_EQ(Stored(conn_, "counted/1"), "12");
+  EXPECT_EQ(Version("counted/1"), std::to_string(std::stoi(version) + 1));
+  ASSERT_TRUE(WaitFor([&] { return FastBatches() == fast + 1; })) << FileText(log_);
+  EXPECT_NE(FileText(log_).find("batch: 1 changes, 1 products written (1 augmented), 0 unchanged, 0 already fresh, "
+                                "0 errors in"),
+            std::string::npos)
+      << FileText(log_);
+  MustExec(conn_, "DELETE FROM store_book WHERE id = (SELECT max(id) FROM store_book WHERE author_id = 1)");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Stored(conn_, "counted/1"), "11");
+  EXPECT_TRUE(WaitFor([&] { return FastBatches() == fast + 2; })) << FileText(log_);
+
+  // A refresh computes counted/2 after the INSERT committed and before the
+  // daemon claims it: its snapshot shows the INSERT, which must not count twice.
+  pg::Connection holder = Connect(conninfo_);
+  MustExec(holder, "BEGIN; SELECT pg_advisory_xact_lock(7037805, 0)");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (2, 'seen')");
+  auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' refresh counted/2", "2>&1");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(Stored(conn_, "counted/2"), "12");  // 11 (one added by SetUp) and this one
+  MustExec(holder, "COMMIT");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Stored(conn_, "counted/2"), "12");
+  EXPECT_TRUE(WaitFor([&] { return FastBatches() == fast + 3; })) << FileText(log_);
+  EXPECT_NE(FileText(log_).find("batch: 1 changes, 0 products written (0 augmented), 0 unchanged, 1 already fresh"),
+            std::string::npos)
+      << FileText(log_);
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 TEST_F(FastWriteTest, ACheapRecomputeIsComputedAndWrittenInOneTransaction) {
   const std::string before = Version("books/1");
   AddBooks(1, 2);  // 10 -> 12 books

@@ -74,16 +74,22 @@ Task<void> Executor::ComputeAhead(Batch& batch) {
   co_await sql_.ComputeAhead(recompute, augments, &batch.precomputed, &batch.preaugmented);
 }
 
+std::optional<ChangeImage> RowChange(const Change& c) {
+  bool bulk = false;
+  auto pairs = RowPairs(c, &bulk);
+  if (!pairs.ok() || bulk || pairs->size() != 1) return std::nullopt;
+  return ChangeImage{c.tbl, c.op, pairs->front().old_row, pairs->front().new_row};
+}
+
 std::optional<std::vector<ChangeImage>> Executor::AugmentChanges(const KeyWork& work, const Stored& stored,
                                                                  const Batch& batch) {
   std::vector<ChangeImage> changes;
   for (size_t idx : work.changes) {
     const Change& c = batch.changes[idx];
     if (!stored.snapshot.empty() && VisibleInSnapshot(stored.snapshot, ParsedNumber<uint64_t>(c.txid))) continue;
-    bool bulk = false;
-    auto pairs = RowPairs(c, &bulk);
-    if (!pairs.ok() || pairs->size() != 1) return std::nullopt;
-    changes.push_back({c.tbl, c.op, pairs->front().old_row, pairs->front().new_row});
+    auto change = RowChange(c);
+    if (!change) return std::nullopt;
+    changes.push_back(std::move(*change));
   }
   return changes;
 }

@@ -89,6 +89,10 @@ struct BatchStats {
 // text "xmin:xmax:xip,..."): the compute that read the snapshot saw it.
 bool VisibleInSnapshot(std::string_view snapshot, uint64_t txid);
 
+// A change as the one row an augment applies; nullopt when it is not one
+// row (a bulk change, an image that does not parse).
+std::optional<ChangeImage> RowChange(const Change& c);
+
 // How often in a row a key's compute may fail transiently before the
 // failure counts as the key's own: a statement_timeout or worker timeout
 // that repeats is the primer being too slow; other transient failures

@@ -25,8 +25,9 @@
 // Cache.get miss can wait for those locks. Whatever the normal path would
 // record rather than write (a compute with no row or with several,
 // kck.expect_one_row, SQLSTATE KCK02; a failing or slow compute; an augment
-// that fails or gives no value, a fallback) fails the transaction instead: it rolls back, the claim stays held, and the batch
-// runs the normal way (listener/executor.h), which records it.
+// that fails or gives no value, a fallback) fails the transaction instead:
+// it rolls back, the claim stays held, and the batch runs the normal way
+// (listener/executor.h), which records it.
 #include <spdlog/spdlog.h>
 
 #include "listener/executor.h"
@@ -64,11 +65,9 @@ StatusOr<AsyncConnection::Statement> AugmentWriteOf(const std::string& key, cons
   const Primer& primer = *work.primer;
   auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
   if (!values.ok()) return values.status();
-  bool bulk = false;
-  auto pairs = RowPairs(c, &bulk);
-  if (!pairs.ok() || bulk || pairs->size() != 1) return Status::Invalid("not one row pair");
-  const ChangeImage change{c.tbl, c.op, pairs->front().old_row, pairs->front().new_row};
-  auto statement = AugmentWrite(primer, primer.KeyValues(*values), change, c.txid, key,
+  auto change = RowChange(c);
+  if (!change) return Status::Invalid("not one row pair");
+  auto statement = AugmentWrite(primer, primer.KeyValues(*values), *change, c.txid, key,
                                 SecondsText(primer.spec.soft_expire), SecondsText(primer.spec.hard_expire));
   if (!statement.ok()) return statement.status();
   return AsyncConnection::Statement(std::move(statement->sql), std::move(statement->params));
@@ -89,7 +88,9 @@ std::optional<size_t> FastStatements(const Plan& plan, int64_t claim, const std:
   out->emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(claim)});
   out->emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{pg::ArrayLiteral(keys)});
   out->emplace_back(sql::File("daemon_fast_timeout.sql"), pg::Params{std::to_string(kFastTimeoutMs)});
-  if (augments) out->emplace_back(sql::File("daemon_fast_older.sql"), pg::Params{std::to_string(changes.front().id)});
+  if (augments) {
+    out->emplace_back(sql::File("daemon_fast_older.sql"), pg::Params{std::to_string(changes.front().id)});
+  }
   const size_t first = out->size();
   for (const auto& [key, work] : plan.keys) {
     auto statement = work.augmentable ? AugmentWriteOf(key, work, changes[work.changes.front()])

@@ -77,22 +77,12 @@ StatusOr<AugmentStatement> AugmentWrite(const Primer& primer, const NamedValues&
          "pg_catalog.pg_visible_in_snapshot(" + ph.Add(txid, "xid8") + ", c.snapshot)), ";
   auto step = AugmentStep(primer, key_values, change, "(SELECT v FROM kck_d)", ph);
   if (!step.ok()) return step.status();
-  sql += "kck_n AS MATERIALIZED (SELECT " + *step + " AS v FROM kck_d), ";
-  // As sql/daemon_write.sql writes an augment: a new version only for a new
-  // value, the snapshot of the last compute kept.
-  sql += "kck_u AS (UPDATE kck.cache c SET value = n.v, ";
-  sql += "version = c.version + CASE WHEN c.value IS DISTINCT FROM n.v THEN 1 ELSE 0 END, computed_at = now(), ";
-  sql += "soft_expire = now() + make_interval(secs => " + ph.Add(soft, "float8") + "), ";
-  sql += "hard_expire = now() + make_interval(secs => " + ph.Add(hard, "float8") + "), ";
-  sql += "compute_ms = 1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()), error = NULL ";
-  sql += "FROM kck_n n WHERE c.key = " + k + " RETURNING 1) ";
+  sql += "kck_n AS MATERIALIZED (SELECT " + *step + " AS value FROM kck_d), ";
   // A stored value with no value, or an augment that gives none, fails the
   // statement: the normal path recomputes the key and counts the fallback.
-  sql += "SELECT (SELECT count(*) FROM kck_c), (SELECT count(*) FROM kck_u), ";
-  sql += "coalesce((SELECT c.value IS NOT DISTINCT FROM n.v FROM kck_c c, kck_n n), false), ";
-  sql += "1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()), ";
-  sql += "(SELECT kck.expect_one_row((SELECT count(*) FROM kck_n n, kck_d d WHERE n.v IS NOT NULL AND d.v IS NOT "
-         "NULL), " + k + ") FROM kck_d)";
+  const std::string check = "(SELECT kck.expect_one_row((SELECT count(*) FROM kck_n n, kck_d d WHERE n.value IS NOT "
+                            "NULL AND d.v IS NOT NULL), " + k + ") FROM kck_d)";
+  sql += FastWriteEnd({k, "kck_c", "kck_n", false, ph.Add(soft, "float8"), ph.Add(hard, "float8"), check});
   out.sql = std::move(sql);
   return out;
 }

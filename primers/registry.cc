@@ -91,29 +91,39 @@ std::string PercentsDoubled(std::string_view sql) {
 std::string ComputeWriteStatement(const BoundSql& compute) {
   const size_t n = compute.order.size();
   const std::string key = "$" + std::to_string(n + 1) + "::text";
-  const std::string soft = "$" + std::to_string(n + 2) + "::float8";
-  const std::string hard = "$" + std::to_string(n + 3) + "::float8";
   // The compute runs only for a stored key (an unstored one is primed on
   // read).
   std::string sql = "WITH kck_s AS MATERIALIZED (SELECT c.value FROM kck.cache c WHERE c.key = " + key + "), ";
   sql += "kck_v AS MATERIALIZED (SELECT v.value, v.snapshot FROM (" + compute.sql;
   sql += "\n) AS v WHERE EXISTS (SELECT FROM kck_s)), ";
-  // As sql/daemon_write.sql writes a recompute: a new version only for a new value.
-  sql += "kck_u AS (UPDATE kck.cache c SET value = v.value, ";
-  sql += "version = c.version + CASE WHEN c.value IS DISTINCT FROM v.value THEN 1 ELSE 0 END, computed_at = now(), ";
-  sql += "soft_expire = now() + make_interval(secs => " + soft + "), ";
-  sql += "hard_expire = now() + make_interval(secs => " + hard + "), ";
-  sql += "compute_ms = 1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()), error = NULL, ";
-  sql += "snapshot = v.snapshot::pg_snapshot FROM kck_v v WHERE c.key = " + key + " RETURNING 1) ";
   // A stored key's compute must return one row, or the statement fails and
-  // the normal path takes over. The check is in the target list, which is
-  // always evaluated (a join with an empty side would skip it).
-  sql += "SELECT (SELECT count(*) FROM kck_s), (SELECT count(*) FROM kck_u), ";
-  sql += "coalesce((SELECT s.value IS NOT DISTINCT FROM v.value FROM kck_s s, kck_v v), false), ";
-  sql += "1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()), ";
-  sql += "(SELECT kck.expect_one_row((SELECT count(*) FROM kck_v), " + key + ") FROM kck_s)";
+  // the normal path takes over.
+  return sql + FastWriteEnd({key, "kck_s", "kck_v", true, "$" + std::to_string(n + 2) + "::float8",
+                             "$" + std::to_string(n + 3) + "::float8",
+                             "(SELECT kck.expect_one_row((SELECT count(*) FROM kck_v), " + key + ") FROM kck_s)"});
+}
+
+}  // namespace
+
+std::string FastWriteEnd(const FastWriteParts& w) {
+  // As sql/daemon_write.sql writes a product: a new version only for a new
+  // value; a recompute's snapshot replaces the stored one, an augment keeps it.
+  std::string sql = "kck_u AS (UPDATE kck.cache c SET value = n.value, ";
+  sql += "version = c.version + CASE WHEN c.value IS DISTINCT FROM n.value THEN 1 ELSE 0 END, computed_at = now(), ";
+  sql += "soft_expire = now() + make_interval(secs => " + w.soft + "), ";
+  sql += "hard_expire = now() + make_interval(secs => " + w.hard + "), ";
+  sql += "compute_ms = 1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()), error = NULL";
+  sql += w.with_snapshot ? ", snapshot = n.snapshot::pg_snapshot" : "";
+  sql += " FROM " + w.next + " n WHERE c.key = " + w.key + " RETURNING 1) ";
+  // The check is in the target list, which is always evaluated (a join with
+  // an empty side would skip it).
+  sql += "SELECT (SELECT count(*) FROM " + w.stored + "), (SELECT count(*) FROM kck_u), ";
+  sql += "coalesce((SELECT s.value IS NOT DISTINCT FROM n.value FROM " + w.stored + " s, " + w.next + " n), false), ";
+  sql += "1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()), " + w.check;
   return sql;
 }
+
+namespace {
 
 StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
   auto primer = std::make_unique<Primer>();

@@ -47,6 +47,24 @@ using NamedValues = std::map<std::string, std::optional<std::string>>;
 std::vector<std::optional<std::string>> BindValues(const BoundSql& sql, const NamedValues& named);
 
 // A primer ready to run.
+// The end of a fast write's statement (listener/fast_write.cc), after the
+// CTEs `stored` (the stored row's `value`) and `next` (the new `value`, and
+// `snapshot` when `with_snapshot`: a recompute's; an augment keeps the
+// stored one).
+struct FastWriteParts {
+  std::string key;      // the key, a placeholder ("$4::text")
+  std::string stored;   // CTE names
+  std::string next;
+  bool with_snapshot;
+  std::string soft, hard;  // expiry in seconds, placeholders
+  std::string check;       // the last column: fails the statement when the write must not happen
+};
+
+// The CTE kck_u, which updates `key`'s row from `next` as sql/daemon_write.sql
+// writes a product, and the row the daemon reads: (stored, written,
+// unchanged, ms, check).
+std::string FastWriteEnd(const FastWriteParts& parts);
+
 struct Primer {
   PrimerSpec spec;
   BoundSql compute;  // sql engine: ComputeStatement(), parameters are the primer's
@@ -58,7 +76,8 @@ struct Primer {
   // sql engine: the compute and the write of one stored key in one
   // statement, inside the batch's write transaction (sql/012_fast_write.sql):
   // $1.. the compute's parameters, then the key, and the soft and hard
-  // expiry in seconds. It returns (stored, written, unchanged, ms).
+  // expiry in seconds. It returns (stored, written, unchanged, ms)
+  // (FastWriteEnd).
   std::string compute_write;
   // Augment SQL by table then op ('I', 'U', 'D'): parameters :value, :old,
   // :new and the primer's own.

@@ -96,6 +96,7 @@ Task<Status> Executor::LoadRegistry() {
   last_compute_ms_.clear();             // ... and changed the primers' SQL
   last_augment_ms_.clear();
   generation_ = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
+  co_await Rehearse();
   co_return Status::Ok();
 }
 

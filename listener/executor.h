@@ -115,6 +115,9 @@ inline constexpr auto kMaxClaimWait = std::chrono::seconds(2);
 inline constexpr size_t kFastKeys = 16;
 inline constexpr double kFastBudgetMs = 10.0;
 inline constexpr int kFastTimeoutMs = 50;
+// How often Executor::Rehearse runs each cheap primer's statement: one more
+// than the runs PostgreSQL plans with their own values.
+inline constexpr int kRehearsals = 6;
 
 class Executor {
  public:
@@ -174,6 +177,7 @@ class Executor {
   // transaction, and doing so; false when it fell back (rolled back, the
   // claim still held), an error when the connection is lost.
   bool FastEligible(const Batch& batch) const;
+  Task<void> Rehearse();
   Task<StatusOr<bool>> FastWrite(Batch& batch);
   void TallyFast(const std::vector<pg::Result>& results, size_t first, Batch& batch);
   // Reads the stored rows of `keys` (values of the augmentable ones) into

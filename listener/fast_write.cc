@@ -203,6 +203,9 @@ Task<void> Executor::Rehearse() {
     if (primer == nullptr || primer->spec.engine != "sql" || primer->compute_write.empty()) continue;
     const double ms = ParsedNumber<double>(costs->get(i, 1));
     last_compute_ms_.emplace(primer->spec.name, ms);
+    // A stored product's compute_ms may be its last augment's; an augment
+    // costs at most about a recompute, and a slow one rolls back (50 ms).
+    if (!primer->augment.empty()) last_augment_ms_.emplace(primer->spec.name, ms);
     if (ms > kFastBudgetMs) continue;
     auto statement = ComputeWrite(std::string(costs->get(i, 2)), *primer, "");
     if (!statement.ok()) continue;

@@ -124,7 +124,11 @@ TEST_F(FastWriteTest, AnAugmentOfOneChangeIsAppliedAndWrittenInOneTransaction) {
   Prime(conn_, {"counted/1", "counted/2"});
   ScopedEnv env({{"KCK_FAULT_CHEAP_COMPUTES", "1"}});
   daemon_ = std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{}, log_, "debug");
-  AddBooks(1, 1);  // 10 -> 11: the first augment runs the normal way, which times it
+  // 10 -> 11: augmented in the write transaction from the first batch on (the
+  // daemon starts with the product's stored compute time).
+  AddBooks(1, 1);
+  ASSERT_TRUE(WaitFor([&] { return FastBatches() == 1; })) << FileText(log_);
+  EXPECT_NE(FirstBatch(FileText(log_)).find("(1 augmented)"), std::string::npos) << FileText(log_);
   const size_t fast = FastBatches();
   const std::string version = Version("counted/1");
   AddBooks(1, 1);

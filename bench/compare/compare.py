@@ -108,6 +108,8 @@ def parse_args():
     p.add_argument("--read-rate", type=int, default=200, help="reads a second")
     p.add_argument("--rounds", type=int, help="default 3, --quick 1")
     p.add_argument("--max-seconds", type=float, help="length of each as-fast-as-it-can run (default 4, --quick 2)")
+    p.add_argument("--warmup", type=float, help="seconds of the same load before each fixed-rate run, not measured "
+                   "(default 2, --quick 1; its first probe is reported as the cold start)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(HERE / "out"))
     p.add_argument("--only", default="abcde", help="configurations to run, e.g. abe")
@@ -117,6 +119,7 @@ def parse_args():
     a.seconds = a.seconds or (8 if a.quick else 20)
     a.rounds = a.rounds or (1 if a.quick else 3)
     a.max_seconds = a.max_seconds or (2 if a.quick else 4)
+    a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
     a.kck = os.path.abspath(a.kck)
     return a
 
@@ -287,9 +290,9 @@ class Bench:
                 AUTHORS, BOOKS, REVIEWS, self.q1("SELECT count(*) FROM store_book"),
                 self.q1("SELECT count(*) FROM store_review")),
             "load_generator": "%d changes/s over %d writer threads (Django ORM), %d reads/s, probes every 50 ms; "
-                              "%d rounds of %g s runs + %g s as fast as possible" % (
-                                  self.a.rate, WRITER_THREADS, self.a.read_rate, self.a.rounds, self.a.seconds,
-                                  self.a.max_seconds),
+                              "%d rounds of %g s runs (after %g s of the same load, not measured) + %g s as fast as "
+                              "possible" % (self.a.rate, WRITER_THREADS, self.a.read_rate, self.a.rounds,
+                                            self.a.seconds, self.a.warmup, self.a.max_seconds),
         }
         env["compute"] = ", ".join("%s %.2f ms" % kv for kv in self.compute_costs().items()) + \
             " (p50 of one compute, client-timed, idle cluster: the floor of a recompute)"
@@ -405,6 +408,7 @@ class Bench:
         if cfg.kck:
             self.start_daemon()
         writer, reader, _ = self.start_roles(cfg, seed=rnd + 1)
+        res["warmup"] = self.warmup_phase()
         res.update(self.fixed_rate_phase())
         res["daemon_last_minute"] = self.daemon_minute() if cfg.kck else None
         res["max"] = writer.call(cmd="run", seconds=self.a.max_seconds, rate=0)
@@ -417,15 +421,30 @@ class Bench:
         res["run_s"] = time.monotonic() - t0
         return res
 
+    def load(self, seconds):
+        """Writer at --rate, reader and prober together for `seconds`: their answers."""
+        writer, reader, prober = self.roles
+        for role, rate in ((writer, self.a.rate), (reader, self.a.read_rate), (prober, 0)):
+            role.send(cmd="run", seconds=seconds, rate=rate)
+        return writer.answer(), reader.answer(), prober.answer()
+
+    def warmup_phase(self):
+        """The same load for --warmup seconds, right after the roles (and kck's daemon) started, not
+        measured: its first probes are the cold start (a new daemon's first batches plan its
+        statements; the writer's threads start together)."""
+        if self.a.warmup <= 0:
+            return None
+        _, _, p = self.load(self.a.warmup)
+        return {"seconds": self.a.warmup, "first_probes_ms": [e["staleness_ms"] for e in p["each"][:3]],
+                "staleness_ms": p["staleness_ms"]}
+
     def fixed_rate_phase(self):
         """Writer at --rate, reader and prober together for --seconds; then the daemon drains.
         CPU is counted from the start to the drained outbox."""
-        writer, reader, prober = self.roles
+        _, _, prober = self.roles
         poll_pid = prober.info["poll_backend_pid"]
         before, t0 = self.cpu_sample(poll_pid), time.perf_counter()
-        for role, rate in ((writer, self.a.rate), (reader, self.a.read_rate), (prober, 0)):
-            role.send(cmd="run", seconds=self.a.seconds, rate=rate)
-        w, r, p = writer.answer(), reader.answer(), prober.answer()
+        w, r, p = self.load(self.a.seconds)
         drain_ms = self.wait_drained()
         after, window_s = self.cpu_sample(poll_pid), time.perf_counter() - t0
         cpu = {k: after[k] - before[k] for k in after}

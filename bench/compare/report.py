@@ -32,6 +32,8 @@ METRICS = {
     "drain_ms_per_1k": ("ms the daemon takes to drain 1000 queued changes (from its start)",
                         lambda r: drain_per_1k(r.get("capture"))),
     "fsync_ms": ("fsync probe ms", lambda r: r["fsync_ms"]),
+    "cold_ms": ("staleness ms of the first probe of the warm-up, right after the roles (and kck's daemon) started",
+                lambda r: r["warmup"]["first_probes_ms"][0] if r.get("warmup") else None),
     "other_cpu_share": ("share of the machine's CPU used by other processes",
                         lambda r: r["cpu_s"]["other"] / r["elapsed_s"] / CPUS),
 }
@@ -179,12 +181,13 @@ def print_context(result):
     for tag, s in result["summary"]["configs"].items():
         share = s["augmented_share"]
         print("  %-36s %s / %s / %s;  other %s%%;  fsync %s ms;  wrong products %d, probe timeouts %d, "
-              "read misses %d, write errors %d%s" % (
+              "read misses %d, write errors %d%s%s" % (
                   result["configs"][tag], *(fmt(s[m]["median"]) for m in (
                       "cpu_server_per_1k", "cpu_daemon_per_1k", "cpu_app_per_1k")),
                   fmt(100 * s["other_cpu_share"]["median"]), cell(s["fsync_ms"]), s["wrong_products"],
                   s["probe_timeouts"], s["read_misses"], s["write_errors"],
-                  "" if share is None else ";  %.0f%% of products written were augments" % (100 * share)))
+                  "" if share is None else ";  %.0f%% of products written were augments" % (100 * share),
+                  ";  cold start (first probe of the warm-up) %s ms" % cell(s["cold_ms"]) if "cold_ms" in s else ""))
 
 
 # --------------------------------------------------------------------------- plot

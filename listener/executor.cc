@@ -95,6 +95,7 @@ Task<Status> Executor::LoadRegistry() {
   check_in_sql_ = fast_in_sql_ = true;  // kck install may have migrated the schema meanwhile
   last_compute_ms_.clear();             // ... and changed the primers' SQL
   last_augment_ms_.clear();
+  augment_times_.clear();
   generation_ = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
   co_await Rehearse();
   co_return Status::Ok();
@@ -122,6 +123,7 @@ Task<StatusOr<BatchStats>> Executor::RunBatch() {
     co_await Abandon(batch.claim);
     co_return resolved;
   }
+  RecomputeWhereCheaper(batch.plan);
   if (FastEligible(batch)) {
     auto fast = co_await FastWrite(batch);
     if (!fast.ok()) {

@@ -119,6 +119,14 @@ inline constexpr int kFastTimeoutMs = 50;
 // than the runs PostgreSQL plans with their own values.
 inline constexpr int kRehearsals = 6;
 
+// What augmenting `changes` changes of a key in one chain should take, told
+// from a primer's two timed chains (one change counts as a chain of one):
+// the shortest and the longest this daemon has seen, `short_n` changes in
+// `short_ms` and `long_n` in `long_ms`; what a chain costs once (such as
+// rewriting a large value) and what each change adds. Negative until two
+// lengths were timed.
+double EstimatedChainMs(size_t short_n, double short_ms, size_t long_n, double long_ms, size_t changes);
+
 class Executor {
  public:
   // `main` runs the batch transaction, `compute` runs primer SQL outside it
@@ -211,6 +219,8 @@ class Executor {
   // or a recompute. ComputeAhead and ProduceKey decide it alike.
   enum class Route { kNone, kFresh, kAugment, kRecompute };
   static Route RouteFor(const std::string& key, const KeyWork& work, const Batch& batch);
+  void RecomputeWhereCheaper(Plan& plan) const;
+  void TimeAugment(const Primer& primer, double ms, size_t changes);
   Task<StatusOr<std::optional<std::string>>> Augment(const std::string& key, const KeyWork& work,
                                                      const Stored& stored, Batch& batch);
   // Augment's value with its time, or the one computed ahead.
@@ -246,6 +256,16 @@ class Executor {
   bool fast_in_sql_ = true;   // kck.expect_one_row exists (schema 12)
   std::map<std::string, double> last_compute_ms_;  // by primer name: its last recompute's duration
   std::map<std::string, double> last_augment_ms_;  // ... and its last augment's
+  // By primer name: its shortest and longest chain of augments as this
+  // daemon timed them (never estimated from stored products;
+  // RecomputeWhereCheaper).
+  struct AugmentTimes {
+    size_t short_n = 0;
+    double short_ms = 0;
+    size_t long_n = 0;
+    double long_ms = 0;
+  };
+  std::map<std::string, AugmentTimes> augment_times_;
   Metrics* metrics_ = nullptr;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
   WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute

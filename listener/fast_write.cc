@@ -168,7 +168,11 @@ void Executor::TallyFast(const std::vector<pg::Result>& results, size_t first, B
       continue;
     }
     const double ms = ParsedNumber<double>(r.get(0, 3));
-    (work.augmentable ? last_augment_ms_ : last_compute_ms_)[work.primer->spec.name] = ms;
+    if (work.augmentable) {
+      TimeAugment(*work.primer, ms, 1);
+    } else {
+      last_compute_ms_[work.primer->spec.name] = ms;
+    }
     if (metrics_) metrics_->AddCompute(work.primer->spec.name, work.augmentable, ms / 1000);
     if (r.get(0, 2) == "t") {
       ++batch.stats.unchanged;

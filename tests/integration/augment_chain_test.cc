@@ -19,6 +19,16 @@ const char* kShelfConfig = R"json({"primers": [
      "delete": "SELECT jsonb_build_object('n', (:value->>'n')::int - 1, 'titles', (SELECT coalesce(jsonb_agg(t ORDER BY o), '[]') FROM jsonb_array_elements(:value->'titles') WITH ORDINALITY AS e (t, o) WHERE t <> to_jsonb(:old->>'title')), 'author', :author_id)"}}}
 ]})json";
 
+// counted/<author_id>: the author's books, augmented on insert by a
+// statement that sleeps 20 ms, so that an augment costs more than a
+// recompute.
+const char* kDearAugmentConfig = R"json({"primers": [
+  {"name": "counted", "parameters": [{"name": "author_id", "type": "int"}],
+   "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id",
+   "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}],
+   "augment": {"store_book": {"insert": "SELECT to_jsonb((:value)::int + 1 + 0 * (SELECT count(*) FROM pg_sleep(0.02)))"}}}
+]})json";
+
 class AugmentChainTest : public BookstoreTest {
  protected:
   void SetUp() override {
@@ -118,6 +128,44 @@ TEST_F(AugmentChainTest, AChainLongerThanOneStatementTakesIsSplit) {
   ExpectCacheMatchesRecompute(conn_);
   EXPECT_EQ(Field("shelf/1", "snapshot"), snapshot)
       << Scalar(conn_, "SELECT last_fallback FROM kck.primer_stats WHERE primer = 'shelf'");
+}
+
+// Once the daemon has timed the primer's augments (of one change and of a
+// chain) and its recompute, a key whose changes would cost more to augment
+// than to recompute is recomputed (Executor::RecomputeWhereCheaper).
+TEST_F(AugmentChainTest, ChangesDearerToAugmentThanARecomputeAreRecomputed) {
+  InstallConfig(conn_, kDearAugmentConfig);
+  Prime(conn_, {"counted/1"});
+  const std::string log = LogPath("augment_dearer");
+  DaemonProcess daemon(conninfo_, {}, log, "debug");
+  const auto batch_logged = [&](const std::string& line) {
+    return WaitFor([&] { return FileText(log).find(line) != std::string::npos; });
+  };
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'one')");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_TRUE(batch_logged("batch: 1 changes, 1 products written (1 augmented)")) << FileText(log);
+  // Two inserts, claimed together: a chain of two, timed.
+  MustExec(conn_, "BEGIN; "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'two'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'three'); "
+                  "COMMIT");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_TRUE(batch_logged("batch: 2 changes, 1 products written (1 augmented)")) << FileText(log);
+  // No augment for an UPDATE: a recompute, timed.
+  MustExec(conn_, "UPDATE store_book SET title = 'renamed' WHERE title = 'one'");
+  ASSERT_TRUE(WaitDrained(conn_));
+  // Five inserts, claimed together: 5 x 20 ms of augments against a recompute.
+  MustExec(conn_, "BEGIN; "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'a'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'b'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'c'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'd'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (1, 'e'); "
+                  "COMMIT");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_TRUE(batch_logged("batch: 5 changes, 1 products written (0 augmented)")) << FileText(log);
+  EXPECT_EQ(Stored(conn_, "counted/1"), Scalar(conn_, "SELECT count(*) FROM store_book WHERE author_id = 1"));
+  ExpectCacheMatchesRecompute(conn_);
 }
 
 }  // namespace

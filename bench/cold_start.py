@@ -26,8 +26,8 @@ from pathlib import Path
 import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from write_path import (BenchError, Cluster, Daemon, Listener, median, pg_bindir, run,  # noqa: E402
-                        run_bench, FRESH_TRIGGER)
+from write_path import (BenchError, ClusterBench, Daemon, Listener, median, run, run_bench,  # noqa: E402
+                        FRESH_TRIGGER)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = """
@@ -50,31 +50,22 @@ def parse_args():
     return a
 
 
-class Bench:
+class Bench(ClusterBench):
     def __init__(self, a):
-        self.a = a
-        self.cluster = Cluster(pg_bindir())
-        self.db = None
+        super().__init__(a)
         self.n = 0
 
-    def q(self, sql, args=None):
-        with self.db.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchone() if cur.description else None
-
     def setup(self):
-        self.cluster.start()
-        self.db = psycopg2.connect(self.cluster.conninfo)
-        self.db.autocommit = True
-        self.q((ROOT / "examples" / "bookstore" / "schema.sql").read_text())
-        self.q(DATA)
-        self.q("VACUUM ANALYZE")
+        self.start()
+        self.q1((ROOT / "examples" / "bookstore" / "schema.sql").read_text())
+        self.q1(DATA)
+        self.q1("VACUUM ANALYZE")
         config = json.loads((ROOT / "examples" / "bookstore" / "primers.json").read_text())
         config["primers"] = [p for p in config["primers"] if p["name"] in ("title_list", "author_stats")]
         path = self.cluster.dir / "primers.json"
         path.write_text(json.dumps(config))
         run([self.a.kck_b, "--db", self.cluster.conninfo, "install", "--config", path])
-        self.q(FRESH_TRIGGER)
+        self.q1(FRESH_TRIGGER)
 
     def one_run(self, kck):
         """commit -> fresh ms of each insert, and whether the first batch was a fast write."""

@@ -97,8 +97,7 @@ Task<Status> Executor::LoadRegistry() {
   last_augment_ms_.clear();
   augment_times_.clear();
   generation_ = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
-  co_await Rehearse();
-  co_return Status::Ok();
+  co_return co_await Rehearse();
 }
 
 Task<StatusOr<BatchStats>> Executor::RunBatch() {

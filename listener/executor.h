@@ -185,7 +185,7 @@ class Executor {
   // transaction, and doing so; false when it fell back (rolled back, the
   // claim still held), an error when the connection is lost.
   bool FastEligible(const Batch& batch) const;
-  Task<void> Rehearse();
+  Task<Status> Rehearse();
   Task<StatusOr<bool>> FastWrite(Batch& batch);
   void TallyFast(const std::vector<pg::Result>& results, size_t first, Batch& batch);
   // Reads the stored rows of `keys` (values of the augmentable ones) into

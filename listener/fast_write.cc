@@ -194,12 +194,13 @@ void Executor::TallyFast(const std::vector<pg::Result>& results, size_t first, B
 // kRehearsals times with a stored key's parameters but written under a key
 // nothing is stored under (''): planned with real values, computed and
 // written nowhere. Best effort: a statement that fails here is left to the
-// batches, which report it.
-Task<void> Executor::Rehearse() {
+// batches, which report it; only a lost connection fails the load.
+Task<Status> Executor::Rehearse() {
   auto costs = co_await main_.Query(sql::File("daemon_compute_costs.sql"));
   if (!costs.ok()) {
+    if (!main_.connected()) co_return costs.status().WithContext("reading the primers' compute times");
     spdlog::debug("reading the primers' compute times: {}", pg::Excerpt(costs.status().message(), 300));
-    co_return;
+    co_return Status::Ok();
   }
   Statements all;
   for (int i = 0; i < costs->rows(); ++i) {
@@ -215,13 +216,16 @@ Task<void> Executor::Rehearse() {
     if (!statement.ok()) continue;
     for (int run = 0; run < kRehearsals; ++run) all.push_back(*statement);
   }
-  if (all.empty()) co_return;
+  if (all.empty()) co_return Status::Ok();
   const auto t0 = std::chrono::steady_clock::now();
   const size_t n = all.size() / kRehearsals;
+  co_await fault::At("plan_ahead", main_);
   auto done = co_await main_.PipelineEach(std::move(all));
+  if (!done.ok() && !main_.connected()) co_return done.status().WithContext("planning the primers' statements ahead");
   const double took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   spdlog::debug("primers planned ahead: {} ({:.1f} ms){}", n, took,
                 done.ok() ? "" : ": " + pg::Excerpt(done.status().message(), 300));
+  co_return Status::Ok();
 }
 
 }  // namespace kck

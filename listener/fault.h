@@ -15,8 +15,9 @@
 //
 // Steps: claim, plan, lock, compute, write, commit (after the writes and
 // COMMIT were sent, before their reply); warm_plan (before a warm-up lists
-// its keys), warm_queue (before it queues a slice). Unset variables cost
-// one branch.
+// its keys), warm_queue (before it queues a slice); plan_ahead (before a
+// daemon that loaded its primers plans their statements,
+// Executor::Rehearse). Unset variables cost one branch.
 #pragma once
 
 #include <string_view>

@@ -187,6 +187,24 @@ TEST_F(FastWriteTest, ADaemonThatStartsComputesItsFirstBatchInTheWriteTransactio
   ExpectCacheMatchesRecompute(conn_);
 }
 
+// A connection lost while the daemon plans ahead fails the load: the
+// daemon connects again, plans again and applies changes as before.
+TEST_F(FastWriteTest, AConnectionLostWhilePlanningAheadIsConnectedAgain) {
+  daemon_.reset();
+  ScopedEnv env({{"KCK_FAULT_CUT", "plan_ahead:1"}});
+  const std::string log = LogPath("fast_cut_plan_ahead");
+  daemon_ = std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{}, log, "debug");
+  AddBooks(1, 2);
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "books/1") == Books(12); })) << FileText(log);
+  const std::string text = FileText(log);
+  EXPECT_NE(text.find("cutting the connection at step plan_ahead"), std::string::npos) << text;
+  EXPECT_NE(text.find("planning the primers' statements ahead"), std::string::npos) << text;
+  EXPECT_NE(text.find("primers planned ahead: 2"), std::string::npos) << text;
+  EXPECT_NE(FirstBatch(text).find("computed in the write transaction"), std::string::npos) << text;
+  EXPECT_TRUE(daemon_->running());
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 TEST_F(FastWriteTest, ACheapRecomputeIsComputedAndWrittenInOneTransaction) {
   const std::string before = Version("books/1");
   AddBooks(1, 2);  // 10 -> 12 books

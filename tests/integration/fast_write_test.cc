@@ -84,10 +84,9 @@ class FastWriteTest : public BookstoreTest {
     ASSERT_TRUE(WaitDrained(conn_));
   }
   // Under `config`, whose product `key` counts author 1's books (10 to
-  // start with), for each step of a fast write: a daemon whose first batch
-  // runs the normal way (timing the compute or augment) and whose second, a
-  // fast write, loses its connection at that step; the batch is retried and
-  // the product counts each book once.
+  // start with), for each step of a fast write: a daemon whose second batch
+  // (a fast write, as is its first) loses its connection at that step; the
+  // batch is retried and the product counts each book once.
   void CutEachStepOfAFastWrite(const std::string& config, const std::string& key) {
     daemon_.reset();
     InstallConfig(conn_, config);

@@ -138,19 +138,16 @@ TEST_F(AugmentChainTest, ChangesDearerToAugmentThanARecomputeAreRecomputed) {
   Prime(conn_, {"counted/1"});
   const std::string log = LogPath("augment_dearer");
   DaemonProcess daemon(conninfo_, {}, log, "debug");
-  const auto batch_logged = [&](const std::string& line) {
-    return WaitFor([&] { return FileText(log).find(line) != std::string::npos; });
-  };
   MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'one')");
   ASSERT_TRUE(WaitDrained(conn_));
-  EXPECT_TRUE(batch_logged("batch: 1 changes, 1 products written (1 augmented)")) << FileText(log);
+  EXPECT_TRUE(WaitForLog(log, "batch: 1 changes, 1 products written (1 augmented)")) << FileText(log);
   // Two inserts, claimed together: a chain of two, timed.
   MustExec(conn_, "BEGIN; "
                   "INSERT INTO store_book (author_id, title) VALUES (1, 'two'); "
                   "INSERT INTO store_book (author_id, title) VALUES (1, 'three'); "
                   "COMMIT");
   ASSERT_TRUE(WaitDrained(conn_));
-  EXPECT_TRUE(batch_logged("batch: 2 changes, 1 products written (1 augmented)")) << FileText(log);
+  EXPECT_TRUE(WaitForLog(log, "batch: 2 changes, 1 products written (1 augmented)")) << FileText(log);
   // No augment for an UPDATE: a recompute, timed.
   MustExec(conn_, "UPDATE store_book SET title = 'renamed' WHERE title = 'one'");
   ASSERT_TRUE(WaitDrained(conn_));
@@ -163,8 +160,20 @@ TEST_F(AugmentChainTest, ChangesDearerToAugmentThanARecomputeAreRecomputed) {
                   "INSERT INTO store_book (author_id, title) VALUES (1, 'e'); "
                   "COMMIT");
   ASSERT_TRUE(WaitDrained(conn_));
-  EXPECT_TRUE(batch_logged("batch: 5 changes, 1 products written (0 augmented)")) << FileText(log);
+  EXPECT_TRUE(WaitForLog(log, "batch: 5 changes, 1 products written (0 augmented)")) << FileText(log);
   EXPECT_EQ(Stored(conn_, "counted/1"), Scalar(conn_, "SELECT count(*) FROM store_book WHERE author_id = 1"));
+  // 120 keys with two single-row inserts each, in one transaction: all
+  // recomputed, each once.
+  MustExec(conn_, "INSERT INTO store_author (name) SELECT 'more ' || i FROM generate_series(21, 130) i");
+  std::vector<std::string> keys;
+  for (int a = 2; a <= 121; ++a) keys.push_back("counted/" + std::to_string(a));
+  Prime(conn_, keys);
+  MustExec(conn_, "DO $$ BEGIN FOR a IN 2..121 LOOP "
+                  "INSERT INTO store_book (author_id, title) VALUES (a, 'x'); "
+                  "INSERT INTO store_book (author_id, title) VALUES (a, 'y'); "
+                  "END LOOP; END $$");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_TRUE(WaitForLog(log, "batch: 240 changes, 120 products written (0 augmented)")) << FileText(log);
   ExpectCacheMatchesRecompute(conn_);
 }
 

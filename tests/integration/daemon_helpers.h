@@ -195,6 +195,12 @@ inline bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds
 }
 
 // One value of a one-row query, or "<error: ...>".
+// Waits until the file at `path` contains `text`.
+inline bool WaitForLog(const std::string& path, const std::string& text,
+                       std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  return WaitFor([&] { return FileText(path).find(text) != std::string::npos; }, limit);
+}
+
 inline std::string Scalar(pg::Connection& conn, const std::string& sql, const pg::Params& params = {}) {
   auto r = conn.Exec(sql, params);
   if (!r.ok()) return "<error: " + r.status().message() + ">";

@@ -153,7 +153,7 @@ TEST_F(WarmTest, ASliceThatCouldNotBeQueuedIsQueuedOnTheNextTry) {
   MustExec(conn_, "SELECT pg_advisory_lock(7037805, 1)");
   const std::string log = LogPath("queue_lock");
   DaemonProcess daemon(conninfo_, {"--compute-timeout", "1s"}, log);
-  ASSERT_TRUE(WaitFor([&] { return FileText(log).find("warm-up:") != std::string::npos; }, std::chrono::seconds(10)))
+  ASSERT_TRUE(WaitForLog(log, "warm-up:"))
       << FileText(log);
   MustExec(conn_, "SELECT pg_advisory_unlock(7037805, 1)");
   EXPECT_TRUE(WaitFor([&] { return Count("primer = 'slow'") == "150"; }, std::chrono::seconds(30)))
@@ -169,7 +169,7 @@ TEST_F(WarmTest, AWarmSqlThatFailsTransientlyIsRunAgain) {
   MustExec(locker, "BEGIN; LOCK TABLE store_author IN ACCESS EXCLUSIVE MODE");
   const std::string log = LogPath("list_lock");
   DaemonProcess daemon(conninfo_, {"--compute-timeout", "1s"}, log);
-  ASSERT_TRUE(WaitFor([&] { return FileText(log).find("warm-up:") != std::string::npos; }, std::chrono::seconds(10)))
+  ASSERT_TRUE(WaitForLog(log, "warm-up:"))
       << FileText(log);
   MustExec(locker, "COMMIT");
   EXPECT_TRUE(WaitFor([&] { return Count("primer = 'slow'") == "150"; }, std::chrono::seconds(30)))

@@ -33,7 +33,7 @@ import time
 import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from write_path import (BenchError, Cluster, Daemon, Listener, Stats, median, pg_bindir,  # noqa: E402
+from write_path import (BenchError, Cluster, Daemon, Stats, fresh_probe, median, pg_bindir,  # noqa: E402
                         rotated, run, run_bench, FRESH_TRIGGER)
 
 CURRENCIES = ["EUR", "USD", "GBP", "CHF", "JPY"]
@@ -136,10 +136,7 @@ class Bench:
         self.install(augment)
         self.kck("refresh", product)
         log = self.cluster.dir / ("daemon-%d.log" % time.monotonic_ns())
-        daemon = Daemon(self.a.kck, self.cluster.conninfo, log, level="debug")
-        fresh = Listener(self.cluster.conninfo, "bench_fresh")
-        writer = psycopg2.connect(self.cluster.conninfo)
-        writer.autocommit = True
+        daemon, fresh, writer = fresh_probe(self.a.kck, self.cluster.conninfo, log)
         time.sleep(0.5)
         samples = []
         try:

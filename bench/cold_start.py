@@ -23,10 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg2
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from write_path import (BenchError, ClusterBench, Daemon, Listener, median, run, run_bench,  # noqa: E402
+from write_path import (BenchError, ClusterBench, fresh_probe, median, run, run_bench,  # noqa: E402
                         FRESH_TRIGGER)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,10 +70,7 @@ class Bench(ClusterBench):
         keys = ["%s/%d" % (p, a) for p in ("title_list", "author_stats") for a in range(1, 201)]
         run([kck, "--db", self.cluster.conninfo, "refresh"] + keys)
         log = self.cluster.dir / ("daemon-%d.log" % time.monotonic_ns())
-        daemon = Daemon(kck, self.cluster.conninfo, log, level="debug")
-        fresh = Listener(self.cluster.conninfo, "bench_fresh")
-        writer = psycopg2.connect(self.cluster.conninfo)
-        writer.autocommit = True
+        daemon, fresh, writer = fresh_probe(kck, self.cluster.conninfo, log)
         time.sleep(1.0)
         samples = []
         try:

@@ -386,6 +386,16 @@ class Listener:
         self.conn.close()
 
 
+def fresh_probe(kck, conninfo, log):
+    """A debug-level daemon, a connection listening on bench_fresh (FRESH_TRIGGER: a product's row
+    rewritten) and an autocommit writer, for benches that time commit -> fresh."""
+    daemon = Daemon(kck, conninfo, log, level="debug")
+    fresh = Listener(conninfo, "bench_fresh")
+    writer = psycopg2.connect(conninfo)
+    writer.autocommit = True
+    return daemon, fresh, writer
+
+
 def parse_pgbench(out):
     """tps, transactions and, under -R, latency and schedule lag from pgbench's summary."""
     def num(pattern):

@@ -160,43 +160,20 @@ Executor::Route Executor::RouteFor(const std::string& key, const KeyWork& work, 
   return Route::kRecompute;
 }
 
-double EstimatedChainMs(size_t short_n, double short_ms, size_t long_n, double long_ms, size_t changes) {
-  if (short_n == 0 || long_n <= short_n) return -1;
-  const double each = std::max(0.0, (long_ms - short_ms) / static_cast<double>(long_n - short_n));
-  return std::max(0.0, short_ms + each * (static_cast<double>(changes) - static_cast<double>(short_n)));
-}
-
 // A key with several changes is augmented change by change in one chained
 // statement (primers/augment_chain.h). When that would take longer than its
 // last recompute, the key is recomputed instead: a backlog of many changes
 // to a cheap product then costs one compute per key, as without augments.
 // A chain's time is told from the primer's shortest and longest timed
-// chains (EstimatedChainMs): until this daemon has timed two lengths, keys
-// are augmented.
+// chains (EstimatedChainMs): until two lengths are timed, by this daemon or
+// by those before it (listener/primer_timings.h), keys are augmented.
 void Executor::RecomputeWhereCheaper(Plan& plan) const {
   for (auto& [key, work] : plan.keys) {
     if (!work.augmentable || work.changes.size() < 2) continue;
-    auto times = augment_times_.find(work.primer->spec.name);
-    auto compute = last_compute_ms_.find(work.primer->spec.name);
-    if (times == augment_times_.end() || compute == last_compute_ms_.end()) continue;
-    const AugmentTimes& t = times->second;
-    if (EstimatedChainMs(t.short_n, t.short_ms, t.long_n, t.long_ms, work.changes.size()) > compute->second) {
-      work.augmentable = false;
-    }
-  }
-}
-
-void Executor::TimeAugment(const Primer& primer, double ms, size_t changes) {
-  last_augment_ms_[primer.spec.name] = ms;
-  AugmentTimes& t = augment_times_[primer.spec.name];
-  changes = std::max<size_t>(changes, 1);
-  if (t.short_n == 0 || changes <= t.short_n) {
-    t.short_n = changes;
-    t.short_ms = ms;
-  }
-  if (changes >= t.long_n) {
-    t.long_n = changes;
-    t.long_ms = ms;
+    const std::string& primer = work.primer->spec.name;
+    auto chain = timings_.ChainMs(primer, work.changes.size());
+    auto compute = timings_.compute_ms(primer);
+    if (chain && compute && *chain > *compute) work.augmentable = false;
   }
 }
 
@@ -234,9 +211,9 @@ Task<Status> Executor::ProduceKey(const std::string& key, const KeyWork& work, B
     c.ms = MsSince(t0);
   }
   if (augmented) {
-    TimeAugment(primer, c.ms, work.changes.size());
+    timings_.Augmented(primer.spec.name, c.ms, work.changes.size());
   } else {
-    last_compute_ms_[primer.spec.name] = c.ms;
+    timings_.Computed(primer.spec.name, c.ms);
   }
   transient_tries_.erase(key);
   if (metrics_) metrics_->AddCompute(primer.spec.name, augmented, c.ms / 1000);

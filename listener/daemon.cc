@@ -50,6 +50,7 @@ void Daemon::OnTick() {
   upkeep_due_ |= due.upkeep;
   if (due.look && !fault::NoPoll()) pending_ = true;
   if (due.summary) summary_.Log();
+  timings_due_ |= due.summary;
   gauges_due_ |= due.gauges;
   warmer_->Tick(std::chrono::steady_clock::now());
   warm_due_ = warmer_->has_work();
@@ -273,6 +274,9 @@ Task<void> Daemon::Serve() {
     } else if (publish_due_) {
       publish_due_ = false;
       co_await PublishStats();
+    } else if (timings_due_) {
+      timings_due_ = false;
+      co_await PublishTimings();
     } else if (gauges_due_) {
       gauges_due_ = false;
       co_await ReadGauges();
@@ -305,8 +309,12 @@ Task<void> Daemon::Serve() {
       co_await wake_;
     }
   }
-  // A clean stop: writers need not wake this daemon any more.
-  if (stopping_) (void)co_await wakeup_->Unregister();
+  // A clean stop: writers need not wake this daemon any more, and the next
+  // daemon begins with what this one timed.
+  if (stopping_) {
+    co_await PublishTimings();
+    (void)co_await wakeup_->Unregister();
+  }
 }
 
 Task<bool> Daemon::Reload() {
@@ -383,6 +391,14 @@ Task<void> Daemon::PublishStats() {
   pg::Params params = {wakeup_->id(), summary_.Published()};
   auto r = co_await listen_->Query(sql::File("daemon_publish_stats.sql"), std::move(params));
   if (!r.ok()) spdlog::debug("publishing the last minute's counts: {}", pg::Excerpt(r.status().message(), 300));
+}
+
+Task<void> Daemon::PublishTimings() {
+  auto timings = executor_->TakeTimings();
+  if (!timings) co_return;
+  pg::Params params = {std::to_string(executor_->generation()), timings->dump()};
+  auto r = co_await listen_->Query(sql::File("daemon_publish_timings.sql"), std::move(params));
+  if (!r.ok()) spdlog::debug("publishing the primers' timings: {}", pg::Excerpt(r.status().message(), 300));
 }
 
 Task<void> Daemon::ReadGauges() {

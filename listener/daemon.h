@@ -67,6 +67,9 @@ class Daemon {
   Task<bool> OutboxEmpty();
   // The last minute's counts in kck.listeners, for kck status.
   Task<void> PublishStats();
+  // What the batches timed per primer in kck.primer_stats, for the daemons
+  // that start later (listener/primer_timings.h).
+  Task<void> PublishTimings();
   // The outbox's depth, claims and lag, for the metrics.
   Task<void> ReadGauges();
   // Starts the metrics endpoint, if asked for; false (logged) if it cannot.
@@ -110,6 +113,7 @@ class Daemon {
   bool recheck_due_ = false;  // the wakeup's recheck timer fired
   bool upkeep_due_ = false;   // the outbox's upkeep is due (listener/janitor.h)
   bool publish_due_ = false;  // the last minute's counts moved (listener/summary.h)
+  bool timings_due_ = false;  // the primers' timings are to be published (every ten seconds)
   Scheduler scheduler_;
   Summary summary_;
   Metrics metrics_;

@@ -93,9 +93,7 @@ Task<Status> Executor::LoadRegistry() {
   if (!registry.ok()) co_return registry.status();
   registry_ = *registry;
   check_in_sql_ = fast_in_sql_ = true;  // kck install may have migrated the schema meanwhile
-  last_compute_ms_.clear();             // ... and changed the primers' SQL
-  last_augment_ms_.clear();
-  augment_times_.clear();
+  timings_.Clear();                     // ... and changed the primers' SQL
   generation_ = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
   co_return co_await Rehearse();
 }

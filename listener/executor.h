@@ -49,6 +49,7 @@
 
 #include "pg/async_connection.h"
 #include "listener/planner.h"
+#include "listener/primer_timings.h"
 #include "listener/import_engine.h"
 #include "listener/python_engine.h"
 #include "listener/worker_pool.h"
@@ -119,14 +120,6 @@ inline constexpr int kFastTimeoutMs = 50;
 // than the runs PostgreSQL plans with their own values.
 inline constexpr int kRehearsals = 6;
 
-// What augmenting `changes` changes of a key in one chain should take, told
-// from a primer's two timed chains (one change counts as a chain of one):
-// the shortest and the longest this daemon has seen, `short_n` changes in
-// `short_ms` and `long_n` in `long_ms`; what a chain costs once (such as
-// rewriting a large value) and what each change adds. Negative until two
-// lengths were timed.
-double EstimatedChainMs(size_t short_n, double short_ms, size_t long_n, double long_ms, size_t changes);
-
 class Executor {
  public:
   // `main` runs the batch transaction, `compute` runs primer SQL outside it
@@ -144,6 +137,9 @@ class Executor {
   Task<StatusOr<BatchStats>> RunBatch();
   // Recomputes up to batch_size products whose refresh_every has passed.
   Task<StatusOr<BatchStats>> RunScheduled();
+  // What the batches timed per primer since the last call, for
+  // kck.primer_stats (listener/primer_timings.h), or nullopt.
+  std::optional<nlohmann::json> TakeTimings() { return timings_.TakeChanged(); }
   // Where each compute's duration and each primer error is counted (may be null).
   void set_metrics(Metrics* metrics) { metrics_ = metrics; }
 
@@ -185,7 +181,10 @@ class Executor {
   // transaction, and doing so; false when it fell back (rolled back, the
   // claim still held), an error when the connection is lost.
   bool FastEligible(const Batch& batch) const;
+  // Begins with the timings published and the compute times of the stored
+  // products, and plans the cheap primers' statements ahead.
   Task<Status> Rehearse();
+  Task<Status> RestoreTimings();
   Task<StatusOr<bool>> FastWrite(Batch& batch);
   void TallyFast(const std::vector<pg::Result>& results, size_t first, Batch& batch);
   // Reads the stored rows of `keys` (values of the augmentable ones) into
@@ -220,7 +219,6 @@ class Executor {
   enum class Route { kNone, kFresh, kAugment, kRecompute };
   static Route RouteFor(const std::string& key, const KeyWork& work, const Batch& batch);
   void RecomputeWhereCheaper(Plan& plan) const;
-  void TimeAugment(const Primer& primer, double ms, size_t changes);
   Task<StatusOr<std::optional<std::string>>> Augment(const std::string& key, const KeyWork& work,
                                                      const Stored& stored, Batch& batch);
   // Augment's value with its time, or the one computed ahead.
@@ -254,18 +252,7 @@ class Executor {
   uint64_t progress_ = 0;
   bool check_in_sql_ = true;  // kck.expect_products exists (schema 10)
   bool fast_in_sql_ = true;   // kck.expect_one_row exists (schema 12)
-  std::map<std::string, double> last_compute_ms_;  // by primer name: its last recompute's duration
-  std::map<std::string, double> last_augment_ms_;  // ... and its last augment's
-  // By primer name: its shortest and longest chain of augments as this
-  // daemon timed them (never estimated from stored products;
-  // RecomputeWhereCheaper).
-  struct AugmentTimes {
-    size_t short_n = 0;
-    double short_ms = 0;
-    size_t long_n = 0;
-    double long_ms = 0;
-  };
-  std::map<std::string, AugmentTimes> augment_times_;
+  PrimerTimings timings_;  // by primer: its last recompute, its augments
   Metrics* metrics_ = nullptr;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row
   WarningLimiter degraded_warnings_{std::chrono::minutes(1)};  // one per table per minute

@@ -118,10 +118,9 @@ bool Executor::FastEligible(const Batch& batch) const {
     // An augment of one change goes in too; several are chained the normal way.
     if (work.augmentable && work.changes.size() != 1) return false;
     // Timed by the primer's last recompute, or last augment for an augment.
-    const auto& costs = work.augmentable ? last_augment_ms_ : last_compute_ms_;
-    auto last = costs.find(primer.spec.name);
-    if (last == costs.end()) return false;
-    if (!fault::AnyComputeIsCheap()) budget -= last->second;
+    auto last = work.augmentable ? timings_.augment_ms(primer.spec.name) : timings_.compute_ms(primer.spec.name);
+    if (!last) return false;
+    if (!fault::AnyComputeIsCheap()) budget -= *last;
     if (budget < 0) return false;
   }
   return true;
@@ -169,9 +168,9 @@ void Executor::TallyFast(const std::vector<pg::Result>& results, size_t first, B
     }
     const double ms = ParsedNumber<double>(r.get(0, 3));
     if (work.augmentable) {
-      TimeAugment(*work.primer, ms, 1);
+      timings_.Augmented(work.primer->spec.name, ms, 1);
     } else {
-      last_compute_ms_[work.primer->spec.name] = ms;
+      timings_.Computed(work.primer->spec.name, ms);
     }
     if (metrics_) metrics_->AddCompute(work.primer->spec.name, work.augmentable, ms / 1000);
     if (r.get(0, 2) == "t") {
@@ -183,19 +182,42 @@ void Executor::TallyFast(const std::vector<pg::Result>& results, size_t first, B
   }
 }
 
+// The timings the daemons before this one published, for primers still
+// defined as they were then (sql/daemon_primer_timings.sql).
+Task<Status> Executor::RestoreTimings() {
+  auto published = co_await main_.Query(sql::File("daemon_primer_timings.sql"));
+  if (!published.ok()) {
+    if (!main_.connected()) co_return published.status().WithContext("reading the primers' published timings");
+    spdlog::debug("reading the primers' published timings: {}", pg::Excerpt(published.status().message(), 300));
+    co_return Status::Ok();
+  }
+  for (int i = 0; i < published->rows(); ++i) {
+    const std::string primer(published->get(i, 0));
+    auto timings = nlohmann::json::parse(published->get(i, 1), nullptr, false);
+    if (registry_->Find(primer) != nullptr && !timings_.Restore(primer, timings)) {
+      spdlog::debug("primer \"{}\": its published timings are not in a form this daemon reads: {}", primer,
+                    pg::Excerpt(published->get(i, 1), 200));
+    }
+  }
+  co_return Status::Ok();
+}
+
 // A daemon that starts (or reloads its primers) knows no primer's compute
 // time, and its batch connection has planned nothing: its first batches
 // would take the normal path's four round trips, then plan each primer's
 // statement afresh five times (PostgreSQL plans a prepared statement with
 // the values of each of its first five runs before it settles on one plan:
 // here 4 ms for author_stats' first run, 0.5-1 ms for the next four, 0.2 ms
-// after). So it begins with each primer's compute time as its stored
-// products last measured it, and runs each cheap SQL primer's statement
+// after). So it begins with what the daemons before it timed
+// (listener/primer_timings.h) and, for primers they did not time, each
+// primer's compute time as its stored products last measured it, and runs each cheap SQL primer's statement
 // kRehearsals times with a stored key's parameters but written under a key
 // nothing is stored under (''): planned with real values, computed and
 // written nowhere. Best effort: a statement that fails here is left to the
 // batches, which report it; only a lost connection fails the load.
 Task<Status> Executor::Rehearse() {
+  Status restored = co_await RestoreTimings();
+  if (!restored.ok()) co_return restored;
   auto costs = co_await main_.Query(sql::File("daemon_compute_costs.sql"));
   if (!costs.ok()) {
     if (!main_.connected()) co_return costs.status().WithContext("reading the primers' compute times");
@@ -206,12 +228,10 @@ Task<Status> Executor::Rehearse() {
   for (int i = 0; i < costs->rows(); ++i) {
     const Primer* primer = registry_->Find(costs->get(i, 0));
     if (primer == nullptr || primer->spec.engine != "sql" || primer->compute_write.empty()) continue;
-    const double ms = ParsedNumber<double>(costs->get(i, 1));
-    last_compute_ms_.emplace(primer->spec.name, ms);
     // A stored product's compute_ms may be its last augment's; an augment
     // costs at most about a recompute, and a slow one rolls back (50 ms).
-    if (!primer->augment.empty()) last_augment_ms_.emplace(primer->spec.name, ms);
-    if (ms > kFastBudgetMs) continue;
+    timings_.SeedFromStored(primer->spec.name, ParsedNumber<double>(costs->get(i, 1)), !primer->augment.empty());
+    if (timings_.compute_ms(primer->spec.name).value_or(0) > kFastBudgetMs) continue;
     auto statement = ComputeWrite(std::string(costs->get(i, 2)), *primer, "");
     if (!statement.ok()) continue;
     for (int run = 0; run < kRehearsals; ++run) all.push_back(*statement);

@@ -177,5 +177,61 @@ TEST_F(AugmentChainTest, ChangesDearerToAugmentThanARecomputeAreRecomputed) {
   ExpectCacheMatchesRecompute(conn_);
 }
 
+// A daemon that stops publishes what it timed (kck.primer_stats), and the
+// next one begins with it: a backlog of five changes to a key whose
+// augments cost more than its recompute, and of two changes to each of 120
+// keys, is recomputed in its first batch. Once the primer's definition
+// changes, what was timed is not taken: a new daemon augments.
+TEST_F(AugmentChainTest, ADaemonThatStartsBeginsWithWhatTheOneBeforeTimed) {
+  InstallConfig(conn_, kDearAugmentConfig);
+  MustExec(conn_, "INSERT INTO store_author (name) SELECT 'more ' || i FROM generate_series(21, 130) i");
+  std::vector<std::string> keys;
+  for (int a = 1; a <= 121; ++a) keys.push_back("counted/" + std::to_string(a));
+  Prime(conn_, keys);
+  {
+    DaemonProcess first(conninfo_);
+    MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'one')");
+    ASSERT_TRUE(WaitDrained(conn_));
+    MustExec(conn_, "BEGIN; "
+                    "INSERT INTO store_book (author_id, title) VALUES (1, 'two'); "
+                    "INSERT INTO store_book (author_id, title) VALUES (1, 'three'); "
+                    "COMMIT");
+    ASSERT_TRUE(WaitDrained(conn_));
+    MustExec(conn_, "UPDATE store_book SET title = 'renamed' WHERE title = 'one'");
+    ASSERT_TRUE(WaitDrained(conn_));
+    first.Kill(SIGTERM);
+  }
+  EXPECT_EQ(Scalar(conn_, "SELECT (timings->>'short_n') || ' ' || (timings->>'long_n') || ' ' || "
+                          "(timings ? 'compute_ms') FROM kck.primer_stats WHERE primer = 'counted'"),
+            "1 2 true");
+  const char* backlog = "DO $$ BEGIN "
+                        "FOR i IN 1..5 LOOP INSERT INTO store_book (author_id, title) VALUES (1, 'b' || i); END LOOP; "
+                        "FOR a IN 2..121 LOOP "
+                        "INSERT INTO store_book (author_id, title) VALUES (a, 'x'); "
+                        "INSERT INTO store_book (author_id, title) VALUES (a, 'y'); "
+                        "END LOOP; END $$";
+  MustExec(conn_, backlog);
+  const std::string log = LogPath("augment_restarted");
+  {
+    DaemonProcess second(conninfo_, {}, log, "debug");
+    ASSERT_TRUE(WaitDrained(conn_));
+    EXPECT_TRUE(WaitForLog(log, "batch: 245 changes, 121 products written (0 augmented)")) << FileText(log);
+    second.Kill(SIGTERM);
+  }
+  ExpectCacheMatchesRecompute(conn_);
+  // The same primer, defined otherwise.
+  std::string changed = kDearAugmentConfig;
+  changed.replace(changed.find("SELECT count(*) FROM"), 20, "SELECT count(*) + 0 FROM");
+  InstallConfig(conn_, changed);
+  MustExec(conn_, "DO $$ BEGIN "
+                  "FOR i IN 1..5 LOOP INSERT INTO store_book (author_id, title) VALUES (1, 'c' || i); END LOOP; "
+                  "END $$");
+  const std::string log2 = LogPath("augment_redefined");
+  DaemonProcess third(conninfo_, {}, log2, "debug");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_TRUE(WaitForLog(log2, "batch: 5 changes, 1 products written (1 augmented)")) << FileText(log2);
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 }  // namespace
 }  // namespace kck::testing

@@ -303,18 +303,5 @@ TEST(Snapshot, VisibilityFollowsPgVisibleInSnapshot) {
   EXPECT_TRUE(VisibleInSnapshot("100:100:", 99));
 }
 
-// A chain's time from two timed lengths: linear when each change costs the
-// same, flat when the chain costs once (a large value rewritten once per
-// chain), unknown until two lengths were timed.
-TEST(AugmentCost, AChainsTimeIsToldFromTwoTimedLengths) {
-  EXPECT_DOUBLE_EQ(EstimatedChainMs(1, 0.1, 2, 0.2, 30), 3.0);
-  EXPECT_DOUBLE_EQ(EstimatedChainMs(3, 0.3, 12, 1.2, 30), 3.0);
-  EXPECT_DOUBLE_EQ(EstimatedChainMs(1, 35, 5, 36, 5), 36);
-  EXPECT_DOUBLE_EQ(EstimatedChainMs(1, 35, 5, 30, 20), 35);  // a faster long chain adds nothing per change
-  EXPECT_DOUBLE_EQ(EstimatedChainMs(4, 0.4, 8, 0.8, 2), 0.2);
-  EXPECT_LT(EstimatedChainMs(0, 0, 0, 0, 30), 0);
-  EXPECT_LT(EstimatedChainMs(3, 0.3, 3, 0.3, 30), 0);
-}
-
 }  // namespace
 }  // namespace kck

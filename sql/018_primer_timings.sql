@@ -1,0 +1,12 @@
+-- Schema 18: what the daemons timed per primer.
+--
+-- A daemon times each primer's recomputes and augments: the fast write
+-- budgets with them, and a key with several changes is recomputed rather
+-- than augmented when its chain of augments would take longer
+-- (listener/primer_timings.h). A daemon that started knew none of it, so
+-- it augmented a backlog change by change until it had timed two chain
+-- lengths. Daemons now publish their timings here every ten seconds and
+-- when they stop, each primer's stamped with the md5 of its definition
+-- (kck.primers.spec) as "spec": a daemon that starts takes those of the
+-- primers still so defined.
+ALTER TABLE kck.primer_stats ADD COLUMN timings jsonb;

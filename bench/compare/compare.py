@@ -69,8 +69,6 @@ CONFIGS = [
 ]
 
 DATA_SQL = """
-CREATE INDEX ON store_book (author_id);
-CREATE INDEX ON store_review (book_id);
 INSERT INTO store_author (name) SELECT 'author ' || i FROM generate_series(4, %(authors)d) i;
 INSERT INTO store_book (author_id, title, published)
   SELECT a.id, 'book ' || a.id || '-' || j, date '2000-01-01' + j

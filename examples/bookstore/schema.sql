@@ -15,6 +15,10 @@ CREATE TABLE store_review (
   rating  integer NOT NULL CHECK (rating BETWEEN 1 AND 5),
   body    text NOT NULL DEFAULT ''
 );
+-- The indexes Django creates for a ForeignKey: each product reads one
+-- author's books and their reviews.
+CREATE INDEX store_book_author_id_idx ON store_book (author_id);
+CREATE INDEX store_review_book_id_idx ON store_review (book_id);
 INSERT INTO store_author (name) VALUES ('Ursula K. Le Guin'), ('Italo Calvino'), ('Octavia E. Butler');
 INSERT INTO store_book (author_id, title, published) VALUES
   (1, 'A Wizard of Earthsea', '1968-11-01'), (1, 'The Left Hand of Darkness', '1969-03-01'),

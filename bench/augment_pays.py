@@ -3,7 +3,7 @@
 product is augmented in place versus recomputed, for an expensive aggregate and for a large
 value, and what augment_max_changes does with a burst.
 
-    /usr/bin/python3 bench/augment_pays.py [--kck build/kck] [--rows 2000000] [--inserts 20] [--rounds 3]
+    /usr/bin/python3 bench/augment_pays.py [--kck build/kck] [--rows 8000000] [--inserts 20] [--rounds 3]
 
 Method. One throwaway cluster (bench/write_path.py's), PostgreSQL's defaults. Two products:
 - sales_by_day: orders, revenue and revenue per day over `--rows` sales rows, converted at the
@@ -79,7 +79,7 @@ def config(augment):
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kck", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "kck"))
-    p.add_argument("--rows", type=int, default=2000000)
+    p.add_argument("--rows", type=int, default=8000000)
     p.add_argument("--inserts", type=int, default=20)
     p.add_argument("--rounds", type=int, default=3)
     return p.parse_args()

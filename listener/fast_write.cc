@@ -185,6 +185,7 @@ void Executor::TallyFast(const std::vector<pg::Result>& results, size_t first, B
 // The timings the daemons before this one published, for primers still
 // defined as they were then (sql/daemon_primer_timings.sql).
 Task<Status> Executor::RestoreTimings() {
+  co_await fault::At("read_timings", main_);
   auto published = co_await main_.Query(sql::File("daemon_primer_timings.sql"));
   if (!published.ok()) {
     if (!main_.connected()) co_return published.status().WithContext("reading the primers' published timings");
@@ -210,8 +211,8 @@ Task<Status> Executor::RestoreTimings() {
 // here 4 ms for author_stats' first run, 0.5-1 ms for the next four, 0.2 ms
 // after). So it begins with what the daemons before it timed
 // (listener/primer_timings.h) and, for primers they did not time, each
-// primer's compute time as its stored products last measured it, and runs each cheap SQL primer's statement
-// kRehearsals times with a stored key's parameters but written under a key
+// primer's compute time as its stored products last measured it, and runs
+// each cheap SQL primer's statement kRehearsals times with a stored key's parameters but written under a key
 // nothing is stored under (''): planned with real values, computed and
 // written nowhere. Best effort: a statement that fails here is left to the
 // batches, which report it; only a lost connection fails the load.

@@ -15,8 +15,9 @@
 //
 // Steps: claim, plan, lock, compute, write, commit (after the writes and
 // COMMIT were sent, before their reply); warm_plan (before a warm-up lists
-// its keys), warm_queue (before it queues a slice); plan_ahead (before a
-// daemon that loaded its primers plans their statements,
+// its keys), warm_queue (before it queues a slice); read_timings (before a
+// daemon that loaded its primers reads the timings published,
+// Executor::RestoreTimings), plan_ahead (before it plans their statements,
 // Executor::Rehearse). Unset variables cost one branch.
 #pragma once
 

@@ -186,22 +186,29 @@ TEST_F(FastWriteTest, ADaemonThatStartsComputesItsFirstBatchInTheWriteTransactio
   ExpectCacheMatchesRecompute(conn_);
 }
 
-// A connection lost while the daemon plans ahead fails the load: the
-// daemon connects again, plans again and applies changes as before.
+// A connection lost while the daemon reads the timings published or plans
+// ahead fails the load: the daemon connects again, plans again and applies
+// changes as before.
 TEST_F(FastWriteTest, AConnectionLostWhilePlanningAheadIsConnectedAgain) {
-  daemon_.reset();
-  ScopedEnv env({{"KCK_FAULT_CUT", "plan_ahead:1"}});
-  const std::string log = LogPath("fast_cut_plan_ahead");
-  daemon_ = std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{}, log, "debug");
-  AddBooks(1, 2);
-  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "books/1") == Books(12); })) << FileText(log);
-  const std::string text = FileText(log);
-  EXPECT_NE(text.find("cutting the connection at step plan_ahead"), std::string::npos) << text;
-  EXPECT_NE(text.find("planning the primers' statements ahead"), std::string::npos) << text;
-  EXPECT_NE(text.find("primers planned ahead: 2"), std::string::npos) << text;
-  EXPECT_NE(FirstBatch(text).find("computed in the write transaction"), std::string::npos) << text;
-  EXPECT_TRUE(daemon_->running());
-  ExpectCacheMatchesRecompute(conn_);
+  int books = 10;
+  for (auto [step, context] : {std::pair{"read_timings", "reading the primers' published timings"},
+                               {"plan_ahead", "planning the primers' statements ahead"}}) {
+    SCOPED_TRACE(step);
+    daemon_.reset();
+    ScopedEnv env({{"KCK_FAULT_CUT", std::string(step) + ":1"}});
+    const std::string log = LogPath(std::string("fast_cut_") + step);
+    daemon_ = std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{}, log, "debug");
+    AddBooks(1, 2);
+    books += 2;
+    ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "books/1") == Books(books); })) << FileText(log);
+    const std::string text = FileText(log);
+    EXPECT_NE(text.find(std::string("cutting the connection at step ") + step), std::string::npos) << text;
+    EXPECT_NE(text.find(context), std::string::npos) << text;
+    EXPECT_NE(text.find("primers planned ahead: 2"), std::string::npos) << text;
+    EXPECT_NE(FirstBatch(text).find("computed in the write transaction"), std::string::npos) << text;
+    EXPECT_TRUE(daemon_->running());
+    ExpectCacheMatchesRecompute(conn_);
+  }
 }
 
 TEST_F(FastWriteTest, ACheapRecomputeIsComputedAndWrittenInOneTransaction) {

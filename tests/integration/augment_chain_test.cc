@@ -233,5 +233,21 @@ TEST_F(AugmentChainTest, ADaemonThatStartsBeginsWithWhatTheOneBeforeTimed) {
   ExpectCacheMatchesRecompute(conn_);
 }
 
+// Against a schema without kck.primer_stats.timings (older than 18) a
+// daemon neither reads nor publishes timings, and applies changes as before.
+TEST_F(AugmentChainTest, ADaemonOnASchemaWithoutTimingsAppliesChangesAsBefore) {
+  MustExec(conn_, "ALTER TABLE kck.primer_stats DROP COLUMN timings");
+  const std::string log = LogPath("augment_no_timings");
+  DaemonProcess daemon(conninfo_, {}, log, "debug");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'one')");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT 2, 'bulk ' || i FROM generate_series(1, 150) i");
+  ASSERT_TRUE(WaitDrained(conn_));
+  daemon.Kill(SIGTERM);
+  const std::string text = FileText(log);
+  EXPECT_NE(text.find("reading the primers' published timings"), std::string::npos) << text;
+  EXPECT_NE(text.find("publishing the primers' timings"), std::string::npos) << text;
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 }  // namespace
 }  // namespace kck::testing

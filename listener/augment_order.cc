@@ -91,6 +91,8 @@ Task<bool> Executor::WaitForClaims(const std::set<int64_t>& claims) {
 Task<Status> Executor::ProduceAfterOlderClaims(Batch& batch) {
   if (batch.wait_keys.empty()) co_return Status::Ok();
   const std::set<std::string> keys = batch.wait_keys;
+  spdlog::debug("waiting for {} earlier claim(s) to be written before augmenting {} products",
+                batch.wait_claims.size(), keys.size());
   const bool written = co_await WaitForClaims(batch.wait_claims);
   if (!written) {
     spdlog::debug("an earlier claim was not written within {} s; recomputing {} products", kMaxClaimWait.count(),

@@ -65,20 +65,24 @@ TEST_F(AugmentOrderTest, ASecondDaemonAugmentsKeysThatNoHeldChangeMapsTo) {
 TEST_F(AugmentOrderTest, ALaterBatchWaitsForTheEarlierClaimAndAugmentsAfterIt) {
   const std::string count1 = Stored(conn_, "book_count/1");
   const std::string snap1 = Snapshot("book_count/1");
-  PausedDaemon a(conninfo_, "compute");
+  const std::string log_a = LogPath("augment_order_a"), log_b = LogPath("augment_order_b");
+  PausedDaemon a(conninfo_, "compute", {}, log_a, "debug");
   InsertBook(1);
   ASSERT_TRUE(a.WaitPaused());
-  DaemonProcess b(conninfo_);
+  DaemonProcess b(conninfo_, {}, log_b, "debug");
   InsertBook(1);
-  // b has claimed the newer insert and waits for a's claim.
-  ASSERT_TRUE(WaitFor([&] {
-    auto r = conn_.Exec("SELECT count(*) FROM kck.claims");
-    return r.ok() && r->get(0, 0) == "2";
-  }));
+  // b has claimed the newer insert and waits for a's claim. (Released
+  // before b waits, a may write between b's read of the product and b's
+  // look at the older changes: b then recomputes, since the value it read
+  // moved.)
+  ASSERT_TRUE(WaitForLog(log_b, "waiting for 1 earlier claim(s) to be written before augmenting 1 products"))
+      << FileText(log_b);
+  EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.claims"), "2");
   a.Release();
   ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "book_count/1") == std::to_string(std::stoi(count1) + 2); }));
   ASSERT_TRUE(WaitDrained(conn_));
-  EXPECT_EQ(Snapshot("book_count/1"), snap1) << "recomputed instead of augmented after the earlier claim";
+  EXPECT_EQ(Snapshot("book_count/1"), snap1) << "recomputed instead of augmented after the earlier claim\na:\n"
+                                             << FileText(log_a) << "\nb:\n" << FileText(log_b);
   ExpectCacheMatchesRecompute(conn_);
 }
 

@@ -257,11 +257,12 @@ class ScopedEnv {
 // pause is set while it is spawned, so daemons started later do not pause.
 class PausedDaemon {
  public:
-  PausedDaemon(const std::string& conninfo, const std::string& step, std::vector<std::string> args = {})
+  PausedDaemon(const std::string& conninfo, const std::string& step, std::vector<std::string> args = {},
+               const std::string& log = "", const std::string& level = "warn")
       : file_(std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/kck_pause_" +
               std::to_string(getpid()) + "_" + std::to_string(++counter_)) {
     ScopedEnv pause({{"KCK_FAULT_PAUSE", step}, {"KCK_FAULT_PAUSE_FILE", file_}});
-    daemon_.emplace(conninfo, std::move(args));
+    daemon_.emplace(conninfo, std::move(args), log, level);
   }
   ~PausedDaemon() {
     std::remove(file_.c_str());

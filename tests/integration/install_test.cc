@@ -212,6 +212,9 @@ TEST(Privileges, DaemonAndApplicationNeedOnlyTheListedPrivileges) {
   MustExec(app, "INSERT INTO store_book (author_id, title) VALUES (1, 'written by the app role')");
   ASSERT_TRUE(WaitFor([&] { return Stored(conn, "title_list/1").find("written by the app role") != std::string::npos; }));
   EXPECT_TRUE(daemon.running());
+  // A clean stop publishes what it timed (kck.primer_stats) with these privileges too.
+  EXPECT_EQ(WEXITSTATUS(daemon.Kill(SIGTERM)), 0);
+  EXPECT_EQ(Scalar(conn, "SELECT count(*) FROM kck.primer_stats WHERE primer = 'title_list' AND timings ? 'spec'"), "1");
 }
 
 

@@ -212,9 +212,9 @@ Task<Status> Executor::RestoreTimings() {
 // after). So it begins with what the daemons before it timed
 // (listener/primer_timings.h) and, for primers they did not time, each
 // primer's compute time as its stored products last measured it, and runs
-// each cheap SQL primer's statement kRehearsals times with a stored key's parameters but written under a key
-// nothing is stored under (''): planned with real values, computed and
-// written nowhere. Best effort: a statement that fails here is left to the
+// each cheap SQL primer's statement kRehearsals times with a stored key's
+// parameters but written under a key nothing is stored under (''): planned
+// with real values, computed and written nowhere. Best effort: a statement that fails here is left to the
 // batches, which report it; only a lost connection fails the load.
 Task<Status> Executor::Rehearse() {
   Status restored = co_await RestoreTimings();

@@ -40,8 +40,8 @@ class PrimerTimings {
   // timed otherwise; a primer with augments takes it as its augment time
   // too (a stored compute_ms may be an augment's).
   void SeedFromStored(const std::string& primer, double ms, bool augments);
-  // What a daemon published for `primer` (Published()'s form); false, and
-  // nothing taken, when it is not that form.
+  // What a daemon published for `primer` (one entry of TakeChanged()'s
+  // form); false, and nothing taken, when it is not that form.
   bool Restore(const std::string& primer, const nlohmann::json& published);
 
   std::optional<double> compute_ms(const std::string& primer) const;

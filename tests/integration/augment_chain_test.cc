@@ -40,7 +40,42 @@ class AugmentChainTest : public BookstoreTest {
     auto r = conn_.Exec("SELECT " + column + "::text FROM kck.cache WHERE key = $1", {key});
     return r.ok() && r->rows() == 1 && !r->is_null(0, 0) ? std::string(r->get(0, 0)) : "<null>";
   }
+  // With a daemon running kDearAugmentConfig: an augment of one change, a
+  // chain of two (one transaction) and, for an UPDATE, a recompute, each
+  // applied before the next; with a debug `log`, the batches are checked.
+  void TimeCountedAugments(const std::string& log = "") {
+    MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'one')");
+    ASSERT_TRUE(WaitDrained(conn_));
+    if (!log.empty()) {
+      EXPECT_TRUE(WaitForLog(log, "batch: 1 changes, 1 products written (1 augmented)")) << FileText(log);
+    }
+    MustExec(conn_, "BEGIN; "
+                    "INSERT INTO store_book (author_id, title) VALUES (1, 'two'); "
+                    "INSERT INTO store_book (author_id, title) VALUES (1, 'three'); "
+                    "COMMIT");
+    ASSERT_TRUE(WaitDrained(conn_));
+    if (!log.empty()) {
+      EXPECT_TRUE(WaitForLog(log, "batch: 2 changes, 1 products written (1 augmented)")) << FileText(log);
+    }
+    MustExec(conn_, "UPDATE store_book SET title = 'renamed' WHERE title = 'one'");
+    ASSERT_TRUE(WaitDrained(conn_));
+  }
+  // Authors up to 130, and counted/<first..last> stored.
+  void PrimeCounted(int first, int last) {
+    MustExec(conn_, "INSERT INTO store_author (name) SELECT 'more ' || i FROM generate_series(21, 130) i");
+    std::vector<std::string> keys;
+    for (int a = first; a <= last; ++a) keys.push_back("counted/" + std::to_string(a));
+    Prime(conn_, keys);
+  }
 };
+
+// Two single-row inserts for each of the authors 2-121, in one transaction
+// (a statement of a DO block).
+constexpr const char* kTwoBooksEach =
+    "FOR a IN 2..121 LOOP "
+    "INSERT INTO store_book (author_id, title) VALUES (a, 'x'); "
+    "INSERT INTO store_book (author_id, title) VALUES (a, 'y'); "
+    "END LOOP;";
 
 TEST_F(AugmentChainTest, ManyChangesOfOneKeyInOneBatchAreAppliedInOrder) {
   const std::string snapshot = Field("shelf/1", "snapshot");
@@ -138,19 +173,9 @@ TEST_F(AugmentChainTest, ChangesDearerToAugmentThanARecomputeAreRecomputed) {
   Prime(conn_, {"counted/1"});
   const std::string log = LogPath("augment_dearer");
   DaemonProcess daemon(conninfo_, {}, log, "debug");
-  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'one')");
-  ASSERT_TRUE(WaitDrained(conn_));
-  EXPECT_TRUE(WaitForLog(log, "batch: 1 changes, 1 products written (1 augmented)")) << FileText(log);
-  // Two inserts, claimed together: a chain of two, timed.
-  MustExec(conn_, "BEGIN; "
-                  "INSERT INTO store_book (author_id, title) VALUES (1, 'two'); "
-                  "INSERT INTO store_book (author_id, title) VALUES (1, 'three'); "
-                  "COMMIT");
-  ASSERT_TRUE(WaitDrained(conn_));
-  EXPECT_TRUE(WaitForLog(log, "batch: 2 changes, 1 products written (1 augmented)")) << FileText(log);
-  // No augment for an UPDATE: a recompute, timed.
-  MustExec(conn_, "UPDATE store_book SET title = 'renamed' WHERE title = 'one'");
-  ASSERT_TRUE(WaitDrained(conn_));
+  // One insert, then a chain of two, then a recompute: timed.
+  TimeCountedAugments(log);
+  if (HasFatalFailure()) return;
   // Five inserts, claimed together: 5 x 20 ms of augments against a recompute.
   MustExec(conn_, "BEGIN; "
                   "INSERT INTO store_book (author_id, title) VALUES (1, 'a'); "
@@ -164,14 +189,8 @@ TEST_F(AugmentChainTest, ChangesDearerToAugmentThanARecomputeAreRecomputed) {
   EXPECT_EQ(Stored(conn_, "counted/1"), Scalar(conn_, "SELECT count(*) FROM store_book WHERE author_id = 1"));
   // 120 keys with two single-row inserts each, in one transaction: all
   // recomputed, each once.
-  MustExec(conn_, "INSERT INTO store_author (name) SELECT 'more ' || i FROM generate_series(21, 130) i");
-  std::vector<std::string> keys;
-  for (int a = 2; a <= 121; ++a) keys.push_back("counted/" + std::to_string(a));
-  Prime(conn_, keys);
-  MustExec(conn_, "DO $$ BEGIN FOR a IN 2..121 LOOP "
-                  "INSERT INTO store_book (author_id, title) VALUES (a, 'x'); "
-                  "INSERT INTO store_book (author_id, title) VALUES (a, 'y'); "
-                  "END LOOP; END $$");
+  PrimeCounted(2, 121);
+  MustExec(conn_, std::string("DO $$ BEGIN ") + kTwoBooksEach + " END $$");
   ASSERT_TRUE(WaitDrained(conn_));
   EXPECT_TRUE(WaitForLog(log, "batch: 240 changes, 120 products written (0 augmented)")) << FileText(log);
   ExpectCacheMatchesRecompute(conn_);
@@ -184,33 +203,19 @@ TEST_F(AugmentChainTest, ChangesDearerToAugmentThanARecomputeAreRecomputed) {
 // changes, what was timed is not taken: a new daemon augments.
 TEST_F(AugmentChainTest, ADaemonThatStartsBeginsWithWhatTheOneBeforeTimed) {
   InstallConfig(conn_, kDearAugmentConfig);
-  MustExec(conn_, "INSERT INTO store_author (name) SELECT 'more ' || i FROM generate_series(21, 130) i");
-  std::vector<std::string> keys;
-  for (int a = 1; a <= 121; ++a) keys.push_back("counted/" + std::to_string(a));
-  Prime(conn_, keys);
+  PrimeCounted(1, 121);
   {
     DaemonProcess first(conninfo_);
-    MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'one')");
-    ASSERT_TRUE(WaitDrained(conn_));
-    MustExec(conn_, "BEGIN; "
-                    "INSERT INTO store_book (author_id, title) VALUES (1, 'two'); "
-                    "INSERT INTO store_book (author_id, title) VALUES (1, 'three'); "
-                    "COMMIT");
-    ASSERT_TRUE(WaitDrained(conn_));
-    MustExec(conn_, "UPDATE store_book SET title = 'renamed' WHERE title = 'one'");
-    ASSERT_TRUE(WaitDrained(conn_));
+    TimeCountedAugments();
+    if (HasFatalFailure()) return;
     first.Kill(SIGTERM);
   }
   EXPECT_EQ(Scalar(conn_, "SELECT (timings->>'short_n') || ' ' || (timings->>'long_n') || ' ' || "
                           "(timings ? 'compute_ms') FROM kck.primer_stats WHERE primer = 'counted'"),
             "1 2 true");
-  const char* backlog = "DO $$ BEGIN "
-                        "FOR i IN 1..5 LOOP INSERT INTO store_book (author_id, title) VALUES (1, 'b' || i); END LOOP; "
-                        "FOR a IN 2..121 LOOP "
-                        "INSERT INTO store_book (author_id, title) VALUES (a, 'x'); "
-                        "INSERT INTO store_book (author_id, title) VALUES (a, 'y'); "
-                        "END LOOP; END $$";
-  MustExec(conn_, backlog);
+  MustExec(conn_, std::string("DO $$ BEGIN ") +
+                      "FOR i IN 1..5 LOOP INSERT INTO store_book (author_id, title) VALUES (1, 'b' || i); END LOOP; " +
+                      kTwoBooksEach + " END $$");
   const std::string log = LogPath("augment_restarted");
   {
     DaemonProcess second(conninfo_, {}, log, "debug");

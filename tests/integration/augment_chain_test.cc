@@ -254,5 +254,34 @@ TEST_F(AugmentChainTest, ADaemonOnASchemaWithoutTimingsAppliesChangesAsBefore) {
   ExpectCacheMatchesRecompute(conn_);
 }
 
+// Four daemons apply single-row and 150-row inserts, then stop: each
+// publishes what it timed to the same row of kck.primer_stats, none fails
+// to, and a daemon that starts takes it.
+TEST_F(AugmentChainTest, FourDaemonsPublishTheirTimingsToOneRow) {
+  std::vector<std::string> logs;
+  std::vector<std::unique_ptr<DaemonProcess>> daemons;
+  for (int i = 0; i < 4; ++i) {
+    logs.push_back(LogPath("augment_four_" + std::to_string(i)));
+    daemons.push_back(std::make_unique<DaemonProcess>(conninfo_, std::vector<std::string>{}, logs.back(), "debug"));
+  }
+  for (int i = 0; i < 150; ++i) {
+    MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (" + std::to_string(1 + i % 2) + ", 'n" +
+                        std::to_string(i) + "')");
+  }
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT 1 + i % 2, 'bulk ' || i FROM generate_series(1, 150) i");
+  ASSERT_TRUE(WaitDrained(conn_));
+  for (auto& d : daemons) EXPECT_EQ(WEXITSTATUS(d->Kill(SIGTERM)), 0);
+  for (const auto& log : logs) {
+    EXPECT_EQ(FileText(log).find("publishing the primers' timings:"), std::string::npos) << FileText(log);
+  }
+  EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.primer_stats WHERE primer = 'shelf' AND timings ? 'spec'"), "1");
+  const std::string log = LogPath("augment_four_next");
+  DaemonProcess next(conninfo_, {}, log, "debug");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'after')");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(FileText(log).find("published timings are not in a form"), std::string::npos) << FileText(log);
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 }  // namespace
 }  // namespace kck::testing

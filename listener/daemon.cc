@@ -397,8 +397,12 @@ Task<void> Daemon::PublishTimings() {
   auto timings = executor_->TakeTimings();
   if (!timings) co_return;
   pg::Params params = {std::to_string(executor_->generation()), timings->dump()};
+  co_await fault::At("publish_timings", *listen_);
   auto r = co_await listen_->Query(sql::File("daemon_publish_timings.sql"), std::move(params));
-  if (!r.ok()) spdlog::debug("publishing the primers' timings: {}", pg::Excerpt(r.status().message(), 300));
+  if (!r.ok()) {
+    spdlog::debug("publishing the primers' timings: {}", pg::Excerpt(r.status().message(), 300));
+    executor_->TimingsNotPublished(*timings);  // the next publish has them
+  }
 }
 
 Task<void> Daemon::ReadGauges() {

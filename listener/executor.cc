@@ -93,8 +93,11 @@ Task<Status> Executor::LoadRegistry() {
   if (!registry.ok()) co_return registry.status();
   registry_ = *registry;
   check_in_sql_ = fast_in_sql_ = true;  // kck install may have migrated the schema meanwhile
-  timings_.Clear();                     // ... and changed the primers' SQL
-  generation_ = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
+  const int64_t generation = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
+  // New primers' SQL makes what was timed moot; the same primers loaded
+  // again (a lost connection) keep it, and what was not published yet.
+  if (generation != generation_) timings_.Clear();
+  generation_ = generation;
   co_return co_await Rehearse();
 }
 

@@ -140,6 +140,7 @@ class Executor {
   // What the batches timed per primer since the last call, for
   // kck.primer_stats (listener/primer_timings.h), or nullopt.
   std::optional<nlohmann::json> TakeTimings() { return timings_.TakeChanged(); }
+  void TimingsNotPublished(const nlohmann::json& taken) { timings_.PublishFailed(taken); }
   // Where each compute's duration and each primer error is counted (may be null).
   void set_metrics(Metrics* metrics) { metrics_ = metrics; }
 

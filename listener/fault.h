@@ -18,7 +18,9 @@
 // its keys), warm_queue (before it queues a slice); read_timings (before a
 // daemon that loaded its primers reads the timings published,
 // Executor::RestoreTimings), plan_ahead (before it plans their statements,
-// Executor::Rehearse). Unset variables cost one branch.
+// Executor::Rehearse); publish_timings (on the listening connection, before
+// the daemon publishes what it timed, Daemon::PublishTimings). Unset
+// variables cost one branch.
 #pragma once
 
 #include <string_view>

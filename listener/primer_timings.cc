@@ -79,7 +79,7 @@ bool PrimerTimings::Restore(const std::string& primer, const nlohmann::json& pub
     t.long_ms = *long_ms;
   }
   if (!t.compute_ms && !t.augment_ms && t.short_n == 0) return false;
-  by_primer_[primer] = t;
+  by_primer_.try_emplace(primer, t);
   return true;
 }
 
@@ -121,6 +121,13 @@ std::optional<nlohmann::json> PrimerTimings::TakeChanged() {
   for (const auto& primer : changed_) out[primer] = ToJson(by_primer_[primer]);
   changed_.clear();
   return out;
+}
+
+void PrimerTimings::PublishFailed(const nlohmann::json& taken) {
+  if (!taken.is_object()) return;
+  for (const auto& [primer, times] : taken.items()) {
+    if (by_primer_.count(primer) > 0) changed_.insert(primer);
+  }
 }
 
 }  // namespace kck

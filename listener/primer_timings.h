@@ -41,7 +41,8 @@ class PrimerTimings {
   // too (a stored compute_ms may be an augment's).
   void SeedFromStored(const std::string& primer, double ms, bool augments);
   // What a daemon published for `primer` (one entry of TakeChanged()'s
-  // form); false, and nothing taken, when it is not that form.
+  // form); false, and nothing taken, when it is not that form. A primer
+  // this daemon timed keeps its own times.
   bool Restore(const std::string& primer, const nlohmann::json& published);
 
   std::optional<double> compute_ms(const std::string& primer) const;
@@ -54,6 +55,9 @@ class PrimerTimings {
   // "long_n", "long_ms"}} (each field only when known) of the primers timed
   // since the last call, or nullopt when none was.
   std::optional<nlohmann::json> TakeChanged();
+  // Publishing `taken` (what TakeChanged returned) failed: its primers go
+  // in the next publish, with what is known of them then.
+  void PublishFailed(const nlohmann::json& taken);
 
  private:
   struct Times {

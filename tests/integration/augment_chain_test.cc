@@ -283,5 +283,30 @@ TEST_F(AugmentChainTest, FourDaemonsPublishTheirTimingsToOneRow) {
   ExpectCacheMatchesRecompute(conn_);
 }
 
+// A daemon whose listening connection is lost as it publishes its timings
+// (the first publish, ten seconds after it starts) connects again, keeps
+// what it timed with the same primers, and publishes it as it stops.
+TEST_F(AugmentChainTest, TimingsWhosePublishFailedArePublishedNextTime) {
+  InstallConfig(conn_, kDearAugmentConfig);
+  PrimeCounted(1, 1);
+  ScopedEnv env({{"KCK_FAULT_CUT", "publish_timings:1"}});
+  const std::string log = LogPath("augment_publish_cut");
+  DaemonProcess daemon(conninfo_, {}, log, "debug");
+  TimeCountedAugments();
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(WaitForLog(log, "cutting the connection at step publish_timings", std::chrono::seconds(20)))
+      << FileText(log);
+  ASSERT_TRUE(WaitForLog(log, "reconnecting")) << FileText(log);
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (2, 'after')");
+  ASSERT_TRUE(WaitDrained(conn_));
+  EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.primer_stats WHERE timings IS NOT NULL"), "0");
+  EXPECT_EQ(WEXITSTATUS(daemon.Kill(SIGTERM)), 0);
+  EXPECT_EQ(Scalar(conn_, "SELECT (timings->>'short_n') || ' ' || (timings->>'long_n') || ' ' || "
+                          "(timings ? 'compute_ms') FROM kck.primer_stats WHERE primer = 'counted'"),
+            "1 2 true")
+      << FileText(log);
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 }  // namespace
 }  // namespace kck::testing

@@ -76,5 +76,37 @@ TEST(PrimerTimings, PublishedTimingsOfAnotherFormAreNotTaken) {
   }
 }
 
+// A daemon whose primers load again (after a lost connection) keeps what it
+// timed over what another daemon published.
+TEST(PrimerTimings, WhatThisDaemonTimedIsKeptOverWhatWasPublished) {
+  PrimerTimings t;
+  t.Computed("p", 9);
+  EXPECT_TRUE(t.Restore("p", nlohmann::json::parse(R"({"compute_ms": 280})")));
+  EXPECT_TRUE(t.Restore("q", nlohmann::json::parse(R"({"compute_ms": 280})")));
+  EXPECT_DOUBLE_EQ(*t.compute_ms("p"), 9);
+  EXPECT_DOUBLE_EQ(*t.compute_ms("q"), 280);
+}
+
+// A publish that failed (a lost connection) goes again with the next one,
+// with the primers' times as they are then.
+TEST(PrimerTimings, WhatFailedToPublishIsInTheNextPublish) {
+  PrimerTimings t;
+  t.Computed("p", 3);
+  t.Augmented("q", 20, 1);
+  auto taken = t.TakeChanged();
+  ASSERT_TRUE(taken);
+  t.Computed("p", 4);
+  t.PublishFailed(*taken);
+  auto again = t.TakeChanged();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->size(), 2u);
+  EXPECT_DOUBLE_EQ((*again)["p"]["compute_ms"].get<double>(), 4);
+  EXPECT_DOUBLE_EQ((*again)["q"]["augment_ms"].get<double>(), 20);
+  EXPECT_FALSE(t.TakeChanged());
+  t.Clear();  // the primers changed meanwhile: nothing of theirs is published
+  t.PublishFailed(*again);
+  EXPECT_FALSE(t.TakeChanged());
+}
+
 }  // namespace
 }  // namespace kck

@@ -257,6 +257,9 @@ Task<void> Daemon::Main() {
     if (!stopping_) spdlog::warn("reconnecting");
     CloseAll();
   }
+  // Open still when --until-idle gave up on connections that loaded no
+  // primers: the event loop runs as long as they are.
+  CloseAll();
   Watchdog::Notify("STOPPING=1");
   spdlog::info("stopped");
 }

@@ -334,6 +334,15 @@ TEST(UntilIdleTest, ExitsOneWhenTheDatabaseCannotBeReached) {
   EXPECT_EQ(drain.ExitCode(std::chrono::seconds(10)), 1);
 }
 
+// A database kck was never installed in (or uninstalled from with
+// --drop-data): the primers cannot load, and --until-idle exits 1 (it
+// stayed in its event loop with its connections open; kck.testing.drain()
+// runs it).
+TEST(UntilIdleTest, ExitsOneWhenKckIsNotInstalled) {
+  DaemonProcess drain(FreshDatabase(), {"--until-idle"});
+  EXPECT_EQ(drain.ExitCode(std::chrono::seconds(10)), 1);
+}
+
 TEST_F(BookstoreTest, ProductsThatDependOnProductsCascade) {
   InstallConfig(conn_, R"json({"primers": [
     {"name": "title_list", "parameters": [{"name": "author_id", "type": "int"}],

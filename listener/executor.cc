@@ -87,12 +87,14 @@ Task<Status> Executor::LoadRegistry() {
   Statements load;
   load.emplace_back(sql::File("daemon_generation.sql"), pg::Params{});
   load.emplace_back(kRegistrySql, pg::Params{});
+  load.emplace_back("SELECT coalesce(max(version), 0) FROM kck.schema_version", pg::Params{});
   auto rows = co_await main_.Pipeline(std::move(load));
   if (!rows.ok()) co_return rows.status().WithContext("loading primers (did kck install run?)");
   auto registry = Registry::FromRows((*rows)[1]);
   if (!registry.ok()) co_return registry.status();
   registry_ = *registry;
   check_in_sql_ = fast_in_sql_ = true;  // kck install may have migrated the schema meanwhile
+  generation_in_sql_ = (*rows)[2].rows() == 1 && ParsedNumber<int>((*rows)[2].get(0, 0)) >= 19;
   const int64_t generation = (*rows)[0].rows() == 1 ? ParsedNumber<int64_t>((*rows)[0].get(0, 0)) : 0;
   // New primers' SQL makes what was timed moot; the same primers loaded
   // again (a lost connection) keep it, and what was not published yet.
@@ -128,11 +130,23 @@ Task<StatusOr<BatchStats>> Executor::RunBatch() {
     auto fast = co_await FastWrite(batch);
     if (!fast.ok()) {
       co_await Abandon(batch.claim);
-      co_return fast.status();
+      co_return RegistryMovedOr(fast.status());
     }
     if (*fast) co_return batch.stats;
   }
-  co_return co_await Apply(batch);
+  co_return RegistryMovedOr(co_await Apply(batch));
+}
+
+std::optional<int64_t> Executor::GenerationToCheck() const {
+  return generation_in_sql_ ? std::optional<int64_t>(generation_) : std::nullopt;
+}
+
+StatusOr<BatchStats> Executor::RegistryMovedOr(StatusOr<BatchStats> stats) {
+  if (stats.ok() || stats.status().sqlstate() != kPrimersChanged) return stats;
+  spdlog::debug("batch rolled back: {}", pg::Excerpt(stats.status().message(), 300));
+  BatchStats moved;
+  moved.registry_moved = true;
+  return moved;
 }
 
 Task<StatusOr<BatchStats>> Executor::RunScheduled() {
@@ -144,7 +158,7 @@ Task<StatusOr<BatchStats>> Executor::RunScheduled() {
     if (!due.ok()) co_return due.status().WithContext("finding products due for refresh");
     for (int i = 0; i < due->rows(); ++i) batch.plan.AddKey(std::string(due->get(i, 0)), p.get(), 0, false, true);
   }
-  co_return co_await Apply(batch);
+  co_return RegistryMovedOr(co_await Apply(batch));
 }
 
 Task<Status> Executor::ReadStored(const Batch& batch, bool lock, bool begin, std::map<std::string, Stored>* out) {
@@ -283,7 +297,8 @@ Task<Status> Executor::WriteChecked(Batch& batch, WriteCounts* counts, bool* wri
   co_await fault::At("lock", main_);
   const BatchStats before = batch.stats;
   Tally(batch);
-  Status s = co_await WriteAndCommit(main_, 0, batch.writes, counts, CheckedOpening(batch));  // it consumes
+  Status s = co_await WriteAndCommit(main_, 0, GenerationToCheck(), batch.writes, counts,
+                                     CheckedOpening(batch));  // it consumes
   *written = s.ok();
   if (s.ok()) co_return s;
   const bool no_check = s.sqlstate() == kUndefinedFunction;
@@ -307,7 +322,7 @@ Task<Status> Executor::SettleAndWrite(Batch& batch, WriteCounts* counts) {
   }
   if (!s.ok()) co_return s.WithContext("computing products");
   Tally(batch);
-  s = co_await WriteAndCommit(main_, batch.claim, batch.writes, counts);
+  s = co_await WriteAndCommit(main_, batch.claim, GenerationToCheck(), batch.writes, counts);
   co_return s.ok() ? s : s.WithContext("writing products");
 }
 

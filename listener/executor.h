@@ -238,6 +238,12 @@ class Executor {
   void RecordError(const std::string& key, const Primer& primer, const Status& failure, bool stored, Batch& batch);
   // Rolls the write transaction back, if one is open, and gives the claim up.
   Task<void> Abandon(int64_t claim);
+  // The generation a write transaction checks the primers are still at
+  // (GenerationCheck in listener/writer.h); nullopt before schema 19.
+  std::optional<int64_t> GenerationToCheck() const;
+  // A batch that failed because the primers changed meanwhile: not a
+  // failure, the primers are reloaded before its changes are claimed again.
+  static StatusOr<BatchStats> RegistryMovedOr(StatusOr<BatchStats> stats);
   // Logs the plan's changes that recompute every product of their table.
   void LogWholeTableChanges(const Plan& plan);
 
@@ -253,6 +259,7 @@ class Executor {
   uint64_t progress_ = 0;
   bool check_in_sql_ = true;  // kck.expect_products exists (schema 10)
   bool fast_in_sql_ = true;   // kck.expect_one_row exists (schema 12)
+  bool generation_in_sql_ = false;  // kck.expect_generation exists (schema 19)
   PrimerTimings timings_;  // by primer: its last recompute, its augments
   Metrics* metrics_ = nullptr;
   std::map<std::string, int> transient_tries_;  // key -> transient failures in a row

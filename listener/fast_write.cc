@@ -77,8 +77,8 @@ StatusOr<AsyncConnection::Statement> AugmentWriteOf(const std::string& key, cons
 
 // The batch's statements from BEGIN to COMMIT, and the index of the first
 // key's; nullopt when a key cannot be bound (the normal path reports it).
-std::optional<size_t> FastStatements(const Plan& plan, int64_t claim, const std::vector<Change>& changes,
-                                     Statements* out) {
+std::optional<size_t> FastStatements(const Plan& plan, int64_t claim, std::optional<int64_t> generation,
+                                     const std::vector<Change>& changes, Statements* out) {
   std::vector<std::string> keys;
   bool augments = false;
   for (const auto& [key, work] : plan.keys) {
@@ -89,6 +89,7 @@ std::optional<size_t> FastStatements(const Plan& plan, int64_t claim, const std:
   // The consumption before the locks: a miss waits only for the writes.
   out->emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(claim)});
   out->emplace_back(sql::File("daemon_lock_keys.sql"), pg::Params{pg::ArrayLiteral(keys)});
+  for (auto& check : GenerationCheck(generation)) out->push_back(std::move(check));
   out->emplace_back(sql::File("daemon_fast_timeout.sql"), pg::Params{std::to_string(kFastTimeoutMs)});
   if (augments) {
     out->emplace_back(sql::File("daemon_fast_older.sql"), pg::Params{std::to_string(changes.front().id)});
@@ -138,7 +139,7 @@ bool Executor::FastEligible(const Batch& batch) const {
 Task<StatusOr<bool>> Executor::FastWrite(Batch& batch) {
   ++progress_;
   Statements all;
-  const std::optional<size_t> first = FastStatements(batch.plan, batch.claim, batch.changes, &all);
+  const std::optional<size_t> first = FastStatements(batch.plan, batch.claim, GenerationToCheck(), batch.changes, &all);
   if (!first) co_return false;
   // The steps the normal path passes, so that tests can cut or pause here too.
   co_await fault::At("compute", main_);
@@ -148,6 +149,7 @@ Task<StatusOr<bool>> Executor::FastWrite(Batch& batch) {
   auto done = co_await main_.Pipeline(std::move(all));
   if (!done.ok()) {
     if (!main_.connected()) co_return done.status().WithContext("computing and writing in one transaction");
+    if (done.status().sqlstate() == kPrimersChanged) co_return done.status();  // the caller rolls back
     if (done.status().sqlstate() == kUndefinedFunction) {
       fast_in_sql_ = false;
       spdlog::warn("kck.expect_one_row is missing (schema older than version 12: run kck install); "

@@ -115,12 +115,33 @@ void NoteTruncate(const Change& c, Plan& plan) {
   if (!doc["bulk"].get(note)) plan.whole_table.push_back({c.tbl, std::string(note)});
 }
 
+// A refresh request for every stored product of a primer ({"primer": P}:
+// kck install queues one when it redefines P): listed under P's lock.
+bool PlanPrimerRefresh(const Change& c, simdjson::dom::element doc, size_t idx, const Registry& reg, Plan& plan) {
+  std::string_view name;
+  if (doc["primer"].get(name)) return false;
+  const Primer* primer = reg.Find(std::string(name));
+  if (primer == nullptr) {
+    plan.problems.push_back(Describe(c) + ": unknown primer \"" + std::string(name) + "\"");
+  } else {
+    PartialMatch all = AllOf(primer, idx);
+    all.force = true;  // computed the old way, whenever that was
+    plan.partial.push_back(all);
+  }
+  return true;
+}
+
 void PlanRefresh(const Change& c, size_t idx, const Registry& reg, Plan& plan) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   std::string_view key;
-  if (parser.parse(c.new_json).get(doc) || doc["key"].get(key)) {
+  if (parser.parse(c.new_json).get(doc)) {
     plan.problems.push_back(Describe(c) + ": refresh request without a \"key\"");
+    return;
+  }
+  if (PlanPrimerRefresh(c, doc, idx, reg, plan)) return;
+  if (doc["key"].get(key)) {
+    plan.problems.push_back(Describe(c) + ": refresh request without a \"key\" or a \"primer\"");
     return;
   }
   auto name = KeyPrimerName(key);

@@ -39,6 +39,7 @@ struct PartialMatch {
   const Primer* primer;
   std::vector<std::optional<std::string>> fixed;
   size_t change;
+  bool force = false;  // recomputed whatever their snapshot shows (a redefined primer)
 };
 
 // A keys rule to run for one row pair.

@@ -235,7 +235,7 @@ Task<Status> ListPartialMatches(Plan& plan, AsyncConnection& main, bool lock) {
       // only the keys stored since are new.
       if (lock && plan.keys.count(key)) continue;
       for (const PartialMatch* m : matches) {
-        if (Plan::Matches(*m, *values)) plan.AddKey(key, primer, m->change, false);
+        if (Plan::Matches(*m, *values)) plan.AddKey(key, primer, m->change, false, m->force);
       }
     }
   }

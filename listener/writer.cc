@@ -104,20 +104,28 @@ Task<Status> WriteOneByOne(AsyncConnection& main, Writes& writes, WriteCounts* c
   co_return done.ok() ? Status::Ok() : done.status();
 }
 
-// A failure in WriteAndCommit's `opening` (before the savepoint) that the
-// caller handles: a key moved, or a schema older than 10.
+// A failure in WriteAndCommit's `opening` or its generation check (before
+// the savepoint) that the caller handles: a key moved, a schema older than
+// 10, or primers changed.
 bool OpeningFailed(const Status& s) {
-  return s.sqlstate() == kProductsMoved || s.sqlstate() == kUndefinedFunction;
+  return s.sqlstate() == kProductsMoved || s.sqlstate() == kUndefinedFunction || s.sqlstate() == kPrimersChanged;
 }
 
 }  // namespace
 
-Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, Writes& writes, WriteCounts* counts,
-                            Statements opening) {
+Statements GenerationCheck(std::optional<int64_t> generation) {
+  Statements check;
+  if (generation) check.emplace_back(sql::File("daemon_expect_generation.sql"), pg::Params{std::to_string(*generation)});
+  return check;
+}
+
+Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, std::optional<int64_t> generation, Writes& writes,
+                            WriteCounts* counts, Statements opening) {
   co_await fault::At("write", main);
   Statements all = std::move(opening);
   // Before the savepoint: a claim that cannot be consumed fails the batch.
   if (claim != 0) all.emplace_back(sql::File("daemon_consume.sql"), pg::Params{std::to_string(claim)});
+  for (auto& check : GenerationCheck(generation)) all.push_back(std::move(check));
   const size_t products_at = all.size() + 1;  // after the savepoint
   const bool any =
       !writes.products.empty() || !writes.deletes.empty() || !writes.errors.empty() || !writes.fallbacks.empty();

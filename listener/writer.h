@@ -50,15 +50,27 @@ struct WriteCounts {
 inline constexpr std::string_view kProductsMoved = "KCK01";
 // kck.expect_products does not exist: the schema is older than version 10.
 inline constexpr std::string_view kUndefinedFunction = "42883";
+// What kck.expect_generation raises when a kck install changed the primers
+// since the daemon loaded them (sql/019_primers_redefined.sql): the batch
+// rolls back, and its changes are claimed again once they are reloaded.
+inline constexpr std::string_view kPrimersChanged = "KCK03";
+
+// The write transaction's check that the primers are still those of
+// registry generation `generation`; after the keys' locks, so that no
+// daemon that loaded newer primers can have written one of the keys first
+// (nullopt: the schema is older than 19, and nothing is checked).
+std::vector<AsyncConnection::Statement> GenerationCheck(std::optional<int64_t> generation);
 
 // Consumes `claim` (unless 0: `opening` consumed it, or there is none; its
 // changes are deleted, or the transaction fails with a transient error when
-// another daemon consumed some), writes `writes` and COMMITs on `main`,
-// inside the batch's write transaction. `opening` goes first in the same
-// round trip (BEGIN, the consumption, the keys' locks and their check, when
-// the transaction is not open yet). Fails on a transient error, when COMMIT
-// fails or when a statement of `opening` fails: the caller rolls back.
-Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, Writes& writes, WriteCounts* counts,
-                            std::vector<AsyncConnection::Statement> opening = {});
+// another daemon consumed some), checks the primers' `generation`
+// (GenerationCheck), writes `writes` and COMMITs on `main`, inside the
+// batch's write transaction. `opening` goes first in the same round trip
+// (BEGIN, the consumption, the keys' locks and their check, when the
+// transaction is not open yet). Fails on a transient error, when COMMIT
+// fails or when a statement of `opening` or the check fails: the caller
+// rolls back.
+Task<Status> WriteAndCommit(AsyncConnection& main, int64_t claim, std::optional<int64_t> generation, Writes& writes,
+                            WriteCounts* counts, std::vector<AsyncConnection::Statement> opening = {});
 
 }  // namespace kck

@@ -409,6 +409,43 @@ StatusOr<std::optional<std::string>> ClientComputeOf(const PrimerSpec& p) {
   return std::optional<std::string>(*sql);
 }
 
+// Whether products computed under `before` may differ from what `after`
+// computes: any change but to when they are computed (expiry, schedules,
+// warm-ups) or to what registered them.
+bool ValuesMayDiffer(const PrimerSpec& before, const PrimerSpec& after) {
+  auto what = [](const PrimerSpec& p) {
+    nlohmann::json j = PrimerToJson(p);
+    for (const char* when : {"source", "warm", "warm_every", "refresh_every", "soft_expire", "hard_expire",
+                             "augment_max_changes"}) {
+      j.erase(when);
+    }
+    return j.dump();
+  };
+  return what(before) != what(after);
+}
+
+// The stored products of redefined primers were computed the old way: one
+// refresh request for all of a primer's, which the daemons take once this
+// install commits (sql/019_primers_redefined.sql). Under the primers'
+// locks, taken as a daemon takes them: a reader computing one of their
+// products has stored it, and is counted. Returns how many each has.
+StatusOr<std::vector<long long>> QueueRecomputes(Runner& run, pg::Connection& conn,
+                                                 const std::vector<std::string>& primers) {
+  std::vector<long long> stored;
+  if (primers.empty()) return stored;
+  KCK_RETURN_IF_ERROR(run.Exec("SELECT kck.lock_primers($1::text[])", {pg::ArrayLiteral(primers)}));
+  for (const auto& primer : primers) {
+    auto count = conn.Exec("SELECT count(*) FROM kck.cache WHERE primer = $1", {primer});
+    if (!count.ok()) return count.status().WithContext("primer " + QuoteForError(primer));
+    stored.push_back(std::stoll(std::string(count->get(0, 0))));
+    if (stored.back() == 0) continue;  // any stored from now on is computed the new way
+    KCK_RETURN_IF_ERROR(run.Exec("INSERT INTO kck.changes (tbl, op, new) "
+                                 "VALUES ('kck.refresh', 'U', jsonb_build_object('primer', $1::text))",
+                                 {primer}));
+  }
+  return stored;
+}
+
 // Registers the config's primers and removes its source's others. A primer
 // registered before schema 11 gets its client compute (same spec: "unchanged").
 Status WriteRegistry(Runner& run, pg::Connection& conn, const Config& config,
@@ -418,6 +455,8 @@ Status WriteRegistry(Runner& run, pg::Connection& conn, const Config& config,
   auto stored_clients = ReadClientComputes(conn);
   if (!stored_clients.ok()) return stored_clients.status();
   std::set<std::string> wanted;
+  std::vector<std::string> redefined;
+  std::vector<size_t> redefined_lines;
   for (const auto& p : config.primers) {
     wanted.insert(p.name);
     std::string spec = PrimerToJson(p).dump();
@@ -433,8 +472,19 @@ Status WriteRegistry(Runner& run, pg::Connection& conn, const Config& config,
     }
     KCK_RETURN_IF_ERROR(
         run.Exec(std::string(sql::File("installer_register.sql")), {p.name, spec, p.engine, *client}));
+    if (it != before.end() && ValuesMayDiffer(*it->second, p)) {
+      redefined.push_back(p.name);
+      redefined_lines.push_back(report.lines.size());
+    }
     report.lines.push_back("primer " + p.name + (it == before.end() ? ": registered" : ": updated"));
     report.changed = true;
+  }
+  auto stored = QueueRecomputes(run, conn, redefined);
+  if (!stored.ok()) return stored.status();
+  for (size_t i = 0; i < redefined.size(); ++i) {
+    if ((*stored)[i] > 0) {
+      report.lines[redefined_lines[i]] += " (its " + std::to_string((*stored)[i]) + " stored products will be recomputed)";
+    }
   }
   for (const auto& p : registered) {
     if (p.source != config.source || wanted.count(p.name)) continue;

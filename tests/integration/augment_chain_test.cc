@@ -228,11 +228,12 @@ TEST_F(AugmentChainTest, ADaemonThatStartsBeginsWithWhatTheOneBeforeTimed) {
   std::string changed = kDearAugmentConfig;
   changed.replace(changed.find("SELECT count(*) FROM"), 20, "SELECT count(*) + 0 FROM");
   InstallConfig(conn_, changed);
+  const std::string log2 = LogPath("augment_redefined");
+  DaemonProcess third(conninfo_, {}, log2, "debug");
+  ASSERT_TRUE(WaitDrained(conn_));  // the redefined primer's products, recomputed
   MustExec(conn_, "DO $$ BEGIN "
                   "FOR i IN 1..5 LOOP INSERT INTO store_book (author_id, title) VALUES (1, 'c' || i); END LOOP; "
                   "END $$");
-  const std::string log2 = LogPath("augment_redefined");
-  DaemonProcess third(conninfo_, {}, log2, "debug");
   ASSERT_TRUE(WaitDrained(conn_));
   EXPECT_TRUE(WaitForLog(log2, "batch: 5 changes, 1 products written (1 augmented)")) << FileText(log2);
   ExpectCacheMatchesRecompute(conn_);

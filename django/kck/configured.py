@@ -28,8 +28,11 @@ from .params import make_parameter
 from .primer import Primer
 
 # to_jsonb(p): a schema older than 11 has no client_compute column (NULL then).
-_LOOKUP_SQL = ("SELECT engine, spec::text, to_jsonb(p) ->> 'client_compute' FROM kck.primers p "
+_LOOKUP_SQL = ("SELECT engine, spec::text, to_jsonb(p) ->> 'client_compute', "
+               "(SELECT generation FROM kck.registry_generation) FROM kck.primers p "
                "WHERE name = %s AND engine <> 'python'")
+# Goes up with every kck install that changes a primer (sql/003_generation_and_primer_locks.sql).
+_GENERATION_SQL = "SELECT generation FROM kck.registry_generation"
 
 _found = {}
 _lock = threading.Lock()
@@ -42,6 +45,7 @@ class ConfiguredPrimer(Primer):
     abstract = True
     engine = None
     statement = None  # kck.primers.client_compute
+    generation = None  # kck.registry_generation when it was looked up
 
     @property
     def in_process(self):
@@ -55,7 +59,12 @@ class ConfiguredPrimer(Primer):
 
     def _kck_compute_json(self, key, alias):
         """The JSON text the primer's SQL computes for ``key`` on database ``alias`` (where the
-        caller's transaction and snapshot are), exactly as the server wrote it."""
+        caller's transaction and snapshot are), exactly as the server wrote it. A kck install
+        since the lookup may have redefined the primer: then it is looked up again, in the same
+        snapshot, and computed as now defined (a product stored the old way would stay so)."""
+        current = self._kck_as_registered(alias)
+        if current is not self:
+            return current._kck_compute_json(key, alias)
         params = dict(zip((p.name for p in self._kck_params), self.key_to_values(key)))
         with connections[alias].cursor() as cur:
             cur.execute(self.statement, params)
@@ -69,8 +78,24 @@ class ConfiguredPrimer(Primer):
         return rows[0][0] if rows[0][0] is not None else "null"
 
 
-def _primer_class(name, engine, spec, alias, statement):
+    def _kck_as_registered(self, alias):
+        """This primer, or the one registered under its name now if the registry moved since it
+        was looked up (UnknownPrimer-like KckError when it is gone)."""
+        with connections[alias].cursor() as cur:
+            cur.execute(_GENERATION_SQL)
+            if cur.fetchone()[0] == self.generation:
+                return self
+        forget(self.name)
+        current = lookup(self.name)
+        if current is None or not current.in_process:
+            raise KckError("primer %s was removed or redefined by kck install while it was being read"
+                           % quote_for_error(self.name))
+        return current
+
+
+def _primer_class(name, engine, spec, alias, statement, generation):
     attrs = {"abstract": True, "engine": engine, "statement": statement, "database": alias,
+             "generation": generation,
              "prime_on_cache_miss": True,
              "soft_expire": spec.get("soft_expire"), "hard_expire": spec.get("hard_expire"),
              "refresh_every": spec.get("refresh_every"), "__module__": __name__}
@@ -98,13 +123,17 @@ def lookup(name):
     if row is None:
         return None
     with _lock:
-        return _found.setdefault(name, _primer_class(name, row[0], json.loads(row[1]), alias, row[2])())
+        return _found.setdefault(name, _primer_class(name, row[0], json.loads(row[1]), alias, row[2], row[3])())
 
 
-def forget():
-    """Drops the primers looked up so far (tests, after a kck install changed them)."""
+def forget(name=None):
+    """Drops the primers looked up so far, or the one named (tests, after a kck install changed
+    them; a miss, once the registry generation moved)."""
     with _lock:
-        _found.clear()
+        if name is None:
+            _found.clear()
+        else:
+            _found.pop(name, None)
 
 
 def compute(key, alias, force):

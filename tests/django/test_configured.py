@@ -2,6 +2,8 @@
 through Django's Cache: hits come from kck.cache; misses are computed in process with the statement
 kck install stored (kck.primers.client_compute), or by the kck binary when there is none."""
 
+import copy
+
 import pytest
 from django.db import transaction
 
@@ -102,6 +104,19 @@ def test_a_miss_is_computed_in_process_with_the_installed_statement(sql_primer, 
     assert sql_primer.get(key) == want
     # Stored as the server wrote it: the numeric keeps its 22 digits.
     assert query("SELECT value->>'exact' FROM kck.cache WHERE key = %s", [key]) == [("2.000000000000000000002",)]
+
+
+def test_a_miss_after_kck_install_redefined_the_primer_is_computed_as_now_defined(sql_primer, no_binary,
+                                                                                  tmp_path):
+    assert sql_primer.get("cfg_count/1") == 2  # looked up: its statement is kept for the next misses
+    redefined = copy.deepcopy(CONFIG)
+    compute = redefined["primers"][0]["compute"]
+    redefined["primers"][0]["compute"] = compute.replace("count(*)", "count(*) * 10", 1)
+    install_config(tmp_path, redefined)
+    assert sql_primer.get("cfg_count/2") == 10
+    assert _stored("cfg_count/2") == [("10", 1)]
+    # The product stored the old way waits for the daemon, which kck install asked to recompute it.
+    assert query("SELECT new::text FROM kck.changes WHERE tbl = 'kck.refresh'") == [('{"primer": "cfg_count"}',)]
 
 
 def test_a_failing_sql_compute_raises_and_stores_nothing(sql_primer, no_binary):

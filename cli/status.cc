@@ -158,6 +158,12 @@ void Print(const nlohmann::json& j) {
   for (const auto& c : j["captures"]) {
     captures += (captures.empty() ? "" : ", ") + c["table"].get<std::string>() + " (" + c["capture"].get<std::string>() + ")";
   }
+  long long stored = 0;
+  for (const auto& p : j["primers"]) stored += p["products"].get<long long>();
+  if (captures.empty() && stored > 0) {
+    captures = "none: no change reaches the " + std::to_string(stored) +
+               " stored products (kck install captures the tables again and recomputes them)";
+  }
   std::printf("captures: %s\n", captures.empty() ? "none" : captures.c_str());
   PrintPrimers(j["primers"]);
   for (const auto& e : j["errors"]) {

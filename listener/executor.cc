@@ -63,6 +63,11 @@ void Executor::LogWholeTableChanges(const Plan& plan) {
                  "(setting kck.bulk_max_images)",
                  w.table, pg::Excerpt(w.why, 200));
   }
+  for (const auto& r : plan.recaptured) {
+    spdlog::info("table \"{}\": kck install {} its capture while products were stored, and writes before it were "
+                 "not captured; recomputing every product that depends on it",
+                 r.table, pg::Excerpt(r.why, 20));
+  }
 }
 
 Executor::Executor(AsyncConnection& main, AsyncConnection& compute, WorkerPool* worker, int batch_size)

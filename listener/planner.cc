@@ -113,6 +113,7 @@ void NoteTruncate(const Change& c, Plan& plan) {
   std::string_view note;
   if (!doc["error"].get(note)) plan.degraded.push_back({c.tbl, std::string(note)});
   if (!doc["bulk"].get(note)) plan.whole_table.push_back({c.tbl, std::string(note)});
+  if (!doc["capture"].get(note)) plan.recaptured.push_back({c.tbl, std::string(note)});
 }
 
 // A refresh request for every stored product of a primer ({"primer": P}:

@@ -72,6 +72,10 @@ struct Plan {
   std::vector<std::string> problems;  // malformed payloads, bad keys: one log line each
   std::vector<DegradedCapture> degraded;
   std::vector<WholeTableChange> whole_table;  // one info line each
+  // Tables whose capture kck install created or repaired while products
+  // were stored (why: "installed" or "repaired"): writes before it were not
+  // captured. One info line each.
+  std::vector<WholeTableChange> recaptured;
 
   // Adds a key (coalescing). `row_change` false marks it not augmentable.
   void AddKey(const std::string& key, const Primer* primer, size_t change, bool row_change, bool force = false);

@@ -560,6 +560,22 @@ StatusOr<std::string> CaptureLibrary(pg::Connection& conn, const Quoter& q, cons
   return std::string();
 }
 
+// A table whose capture was missing (never installed, uninstalled, dropped
+// or disabled) had writes nobody captured: when products are stored, a
+// whole-table change after the new capture (in this transaction, which
+// waited for the table's writers to end as it created the trigger) makes
+// the daemons recompute every product that depends on it. `why` is
+// "installed" or "repaired". Returns whether one was queued.
+StatusOr<bool> QueueTableRecompute(Runner& run, pg::Connection& conn, const std::string& tbl, const std::string& why) {
+  auto stored = conn.Exec("SELECT EXISTS (SELECT 1 FROM kck.cache)");
+  if (!stored.ok()) return stored.status();
+  if (stored->get(0, 0) != "t") return false;
+  KCK_RETURN_IF_ERROR(run.Exec("INSERT INTO kck.changes (tbl, op, new) "
+                               "VALUES ($1, 'T', jsonb_build_object('capture', $2::text))",
+                               {tbl, why}));
+  return true;
+}
+
 // Installs, updates or repairs one table's capture unless it is live as generated.
 Status InstallCapture(pg::Connection& conn, Runner& run, const std::string& tbl, const CaptureSpec& spec,
                       const InstalledCaptures& installed, const Quoter& quoter, std::string_view c_library,
@@ -584,10 +600,15 @@ Status InstallCapture(pg::Connection& conn, Runner& run, const std::string& tbl,
   KCK_RETURN_IF_ERROR(run.Exec(record, {tbl, sql.function, sql.install}));
   std::string cols;
   for (const auto& c : spec.row_columns()) cols += (cols.empty() ? "" : ", ") + c;
-  report.lines.push_back("table " + tbl + ": capture trigger " +
-                         (it == installed.end() ? "installed" : recorded ? "repaired" : "updated") + " (" +
-                         (sql.in_c ? "C" : "plpgsql") + ", captures " + (spec.whole_row ? std::string("whole rows") : cols) +
-                         ")");
+  const std::string done = it == installed.end() ? "installed" : recorded ? "repaired" : "updated";
+  std::string line = "table " + tbl + ": capture trigger " + done + " (" + (sql.in_c ? "C" : "plpgsql") +
+                     ", captures " + (spec.whole_row ? std::string("whole rows") : cols) + ")";
+  if (done != "updated") {
+    auto queued = QueueTableRecompute(run, conn, tbl, done);
+    if (!queued.ok()) return queued.status().WithContext("table " + QuoteForError(tbl));
+    if (*queued) line += "; the stored products that depend on it will be recomputed";
+  }
+  report.lines.push_back(line);
   report.changed = true;
   return Status::Ok();
 }

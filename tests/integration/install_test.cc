@@ -231,5 +231,41 @@ TEST_F(InstallTest, ReinstallRepairsADroppedOrDisabledTrigger) {
   EXPECT_FALSE(Run(kBookstoreConfig)->changed);
 }
 
+// Writes while a table had no capture (kck uninstall, then kck install; a
+// dropped or disabled trigger, then the install that repairs it) reach no
+// product: the install that captures the table again has every stored
+// product that depends on it recomputed. Single-row and 150-row writes,
+// with a daemon running throughout.
+TEST_F(InstallTest, WritesWhileATableHadNoCaptureAreAppliedOnceItHasOneAgain) {
+  ASSERT_TRUE(Run(kBookstoreConfig).ok());
+  Prime(conn_, {"title_list/1", "book_count/2", "total"});
+  const std::string log = LogPath("install_recapture");
+  DaemonProcess daemon(conninfo_, {}, log, "info");
+  ASSERT_TRUE(Uninstall(conn_, false, false).ok());
+  auto [rc, status] = RunKckShell("--db '" + conninfo_ + "' status", "2>&1");
+  EXPECT_EQ(rc, 0) << status;
+  EXPECT_NE(status.find("captures: none: no change reaches the 3 stored products (kck install captures the tables "
+                        "again and recomputes them)"),
+            std::string::npos)
+      << status;
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'while uninstalled')");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) SELECT 1 + i % 20, 'bulk' FROM generate_series(1, 150) i");
+  auto reinstalled = Run(kBookstoreConfig);
+  ASSERT_TRUE(reinstalled.ok()) << reinstalled.status().message();
+  std::string lines;
+  for (const auto& l : reinstalled->lines) lines += l + "\n";
+  EXPECT_NE(lines.find("table public.store_book: capture trigger installed ("), std::string::npos) << lines;
+  EXPECT_NE(lines.find("; the stored products that depend on it will be recomputed"), std::string::npos) << lines;
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_TRUE(WaitForLog(log, "table \"public.store_book\": kck install installed its capture while products were "
+                              "stored")) << FileText(log);
+  MustExec(conn_, "ALTER TABLE store_book DISABLE TRIGGER kck_capture_ins");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (2, 'while disabled')");
+  ASSERT_TRUE(Run(kBookstoreConfig).ok());
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+}
+
 }  // namespace
 }  // namespace kck::testing

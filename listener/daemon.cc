@@ -15,6 +15,7 @@ namespace kck {
 // A batch may take as long as its slowest compute, and then some.
 Daemon::Daemon(DaemonOptions options)
     : options_(std::move(options)),
+      error_retry_(fault::RetryErrorsEachSecond() ? std::chrono::seconds(1) : std::chrono::minutes(2)),
       watchdog_(std::max(options_.compute_timeout, options_.worker_timeout) + std::chrono::seconds(5)) {
   uv_loop_init(&loop_);
   listen_ = std::make_unique<AsyncConnection>(&loop_);
@@ -51,6 +52,7 @@ void Daemon::OnTick() {
   if (due.look && !fault::NoPoll()) pending_ = true;
   if (due.summary) summary_.Log();
   timings_due_ |= due.summary;
+  retry_due_ |= due.retry || fault::RetryErrorsEachSecond();
   gauges_due_ |= due.gauges;
   warmer_->Tick(std::chrono::steady_clock::now());
   warm_due_ = warmer_->has_work();
@@ -293,6 +295,10 @@ Task<void> Daemon::Serve() {
       busy_ = true;
       co_await RunScheduled();
       busy_ = false;
+    } else if (retry_due_) {
+      busy_ = true;
+      co_await RetryErrors();
+      busy_ = false;
     } else if (warm_due_) {
       co_await Warm();
     } else if (coalesce_ms_ > 0) {
@@ -434,6 +440,19 @@ Task<void> Daemon::RunScheduled() {
     spdlog::error("scheduled refresh rolled back: {}", pg::Excerpt(stats.status().message(), 500));
     co_return;
   }
+  if (stats->registry_moved) reload_ = pending_ = true;
+  summary_.AddScheduled(*stats);
+}
+
+Task<void> Daemon::RetryErrors() {
+  retry_due_ = false;
+  auto stats = co_await executor_->RetryErrors(error_retry_, std::chrono::steady_clock::now());
+  if (!stats.ok()) {
+    spdlog::warn("trying products in error again: {}", pg::Excerpt(stats.status().message(), 500));
+    co_return;
+  }
+  if (stats->registry_moved) reload_ = true;
+  pending_ = true;  // the refresh requests it queued
   summary_.AddScheduled(*stats);
 }
 

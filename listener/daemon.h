@@ -76,6 +76,8 @@ class Daemon {
   bool StartMetrics();
   std::string RenderMetrics();
   Task<void> RunScheduled();
+  // Tries products in error again (listener/error_retry.h).
+  Task<void> RetryErrors();
   // Queues the next slice of a warm-up (listener/warmer.h) if the outbox is empty.
   Task<void> Warm();
   Task<void> GoIdle();
@@ -114,6 +116,8 @@ class Daemon {
   bool upkeep_due_ = false;   // the outbox's upkeep is due (listener/janitor.h)
   bool publish_due_ = false;  // the last minute's counts moved (listener/summary.h)
   bool timings_due_ = false;  // the primers' timings are to be published (every ten seconds)
+  bool retry_due_ = false;    // products in error are to be tried again (every minute)
+  ErrorRetry error_retry_;
   Scheduler scheduler_;
   Summary summary_;
   Metrics metrics_;

@@ -48,6 +48,7 @@
 #include <string_view>
 
 #include "pg/async_connection.h"
+#include "listener/error_retry.h"
 #include "listener/planner.h"
 #include "listener/primer_timings.h"
 #include "listener/import_engine.h"
@@ -137,6 +138,10 @@ class Executor {
   Task<StatusOr<BatchStats>> RunBatch();
   // Recomputes up to batch_size products whose refresh_every has passed.
   Task<StatusOr<BatchStats>> RunScheduled();
+  // Tries one product in error of each primer `retry` says is due, and
+  // queues a recompute of the others of each whose probe computed
+  // (listener/error_retry.h).
+  Task<StatusOr<BatchStats>> RetryErrors(ErrorRetry& retry, std::chrono::steady_clock::time_point now);
   // What the batches timed per primer since the last call, for
   // kck.primer_stats (listener/primer_timings.h), or nullopt.
   std::optional<nlohmann::json> TakeTimings() { return timings_.TakeChanged(); }
@@ -244,6 +249,12 @@ class Executor {
   // A batch that failed because the primers changed meanwhile: not a
   // failure, the primers are reloaded before its changes are claimed again.
   static StatusOr<BatchStats> RegistryMovedOr(StatusOr<BatchStats> stats);
+  // Computes one product in error of `primer` again (RetryErrors); whether
+  // it computed, and the batch's counts into `total`.
+  Task<StatusOr<bool>> Probe(const Primer& primer, const std::string& key, BatchStats* total);
+  // Probes `primer` with `key`, then waits or queues the rest (RetryErrors).
+  Task<Status> RetryPrimer(ErrorRetry& retry, const Primer& primer, std::string key,
+                           std::chrono::steady_clock::time_point now, BatchStats* total);
   // Logs the plan's changes that recompute every product of their table.
   void LogWholeTableChanges(const Plan& plan);
 

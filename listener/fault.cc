@@ -72,4 +72,9 @@ bool AnyComputeIsCheap() {
   return cheap;
 }
 
+bool RetryErrorsEachSecond() {
+  static const bool each = std::getenv("KCK_FAULT_RETRY_ERRORS") != nullptr;
+  return each;
+}
+
 }  // namespace kck::fault

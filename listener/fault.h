@@ -12,6 +12,9 @@
 //   KCK_FAULT_CHEAP_COMPUTES=1   every primer counts as cheap for the fast
 //                                write (listener/fast_write.cc), however long
 //                                its computes took on a loaded test machine
+//   KCK_FAULT_RETRY_ERRORS=1     products in error are tried again every
+//                                second, a primer whose probe failed after a
+//                                second (listener/error_retry.h)
 //
 // Steps: claim, plan, lock, compute, write, commit (after the writes and
 // COMMIT were sent, before their reply); warm_plan (before a warm-up lists
@@ -36,5 +39,7 @@ Task<void> At(std::string_view step, AsyncConnection& conn);
 bool NoPoll();
 // Whether KCK_FAULT_CHEAP_COMPUTES is set.
 bool AnyComputeIsCheap();
+// Whether KCK_FAULT_RETRY_ERRORS is set.
+bool RetryErrorsEachSecond();
 
 }  // namespace kck::fault

@@ -17,6 +17,7 @@ Due Scheduler::Tick() {
   due.look = ticks_ % kLookEvery == 0;
   due.summary = ticks_ % kSummaryEvery == 0;
   due.gauges = has_metrics_ && ticks_ % kLookEvery == 0;
+  due.retry = ticks_ % kRetryEvery == 0;
   return due;
 }
 

@@ -9,6 +9,7 @@
 //                    and, with --metrics, reading the outbox's gauges
 //                    (listener/metrics.h)
 //   every 10 ticks   the summary line of the work done (listener/summary.h)
+//   every 60 ticks   products in error tried again (listener/error_retry.h)
 //   after a batch    how long changes gather before the next claim
 //                    (CoalesceMs: coalescing under load)
 //
@@ -41,12 +42,14 @@ struct Due {
   bool look = false;
   bool summary = false;
   bool gauges = false;
+  bool retry = false;
 };
 
 class Scheduler {
  public:
   static constexpr int kLookEvery = 5;
   static constexpr int kSummaryEvery = 10;
+  static constexpr int kRetryEvery = 60;
 
   // Whether any loaded primer has refresh_every.
   void set_has_refresh(bool has) { has_refresh_ = has; }

@@ -39,6 +39,31 @@ const char* kSlowConfig = R"json({"primers": [
    "compute": "SELECT (SELECT count(*) FROM store_book WHERE author_id = :author_id) + (SELECT count(*) FROM ctl, pg_sleep(CASE WHEN block THEN 30 ELSE 0 END)) - 1",
    "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]}]})json";
 
+// Products whose compute failed (a renamed column) are tried again once
+// the schema is fixed, with no change reaching them: one probe per primer,
+// then the rest. Single-row and 150-row writes while it was broken.
+TEST_F(FailureTest, ProductsInErrorAreComputedAgainOnceTheirPrimerWorks) {
+  InstallConfig(conn_, kBookstoreConfig);
+  Prime(conn_, {"title_list/1", "title_list/2", "title_list/3", "book_count/4"});
+  ScopedEnv retry({{"KCK_FAULT_RETRY_ERRORS", "1"}});
+  const std::string log = LogPath("failure_retry_errors");
+  DaemonProcess daemon(conninfo_, {}, log, "info");
+  MustExec(conn_, "ALTER TABLE store_book RENAME COLUMN title TO title_was");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title_was) VALUES (1, 'while broken')");
+  MustExec(conn_, "UPDATE store_book SET title_was = title_was || ' x' WHERE id IN "
+                  "(SELECT id FROM store_book WHERE author_id IN (2, 3) ORDER BY id LIMIT 150)");
+  ASSERT_TRUE(WaitDrained(conn_));
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT count(*) FROM kck.cache WHERE error IS NOT NULL") == "3"; }));
+  MustExec(conn_, "ALTER TABLE store_book RENAME COLUMN title_was TO title");
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT count(*) FROM kck.cache WHERE error IS NOT NULL") == "0"; },
+                      std::chrono::seconds(15)))
+      << FileText(log);
+  ASSERT_TRUE(WaitDrained(conn_));
+  ExpectCacheMatchesRecompute(conn_);
+  EXPECT_NE(FileText(log).find("computes again; recomputing its 2 other products in error"), std::string::npos)
+      << FileText(log);
+}
+
 TEST_F(FailureTest, LostComputeConnectionRetriesInsteadOfRecordingAnError) {
   InstallConfig(conn_, kSlowConfig);
   Prime(conn_, {"slow/1"});

@@ -26,6 +26,15 @@ TEST(Scheduler, EveryPeriodComesDueOnItsTick) {
   EXPECT_EQ(summaries, (std::vector<int>{10, 20}));
 }
 
+TEST(Scheduler, ProductsInErrorAreTriedEveryMinute) {
+  Scheduler s;
+  std::vector<int> retries;
+  for (int tick = 1; tick <= 130; ++tick) {
+    if (s.Tick().retry) retries.push_back(tick);
+  }
+  EXPECT_EQ(retries, (std::vector<int>{60, 120}));
+}
+
 TEST(Scheduler, RefreshIsDueEveryTickOnlyWhileAPrimerHasRefreshEvery) {
   Scheduler s;
   s.set_has_refresh(true);

@@ -149,8 +149,14 @@ TEST_F(InstallTest, CommandExitCodesAndOneLineErrors) {
   auto [rc6, e6] = RunKck(db + " get title_list/1");
   EXPECT_EQ(rc6, 0) << e6;
   EXPECT_EQ(Stored(conn_, "title_list/1").substr(0, 9), "[\"book 20");
+  // A refresh that finds the stored value keeps its version (schema 21);
+  // one that finds a new value makes a new version.
   auto [rc7, e7] = RunKck(db + " refresh title_list/1 total");
   EXPECT_EQ(rc7, 0) << e7;
+  EXPECT_EQ(Scalar("SELECT version FROM kck.cache WHERE key = 'title_list/1'"), "1");
+  MustExec(conn_, "UPDATE store_book SET title = title || ' (2nd ed.)' WHERE author_id = 1");
+  auto [rc7b, e7b] = RunKck(db + " refresh title_list/1");
+  EXPECT_EQ(rc7b, 0) << e7b;
   EXPECT_EQ(Scalar("SELECT version FROM kck.cache WHERE key = 'title_list/1'"), "2");
   auto [rc8, e8] = RunKck(db + " status --json");
   EXPECT_EQ(rc8, 0) << e8;

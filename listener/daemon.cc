@@ -217,6 +217,19 @@ bool Daemon::GiveUp(const Status& s) {
   return true;
 }
 
+Task<bool> Daemon::AwaitSchema(const Status& s) {
+  const bool gone = (s.sqlstate() == "3F000" || s.sqlstate() == "42P01" || s.sqlstate() == "42883") &&
+                    s.message().find("kck") != std::string::npos;
+  if (!gone || options_.until_idle) co_return false;
+  if (schema_gone_.Allow("kck", std::chrono::steady_clock::now())) {
+    spdlog::error("kck's schema is missing or incomplete ({}); connecting again until kck install creates it",
+                  pg::Excerpt(s.message(), 300));
+  }
+  // As at start-up: connect, load the primers and register, with backoff.
+  CloseAll();
+  co_return true;
+}
+
 Task<bool> Daemon::ConnectOnce(std::chrono::milliseconds* backoff) {
   Status s = co_await Connect();
   if (s.ok()) s = co_await LoadRegistry();
@@ -274,8 +287,9 @@ Task<void> Daemon::Serve() {
     } else if (upkeep_due_) {
       // Between batches, even under load: the claim scans what the parts hold.
       upkeep_due_ = false;
-      const long long released = co_await janitor_->Upkeep();
-      if (released > 0) pending_ = true;
+      auto released = co_await janitor_->Upkeep();
+      if (released.ok() && *released > 0) pending_ = true;
+      if (!released.ok() && !co_await AwaitSchema(released.status())) janitor_->Failed(released.status());
     } else if (publish_due_) {
       publish_due_ = false;
       co_await PublishStats();
@@ -331,6 +345,7 @@ Task<bool> Daemon::Reload() {
   Status r = co_await LoadRegistry();
   if (!r.ok() && GiveUp(r)) co_return false;
   if (!r.ok()) {
+    if (co_await AwaitSchema(r)) co_return true;
     // Planning with primers known to be stale could leave products
     // silently wrong: changes wait in the outbox instead.
     spdlog::error("{}; changes stay queued until the primers load", pg::Excerpt(r.message(), 500));
@@ -355,6 +370,7 @@ Task<bool> Daemon::RunBatch() {
   // --until-idle tries again before it gives up.
   if (failed_batches_ >= 3 && GiveUp(stats.status().WithContext("batch rolled back 3 times"))) co_return false;
   if (!stats.ok()) {
+    if (co_await AwaitSchema(stats.status())) co_return true;
     spdlog::error("batch rolled back, changes stay queued: {}", pg::Excerpt(stats.status().message(), 500));
     if (Connected()) {
       co_await Sleep(&loop_, 1000);  // e.g. a deadlock: try again shortly
@@ -476,6 +492,7 @@ Task<void> Daemon::Warm() {
 Task<void> Daemon::GoIdle() {
   auto pending = co_await wakeup_->GoIdle();
   if (!pending.ok()) {
+    if (co_await AwaitSchema(pending.status())) co_return;
     // Stay busy: the periodic look (or a reconnect) tries again.
     spdlog::warn("{}", pg::Excerpt(pending.status().message(), 500));
     co_await Sleep(&loop_, 100);

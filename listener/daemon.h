@@ -91,6 +91,10 @@ class Daemon {
   Task<Status> LoadRegistry();
   // With until_idle, a failure ends the run instead of being retried.
   bool GiveUp(const Status& s);
+  // When `s` says kck's schema is gone (kck uninstall --drop-data): one
+  // error a minute, and the connections closed, so that the daemon connects
+  // again as at start-up, with backoff, until kck install; true then.
+  Task<bool> AwaitSchema(const Status& s);
   void Wake() { wake_.Set(); }
   void OnTick();
 
@@ -118,6 +122,7 @@ class Daemon {
   bool timings_due_ = false;  // the primers' timings are to be published (every ten seconds)
   bool retry_due_ = false;    // products in error are to be tried again (every minute)
   ErrorRetry error_retry_;
+  WarningLimiter schema_gone_{std::chrono::minutes(1)};  // AwaitSchema's one error a minute
   Scheduler scheduler_;
   Summary summary_;
   Metrics metrics_;

@@ -14,10 +14,11 @@ constexpr auto kWarnEvery = std::chrono::minutes(1);
 
 }  // namespace
 
-Task<long long> Janitor::Upkeep() {
+Task<StatusOr<long long>> Janitor::Upkeep() {
   pg::Params none;
   auto r = co_await conn_.Query(sql::File("daemon_upkeep.sql"), std::move(none));
-  if (r.ok() && r->rows() == 1) {
+  if (!r.ok()) co_return r.status();
+  if (r->rows() == 1) {
     long long n = ParsedNumber<long long>(r->get(0, 0));
     long long released = ParsedNumber<long long>(r->get(0, 1));
     truncated_ += n;
@@ -28,12 +29,15 @@ Task<long long> Janitor::Upkeep() {
     }
     co_return released;
   }
+  co_return 0;
+}
+
+void Janitor::Failed(const Status& s) {
   const auto now = std::chrono::steady_clock::now();
-  if (now - warned_at_ < kWarnEvery) co_return 0;
+  if (now - warned_at_ < kWarnEvery) return;
   warned_at_ = now;
   spdlog::warn("outbox upkeep failed (retrying every second; the outbox grows until this works): {}",
-               pg::Excerpt(r.status().message(), 300));
-  co_return 0;
+               pg::Excerpt(s.message(), 300));
 }
 
 }  // namespace kck

@@ -17,10 +17,12 @@ class Janitor {
  public:
   explicit Janitor(AsyncConnection& conn) : conn_(conn) {}
 
-  // On a connection outside any transaction. Never waits for a lock; a
-  // failure is logged (at most once a minute) and retried next time.
-  // Returns how many claims it released (their changes wait to be claimed).
-  Task<long long> Upkeep();
+  // On a connection outside any transaction. Never waits for a lock.
+  // Returns how many claims it released (their changes wait to be claimed),
+  // or the failure, which the next call retries.
+  Task<StatusOr<long long>> Upkeep();
+  // Logs a failed upkeep, at most once a minute.
+  void Failed(const Status& s);
   long long truncated() const { return truncated_; }
 
  private:

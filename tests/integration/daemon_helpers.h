@@ -195,6 +195,13 @@ inline bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds
 }
 
 // One value of a one-row query, or "<error: ...>".
+// How many times `needle` occurs in `text`.
+inline size_t Occurrences(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
 // Waits until the file at `path` contains `text`.
 inline bool WaitForLog(const std::string& path, const std::string& text,
                        std::chrono::milliseconds limit = std::chrono::seconds(10)) {

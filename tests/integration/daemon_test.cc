@@ -343,6 +343,30 @@ TEST(UntilIdleTest, ExitsOneWhenKckIsNotInstalled) {
   EXPECT_EQ(drain.ExitCode(std::chrono::seconds(10)), 1);
 }
 
+// kck uninstall --drop-data under a running daemon: one error saying why,
+// no flood of failed batches or idle looks, and once kck install creates
+// the schema again the daemon connects, registers and applies changes.
+TEST_F(BookstoreTest, ADaemonWaitsOutADroppedSchemaAndResumesAfterInstall) {
+  InstallConfig(conn_, kBookstoreConfig);
+  const std::string log = LogPath("daemon_schema_dropped");
+  DaemonProcess daemon(conninfo_, {}, log, "info");
+  ASSERT_TRUE(WaitForLog(log, "connected, listening")) << FileText(log);
+  ASSERT_TRUE(Uninstall(conn_, true, false).ok());
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const std::string text = FileText(log);
+  EXPECT_EQ(Occurrences(text, "kck's schema is missing or incomplete"), 1u) << text;
+  EXPECT_EQ(Occurrences(text, "changes stay queued"), 0u) << text;
+  EXPECT_EQ(Occurrences(text, "warning marking the daemon idle"), 0u) << text;
+  InstallConfig(conn_, kBookstoreConfig);
+  Prime(conn_, {"title_list/1"});
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'after reinstall')");
+  ASSERT_TRUE(WaitFor([&] { return Stored(conn_, "title_list/1").find("after reinstall") != std::string::npos; },
+                      std::chrono::seconds(15)))
+      << FileText(log);
+  EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.listeners"), "1");
+  EXPECT_TRUE(daemon.running());
+}
+
 // The example's title_list (examples/bookstore, embedded for kck demo) is
 // ordered by id, and its insert augment must give that order whatever
 // order the inserts arrive in: a book inserted by a transaction that

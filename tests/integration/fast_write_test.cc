@@ -63,11 +63,6 @@ class FastWriteTest : public BookstoreTest {
     return Scalar(conn_, "SELECT version FROM kck.cache WHERE key = $1", {key});
   }
   size_t FastBatches() { return Occurrences(FileText(log_), "computed in the write transaction"); }
-  static size_t Occurrences(const std::string& text, const std::string& needle) {
-    size_t n = 0;
-    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-    return n;
-  }
   // The log line of the daemon's first batch ("" before it).
   static std::string FirstBatch(const std::string& log) {
     const size_t at = log.find("batch: ");

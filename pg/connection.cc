@@ -116,6 +116,16 @@ Status Connection::Prepare(std::string_view sql, const std::vector<Oid>& types) 
   return Status::Ok();
 }
 
+StatusOr<int> Connection::ResultColumns(std::string_view sql) {
+  Status prepared = Prepare(sql);
+  if (!prepared.ok()) return prepared;
+  Result res(PQdescribePrepared(conn_.get(), ""));
+  if (!res.raw() || PQresultStatus(res.raw()) != PGRES_COMMAND_OK) {
+    return Status::Invalid(res.raw() ? ResultError(res.raw()) : ConnectionError(conn_.get()));
+  }
+  return PQnfields(res.raw());
+}
+
 std::string Connection::QuoteIdent(std::string_view ident) const {
   char* q = PQescapeIdentifier(conn_.get(), ident.data(), ident.size());
   std::string out = q ? q : "";

@@ -98,6 +98,8 @@ class Connection {
   // Checks that `sql` (with $n parameters of the given types) prepares,
   // without running it.
   Status Prepare(std::string_view sql, const std::vector<Oid>& types = {});
+  // How many columns `sql` returns, told by preparing it, without running it.
+  StatusOr<int> ResultColumns(std::string_view sql);
 
   // Quotes an identifier or a literal with libpq's escaping.
   std::string QuoteIdent(std::string_view ident) const;

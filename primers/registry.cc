@@ -196,6 +196,12 @@ StatusOr<std::string> ClientComputeStatement(const PrimerSpec& spec) {
   return "SELECT to_jsonb(kck_r.kck_value)::text AS value FROM (" + *inner + "\n) AS kck_r (kck_value)";
 }
 
+StatusOr<std::string> ComputeColumnsStatement(const PrimerSpec& spec) {
+  auto bound = BindNamedParams(spec.compute, PrimerParams(spec));
+  if (!bound.ok()) return bound.status();
+  return "SELECT * FROM (" + std::string(StripStatementEnd(bound->sql)) + "\n) AS kck_c LIMIT 0";
+}
+
 StatusOr<std::shared_ptr<const Registry>> Registry::Build(std::vector<PrimerSpec> specs) {
   auto reg = std::make_shared<Registry>();
   for (auto& spec : specs) {

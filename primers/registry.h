@@ -30,6 +30,10 @@ StatusOr<std::vector<PrimerSpec>> ParseRegistryRows(const pg::Result& rows);
 // returns as many rows as the compute: none when the product does not exist.
 std::string ComputeStatement(std::string_view bound_compute);
 
+// A sql primer's compute, bound, as a statement that returns all of its
+// columns and no row: kck install checks that it has one (its value).
+StatusOr<std::string> ComputeColumnsStatement(const PrimerSpec& spec);
+
 // The compute of a sql primer for a client that binds parameters itself,
 // as Python's DB-API does in "pyformat" style (Django's connection.cursor):
 // each `:name` becomes `%(name)s::type`, every other `%` is doubled, and the

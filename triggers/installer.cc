@@ -80,6 +80,17 @@ Status PrepareCheck(pg::Connection& conn, const std::string& sql, const std::str
   return Status::Ok();
 }
 
+// A compute returns one column, its value: a second one would be dropped.
+Status OneColumn(pg::Connection& conn, const PrimerSpec& spec) {
+  auto statement = ComputeColumnsStatement(spec);
+  if (!statement.ok()) return statement.status();
+  auto columns = conn.ResultColumns(*statement);
+  if (!columns.ok()) return Status::Invalid("compute: SQL does not prepare: " + columns.status().message());
+  if (*columns == 1) return Status::Ok();
+  return Status::Invalid("compute: returns " + std::to_string(*columns) +
+                         " columns; it returns one, the product's value (jsonb_build_object(...) makes one of several)");
+}
+
 Status NoColumn(const TableInfo& t, const std::string& column, const std::string& where) {
   return Status::Invalid(where + ": table " + QuoteForError(t.qualified()) + " has no column " + QuoteForError(column));
 }
@@ -157,7 +168,10 @@ Status ValidatePrimer(pg::Connection& conn, PrimerSpec& spec, std::map<std::stri
   auto compiled = Registry::Build({spec});
   if (!compiled.ok()) return compiled.status();
   const Primer& primer = *(*compiled)->primers().front();
-  if (!spec.compute.empty()) KCK_RETURN_IF_ERROR(PrepareCheck(conn, primer.compute.sql, "compute"));
+  if (!spec.compute.empty()) {
+    KCK_RETURN_IF_ERROR(PrepareCheck(conn, primer.compute.sql, "compute"));
+    KCK_RETURN_IF_ERROR(OneColumn(conn, spec));
+  }
   if (!spec.warm.empty()) {
     Status s = PrepareCheck(conn, WarmStatement(spec), "warm");
     if (!s.ok()) return Status::Invalid(s.message() + " (warm returns one column per parameter, named as it)");

@@ -121,6 +121,12 @@ TEST_F(InstallTest, CatalogErrorsNameThePrimerAndField) {
   EXPECT_NE(bad_sql.status().message().find("primer \"p\": compute: SQL does not prepare: relation \"store_books\" does not exist"),
             std::string::npos)
       << bad_sql.status().message();
+  // Two columns: the second was dropped, and "SELECT :x, 2" stored :x.
+  auto two = Run(R"({"primers": [{"name": "p", "parameters": [{"name": "author_id", "type": "int"}],
+      "compute": "SELECT count(*), max(title) FROM store_book WHERE author_id = :author_id;"}]})");
+  ASSERT_FALSE(two.ok());
+  EXPECT_NE(two.status().message().find("primer \"p\": compute: returns 2 columns; it returns one"), std::string::npos)
+      << two.status().message();
   EXPECT_EQ(Scalar("SELECT to_regnamespace('kck') IS NULL"), "t");  // nothing half-installed
 }
 

@@ -100,7 +100,7 @@ Status Connection::ExecScript(std::string_view sql) {
   Result res(PQexec(conn_.get(), text.c_str()));
   ExecStatusType st = res.raw() ? PQresultStatus(res.raw()) : PGRES_FATAL_ERROR;
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
-    return Status::Runtime(res.raw() ? ResultError(res.raw()) : ConnectionError(conn_.get()));
+    return res.raw() ? ResultStatus(res.raw()) : Status::Runtime(ConnectionError(conn_.get()));
   }
   return Status::Ok();
 }

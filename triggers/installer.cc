@@ -601,6 +601,10 @@ Status InstallCapture(pg::Connection& conn, Runner& run, const std::string& tbl,
     auto live = CaptureIsLive(conn, spec, sql, quoter);
     if (!live.ok()) return live.status();
     if (*live) {
+      // Recorded before schema 22: the columns it reads, for kck status.
+      auto noted = conn.Exec("UPDATE kck.triggers SET columns = $2::text[] WHERE tbl = $1 AND columns IS NULL",
+                             {tbl, pg::ArrayLiteral(spec.row_columns())});
+      if (!noted.ok()) return noted.status();
       report.lines.push_back("table " + tbl + ": capture trigger unchanged");
       return Status::Ok();
     }
@@ -611,7 +615,7 @@ Status InstallCapture(pg::Connection& conn, Runner& run, const std::string& tbl,
   Status s = run.Script(sql.install);
   if (!s.ok()) return s.WithContext("table " + QuoteForError(tbl) + ": installing capture trigger");
   const std::string record(sql::File("installer_record_capture.sql"));
-  KCK_RETURN_IF_ERROR(run.Exec(record, {tbl, sql.function, sql.install}));
+  KCK_RETURN_IF_ERROR(run.Exec(record, {tbl, sql.function, sql.install, pg::ArrayLiteral(spec.row_columns())}));
   std::string cols;
   for (const auto& c : spec.row_columns()) cols += (cols.empty() ? "" : ", ") + c;
   const std::string done = it == installed.end() ? "installed" : recorded ? "repaired" : "updated";
@@ -682,7 +686,9 @@ StatusOr<InstallReport> Install(pg::Connection& conn, const Config& input, bool 
   return report;
 }
 
-StatusOr<InstallReport> Uninstall(pg::Connection& conn, bool drop_data, bool dry_run) {
+namespace {
+
+StatusOr<InstallReport> UninstallOnce(pg::Connection& conn, bool drop_data, bool dry_run) {
   InstallReport report;
   Transaction txn(conn);
   KCK_RETURN_IF_ERROR(txn.Begin());
@@ -718,6 +724,18 @@ StatusOr<InstallReport> Uninstall(pg::Connection& conn, bool drop_data, bool dry
   }
   KCK_RETURN_IF_ERROR(txn.Finish(!dry_run));
   return report;
+}
+
+}  // namespace
+
+StatusOr<InstallReport> Uninstall(pg::Connection& conn, bool drop_data, bool dry_run) {
+  // DROP SCHEMA locks every kck object, in an order of its own: under a
+  // running daemon it can deadlock with a batch, and the one that loses is
+  // either. Uninstall tries again; the daemon rolls back and retries anyway.
+  for (int attempt = 1;; ++attempt) {
+    auto report = UninstallOnce(conn, drop_data, dry_run);
+    if (report.ok() || report.status().sqlstate() != "40P01" || attempt == 3) return report;
+  }
 }
 
 }  // namespace kck

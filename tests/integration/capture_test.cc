@@ -312,6 +312,27 @@ class SchemaChangeTest : public CaptureTest {
   }
 };
 
+// A column only the capture reads (an update_of column, the primary key)
+// renamed: writes degrade, and kck status names it (it showed nothing).
+TEST_F(SchemaChangeTest, StatusNamesAColumnOnlyTheCaptureReads) {
+  InstallConfig(conn_, R"json({"primers": [
+    {"name": "counted", "parameters": [{"name": "author_id", "type": "int"}],
+     "compute": "SELECT count(*) FROM store_book WHERE author_id = :author_id",
+     "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}, "update_of": ["price"]}]}]})json");
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.registry_problems()"), "0");
+  MustExec(conn_, "ALTER TABLE store_book RENAME COLUMN price TO cost");
+  MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'still written')");
+  std::string status = KckStatus();
+  EXPECT_NE(status.find("primer \"counted\": depends_on[0]: the capture of table \"public.store_book\" reads column "
+                        "\"price\", which the table no longer has"),
+            std::string::npos)
+      << status;
+  MustExec(conn_, "ALTER TABLE store_book RENAME COLUMN id TO book_id");
+  status = KckStatus();
+  EXPECT_NE(status.find("reads column \"id\", which the table no longer has"), std::string::npos) << status;
+  EXPECT_EQ(Scalar("SELECT count(*) FROM kck.registry_problems()"), "2");
+}
+
 TEST_F(SchemaChangeTest, RenamedOrDroppedColumnDegradesTheCaptureNotTheStatement) {
   InstallConfig(conn_, kSchemaChangeConfig);
   Prime(conn_, {"book/3", "book/250", "book/310", "total"});

@@ -351,7 +351,8 @@ TEST_F(BookstoreTest, ADaemonWaitsOutADroppedSchemaAndResumesAfterInstall) {
   const std::string log = LogPath("daemon_schema_dropped");
   DaemonProcess daemon(conninfo_, {}, log, "info");
   ASSERT_TRUE(WaitForLog(log, "connected, listening")) << FileText(log);
-  ASSERT_TRUE(Uninstall(conn_, true, false).ok());
+  auto dropped = Uninstall(conn_, true, false);
+  ASSERT_TRUE(dropped.ok()) << dropped.status().message();
   std::this_thread::sleep_for(std::chrono::seconds(3));
   const std::string text = FileText(log);
   EXPECT_EQ(Occurrences(text, "kck's schema is missing or incomplete"), 1u) << text;

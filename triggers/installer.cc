@@ -257,6 +257,54 @@ std::map<std::string, CaptureSpec> CaptureSpecs(const std::vector<PrimerSpec>& p
   return out;
 }
 
+// The end of the quoted text (a literal or an identifier) that starts at
+// `i`, where a doubled quote stands for itself.
+size_t QuotedEnd(std::string_view sql, size_t i) {
+  const char quote = sql[i];
+  for (++i; i < sql.size(); ++i) {
+    if (sql[i] != quote) continue;
+    if (i + 1 < sql.size() && sql[i + 1] == quote) {
+      ++i;
+    } else {
+      return i + 1;
+    }
+  }
+  return sql.size();
+}
+
+// The end of the digits from `i`.
+size_t DigitsEnd(std::string_view sql, size_t i) {
+  while (i < sql.size() && std::isdigit(static_cast<unsigned char>(sql[i]))) ++i;
+  return i;
+}
+
+// `sql` with each $n replaced by literals[n-1], except in comments and
+// quoted text: the comments of the SQL files name the parameters ("$1
+// name"), and a literal of several lines there would leave the comment.
+std::string WithLiterals(std::string_view sql, const std::vector<std::string>& literals) {
+  std::string out;
+  size_t i = 0;
+  while (i < sql.size()) {
+    size_t next = i + 1;
+    if (sql.compare(i, 2, "--") == 0) {
+      next = std::min(sql.find('\n', i), sql.size());
+    } else if (sql[i] == '\'' || sql[i] == '"') {
+      next = QuotedEnd(sql, i);
+    } else if (sql[i] == '$' && DigitsEnd(sql, i + 1) > i + 1) {
+      next = DigitsEnd(sql, i + 1);
+      const size_t n = std::stoul(std::string(sql.substr(i + 1, next - i - 1)));
+      if (n >= 1 && n <= literals.size()) {
+        out += literals[n - 1];
+        i = next;
+        continue;
+      }
+    }
+    out.append(sql.substr(i, next - i));
+    i = next;
+  }
+  return out;
+}
+
 // Runs a statement, or only records it in a dry run.
 class Runner {
  public:
@@ -287,15 +335,9 @@ class Runner {
 
  private:
   void List(const std::string& sql, const pg::Params& params) {
-    std::string shown = sql;
-    for (size_t i = params.size(); i-- > 0;) {
-      std::string ph = "$" + std::to_string(i + 1);
-      std::string lit = params[i] ? conn_.QuoteLiteral(*params[i]) : "NULL";
-      for (size_t p = shown.find(ph); p != std::string::npos; p = shown.find(ph, p + lit.size())) {
-        shown.replace(p, ph.size(), lit);
-      }
-    }
-    report_.sql += shown + ";\n";
+    std::vector<std::string> literals;
+    for (const auto& p : params) literals.push_back(p ? conn_.QuoteLiteral(*p) : "NULL");
+    report_.sql += WithLiterals(sql, literals) + ";\n";
   }
 
   pg::Connection& conn_;
@@ -358,12 +400,12 @@ Status MigrateSchema(pg::Connection& conn, std::string* sql) {
     if (name.size() < 4 || !std::isdigit(static_cast<unsigned char>(name[0])) || name[3] != '_') continue;
     int version = std::stoi(name.substr(0, 3));
     if (version <= current) continue;
-    *sql += "-- migration " + name + "\n" + std::string(f.text);
+    const std::string record = "INSERT INTO kck.schema_version (version, name) VALUES (" + std::to_string(version) +
+                               ", " + conn.QuoteLiteral(name) + ");\n";
+    *sql += "-- migration " + name + "\n" + std::string(f.text) + "\n" + record;
     Status s = conn.ExecScript(f.text);
     if (!s.ok()) return s.WithContext("migration " + name);
-    auto r = conn.Exec("INSERT INTO kck.schema_version (version, name) VALUES ($1::int, $2)",
-                       {std::to_string(version), name});
-    if (!r.ok()) return r.status();
+    KCK_RETURN_IF_ERROR(conn.ExecScript(record));
   }
   return Status::Ok();
 }

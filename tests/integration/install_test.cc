@@ -198,6 +198,22 @@ TEST_F(InstallTest, AugmentReadingAMissingColumnIsRejected) {
   MustExec(conn_, "INSERT INTO store_book (author_id, title) VALUES (1, 'still writable')");
 }
 
+// The dry run prints a script: run as printed (as psql -f would), it
+// installs what install would, so install then finds nothing to change.
+// Every line of its comments is a comment, also where a parameter's
+// literal spans lines, and the schema versions are recorded.
+TEST_F(InstallTest, DryRunPrintsAScriptThatInstallsWhatInstallWould) {
+  std::string path = ConfigFile(kBookstoreConfig);
+  auto [rc, script] = RunKckShell("--db " + Quote(conninfo_) + " install --dry-run --config " + path, "2>/dev/null");
+  std::remove(path.c_str());
+  ASSERT_EQ(rc, 0) << script;
+  EXPECT_EQ(Scalar("SELECT to_regnamespace('kck') IS NULL"), "t");
+  MustExec(conn_, script);
+  auto again = Run(kBookstoreConfig);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_FALSE(again->changed);
+}
+
 // The daemon runs with exactly the privileges DESIGN.md lists; the
 // application's role needs none on schema kck.
 TEST(Privileges, DaemonAndApplicationNeedOnlyTheListedPrivileges) {

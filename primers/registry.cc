@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/quote.h"
+
 namespace kck {
 
 std::string_view SqlTypeOf(ParamType type) {
@@ -123,14 +125,11 @@ std::string FastWriteEnd(const FastWriteParts& w) {
   return sql;
 }
 
-namespace {
-
-StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
+StatusOr<std::unique_ptr<Primer>> CompilePrimer(PrimerSpec spec) {
   auto primer = std::make_unique<Primer>();
-  const std::string where = "primer \"" + spec.name + "\"";
   if (spec.engine == "sql") {
     auto compute = BindNamedParams(spec.compute, PrimerParams(spec));
-    if (!compute.ok()) return compute.status().WithContext(where + ": compute");
+    if (!compute.ok()) return compute.status().WithContext("compute");
     primer->compute = std::move(*compute);
     primer->compute.sql = ComputeStatement(primer->compute.sql);
     primer->compute_write = ComputeWriteStatement(primer->compute);
@@ -140,7 +139,7 @@ StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
                                       [](const std::string& name) -> StatusOr<std::string> {
                                         return "kck_k.\"" + name + "\"";
                                       });
-      if (!inner.ok()) return inner.status().WithContext(where + ": compute");
+      if (!inner.ok()) return inner.status().WithContext("compute");
       std::string columns = "kck_key", arrays = "$1::text[]";
       for (size_t i = 0; i < spec.params.size(); ++i) {
         columns += ", \"" + spec.params[i].name + "\"";
@@ -160,7 +159,7 @@ StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
       const std::string& sql = ops.ForOp(op);
       if (sql.empty()) continue;
       auto bound = BindNamedParams(sql, names);
-      if (!bound.ok()) return bound.status().WithContext(where + ": augment." + table);
+      if (!bound.ok()) return bound.status().WithContext("augment." + table);
       primer->augment[table][op] = std::move(*bound);
     }
   }
@@ -168,17 +167,15 @@ StatusOr<std::unique_ptr<Primer>> Compile(PrimerSpec spec) {
     const auto& rule = spec.depends_on[i];
     if (rule.kind != DependsRule::Kind::kTableKeys || rule.keys_sql.empty()) continue;
     auto bound = BindNamedParams(rule.keys_sql, {{"old", "jsonb"}, {"new", "jsonb"}});
-    if (!bound.ok()) return bound.status().WithContext(where + ": depends_on[" + std::to_string(i) + "].keys");
+    if (!bound.ok()) return bound.status().WithContext("depends_on[" + std::to_string(i) + "].keys");
     primer->keys[i] = std::move(*bound);
     auto many = KeysManyStatement(rule.keys_sql);
-    if (!many.ok()) return many.status().WithContext(where + ": depends_on[" + std::to_string(i) + "].keys");
+    if (!many.ok()) return many.status().WithContext("depends_on[" + std::to_string(i) + "].keys");
     primer->keys_many[i] = std::move(*many);
   }
   primer->spec = std::move(spec);
   return primer;
 }
-
-}  // namespace
 
 StatusOr<std::string> ClientComputeStatement(const PrimerSpec& spec) {
   const auto params = PrimerParams(spec);
@@ -205,8 +202,9 @@ StatusOr<std::string> ComputeColumnsStatement(const PrimerSpec& spec) {
 StatusOr<std::shared_ptr<const Registry>> Registry::Build(std::vector<PrimerSpec> specs) {
   auto reg = std::make_shared<Registry>();
   for (auto& spec : specs) {
-    auto primer = Compile(std::move(spec));
-    if (!primer.ok()) return primer.status();
+    const std::string name = spec.name;
+    auto primer = CompilePrimer(std::move(spec));
+    if (!primer.ok()) return primer.status().WithContext("primer " + QuoteForError(name));
     reg->by_name_[(*primer)->spec.name] = primer->get();
     reg->primers_.push_back(std::move(*primer));
   }

@@ -100,6 +100,10 @@ struct Primer {
   NamedValues KeyValues(const std::vector<std::string>& values) const;
 };
 
+// Compiles one primer's spec. Errors name the field ("compute: unknown
+// parameter :x"), not the primer: the caller adds it once.
+StatusOr<std::unique_ptr<Primer>> CompilePrimer(PrimerSpec spec);
+
 // A dependency rule seen from the table or primer it watches.
 struct RuleRef {
   const Primer* primer;

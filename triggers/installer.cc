@@ -165,9 +165,9 @@ Status ValidatePrimer(pg::Connection& conn, PrimerSpec& spec, std::map<std::stri
   KCK_RETURN_IF_ERROR(ValidateAugmentColumns(spec, tables));
 
   // Compile (placeholders) and prepare every piece of SQL.
-  auto compiled = Registry::Build({spec});
+  auto compiled = CompilePrimer(spec);
   if (!compiled.ok()) return compiled.status();
-  const Primer& primer = *(*compiled)->primers().front();
+  const Primer& primer = **compiled;
   if (!spec.compute.empty()) {
     KCK_RETURN_IF_ERROR(PrepareCheck(conn, primer.compute.sql, "compute"));
     KCK_RETURN_IF_ERROR(OneColumn(conn, spec));

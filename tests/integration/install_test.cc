@@ -127,6 +127,11 @@ TEST_F(InstallTest, CatalogErrorsNameThePrimerAndField) {
   ASSERT_FALSE(two.ok());
   EXPECT_NE(two.status().message().find("primer \"p\": compute: returns 2 columns; it returns one"), std::string::npos)
       << two.status().message();
+  // The primer is named once, also where compiling its SQL fails.
+  auto unknown = Run(R"({"primers": [{"name": "p", "parameters": [{"name": "author_id", "type": "int"}],
+      "compute": "SELECT count(*) FROM store_book WHERE author_id = :authorid"}]})");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().message(), "primer \"p\": compute: unknown parameter :authorid (known: :author_id)");
   EXPECT_EQ(Scalar("SELECT to_regnamespace('kck') IS NULL"), "t");  // nothing half-installed
 }
 

@@ -64,8 +64,9 @@ StatusOr<std::map<std::string, std::vector<std::string>>> WantedKeys(pg::Connect
       return Status::Invalid("primer \"" + name + "\" is a python primer: its warm() runs in Django (manage.py kck_warm)");
     }
     if (primer->spec.warm.empty()) return Status::Invalid("primer \"" + name + "\" has no warm SQL");
-    auto rows = conn.Exec(WarmStatement(primer->spec));
-    if (!rows.ok()) return rows.status().WithContext("primer \"" + name + "\": warm");
+    const BoundSql warm = WarmStatement(primer->spec);
+    auto rows = conn.Exec(warm.sql);
+    if (!rows.ok()) return InUserSql(rows.status(), warm).WithContext("primer \"" + name + "\": warm");
     auto keys = WarmKeys(primer->spec, *rows);
     if (!keys.ok()) return keys.status().WithContext("primer \"" + name + "\"");
     wanted[name] = std::move(*keys);

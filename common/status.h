@@ -38,19 +38,39 @@ class Status {
     s.sqlstate_ = std::move(code);
     return s;
   }
+  // Where PostgreSQL placed a server error in the statement sent: a
+  // character, counted from 1; 0 for none. The message then ends in
+  // " at character N".
+  int position() const { return position_; }
+  // Returns a copy placed at `position` instead (0: nowhere), its message
+  // ending so.
+  Status AtPosition(int position) const {
+    Status s = *this;
+    const std::string old = PositionText(position_);
+    if (message_.size() >= old.size() && message_.compare(message_.size() - old.size(), old.size(), old) == 0) {
+      s.message_.resize(message_.size() - old.size());
+    }
+    s.message_ += PositionText(position);
+    s.position_ = position;
+    return s;
+  }
   // Returns a copy whose message is "<context>: <message>".
   Status WithContext(const std::string& context) const {
     if (ok()) return *this;
-    Status s(kind_, context + ": " + message_);
-    s.sqlstate_ = sqlstate_;
+    Status s = *this;
+    s.message_ = context + ": " + message_;
     return s;
   }
 
  private:
   Status(Kind kind, std::string msg) : kind_(kind), message_(std::move(msg)) {}
+  static std::string PositionText(int position) {
+    return position > 0 ? " at character " + std::to_string(position) : "";
+  }
   Kind kind_ = Kind::kOk;
   std::string message_;
   std::string sqlstate_;
+  int position_ = 0;
 };
 
 template <typename T>

@@ -47,7 +47,7 @@ Task<StatusOr<std::vector<std::string>>> SqlKeys(const KeysQuery& q, AsyncConnec
   args[std::string("old")] = q.rows.old_row;
   args[std::string("new")] = q.rows.new_row;
   auto res = co_await compute.Query(sql.sql, BindValues(sql, args));
-  if (!res.ok()) co_return res.status();
+  if (!res.ok()) co_return InUserSql(res.status(), sql);
   std::vector<std::string> keys;
   for (int i = 0; i < res->rows(); ++i) {
     if (!res->is_null(i, 0)) keys.emplace_back(res->get(i, 0));

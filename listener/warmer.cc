@@ -48,8 +48,9 @@ void Warmer::PutBack(std::vector<std::string> slice) {
 
 Task<StatusOr<std::vector<std::string>>> Warmer::ListKeys(const Primer& primer) {
   if (!primer.python()) {
-    auto rows = co_await compute_.Query(WarmStatement(primer.spec));
-    if (!rows.ok()) co_return rows.status();
+    const BoundSql warm = WarmStatement(primer.spec);
+    auto rows = co_await compute_.Query(warm.sql);
+    if (!rows.ok()) co_return InUserSql(rows.status(), warm);
     co_return WarmKeys(primer.spec, *rows);
   }
   if (worker_ == nullptr) co_return Status::Runtime("warm() needs the python worker (kck listen --python-worker)");

@@ -32,7 +32,12 @@ Status ResultStatus(const PGresult* res) {
   std::string sqlstate = code ? code : "";
   std::string msg = ResultError(res);
   Status s = TransientSqlstate(sqlstate) ? Status::Unavailable(msg) : Status::Runtime(msg);
-  return s.WithSqlstate(sqlstate);
+  return s.WithSqlstate(sqlstate).AtPosition(ErrorPosition(res));
+}
+
+int ErrorPosition(const PGresult* res) {
+  const char* pos = res ? PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION) : nullptr;
+  return pos ? std::atoi(pos) : 0;
 }
 
 std::string Excerpt(std::string_view text, size_t max) {
@@ -51,10 +56,6 @@ std::string ResultError(const PGresult* res) {
     msg += " (";
     msg += detail;
     msg += ")";
-  }
-  if (const char* pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION)) {
-    msg += " at character ";
-    msg += pos;
   }
   return OneLine(msg);
 }
@@ -90,7 +91,8 @@ StatusOr<Result> Connection::Exec(std::string_view sql, const Params& params) {
                           values.data(), nullptr, nullptr, 0));
   ExecStatusType st = res.raw() ? PQresultStatus(res.raw()) : PGRES_FATAL_ERROR;
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-    return Status::Runtime(res.raw() ? ResultError(res.raw()) : ConnectionError(conn_.get()));
+    if (!res.raw()) return Status::Runtime(ConnectionError(conn_.get()));
+    return Status::Runtime(ResultError(res.raw())).AtPosition(ErrorPosition(res.raw()));
   }
   return res;
 }
@@ -110,8 +112,9 @@ Status Connection::Prepare(std::string_view sql, const std::vector<Oid>& types) 
   // The unnamed statement is replaced by the next one; nothing to clean up.
   Result res(PQprepare(conn_.get(), "", text.c_str(), static_cast<int>(types.size()),
                        types.empty() ? nullptr : types.data()));
-  if (!res.raw() || PQresultStatus(res.raw()) != PGRES_COMMAND_OK) {
-    return Status::Invalid(res.raw() ? ResultError(res.raw()) : ConnectionError(conn_.get()));
+  if (!res.raw()) return Status::Invalid(ConnectionError(conn_.get()));
+  if (PQresultStatus(res.raw()) != PGRES_COMMAND_OK) {
+    return Status::Invalid(ResultError(res.raw())).AtPosition(ErrorPosition(res.raw()));
   }
   return Status::Ok();
 }

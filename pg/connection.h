@@ -54,15 +54,18 @@ class Result {
   ResultPtr res_;
 };
 
-// One-line error text of a failed result: primary message, then detail and
-// position when PostgreSQL gives them.
+// One-line error text of a failed result: primary message, then detail
+// when PostgreSQL gives one. The position is the Status's (AtPosition).
 std::string ResultError(const PGresult* res);
+// The character of the statement at which PostgreSQL placed the error,
+// counted from 1; 0 for none.
+int ErrorPosition(const PGresult* res);
 
 // The Status of a failed result: Unavailable (transient: retry the unit of
 // work, it is not the statement's fault) for SQLSTATE classes 08
 // (connection), 40 (deadlock, serialization), 53 (resources), 57 (operator
 // intervention, statement_timeout) and 55P03 (lock_not_available); Runtime
-// otherwise. The SQLSTATE travels with it.
+// otherwise. The SQLSTATE and the position travel with it.
 Status ResultStatus(const PGresult* res);
 // Whether a SQLSTATE names a transient failure (see ResultStatus).
 bool TransientSqlstate(std::string_view sqlstate);

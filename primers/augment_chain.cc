@@ -28,23 +28,26 @@ class Placeholders {
 
 // The SQL of `c`'s augment, given `previous` (SQL of the value before it)
 // as :value; its :old, :new and key parameters become placeholders.
-StatusOr<std::string> AugmentStep(const Primer& primer, const NamedValues& key_values, const ChangeImage& c,
-                                  const std::string& previous, Placeholders& ph) {
+StatusOr<BoundSql> AugmentStep(const Primer& primer, const NamedValues& key_values, const ChangeImage& c,
+                               const std::string& previous, Placeholders& ph) {
   auto table = primer.spec.augment.find(c.table);
   if (table == primer.spec.augment.end() || table->second.ForOp(c.op).empty()) {
     return Status::Invalid("primer \"" + primer.spec.name + "\" has no augment for " + c.table);
   }
   std::string old_ph, new_ph;
-  auto step = RewriteNamedParams(table->second.ForOp(c.op), [&](const std::string& name) -> StatusOr<std::string> {
+  BoundSql step = Verbatim(table->second.ForOp(c.op));
+  auto rewritten = RewriteNamedParams(step.origin.text, [&](const std::string& name) -> StatusOr<std::string> {
     if (name == "value") return previous;
     if (name == "old") return old_ph.empty() ? old_ph = ph.Add(c.old_row, "jsonb") : old_ph;
     if (name == "new") return new_ph.empty() ? new_ph = ph.Add(c.new_row, "jsonb") : new_ph;
     const ParamSpec* param = primer.spec.FindParam(name);
     if (param == nullptr) return Status::Invalid("unknown parameter \":" + name + "\"");
     return ph.KeyParam(name, key_values, SqlTypeOf(param->type));
-  });
-  if (!step.ok()) return step.status().WithContext("primer \"" + primer.spec.name + "\": augment." + c.table);
-  return "to_jsonb((" + *step + "\n))";
+  }, &step.origin.edits);
+  if (!rewritten.ok()) return rewritten.status().WithContext("primer \"" + primer.spec.name + "\": augment." + c.table);
+  step.sql = std::move(*rewritten);
+  step.origin.end = step.sql.size();
+  return Embedded("to_jsonb((", std::move(step), "\n))");
 }
 
 }  // namespace
@@ -58,7 +61,9 @@ StatusOr<AugmentStatement> ChainAugments(const Primer& primer, const NamedValues
     const std::string previous = "(SELECT v FROM kck_s" + std::to_string(i) + ")";
     auto step = AugmentStep(primer, key_values, changes[i], previous, ph);
     if (!step.ok()) return step.status();
-    sql += ", kck_s" + std::to_string(i + 1) + " AS MATERIALIZED (SELECT " + *step + " AS v)";
+    sql += ", kck_s" + std::to_string(i + 1) + " AS MATERIALIZED (SELECT ";
+    out.origins.push_back(step->origin.Shifted(sql.size()));
+    sql += step->sql + " AS v)";
   }
   out.sql = sql + "\nSELECT (SELECT v FROM kck_s" + std::to_string(changes.size()) + ")::text";
   return out;
@@ -77,7 +82,7 @@ StatusOr<AugmentStatement> AugmentWrite(const Primer& primer, const NamedValues&
          "pg_catalog.pg_visible_in_snapshot(" + ph.Add(txid, "xid8") + ", c.snapshot)), ";
   auto step = AugmentStep(primer, key_values, change, "(SELECT v FROM kck_d)", ph);
   if (!step.ok()) return step.status();
-  sql += "kck_n AS MATERIALIZED (SELECT " + *step + " AS value FROM kck_d), ";
+  sql += "kck_n AS MATERIALIZED (SELECT " + step->sql + " AS value FROM kck_d), ";
   // A stored value with no value, or an augment that gives none, fails the
   // statement: the normal path recomputes the key and counts the fallback.
   const std::string check = "(SELECT kck.expect_one_row((SELECT count(*) FROM kck_n n, kck_d d WHERE n.value IS NOT "

@@ -22,6 +22,7 @@ namespace kck {
 struct AugmentStatement {
   std::string sql;
   std::vector<std::optional<std::string>> params;  // $1, $2, ...
+  std::vector<SqlOrigin> origins;                  // each change's augment SQL in `sql`
 };
 
 // `current` with `changes` applied in order, by `primer`'s augment SQL (each

@@ -54,7 +54,7 @@ StatusOr<Computed> Products::Compute(const Primer& primer, const std::vector<std
     return c;
   }
   auto computed = conn_.Exec(primer.compute.sql, BindValues(primer.compute, primer.KeyValues(values)));
-  if (!computed.ok()) return computed.status().WithContext(where + ": compute failed");
+  if (!computed.ok()) return InUserSql(computed.status(), primer.compute).WithContext(where + ": compute failed");
   if (computed->rows() > 1) {
     return Status::Runtime(where + ": compute returned " + std::to_string(computed->rows()) + " rows");
   }

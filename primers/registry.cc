@@ -1,5 +1,6 @@
 #include "primers/registry.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include <nlohmann/json.hpp>
@@ -32,9 +33,11 @@ std::string_view StripStatementEnd(std::string_view sql) {
 
 // The compute is a FROM subquery, not a scalar one: no row stays no row
 // (the product does not exist) instead of becoming a null value.
-std::string ComputeStatement(std::string_view sql) {
-  return "SELECT to_jsonb(kck_r.kck_value) AS value, pg_current_snapshot()::text AS snapshot FROM (" +
-         std::string(StripStatementEnd(sql)) + "\n) AS kck_r (kck_value)";
+BoundSql ComputeStatement(BoundSql compute) {
+  compute.sql.resize(StripStatementEnd(compute.sql).size());
+  compute.origin.end = std::min(compute.origin.end, compute.sql.size());
+  return Embedded("SELECT to_jsonb(kck_r.kck_value) AS value, pg_current_snapshot()::text AS snapshot FROM (",
+                  std::move(compute), "\n) AS kck_r (kck_value)");
 }
 
 std::vector<std::optional<std::string>> BindValues(const BoundSql& sql, const NamedValues& named) {
@@ -130,8 +133,7 @@ StatusOr<std::unique_ptr<Primer>> CompilePrimer(PrimerSpec spec) {
   if (spec.engine == "sql") {
     auto compute = BindNamedParams(spec.compute, PrimerParams(spec));
     if (!compute.ok()) return compute.status().WithContext("compute");
-    primer->compute = std::move(*compute);
-    primer->compute.sql = ComputeStatement(primer->compute.sql);
+    primer->compute = ComputeStatement(std::move(*compute));
     primer->compute_write = ComputeWriteStatement(primer->compute);
     if (!spec.params.empty()) {
       // Parameter names match [a-z_][a-z0-9_]*: quoting them is enough.

@@ -25,10 +25,11 @@ inline constexpr std::string_view kRegistrySql = "SELECT name, spec::text FROM k
 // The primer specs in rows of kRegistrySql (not yet checked as a graph).
 StatusOr<std::vector<PrimerSpec>> ParseRegistryRows(const pg::Result& rows);
 
-// A primer's compute SQL wrapped to return (value jsonb, snapshot text) in
-// one statement, so the snapshot is exactly the one the compute read. It
-// returns as many rows as the compute: none when the product does not exist.
-std::string ComputeStatement(std::string_view bound_compute);
+// A primer's compute SQL (bound) wrapped to return (value jsonb, snapshot
+// text) in one statement, so the snapshot is exactly the one the compute
+// read. It returns as many rows as the compute: none when the product does
+// not exist.
+BoundSql ComputeStatement(BoundSql compute);
 
 // A sql primer's compute, bound, as a statement that returns all of its
 // columns and no row: kck install checks that it has one (its value).

@@ -40,19 +40,24 @@ StatusOr<Computed> ComputedFrom(const pg::Result& res) {
   return c;
 }
 
+// The primer's augment SQL for `change` as a statement of its own.
+BoundSql OneAugmentSql(const Primer& primer, const ChangeImage& change) {
+  // On its own line: a trailing comment in the SQL must not swallow the parentheses.
+  return Embedded("SELECT to_jsonb((", primer.augment.at(change.table).at(change.op), "\n))::text");
+}
+
 // One change's augment statement: the primer's augment SQL with the key's
 // values, the change's rows and the current value bound.
 StatusOr<AsyncConnection::Statement> OneAugmentStatement(const Primer& primer, const std::string& key,
                                                          const ChangeImage& change, std::string_view current) {
   auto values = DecodeKey(key, primer.spec.name, primer.spec.params);
   if (!values.ok()) return values.status();
-  const BoundSql& sql = primer.augment.at(change.table).at(change.op);
+  const BoundSql sql = OneAugmentSql(primer, change);
   auto args = primer.KeyValues(*values);
   args[std::string("value")] = std::string(current);
   args[std::string("old")] = change.old_row;
   args[std::string("new")] = change.new_row;
-  // On its own line: a trailing comment in the SQL must not swallow the parentheses.
-  return AsyncConnection::Statement("SELECT to_jsonb((" + sql.sql + "\n))::text", BindValues(sql, args));
+  return AsyncConnection::Statement(sql.sql, BindValues(sql, args));
 }
 
 // What one augment statement returned.
@@ -67,7 +72,7 @@ Task<StatusOr<Computed>> SqlEngine::Compute(const Primer& primer, const std::str
   auto statement = OneStatement(primer, key);
   if (!statement.ok()) co_return statement.status();
   auto res = co_await conn_.Query(statement->first, std::move(statement->second));
-  if (!res.ok()) co_return res.status();
+  if (!res.ok()) co_return InUserSql(res.status(), primer.compute);
   co_return ComputedFrom(*res);
 }
 
@@ -77,7 +82,7 @@ Task<StatusOr<std::optional<std::string>>> SqlEngine::Augment(const Primer& prim
   auto statement = OneAugmentStatement(primer, key, change, current);
   if (!statement.ok()) co_return statement.status();
   auto res = co_await conn_.Query(statement->first, std::move(statement->second));
-  if (!res.ok()) co_return res.status();
+  if (!res.ok()) co_return InUserSql(res.status(), OneAugmentSql(primer, change));
   auto value = AugmentedFrom(*res);
   if (!value.ok()) co_return value.status();
   co_return Result(std::move(*value));
@@ -97,7 +102,7 @@ Task<StatusOr<std::optional<std::string>>> SqlEngine::AugmentAll(const Primer& p
     auto statement = ChainAugments(primer, key_values, part, current);
     if (!statement.ok()) co_return statement.status();
     auto res = co_await conn_.QueryOnce(statement->sql, std::move(statement->params));
-    if (!res.ok()) co_return res.status();
+    if (!res.ok()) co_return InUserSql(res.status(), statement->sql, statement->origins);
     if (res->rows() != 1 || res->is_null(0, 0)) co_return Status::Runtime("augment returned no value");
     current = std::string(res->get(0, 0));
   }

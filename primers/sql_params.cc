@@ -50,7 +50,8 @@ size_t SkipEscapeString(std::string_view s, size_t i) {
 }  // namespace
 
 StatusOr<std::string> RewriteNamedParams(std::string_view s,
-                                         const std::function<StatusOr<std::string>(const std::string&)>& replace) {
+                                         const std::function<StatusOr<std::string>(const std::string&)>& replace,
+                                         std::vector<SqlEdit>* edits) {
   std::string out;
   out.reserve(s.size() + 16);
   size_t i = 0;
@@ -98,6 +99,7 @@ StatusOr<std::string> RewriteNamedParams(std::string_view s,
         while (j < s.size() && IsIdentChar(s[j])) ++j;
         auto replacement = replace(std::string(s.substr(i + 1, j - i - 1)));
         if (!replacement.ok()) return replacement.status();
+        if (edits) edits->push_back({out.size(), replacement->size(), i, j - i});
         out += *replacement;
         i = j;
         continue;
@@ -122,10 +124,28 @@ StatusOr<BoundSql> BindNamedParams(std::string_view s, const std::vector<NamedPa
     size_t n = static_cast<size_t>(pos - out.order.begin()) + 1;
     if (pos == out.order.end()) out.order.push_back(name);
     return "($" + std::to_string(n) + "::" + d->sql_type + ")";
-  });
+  }, &out.origin.edits);
   if (!sql.ok()) return sql.status();
   out.sql = std::move(*sql);
+  out.origin.text = std::string(s);
+  out.origin.end = out.sql.size();
   return out;
 }
+
+BoundSql Verbatim(std::string_view sql) {
+  BoundSql out;
+  out.sql = std::string(sql);
+  out.origin.text = out.sql;
+  out.origin.end = out.sql.size();
+  return out;
+}
+
+BoundSql Embedded(std::string_view before, BoundSql sql, std::string_view after) {
+  sql.sql = std::string(before) + sql.sql + std::string(after);
+  sql.origin = sql.origin.Shifted(before.size());
+  return sql;
+}
+
+Status InUserSql(const Status& error, const BoundSql& sql) { return InUserSql(error, sql.sql, {sql.origin}); }
 
 }  // namespace kck

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "primers/sql_origin.h"
 
 namespace kck {
 
@@ -20,17 +21,29 @@ struct NamedParam {
 struct BoundSql {
   std::string sql;                 // with $n::type in place of :name
   std::vector<std::string> order;  // order[i] is the name bound to $(i+1)
+  SqlOrigin origin;                // where the SQL as written sits in `sql`
 };
 
 // Replaces each `:name` with replace(name), skipping string literals,
-// quoted identifiers, dollar quotes, comments and `::` casts.
+// quoted identifiers, dollar quotes, comments and `::` casts. Each
+// replacement is noted in *edits when given.
 StatusOr<std::string> RewriteNamedParams(std::string_view sql,
-                                         const std::function<StatusOr<std::string>(const std::string&)>& replace);
+                                         const std::function<StatusOr<std::string>(const std::string&)>& replace,
+                                         std::vector<SqlEdit>* edits = nullptr);
 
 // Replaces each `:name` that is a declared param with `$n::type` (one $n per
 // distinct name, numbered in order of `declared`), skipping string
 // literals, quoted identifiers, dollar quotes, comments and `::` casts. An
 // undeclared `:name` is an error naming it.
 StatusOr<BoundSql> BindNamedParams(std::string_view sql, const std::vector<NamedParam>& declared);
+
+// SQL without placeholders, as written.
+BoundSql Verbatim(std::string_view sql);
+
+// `sql` inside a statement: `before`, sql.sql, `after`; its origin moves along.
+BoundSql Embedded(std::string_view before, BoundSql sql, std::string_view after);
+
+// `error`, from running sql.sql, placed in the SQL as written (InUserSql).
+Status InUserSql(const Status& error, const BoundSql& sql);
 
 }  // namespace kck

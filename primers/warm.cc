@@ -38,15 +38,15 @@ std::string DependencyKey(const Primer& dep, const DependsRule& rule, const Prim
 
 }  // namespace
 
-std::string WarmStatement(const PrimerSpec& spec) {
+BoundSql WarmStatement(const PrimerSpec& spec) {
   std::string columns;
   for (const auto& p : spec.params) {
     if (!columns.empty()) columns += ", ";
     // Parameter names match [a-z_][a-z0-9_]*: quoting them is enough.
     columns += "(kck_w.\"" + p.name + "\")::" + std::string(SqlTypeOf(p.type)) + "::text";
   }
-  const std::string from = " FROM (" + spec.warm + "\n) AS kck_w";
-  return spec.params.empty() ? "SELECT" + from + " LIMIT 1" : "SELECT DISTINCT " + columns + from;
+  const std::string head = spec.params.empty() ? "SELECT" : "SELECT DISTINCT " + columns;
+  return Embedded(head + " FROM (", Verbatim(spec.warm), spec.params.empty() ? "\n) AS kck_w LIMIT 1" : "\n) AS kck_w");
 }
 
 StatusOr<std::vector<std::string>> WarmKeys(const PrimerSpec& spec, const pg::Result& result) {

@@ -21,7 +21,7 @@ namespace kck {
 // The statement that runs a primer's warm SQL: one text column per
 // parameter, in declared order, each cast to the parameter's type (so a
 // missing or mistyped column fails when it is prepared, at install).
-std::string WarmStatement(const PrimerSpec& spec);
+BoundSql WarmStatement(const PrimerSpec& spec);
 
 // The keys of `result` (rows of WarmStatement). Rows with a NULL name no
 // product and are skipped.

@@ -74,8 +74,8 @@ bool Compatible(ParamType param, const std::string& type) {
   return false;
 }
 
-Status PrepareCheck(pg::Connection& conn, const std::string& sql, const std::string& field) {
-  Status s = conn.Prepare(sql);
+Status PrepareCheck(pg::Connection& conn, const BoundSql& sql, const std::string& field) {
+  Status s = InUserSql(conn.Prepare(sql.sql), sql);
   if (!s.ok()) return Status::Invalid(field + ": SQL does not prepare: " + s.message());
   return Status::Ok();
 }
@@ -169,7 +169,7 @@ Status ValidatePrimer(pg::Connection& conn, PrimerSpec& spec, std::map<std::stri
   if (!compiled.ok()) return compiled.status();
   const Primer& primer = **compiled;
   if (!spec.compute.empty()) {
-    KCK_RETURN_IF_ERROR(PrepareCheck(conn, primer.compute.sql, "compute"));
+    KCK_RETURN_IF_ERROR(PrepareCheck(conn, primer.compute, "compute"));
     KCK_RETURN_IF_ERROR(OneColumn(conn, spec));
   }
   if (!spec.warm.empty()) {
@@ -177,12 +177,12 @@ Status ValidatePrimer(pg::Connection& conn, PrimerSpec& spec, std::map<std::stri
     if (!s.ok()) return Status::Invalid(s.message() + " (warm returns one column per parameter, named as it)");
   }
   for (const auto& [i, keys] : primer.keys) {
-    KCK_RETURN_IF_ERROR(PrepareCheck(conn, keys.sql, "depends_on[" + std::to_string(i) + "].keys"));
+    KCK_RETURN_IF_ERROR(PrepareCheck(conn, keys, "depends_on[" + std::to_string(i) + "].keys"));
   }
   for (const auto& [table, ops] : primer.augment) {
     for (const auto& [op, sql] : ops) {
       const char* name = op == 'I' ? "insert" : op == 'U' ? "update" : "delete";
-      KCK_RETURN_IF_ERROR(PrepareCheck(conn, sql.sql, "augment." + table + "." + name));
+      KCK_RETURN_IF_ERROR(PrepareCheck(conn, sql, "augment." + table + "." + name));
     }
   }
   return Status::Ok();

@@ -186,6 +186,24 @@ TEST_F(FailureTest, GetOfAHugeKeyIsBadInputWithABoundedMessage) {
   EXPECT_EQ(Scalar(conn_, "SELECT count(*) FROM kck.cache"), "0");
 }
 
+// A compute the schema no longer fits fails with PostgreSQL's position,
+// told in the compute as written, in kck get and in the error the daemon
+// records (both pointed into kck's wrapping of the compute).
+TEST_F(FailureTest, ErrorPositionsAreToldInThePrimersSql) {
+  InstallConfig(conn_, R"json({"primers": [{"name": "priced", "parameters": [{"name": "author_id", "type": "int"}],
+    "compute": "SELECT :author_id + sum(price) FROM store_book WHERE author_id = :author_id",
+    "depends_on": [{"table": "store_book", "params": {"author_id": "author_id"}}]}]})json");
+  Prime(conn_, {"priced/1"});
+  MustExec(conn_, "ALTER TABLE store_book DROP COLUMN price");
+  const std::string error = "column \"price\" does not exist at character 25";
+  auto [rc, err] = RunKck("--db '" + conninfo_ + "' get priced/2");
+  EXPECT_EQ(rc, 1);
+  EXPECT_EQ(err, "kck: primer \"priced\": key \"priced/2\": compute failed: " + error + "\n");
+  DaemonProcess daemon(conninfo_);
+  MustExec(conn_, "SELECT kck.queue_refresh(ARRAY['priced/1'])");
+  ASSERT_TRUE(WaitFor([&] { return Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'priced/1'") != "<null>"; }));
+  EXPECT_EQ(Scalar(conn_, "SELECT error FROM kck.cache WHERE key = 'priced/1'"), error);
+}
 
 TEST_F(FailureTest, BatchClaimedAfterARegistryChangeUsesTheNewPrimers) {
   MustExec(conn_, "CREATE TABLE store_review (id bigserial PRIMARY KEY, author_id bigint NOT NULL)");

@@ -127,6 +127,12 @@ TEST_F(InstallTest, CatalogErrorsNameThePrimerAndField) {
   ASSERT_FALSE(two.ok());
   EXPECT_NE(two.status().message().find("primer \"p\": compute: returns 2 columns; it returns one"), std::string::npos)
       << two.status().message();
+  // PostgreSQL's position is told in the primer's SQL as written, not in
+  // kck's wrapping of it (a syntax error was "at character 96").
+  auto syntax = Run(R"({"primers": [{"name": "p", "parameters": [], "compute": "SELEC 1"}]})");
+  ASSERT_FALSE(syntax.ok());
+  EXPECT_EQ(syntax.status().message(),
+            "primer \"p\": compute: SQL does not prepare: syntax error at or near \"1\" at character 7");
   // The primer is named once, also where compiling its SQL fails.
   auto unknown = Run(R"({"primers": [{"name": "p", "parameters": [{"name": "author_id", "type": "int"}],
       "compute": "SELECT count(*) FROM store_book WHERE author_id = :authorid"}]})");

@@ -42,6 +42,28 @@ TEST(AugmentChain, EachStepReadsThePreviousValueAndBindsItsOwnRows) {
   EXPECT_EQ(s->params[4], R"({"t": "c"})");
 }
 
+// The character (counted from 1) at which `needle` first stands in `text`.
+int CharacterOf(std::string_view text, std::string_view needle) { return static_cast<int>(text.find(needle)) + 1; }
+
+// An error in one step of the chain is placed in that step's augment SQL
+// as written.
+TEST(AugmentChain, ErrorPositionsAreToldInTheAugmentSqlOfTheirStep) {
+  auto reg = Shelf();
+  const Primer& p = *reg->Find("shelf");
+  std::vector<ChangeImage> changes = {{"public.books", 'I', std::nullopt, R"({"t": "a"})"},
+                                      {"public.books", 'D', R"({"t": "b"})", std::nullopt},
+                                      {"public.books", 'I', std::nullopt, R"({"t": "c"})"}};
+  auto s = ChainAugments(p, p.KeyValues({"7"}), changes, "[]");
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  const auto placed = [&](std::string_view needle) {
+    Status error = Status::Runtime("failed").AtPosition(CharacterOf(s->sql, needle));
+    return InUserSql(error, s->sql, s->origins).position();
+  };
+  EXPECT_EQ(placed("$5::jsonb->>'t'"), 27);  // :new of the third step's insert SQL
+  EXPECT_EQ(placed("->>'t') || ':value'"), 22);  // the delete SQL, after its :old
+  EXPECT_EQ(placed("kck_s3 AS"), 0);            // kck's wrapping
+}
+
 TEST(AugmentChain, AChangeWithoutAugmentIsAnError) {
   auto reg = Shelf();
   const Primer& p = *reg->Find("shelf");

@@ -184,6 +184,38 @@ TEST(Registry, ClientComputeNamesAnUndeclaredPlaceholder) {
   EXPECT_EQ(sql.status().message(), "primer \"title_list\": compute: unknown parameter :writer");
 }
 
+// The character (counted from 1, as PostgreSQL counts) at which `needle`
+// first stands in `text`.
+int CharacterOf(std::string_view text, std::string_view needle) {
+  int n = 0;
+  for (size_t i = 0; i <= text.find(needle); ++i) n += (static_cast<unsigned char>(text[i]) & 0xC0) != 0x80;
+  return n;
+}
+
+// PostgreSQL places an error by a character of the statement kck sent,
+// which wraps the compute and replaces its :names; the error tells it in
+// the compute as written ('é' is one character of two bytes).
+TEST(SqlParams, ErrorPositionsAreToldInTheSqlAsWritten) {
+  const std::string written = "SELECT 'é', :author_id + nosuch FROM t WHERE a = :author_id;";
+  auto bound = BindNamedParams(written, {{"author_id", "bigint"}});
+  ASSERT_TRUE(bound.ok()) << bound.status().message();
+  const BoundSql statement = ComputeStatement(*bound);
+  const auto error_at = [&](std::string_view needle) {
+    return Status::Runtime("column \"nosuch\" does not exist").AtPosition(CharacterOf(statement.sql, needle));
+  };
+  EXPECT_EQ(InUserSql(error_at("nosuch"), statement).message(), "column \"nosuch\" does not exist at character 26");
+  EXPECT_EQ(InUserSql(error_at("nosuch"), statement).position(), 26);
+  // In a placeholder's replacement: the placeholder.
+  EXPECT_EQ(InUserSql(error_at("::bigint) +"), statement).position(), 13);
+  // In kck's wrapping, the trailing ';' stripped: no position.
+  for (const char* wrapper : {"kck_r", "pg_current_snapshot", "\n) AS"}) {
+    Status s = InUserSql(error_at(wrapper), statement);
+    EXPECT_EQ(s.message(), "column \"nosuch\" does not exist") << wrapper;
+    EXPECT_EQ(s.position(), 0) << wrapper;
+  }
+  EXPECT_EQ(InUserSql(Status::Runtime("no position"), statement).message(), "no position");
+}
+
 TEST(SqlParams, UnknownNameIsAnError) {
   auto b = BindNamedParams("SELECT :nope", {{"author_id", "bigint"}});
   ASSERT_FALSE(b.ok());

@@ -32,7 +32,7 @@ TEST(Warm, DependenciesComeALevelEarlierAndEachKeyOnce) {
 
 TEST(Warm, TheStatementCastsEachParameterColumn) {
   auto reg = Chain();
-  EXPECT_EQ(WarmStatement(reg->Find("mid")->spec),
+  EXPECT_EQ(WarmStatement(reg->Find("mid")->spec).sql,
             "SELECT DISTINCT (kck_w.\"a\")::bigint::text, (kck_w.\"s\")::text::text FROM (\n) AS kck_w");
 }
 

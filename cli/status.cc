@@ -122,9 +122,18 @@ StatusOr<nlohmann::json> Collect(pg::Connection& conn) {
   return j;
 }
 
+// What the wake-up flag (sql/006_wake_flag.sql) says: with no daemon
+// connected, none is busy or waiting.
+const char* WakeUps(long long connected, bool writers_notify) {
+  if (connected == 0) {
+    return writers_notify ? "none to wake (writers still notify)" : "none to wake (writers do not notify)";
+  }
+  return writers_notify ? "one may be waiting (writers notify)" : "busy (writers do not notify)";
+}
+
 void PrintDaemons(const nlohmann::json& d) {
-  std::printf("daemons: %lld connected, %s\n", d["connected"].get<long long>(),
-              d["writers_notify"].get<bool>() ? "one may be waiting (writers notify)" : "busy (writers do not notify)");
+  const long long connected = d["connected"].get<long long>();
+  std::printf("daemons: %lld connected, %s\n", connected, WakeUps(connected, d["writers_notify"].get<bool>()));
   const auto& m = d["last_minute"];
   std::printf("last %.0f s: %.1f changes/s, %.1f products/s (%lld recomputed, %lld augmented, %lld augments fell "
               "back), %lld unchanged, %lld already fresh, %lld errors\n",

@@ -43,6 +43,18 @@ TEST_F(StatusTest, ShowsWhatTheDaemonsDidInTheLastMinute) {
   EXPECT_NE(text.find(" changes/s, "), std::string::npos) << text;
 }
 
+// The wake-up flag's line: busy or waiting only with a daemon to be so.
+TEST_F(StatusTest, TheWakeUpLineSaysBusyOrWaitingOnlyWithADaemon) {
+  auto [rc, text] = RunKckShell("--db '" + conninfo_ + "' status", "2>&1");
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(text.find("daemons: 0 connected, none to wake (writers do not notify)\n"), std::string::npos) << text;
+  DaemonProcess daemon(conninfo_);  // idle once it has drained the outbox
+  EXPECT_TRUE(WaitFor([&] {
+    text = RunKckShell("--db '" + conninfo_ + "' status", "2>&1").second;
+    return text.find("daemons: 1 connected, one may be waiting (writers notify)\n") != std::string::npos;
+  })) << text;
+}
+
 // Waits for the third report (up to 15 s: a sanitizer build beside other
 // suites starts slowly) rather than a fixed time, then interrupts it.
 TEST_F(StatusTest, WatchRepeatsTheReportUntilInterrupted) {

@@ -1,8 +1,11 @@
 #include "primers/key_codec.h"
 
-#include "common/quote.h"
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <optional>
+
+#include "common/quote.h"
 
 namespace kck {
 namespace {
@@ -154,6 +157,52 @@ Status CheckCanonical(std::string_view primer, const ParamSpec& param, std::stri
 
 namespace {
 
+// The canonical text of an int written with a sign or leading zeros ("05",
+// "+5", "-0"); none for text that is no decimal 64-bit int.
+std::optional<std::string> CanonicalInt(std::string_view text) {
+  const bool negative = !text.empty() && text.front() == '-';
+  if (!text.empty() && (text.front() == '-' || text.front() == '+')) text.remove_prefix(1);
+  if (text.empty() || !std::all_of(text.begin(), text.end(), IsDigit)) return std::nullopt;
+  text.remove_prefix(std::min(text.find_first_not_of('0'), text.size() - 1));
+  std::string canonical = (negative && text != "0" ? "-" : "") + std::string(text);
+  if (!FitsInt64(canonical)) return std::nullopt;
+  return canonical;
+}
+
+// `parts` joined into a key after `primer`, each int part canonical.
+std::string CanonicalIntsKey(std::string_view primer, const std::vector<ParamSpec>& params,
+                             const std::vector<std::string_view>& parts) {
+  std::string key(primer);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    auto canonical = params[i].type == ParamType::kInt ? CanonicalInt(parts[i]) : std::nullopt;
+    key += "/" + canonical.value_or(std::string(parts[i]));
+  }
+  return key;
+}
+
+// Part `i` of a key as a value: unescaped, and canonical or an error. An
+// int written otherwise than canonically is named with the canonical key.
+StatusOr<std::string> DecodePart(std::string_view key, std::string_view primer, const std::vector<ParamSpec>& params,
+                                 const std::vector<std::string_view>& parts, size_t i) {
+  const ParamSpec& param = params[i];
+  std::string value(parts[i]);
+  if (param.type == ParamType::kStr) {
+    StatusOr<std::string> unescaped = UnescapeStrPart(primer, param, key, parts[i]);
+    if (!unescaped.ok()) return unescaped.status();
+    value = std::move(*unescaped);
+  }
+  auto canonical = param.type == ParamType::kInt && !IsCanonicalInt(value) ? CanonicalInt(value) : std::nullopt;
+  if (canonical) {
+    return Status::Invalid("primer " + QuoteForError(primer) + ": parameter " + QuoteForError(param.name) +
+                           " is written " + QuoteForError(*canonical) + " in its canonical form, not " +
+                           QuoteForError(value) + " (key " + QuoteForError(CanonicalIntsKey(primer, params, parts)) +
+                           ")");
+  }
+  // Types other than str have no escapes: a '%' there fails CheckCanonical.
+  KCK_RETURN_IF_ERROR(CheckCanonical(primer, param, value));
+  return value;
+}
+
 Status CheckKeyLength(const std::string& context, std::string_view key) {
   if (key.size() <= kMaxKeyBytes) return Status::Ok();
   return Status::Invalid(context + ": key " + QuoteForError(key) + " is " + std::to_string(key.size()) +
@@ -187,15 +236,9 @@ StatusOr<std::vector<std::string>> DecodeKey(std::string_view key, std::string_v
   std::vector<std::string> values;
   values.reserve(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
-    std::string value(parts[i]);
-    if (params[i].type == ParamType::kStr) {
-      StatusOr<std::string> unescaped = UnescapeStrPart(primer, params[i], key, parts[i]);
-      if (!unescaped.ok()) return unescaped.status();
-      value = std::move(*unescaped);
-    }
-    // Types other than str have no escapes: a '%' there fails CheckCanonical.
-    KCK_RETURN_IF_ERROR(CheckCanonical(primer, params[i], value));
-    values.push_back(std::move(value));
+    auto value = DecodePart(key, primer, params, parts, i);
+    if (!value.ok()) return value.status();
+    values.push_back(std::move(*value));
   }
   return values;
 }

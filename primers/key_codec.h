@@ -57,6 +57,10 @@ inline constexpr size_t kMaxKeyBytes = 2048;
 // Invalid when the key names another primer, has another number of parts, a
 // value is not canonical, or a str part is not canonically escaped ('%' not
 // followed by "25" or "2F"). '%' is never valid in int, bool or date parts.
+// An int written with a sign or leading zeros is named with the key's
+// canonical form:
+//   primer "title_list": parameter "author_id" is written "2" in its
+//   canonical form, not "02" (key "title_list/2")
 StatusOr<std::vector<std::string>> DecodeKey(std::string_view key, std::string_view primer,
                                              const std::vector<ParamSpec>& params);
 

@@ -18,6 +18,7 @@ TYPES = ("int", "str", "bool", "date")
 _MAX_QUOTED_BYTES = 80
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]*")
 _INT_RE = re.compile(r"-?[0-9]+")
+_SIGNED_INT_RE = re.compile(r"[+-]?[0-9]+")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -115,6 +116,21 @@ def _is_canonical_int(text):
     if digits[0] == "0" and (len(digits) > 1 or len(digits) != len(text)):
         return False
     return True
+
+
+def _canonical_int(text):
+    """The canonical text of an int written with a sign or leading zeros ("05", "+5", "-0"), else None."""
+    if _SIGNED_INT_RE.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return str(value) if _INT64_MIN <= value <= _INT64_MAX else None
+
+
+def _canonical_ints_key(primer, params, parts):
+    """``parts`` joined into a key after ``primer``, each int part canonical."""
+    canonical = [(_canonical_int(part) or part) if ptype == "int" else part
+                 for (_, ptype), part in zip(params, parts)]
+    return "/".join([primer] + canonical)
 
 
 def _is_leap(year):
@@ -245,15 +261,24 @@ def decode_key(key, primer, params):
         raise KeyParameterMismatch("%s: key %s has %s, expected %d%s"
                                    % (context(), quote_for_error(key), _count(len(parts)), len(params),
                                       _names(params)))
-    values = []
-    for (pname, ptype), part in zip(params, parts):
-        value = part
-        if ptype == "str":
-            value = _unescape_str(primer, pname, key, part)
-        # Types other than str have no escapes: a '%' there fails check_canonical.
-        check_canonical(primer, pname, ptype, value)
-        values.append(value)
-    return values
+    return [_decode_part(key, primer, params, parts, i) for i in range(len(params))]
+
+
+def _decode_part(key, primer, params, parts, i):
+    """Part ``i`` of a key as a value; an int written otherwise is named with the canonical key."""
+    pname, ptype = params[i]
+    value = parts[i]
+    if ptype == "str":
+        value = _unescape_str(primer, pname, key, value)
+    canonical = _canonical_int(value) if ptype == "int" and not _is_canonical_int(value) else None
+    if canonical is not None:
+        raise KeyParameterMismatch(
+            "primer %s: parameter %s is written %s in its canonical form, not %s (key %s)"
+            % (quote_for_error(primer), quote_for_error(pname), quote_for_error(canonical), quote_for_error(value),
+               quote_for_error(_canonical_ints_key(primer, params, parts))))
+    # Types other than str have no escapes: a '%' there fails check_canonical.
+    check_canonical(primer, pname, ptype, value)
+    return value
 
 
 def encode_key(primer, params, values):

@@ -148,7 +148,9 @@ def test_typed_parameters_reach_compute(cache):
     ("echo", KeyParameterMismatch, "has 0 parameters, expected 1 (text)"),
     ("echo/a/b", KeyParameterMismatch, "has 2 parameters, expected 1"),
     ("echo/%2f", KeyParameterMismatch, 'invalid escape "%2f"'),
-    ("typed/05/x/true/2024-01-01", KeyParameterMismatch, 'parameter "a" expects int, got "05"'),
+    ("typed/05/x/true/2024-01-01", KeyParameterMismatch,
+     'parameter "a" is written "5" in its canonical form, not "05" (key "typed/5/x/true/2024-01-01")'),
+    ("typed/5x/x/true/2024-01-01", KeyParameterMismatch, 'parameter "a" expects int, got "5x"'),
     ("typed/5/x/yes/2024-01-01", KeyParameterMismatch, 'parameter "c" expects bool'),
     ("typed/5/x/true/2023-02-29", KeyParameterMismatch, 'parameter "d" expects date'),
 ])

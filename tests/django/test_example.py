@@ -107,7 +107,7 @@ def test_views(store):
     body = json.loads(r.content)
     assert body["key"] == "title_list/%d" % a1.id and body["version"] == 1
     r = c.get("/products/title_list/05")
-    assert r.status_code == 400 and "expects int" in json.loads(r.content)["error"]
+    assert r.status_code == 400 and "in its canonical form" in json.loads(r.content)["error"]
 
 
 def test_seed_command(db):

@@ -196,6 +196,22 @@ TEST(DecodeKey, CountMessage) {
             "(only %25 and %2F are allowed)");
 }
 
+// An int written with a sign or leading zeros names the key's canonical
+// form; text that is no int at all still says what the parameter expects.
+TEST(DecodeKey, AnIntWrittenOtherwiseIsNamedWithTheCanonicalKey) {
+  std::vector<ParamSpec> specs{{"author_id", ParamType::kInt}, {"title", ParamType::kStr}, {"year", ParamType::kInt}};
+  EXPECT_EQ(DecodeKey("shelf/02/a%2Fb/-0", "shelf", specs).status().message(),
+            "primer \"shelf\": parameter \"author_id\" is written \"2\" in its canonical form, not \"02\" "
+            "(key \"shelf/2/a%2Fb/0\")");
+  EXPECT_EQ(DecodeKey("shelf/2/x/+2024", "shelf", specs).status().message(),
+            "primer \"shelf\": parameter \"year\" is written \"2024\" in its canonical form, not \"+2024\" "
+            "(key \"shelf/2/x/2024\")");
+  EXPECT_EQ(DecodeKey("shelf/2x/x/1", "shelf", specs).status().message(),
+            "primer \"shelf\": parameter \"author_id\" expects int, got \"2x\"");
+  EXPECT_EQ(DecodeKey("shelf/099999999999999999999/x/1", "shelf", specs).status().message(),
+            "primer \"shelf\": parameter \"author_id\" expects int, got \"099999999999999999999\"");
+}
+
 TEST(EscapeKeyPart, EscapesPercentThenSlash) {
   EXPECT_EQ(EscapeKeyPart(""), "");
   EXPECT_EQ(EscapeKeyPart("%2F/"), "%252F%2F");

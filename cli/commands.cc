@@ -82,6 +82,8 @@ int Uninstall(const Global& g, bool drop_data, bool dry_run) {
 
 int Listen(const Global& g, const ListenArgs& args) {
   if (g.db.empty()) return Fail(Status::Invalid("no database: pass --db CONNINFO or set KCK_DATABASE_URL"));
+  Status conninfo = pg::CheckConninfo(g.db);
+  if (!conninfo.ok()) return Fail(conninfo);
   DaemonOptions opts;
   opts.conninfo = g.db;
   opts.batch = args.batch;

@@ -72,7 +72,17 @@ std::string WithApplicationName(const std::string& conninfo, const std::string& 
   return conninfo + (conninfo.empty() ? "" : " ") + "application_name=" + name;
 }
 
+Status CheckConninfo(const std::string& conninfo) {
+  char* error = nullptr;
+  std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> options(PQconninfoParse(conninfo.c_str(), &error),
+                                                                        &PQconninfoFree);
+  std::unique_ptr<char, decltype(&PQfreemem)> why(error, &PQfreemem);
+  if (options) return Status::Ok();
+  return Status::Invalid("invalid connection string: " + (why ? OneLine(why.get()) : std::string("out of memory")));
+}
+
 StatusOr<Connection> Connection::Open(const std::string& conninfo) {
+  KCK_RETURN_IF_ERROR(CheckConninfo(conninfo));
   ConnPtr conn(PQconnectdb(WithApplicationName(conninfo, "kck").c_str()));
   if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
     return Status::Runtime("could not connect to database: " + ConnectionError(conn.get()));

@@ -76,6 +76,10 @@ inline constexpr std::string_view kQueryCanceled = "57014";  // statement_timeou
 // when cut.
 std::string Excerpt(std::string_view text, size_t max = 200);
 
+// Invalid when `conninfo` (a key=value string or a URI) does not parse, as
+// libpq reads it; says nothing of whether a server can be reached there.
+Status CheckConninfo(const std::string& conninfo);
+
 // One-line error text of a connection (its last error message, trimmed).
 std::string ConnectionError(const PGconn* conn);
 

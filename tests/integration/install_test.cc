@@ -160,6 +160,14 @@ TEST_F(InstallTest, CommandExitCodesAndOneLineErrors) {
   auto [rc3, e3] = RunKck("--db 'host=/nonexistent dbname=x' status");
   EXPECT_EQ(rc3, 1);
   EXPECT_NE(e3.find("could not connect"), std::string::npos) << e3;
+  // A connection string libpq cannot parse is bad input; the daemon does
+  // not retry it either.
+  for (const char* command : {"status", "listen"}) {
+    auto [rc, e] = RunKck(std::string("--db 'garbage===' ") + command);
+    EXPECT_EQ(rc, 2) << command;
+    EXPECT_EQ(e.rfind("kck: invalid connection string: ", 0), 0u) << e;
+    EXPECT_EQ(std::count(e.begin(), e.end(), '\n'), 1) << e;
+  }
   auto [rc4, e4] = RunKck(db + " install --config /nonexistent.json");
   EXPECT_EQ(rc4, 2);
   auto [rc5, e5] = RunKck("frobnicate");

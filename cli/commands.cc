@@ -89,14 +89,14 @@ int Listen(const Global& g, const ListenArgs& args) {
   opts.batch = args.batch;
   opts.python_worker = args.python_worker;
   opts.until_idle = args.until_idle;
-  opts.metrics_address = args.metrics;
   auto wt = ParsePeriod(args.worker_timeout);
   if (!wt.ok()) return Fail(wt.status().WithContext("--worker-timeout"));
   auto ct = ParsePeriod(args.compute_timeout);
   if (!ct.ok()) return Fail(ct.status().WithContext("--compute-timeout"));
-  if (!args.metrics.empty()) {
-    auto addr = ParseListenAddress(args.metrics);
+  if (args.metrics) {
+    auto addr = ParseListenAddress(*args.metrics);
     if (!addr.ok()) return Fail(addr.status());
+    opts.metrics_address = *args.metrics;
   }
   opts.worker_timeout = *wt;
   opts.compute_timeout = *ct;

@@ -2,6 +2,7 @@
 // failure, 2 usage or config error; errors are printed as one line.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,8 @@ int Install(const Global& g, const std::string& config_path, bool dry_run);
 int Uninstall(const Global& g, bool drop_data, bool dry_run);
 // The options of `kck listen`, as typed.
 struct ListenArgs {
-  std::string python_worker, worker_timeout = "30s", compute_timeout = "30s", metrics;
+  std::string python_worker, worker_timeout = "30s", compute_timeout = "30s";
+  std::optional<std::string> metrics;  // as given, also when empty
   int batch = 5000;
   bool until_idle = false;
 };

@@ -55,7 +55,10 @@ void DefineListen(CLI::App& app, Args& a) {
   a.listen->add_option("--worker-timeout", l.worker_timeout, "longest a python compute may take (e.g. 30s)");
   a.listen->add_option("--compute-timeout", l.compute_timeout, "statement_timeout of SQL computes (e.g. 30s)");
   a.listen->add_flag("--until-idle", l.until_idle, "apply every pending change, then exit 0 (1 on a failure)");
-  a.listen->add_option("--metrics", l.metrics, "serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9187");
+  // A function, so that an empty address is told from none and rejected.
+  a.listen->add_option_function<std::string>(
+      "--metrics", [&l](const std::string& address) { l.metrics = address; },
+      "serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9187");
 }
 
 void DefineProductCommands(CLI::App& app, Args& a) {

@@ -85,6 +85,11 @@ TEST_F(MetricsTest, ABadAddressOrAPortInUseIsAOneLineErrorAndExit2) {
   auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' listen --metrics localhost:80x", "2>&1");
   EXPECT_EQ(rc, 2);
   EXPECT_NE(out.find("--metrics \"localhost:80x\": port \"80x\" is not a number"), std::string::npos) << out;
+  // An empty address is no address: it used to run without metrics
+  // (--until-idle: such a daemon would exit 0 instead of running on).
+  std::tie(rc, out) = RunKckShell("--db '" + conninfo_ + "' listen --until-idle --metrics ''", "2>&1");
+  EXPECT_EQ(rc, 2);
+  EXPECT_EQ(out, "kck: --metrics \"\": expected HOST:PORT, e.g. 127.0.0.1:9187\n");
   std::tie(rc, out) = RunKckShell("--db '" + conninfo_ + "' listen --metrics localhost:80", "2>&1");
   EXPECT_EQ(rc, 2);
   EXPECT_NE(out.find("host \"localhost\" is not an IPv4 address"), std::string::npos) << out;

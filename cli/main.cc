@@ -77,9 +77,10 @@ void DefineProductCommands(CLI::App& app, Args& a) {
 void DefineStatusAndDemo(CLI::App& app, Args& a) {
   a.status = app.add_subcommand("status", "outbox, daemons and their last minute, products per primer, errors");
   a.status->add_flag("--json", a.json, "machine-readable output");
-  a.status->add_flag("--watch", a.watch, "refresh in place until interrupted");
+  CLI::Option* watch = a.status->add_flag("--watch", a.watch, "refresh in place until interrupted");
   a.status->add_option("--interval", a.interval, "seconds between refreshes with --watch (default 2)")
-      ->check(CLI::Range(0.1, 3600.0));
+      ->check(CLI::Range(0.1, 3600.0))
+      ->needs(watch);
   a.demo = app.add_subcommand("demo", "the bookstore example on a throwaway PostgreSQL cluster");
   a.demo->add_flag("--django", a.django, "run the Django example project instead");
 }

@@ -55,6 +55,13 @@ TEST_F(StatusTest, TheWakeUpLineSaysBusyOrWaitingOnlyWithADaemon) {
   })) << text;
 }
 
+// --interval belongs to --watch: alone it was accepted and ignored.
+TEST_F(StatusTest, IntervalWithoutWatchIsAUsageError) {
+  auto [rc, out] = RunKckShell("--db '" + conninfo_ + "' status --interval 5", "2>&1");
+  EXPECT_EQ(rc, 2);
+  EXPECT_EQ(out, "kck: --interval requires --watch\n");
+}
+
 // Waits for the third report (up to 15 s: a sanitizer build beside other
 // suites starts slowly) rather than a fixed time, then interrupts it.
 TEST_F(StatusTest, WatchRepeatsTheReportUntilInterrupted) {

@@ -33,9 +33,11 @@ void DefineGlobal(CLI::App& app, Args& a) {
   if (const char* url = std::getenv("KCK_DATABASE_URL")) a.g.db = url;
   app.add_option("--db", a.g.db, "libpq connection string or URI (default: $KCK_DATABASE_URL)");
   app.add_option("--log-level", a.log_level, "trace, debug, info, warn, error")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
   app.add_option("--log-format", a.log_format, "text (for people) or json (one object per line, for log shippers)")
-      ->check(CLI::IsMember({"text", "json"}));
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
 }
 
 void DefineSchemaCommands(CLI::App& app, Args& a) {
@@ -51,9 +53,13 @@ void DefineListen(CLI::App& app, Args& a) {
   a.listen = app.add_subcommand("listen", "run the daemon");
   cli::ListenArgs& l = a.listen_args;
   a.listen->add_option("--python-worker", l.python_worker, "command that starts manage.py kck_worker");
-  a.listen->add_option("--batch", l.batch, "changes claimed per transaction")->check(CLI::Range(1, 100000));
-  a.listen->add_option("--worker-timeout", l.worker_timeout, "longest a python compute may take (e.g. 30s)");
-  a.listen->add_option("--compute-timeout", l.compute_timeout, "statement_timeout of SQL computes (e.g. 30s)");
+  a.listen->add_option("--batch", l.batch, "changes claimed per transaction")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  a.listen->add_option("--worker-timeout", l.worker_timeout, "longest a python compute may take (90s, 2m, ...)")
+      ->capture_default_str();
+  a.listen->add_option("--compute-timeout", l.compute_timeout, "statement_timeout of SQL computes (90s, 2m, ...)")
+      ->capture_default_str();
   a.listen->add_flag("--until-idle", l.until_idle, "apply every pending change, then exit 0 (1 on a failure)");
   // A function, so that an empty address is told from none and rejected.
   a.listen->add_option_function<std::string>(
@@ -68,7 +74,7 @@ void DefineProductCommands(CLI::App& app, Args& a) {
   a.refresh->add_option("keys", a.keys, "keys")->required();
   a.warm = app.add_subcommand("warm", "compute the products primers' warm SQL lists that are not stored yet");
   a.warm->add_option("primers", a.keys, "primers to warm (default: every primer with warm SQL)");
-  a.warm->add_option("--jobs", a.jobs, "products computed at a time (default 2)")->check(CLI::Range(1, 64));
+  a.warm->add_option("--jobs", a.jobs, "products computed at a time")->check(CLI::Range(1, 64))->capture_default_str();
   a.explain = app.add_subcommand("explain", "why a product is what it is: rules, version, pending changes, dependents");
   a.explain->add_option("key", a.key, "e.g. title_list/5")->required();
   a.explain->add_flag("--json", a.json, "machine-readable output");
@@ -78,8 +84,9 @@ void DefineStatusAndDemo(CLI::App& app, Args& a) {
   a.status = app.add_subcommand("status", "outbox, daemons and their last minute, products per primer, errors");
   a.status->add_flag("--json", a.json, "machine-readable output");
   CLI::Option* watch = a.status->add_flag("--watch", a.watch, "refresh in place until interrupted");
-  a.status->add_option("--interval", a.interval, "seconds between refreshes with --watch (default 2)")
+  a.status->add_option("--interval", a.interval, "seconds between refreshes with --watch")
       ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str()
       ->needs(watch);
   a.demo = app.add_subcommand("demo", "the bookstore example on a throwaway PostgreSQL cluster");
   a.demo->add_flag("--django", a.django, "run the Django example project instead");

@@ -17,6 +17,16 @@ class DaemonTest : public BookstoreTest {
   }
 };
 
+// `kck listen --help` shows the defaults (DESIGN.md: --batch 5000, the
+// timeouts 30s); it showed none.
+TEST(ListenHelp, ShowsTheDefaults) {
+  auto [rc, help] = RunKckShell("listen --help", "2>&1");
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(help.find("--batch INT:INT in [1 - 100000]=5000"), std::string::npos) << help;
+  EXPECT_NE(help.find("--worker-timeout TEXT=30s"), std::string::npos) << help;
+  EXPECT_NE(help.find("--compute-timeout TEXT=30s"), std::string::npos) << help;
+}
+
 TEST_F(DaemonTest, InsertUpdateDeleteReachTheProduct) {
   Prime(conn_, {"title_list/1", "book_count/1", "total"});
   DaemonProcess daemon(conninfo_);

@@ -124,6 +124,10 @@ int Refresh(const Global& g, const std::vector<std::string>& keys) {
   auto registry = LoadRegistry(*conn);
   if (!registry.ok()) return Fail(registry.status());
   Products products(*conn, *registry);
+  for (const auto& key : keys) {
+    Status valid = products.Check(key);
+    if (!valid.ok()) return Fail(valid);
+  }
   int rc = 0;
   for (const auto& key : keys) {
     auto version = products.Refresh(key);

@@ -30,6 +30,10 @@ class Products {
   // Recomputes and stores the product now; returns its new version. A
   // compute with no row removes the stored product and fails like Get.
   StatusOr<long long> Refresh(std::string_view key);
+  // Ok when `key` names a registered primer and is canonical: what Get and
+  // Refresh check first, so a command can check all its keys before it
+  // acts on any.
+  Status Check(std::string_view key) { return Resolve(key).status(); }
 
  private:
   // Checks the key; returns its primer and parameter values.

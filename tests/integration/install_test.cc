@@ -184,6 +184,13 @@ TEST_F(InstallTest, CommandExitCodesAndOneLineErrors) {
   auto [rc7b, e7b] = RunKck(db + " refresh title_list/1");
   EXPECT_EQ(rc7b, 0) << e7b;
   EXPECT_EQ(Scalar("SELECT version FROM kck.cache WHERE key = 'title_list/1'"), "2");
+  // A bad key among several: no key is refreshed (title_list/1 was, then
+  // exit 2), though its value moved.
+  MustExec(conn_, "UPDATE store_book SET title = title || ' (3rd ed.)' WHERE author_id = 1");
+  auto [rc7c, e7c] = RunKck(db + " refresh title_list/1 bogus/1");
+  EXPECT_EQ(rc7c, 2);
+  EXPECT_EQ(e7c, "kck: unknown primer \"bogus\" in key \"bogus/1\"\n");
+  EXPECT_EQ(Scalar("SELECT version FROM kck.cache WHERE key = 'title_list/1'"), "2");
   auto [rc8, e8] = RunKck(db + " status --json");
   EXPECT_EQ(rc8, 0) << e8;
 }

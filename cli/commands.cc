@@ -100,9 +100,11 @@ int Listen(const Global& g, const ListenArgs& args) {
   }
   opts.worker_timeout = *wt;
   opts.compute_timeout = *ct;
+  Daemon daemon(opts);
+  Status metrics = daemon.StartMetrics();  // a port in use fails before the start is logged
+  if (!metrics.ok()) return Fail(metrics);
   spdlog::info("kck {} {} (batch {}{})", KCK_VERSION, args.until_idle ? "applying pending changes" : "listening",
                args.batch, args.python_worker.empty() ? "" : ", python worker \"" + args.python_worker + "\"");
-  Daemon daemon(opts);
   return daemon.Run();
 }
 

@@ -61,17 +61,13 @@ void Daemon::OnTick() {
   Wake();
 }
 
-bool Daemon::StartMetrics() {
-  if (options_.metrics_address.empty()) return true;
-  metrics_server_ = std::make_unique<MetricsServer>(&loop_, [this] { return RenderMetrics(); });
-  Status s = metrics_server_->Listen(options_.metrics_address);
-  if (!s.ok()) {
-    spdlog::error("{}", s.message());
-    return false;
-  }
+Status Daemon::StartMetrics() {
+  if (options_.metrics_address.empty()) return Status::Ok();
+  auto server = std::make_unique<MetricsServer>(&loop_, [this] { return RenderMetrics(); });
+  KCK_RETURN_IF_ERROR(server->Listen(options_.metrics_address));
+  metrics_server_ = std::move(server);
   scheduler_.set_has_metrics(true);
-  spdlog::info("serving Prometheus metrics on http://{}/metrics", metrics_server_->bound());
-  return true;
+  return Status::Ok();
 }
 
 std::string Daemon::RenderMetrics() {
@@ -81,7 +77,7 @@ std::string Daemon::RenderMetrics() {
 }
 
 int Daemon::Run() {
-  if (!StartMetrics()) return 2;
+  if (metrics_server_) spdlog::info("serving Prometheus metrics on http://{}/metrics", metrics_server_->bound());
   // A worker that dies while a request is being written to it must fail
   // that write (EPIPE, handled as the worker's death), not kill the daemon.
   signal(SIGPIPE, SIG_IGN);

@@ -50,8 +50,13 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
+  // Binds the metrics endpoint when the options name one; Invalid, naming
+  // the address, when it cannot (a port in use). Call it before Run(), so
+  // that such a start fails before anything is logged.
+  Status StartMetrics();
   // Runs until SIGTERM or SIGINT (or, with until_idle, until the outbox is
-  // empty); returns the process exit code.
+  // empty); returns the process exit code. Serves metrics when
+  // StartMetrics() bound them.
   int Run();
 
  private:
@@ -72,8 +77,6 @@ class Daemon {
   Task<void> PublishTimings();
   // The outbox's depth, claims and lag, for the metrics.
   Task<void> ReadGauges();
-  // Starts the metrics endpoint, if asked for; false (logged) if it cannot.
-  bool StartMetrics();
   std::string RenderMetrics();
   Task<void> RunScheduled();
   // Tries products in error again (listener/error_retry.h).

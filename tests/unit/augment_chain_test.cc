@@ -18,13 +18,17 @@ std::shared_ptr<const Registry> Shelf() {
   return *reg;
 }
 
+// An insert of "a", a delete of "b" and an insert of "c" into public.books.
+std::vector<ChangeImage> ThreeChanges() {
+  return {{"public.books", 'I', std::nullopt, R"({"t": "a"})"},
+          {"public.books", 'D', R"({"t": "b"})", std::nullopt},
+          {"public.books", 'I', std::nullopt, R"({"t": "c"})"}};
+}
+
 TEST(AugmentChain, EachStepReadsThePreviousValueAndBindsItsOwnRows) {
   auto reg = Shelf();
   const Primer& p = *reg->Find("shelf");
-  std::vector<ChangeImage> changes = {{"public.books", 'I', std::nullopt, R"({"t": "a"})"},
-                                      {"public.books", 'D', R"({"t": "b"})", std::nullopt},
-                                      {"public.books", 'I', std::nullopt, R"({"t": "c"})"}};
-  auto s = ChainAugments(p, p.KeyValues({"7"}), changes, "[]");
+  auto s = ChainAugments(p, p.KeyValues({"7"}), ThreeChanges(), "[]");
   ASSERT_TRUE(s.ok()) << s.status().message();
   EXPECT_EQ(s->sql,
             "WITH kck_s0 AS MATERIALIZED (SELECT $1::jsonb AS v), "
@@ -50,10 +54,7 @@ int CharacterOf(std::string_view text, std::string_view needle) { return static_
 TEST(AugmentChain, ErrorPositionsAreToldInTheAugmentSqlOfTheirStep) {
   auto reg = Shelf();
   const Primer& p = *reg->Find("shelf");
-  std::vector<ChangeImage> changes = {{"public.books", 'I', std::nullopt, R"({"t": "a"})"},
-                                      {"public.books", 'D', R"({"t": "b"})", std::nullopt},
-                                      {"public.books", 'I', std::nullopt, R"({"t": "c"})"}};
-  auto s = ChainAugments(p, p.KeyValues({"7"}), changes, "[]");
+  auto s = ChainAugments(p, p.KeyValues({"7"}), ThreeChanges(), "[]");
   ASSERT_TRUE(s.ok()) << s.status().message();
   const auto placed = [&](std::string_view needle) {
     Status error = Status::Runtime("failed").AtPosition(CharacterOf(s->sql, needle));

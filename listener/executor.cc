@@ -92,7 +92,7 @@ Task<Status> Executor::LoadRegistry() {
   Statements load;
   load.emplace_back(sql::File("daemon_generation.sql"), pg::Params{});
   load.emplace_back(kRegistrySql, pg::Params{});
-  load.emplace_back("SELECT coalesce(max(version), 0) FROM kck.schema_version", pg::Params{});
+  load.emplace_back(sql::File("daemon_schema_version.sql"), pg::Params{});
   auto rows = co_await main_.Pipeline(std::move(load));
   if (!rows.ok()) co_return rows.status().WithContext("loading primers (did kck install run?)");
   auto registry = Registry::FromRows((*rows)[1]);
